@@ -1,0 +1,120 @@
+"""Settings read from the environment and `.env`, and the storage layout they imply."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class Settings(BaseSettings):
+    """Every setting of Model Garden; env var names are the upper-case field names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    storage_root: Path = Path("./storage")
+    models_dir: Path | None = Field(None, description="default: STORAGE_ROOT/models")
+    datasets_dir: Path | None = Field(None, description="default: STORAGE_ROOT/datasets")
+    logs_dir: Path | None = Field(None, description="default: STORAGE_ROOT/logs")
+    log_level: str = "INFO"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(7860, ge=1, le=65535)
+
+    max_concurrent_jobs: int = Field(1, ge=1)
+    checkpoint_interval: int = Field(100, ge=1, description="steps between checkpoints")
+    max_upload_mb: int = Field(512, ge=1, description="largest dataset file accepted")
+
+    vllm_gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    vllm_max_num_seqs: int = Field(256, ge=1)
+
+    carbon_tracking_enabled: bool = True
+    carbon_tracking_interval: float = Field(15.0, gt=0.0, description="seconds")
+    carbon_country_code: str = Field("USA", min_length=3, max_length=3)
+    carbon_region: str = "california"
+
+    enable_auth: bool = False
+    auth_username: str = "admin"
+    auth_password: SecretStr = SecretStr("")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+        return level
+
+    @field_validator("carbon_country_code")
+    @classmethod
+    def _iso3(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def models_path(self) -> Path:
+        return (self.models_dir or self.storage_root / "models").resolve()
+
+    @property
+    def datasets_path(self) -> Path:
+        return (self.datasets_dir or self.storage_root / "datasets").resolve()
+
+    @property
+    def logs_path(self) -> Path:
+        return (self.logs_dir or self.storage_root / "logs").resolve()
+
+    @property
+    def base_models_path(self) -> Path:
+        return self.models_path / "base"
+
+    @property
+    def finetuned_models_path(self) -> Path:
+        return self.models_path / "finetuned"
+
+    @property
+    def raw_datasets_path(self) -> Path:
+        return self.datasets_path / "raw"
+
+    @property
+    def processed_datasets_path(self) -> Path:
+        return self.datasets_path / "processed"
+
+    @property
+    def checkpoints_path(self) -> Path:
+        return self.storage_root.resolve() / "checkpoints"
+
+    @property
+    def temp_path(self) -> Path:
+        return self.storage_root.resolve() / "temp"
+
+    @property
+    def db_path(self) -> Path:
+        return self.storage_root.resolve() / "garden.db"
+
+    def storage_dirs(self) -> list[Path]:
+        return [
+            self.base_models_path,
+            self.finetuned_models_path,
+            self.raw_datasets_path,
+            self.processed_datasets_path,
+            self.logs_path,
+            self.checkpoints_path,
+            self.temp_path,
+        ]
+
+    def ensure_storage(self) -> None:
+        for path in self.storage_dirs():
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, with storage folders created."""
+    settings = Settings()
+    settings.ensure_storage()
+    return settings

@@ -1,0 +1,76 @@
+"""Launching the app: host, port, share link, auth, Hugging Face Spaces."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from garden.config import Settings, get_settings
+from garden.errors import ConfigError
+
+log = logging.getLogger("garden")
+
+
+def resolve_host(host: str | None, settings: Settings) -> str:
+    """A Hugging Face Space (``SPACE_ID`` set) must listen on all interfaces."""
+    if os.environ.get("SPACE_ID"):
+        return "0.0.0.0"
+    return host or settings.api_host
+
+
+def resolve_auth(settings: Settings) -> tuple[str, str] | None:
+    if not settings.enable_auth:
+        return None
+    password = settings.auth_password.get_secret_value()
+    if not password:
+        raise ConfigError(
+            "ENABLE_AUTH is on but AUTH_PASSWORD is empty.",
+            hint="Set AUTH_PASSWORD (and AUTH_USERNAME) in the environment or .env.",
+        )
+    return (settings.auth_username, password)
+
+
+def prepare_in_background(settings: Settings) -> threading.Thread:
+    """Convert the embedded default model without delaying the first HTTP answer."""
+    from garden.models import prepare_default_model
+
+    def run() -> None:
+        try:
+            prepare_default_model(settings, progress=log.info)
+        except Exception as exc:  # shown in the UI when a tab needs the model
+            log.error("Preparing the default model failed: %s", exc)
+
+    thread = threading.Thread(target=run, name="prepare-default-model", daemon=True)
+    thread.start()
+    return thread
+
+
+def launch(
+    host: str | None = None,
+    port: int | None = None,
+    share: bool = False,
+    settings: Settings | None = None,
+    prevent_thread_lock: bool = False,
+):
+    """Build and launch the app; returns the Blocks object when ``prevent_thread_lock``."""
+    from garden.ui import app_css, app_theme, build_app
+
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    auth = resolve_auth(settings)
+    prepare_in_background(settings)
+    app = build_app(settings)
+    app.queue(default_concurrency_limit=8)
+    app.launch(
+        server_name=resolve_host(host, settings),
+        server_port=port or settings.api_port,
+        share=share,
+        auth=auth,
+        theme=app_theme(),
+        css=app_css(),
+        show_error=True,
+        prevent_thread_lock=prevent_thread_lock,
+        allowed_paths=[str(settings.temp_path)],
+    )
+    return app
