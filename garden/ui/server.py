@@ -56,6 +56,7 @@ def launch(
     """Build and launch the app; returns the Blocks object when ``prevent_thread_lock``."""
     from garden.ui import app_css, app_theme, build_app
 
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
     auth = resolve_auth(settings)

@@ -1,0 +1,129 @@
+"""Settings from env and .env, storage layout, and store migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from garden.config import Settings
+from garden.store import MIGRATIONS, SCHEMA_VERSION, TABLES, Store, new_id
+
+
+def test_settings_defaults_match_design(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("STORAGE_ROOT", "CARBON_TRACKING_INTERVAL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.storage_root == Path("./storage")
+    assert settings.api_host == "127.0.0.1" and settings.api_port == 7860
+    assert settings.max_concurrent_jobs == 1 and settings.checkpoint_interval == 100
+    assert settings.vllm_gpu_memory_utilization == 0.9 and settings.vllm_max_num_seqs == 256
+    assert settings.carbon_tracking_enabled and settings.carbon_tracking_interval == 15
+    assert (settings.carbon_country_code, settings.carbon_region) == ("USA", "california")
+    assert not settings.enable_auth
+
+
+def test_settings_from_env_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        "MAX_CONCURRENT_JOBS=3\nCARBON_COUNTRY_CODE=fra\nLOG_LEVEL=debug\nAPI_PORT=9000\n"
+    )
+    monkeypatch.setenv("API_PORT", "7999")  # the environment wins over .env
+    settings = Settings()
+    assert settings.max_concurrent_jobs == 3
+    assert settings.carbon_country_code == "FRA"
+    assert settings.log_level == "DEBUG"
+    assert settings.api_port == 7999
+
+
+def test_bad_settings_are_refused_with_the_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "LOUD")
+    with pytest.raises(ValidationError, match="LOG_LEVEL"):
+        Settings(_env_file=None)
+
+
+def test_storage_layout_is_created(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, storage_root=tmp_path / "s")
+    settings.ensure_storage()
+    for sub in (
+        "models/base",
+        "models/finetuned",
+        "datasets/raw",
+        "datasets/processed",
+        "logs",
+        "checkpoints",
+        "temp",
+    ):
+        assert (tmp_path / "s" / sub).is_dir(), sub
+    assert settings.db_path == (tmp_path / "s" / "garden.db").resolve()
+
+
+def test_store_migrates_empty_file_and_reopens(tmp_path: Path) -> None:
+    db = tmp_path / "garden.db"
+    db.touch()
+    store = Store(db)
+    assert store.schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
+    names = {
+        row["name"] for row in store.query("SELECT name FROM sqlite_master WHERE type='table'")
+    }
+    assert set(TABLES) <= names
+    assert store.query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
+    store.insert(
+        "jobs",
+        {
+            "id": "job-1",
+            "name": "n",
+            "status": "queued",
+            "spec_json": {"lr": 1e-4},
+            "created_at": 1.0,
+        },
+    )
+    store.close()
+
+    reopened = Store(db)
+    assert reopened.migrate() == 0
+    job = reopened.get("jobs", "job-1")
+    assert job is not None and job["spec_json"] == {"lr": 1e-4}
+
+
+def test_store_refuses_a_newer_schema(tmp_path: Path) -> None:
+    db = tmp_path / "garden.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")
+    with pytest.raises(RuntimeError, match="newer than this Model Garden"):
+        Store(db)
+
+
+def test_store_is_safe_from_several_threads(tmp_path: Path) -> None:
+    store = Store(tmp_path / "garden.db")
+    store.insert(
+        "jobs",
+        {"id": "job-t", "name": "t", "status": "running", "spec_json": {}, "created_at": 0.0},
+    )
+    errors: list[BaseException] = []
+
+    def writer(worker: int) -> None:
+        try:
+            for step in range(50):
+                store.insert(
+                    "job_metrics", {"job_id": "job-t", "ts": 0.0, "step": step, "loss": worker}
+                )
+                store.update("jobs", "job-t", {"progress_json": {"step": step}})
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert store.query("SELECT COUNT(*) AS n FROM job_metrics")[0]["n"] == 200
+
+
+def test_new_ids_are_unique() -> None:
+    assert len({new_id("job") for _ in range(1000)}) == 1000

@@ -1,0 +1,129 @@
+"""The embedded default model: prepared from the bundled GGUF, idempotent, atomic, and it answers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from garden.config import Settings
+from garden.errors import ModelLoadError
+from garden.models import (
+    COMPLETE_MARKER,
+    DEFAULT_MODEL_NAME,
+    list_models,
+    prepare_default_model,
+    resolve_model,
+    validate_model_dir,
+)
+
+
+def test_default_model_answers_paris(default_model_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path)
+    model = AutoModelForCausalLM.from_pretrained(default_model_path)
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    output = model.generate(**inputs, max_new_tokens=24, do_sample=False)
+    reply = tokenizer.decode(output[0][inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert "Paris" in reply
+
+
+def test_prepared_model_is_plain_safetensors(default_model_path: Path) -> None:
+    config = json.loads((default_model_path / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert (default_model_path / "model.safetensors").stat().st_size > 100_000_000
+    assert (default_model_path / COMPLETE_MARKER).is_file()
+    validate_model_dir(default_model_path)
+
+
+def test_second_prepare_is_a_no_op(default_model_path: Path) -> None:
+    weights = default_model_path / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    messages: list[str] = []
+    started = time.perf_counter()
+    assert prepare_default_model(progress=messages.append) == default_model_path
+    assert time.perf_counter() - started < 5
+    assert weights.stat().st_mtime_ns == before
+    assert messages and "ready" in messages[-1]
+
+
+def test_interrupted_conversion_registers_nothing(tmp_path: Path, default_model_path: Path) -> None:
+    settings = Settings(_env_file=None, storage_root=tmp_path / "s")
+    settings.ensure_storage()
+    half = settings.temp_path / f"convert-{DEFAULT_MODEL_NAME}-123"
+    half.mkdir(parents=True)
+    shutil.copy(default_model_path / "config.json", half / "config.json")
+    (half / "model.safetensors").write_bytes(b"\0" * 64)
+
+    models = list_models(settings)
+    default = next(m for m in models if m.id == DEFAULT_MODEL_NAME)
+    assert not default.prepared
+    assert [m.id for m in models] == [DEFAULT_MODEL_NAME]
+
+    # A target folder left without the completion marker is not trusted either.
+    target = settings.base_models_path / DEFAULT_MODEL_NAME
+    target.mkdir(parents=True)
+    shutil.copy(default_model_path / "config.json", target / "config.json")
+    assert not next(m for m in list_models(settings) if m.id == DEFAULT_MODEL_NAME).prepared
+
+
+def test_corrupt_model_raises_actionable_error(tmp_path: Path, default_model_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
+        validate_model_dir(broken)
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="not valid JSON"):
+        validate_model_dir(broken)
+    shutil.copy(default_model_path / "config.json", broken / "config.json")
+    with pytest.raises(ModelLoadError, match="no weights"):
+        validate_model_dir(broken)
+    truncated = broken / "model.safetensors"
+    with (default_model_path / "model.safetensors").open("rb") as src:
+        truncated.write_bytes(src.read(4096))
+    with pytest.raises(ModelLoadError, match="corrupt") as info:
+        resolve_model(str(broken))
+    assert info.value.hint
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        validate_model_dir(tmp_path / "missing")
+    with pytest.raises(ModelLoadError, match="Unknown model"):
+        resolve_model("no such model!")
+
+
+def test_hub_ids_resolve_without_download() -> None:
+    info = resolve_model("HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert info.kind == "hub" and info.path is None
+
+
+def test_models_list_json_cli(default_model_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "garden.cli", "models", "list", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    models = json.loads(out)
+    assert models[0]["id"] == DEFAULT_MODEL_NAME
+    assert models[0]["prepared"] is True
+    assert models[0]["path"] == str(default_model_path)
+
+
+def test_models_prepare_cli_prints_the_path(default_model_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "garden.cli", "models", "prepare", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(out) == {"model": DEFAULT_MODEL_NAME, "path": str(default_model_path)}
