@@ -308,7 +308,9 @@ def resolve_model(
     ref = (ref or DEFAULT_MODEL_NAME).strip()
     if ref in (DEFAULT_MODEL_NAME, "default"):
         path = prepare_default_model(settings, progress)
-        return ModelInfo(id=DEFAULT_MODEL_NAME, name=DEFAULT_MODEL_NAME, kind="default", path=str(path))
+        return ModelInfo(
+            id=DEFAULT_MODEL_NAME, name=DEFAULT_MODEL_NAME, kind="default", path=str(path)
+        )
     for info in list_models(settings):
         if ref in (info.id, info.name) and info.kind != "default":
             if info.path:
