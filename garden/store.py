@@ -142,6 +142,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX emission_readings_emission ON emission_readings(emission_id, ts);
     """,
+    # 2: the process that owns a queued/running job (so a restart can tell orphans apart)
+    "ALTER TABLE jobs ADD COLUMN owner_pid INTEGER",
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
