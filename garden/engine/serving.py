@@ -1,0 +1,677 @@
+"""The chat engine: one engine per base model, shared by every caller, streaming answers.
+
+``get_engine(model, backend)`` returns the process-wide :class:`ChatEngine` for a model and
+starts loading it in the background. With ``backend="auto"`` the transformers backend serves
+within seconds while vLLM starts, and the engine swaps to vLLM once it is ready. Fine-tuned
+runs that carry a LoRA adapter are served as that adapter on their base model's engine, so
+switching between base and fine-tuned (or comparing them side by side) needs no reload.
+
+Typical use::
+
+    engine = get_engine("SmolLM2-135M-Instruct", backend="auto")
+    engine.wait_ready()
+    for step in engine.stream_chat([{"role": "user", "content": "Hi"}], GenerationConfig()):
+        print(step.delta, end="")
+
+No gradio imports here; torch, transformers and vLLM are imported only by the backends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from garden.config import Settings, get_settings
+from garden.engine.serving_types import (
+    BACKENDS,
+    Adapter,
+    AnswerStats,
+    Backend,
+    ChatDelta,
+    GenerationConfig,
+)
+from garden.errors import GardenError, ModelLoadError, ServingError
+from garden.models import ModelInfo, resolve_model, validate_model_dir
+
+__all__ = [
+    "BACKENDS",
+    "Adapter",
+    "AnswerStats",
+    "ChatDelta",
+    "ChatEngine",
+    "ChatTarget",
+    "EngineStatus",
+    "GenerationConfig",
+    "get_engine",
+    "list_engines",
+    "resolve_target",
+    "shutdown_all",
+    "unload_engine",
+]
+
+log = logging.getLogger("garden.serving")
+
+
+@dataclass(frozen=True)
+class ChatTarget:
+    """What to chat with: a base model folder, plus a LoRA adapter for fine-tuned runs."""
+
+    model_id: str
+    label: str
+    base_path: str
+    adapter_path: str | None = None
+    kind: str = "base"
+
+
+@dataclass
+class EngineStatus:
+    """What the UI shows about an engine: state, serving backend and why."""
+
+    model: str
+    state: str  # loading | ready | failed | unloaded
+    backend: str | None
+    requested: str
+    reason: str
+    error: str | None = None
+    hint: str | None = None
+    vllm_state: str | None = None  # starting | ready | failed | None when not used
+    load_seconds: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def describe(self) -> str:
+        if self.state == "failed":
+            return f"❌ {self.model}: {self.error}" + (f" {self.hint}" if self.hint else "")
+        if self.state == "loading":
+            return f"⏳ Loading {self.model}… ({self.reason})"
+        if self.state == "unloaded":
+            return f"{self.model} is not loaded."
+        text = f"✅ {self.model} served by **{self.backend}** — {self.reason}"
+        if self.vllm_state == "starting":
+            text += " · vLLM is starting and takes over when ready"
+        return text
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _model_key(ref: str | None) -> str:
+    """Last path component, lower-case: paths and hub ids of the same model compare equal."""
+    return (ref or "").rstrip("/").replace("\\", "/").split("/")[-1].lower()
+
+
+def same_model(a: str | None, b: str | None) -> bool:
+    if not a or not b:
+        return False
+    pa, pb = Path(a), Path(b)
+    if pa.exists() and pb.exists():
+        return pa.resolve() == pb.resolve()
+    return _model_key(a) == _model_key(b)
+
+
+def adapter_base(adapter_dir: Path) -> str | None:
+    """The base model an adapter was trained on (adapter_config.json, else garden.json)."""
+    config = _read_json(adapter_dir / "adapter_config.json")
+    base = config.get("base_model_name_or_path")
+    if not base:
+        base = _read_json(adapter_dir.parent / "garden.json").get("base_model")
+    return base or None
+
+
+def resolve_target(ref: str | None, settings: Settings | None = None) -> ChatTarget:
+    """Turn a model reference into a :class:`ChatTarget`.
+
+    A fine-tuned run with an adapter whose base model is available is served as the adapter
+    on that base; otherwise its merged model is loaded directly.
+    """
+    settings = settings or get_settings()
+    info: ModelInfo = resolve_model(ref, settings)
+    if info.kind == "hub" or not info.path:
+        raise ModelLoadError(
+            f"{info.id} is a hub id, and the chat engine serves local models only (offline).",
+            hint="Download it to a folder first, then pick that folder.",
+        )
+    path = Path(info.path)
+    if info.adapter_path:
+        adapter_dir = Path(info.adapter_path)
+        base_ref = adapter_base(adapter_dir) or info.base_model
+        merged = (path / "config.json").is_file()
+        try:
+            base = resolve_model(base_ref, settings) if base_ref else None
+        except GardenError:
+            base = None
+        if base is not None and base.path and (Path(base.path) / "config.json").is_file():
+            check_adapter(adapter_dir, base.path)
+            return ChatTarget(info.id, info.name, base.path, str(adapter_dir), info.kind)
+        if not merged:
+            raise ModelLoadError(
+                f"Adapter {info.name} was trained on {base_ref or 'an unknown base'}, "
+                "which is not available here, and the run has no merged model.",
+                hint="Prepare or copy its base model into models/base, then retry.",
+            )
+    return ChatTarget(info.id, info.name, str(path), None, info.kind)
+
+
+def check_adapter(adapter_dir: Path, base_path: str) -> None:
+    """Raise ``ServingError`` unless the adapter belongs to the base model being served."""
+    validate_model_dir(adapter_dir)
+    declared = {
+        ref
+        for ref in (
+            _read_json(adapter_dir / "adapter_config.json").get("base_model_name_or_path"),
+            _read_json(adapter_dir.parent / "garden.json").get("base_model"),
+        )
+        if ref
+    }
+    base_name = _read_json(Path(base_path) / "config.json").get("_name_or_path")
+    for ref in declared:
+        if not (same_model(ref, base_path) or same_model(ref, base_name)):
+            raise ServingError(
+                f"Adapter {adapter_dir} was trained on {ref}, not on {Path(base_path).name}.",
+                hint="Chat with it on its own base model (pick the fine-tuned run itself), "
+                "or retrain it on this base.",
+            )
+
+
+def _adapter_rank(adapter_dir: Path) -> int:
+    config = _read_json(adapter_dir / "adapter_config.json")
+    ranks = [int(config.get("r") or 8)]
+    ranks.extend(int(v) for v in (config.get("rank_pattern") or {}).values())
+    return max(ranks)
+
+
+def _carbon_meter(engine_id: str, label: str, settings: Settings) -> Any:
+    """A running CarbonMeter for this engine, or None when the carbon module is missing/off."""
+    if not settings.carbon_tracking_enabled:
+        return None
+    try:
+        from garden.engine.carbon import CarbonMeter
+    except ImportError:
+        return None
+    try:
+        meter = CarbonMeter(kind="chat", ref_id=engine_id, label=label, settings=settings)
+        meter.start()
+    except Exception as exc:
+        log.warning("Carbon meter for %s unavailable: %s", label, exc)
+        return None
+    return meter if getattr(meter, "available", True) else None
+
+
+class ChatEngine:
+    """One model (and its adapters) served by one backend at a time; thread-safe."""
+
+    def __init__(
+        self,
+        base_path: str,
+        backend: str = "auto",
+        *,
+        settings: Settings | None = None,
+        vllm_options: dict[str, Any] | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ServingError(
+                f"Unknown backend {backend!r}.", hint=f"Use one of: {', '.join(BACKENDS)}."
+            )
+        self.settings = settings or get_settings()
+        self.base_path = base_path
+        self.model_name = Path(base_path).name
+        self.requested = backend
+        self.id = f"chat_{uuid.uuid4().hex[:12]}"
+        self.vllm_options = vllm_options or {}
+        self._lock = threading.RLock()
+        self._ready = threading.Event()
+        self._done = threading.Event()
+        self._backend: Backend | None = None
+        self._spare: Backend | None = None
+        self._tokenizer: Any = None
+        self._adapters: dict[str, Adapter] = {}
+        self._inflight: dict[str, Backend] = {}
+        self._aborted: set[str] = set()
+        self._meter: Any = None
+        self._started_at = time.time()
+        self.status = EngineStatus(
+            self.model_name, "loading", None, backend, "starting", vllm_state=None
+        )
+
+    # lifecycle -------------------------------------------------------------------------
+    def load(self, wait: bool = False, timeout: float | None = None) -> ChatEngine:
+        thread = threading.Thread(target=self._load, name=f"load-{self.model_name}", daemon=True)
+        thread.start()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def _set(self, **changes: Any) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(self.status, key, value)
+
+    def _fail(self, exc: BaseException) -> None:
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        self._set(state="failed", error=message, hint=getattr(exc, "hint", None))
+        log.error("Loading %s failed: %s", self.model_name, message)
+
+    def _load(self) -> None:
+        try:
+            self._load_inner()
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            self._ready.set()
+            self._done.set()
+
+    def _load_inner(self) -> None:
+        validate_model_dir(Path(self.base_path))
+        from garden.engine.serving_vllm import vllm_supports
+
+        architectures = _read_json(Path(self.base_path) / "config.json").get("architectures") or []
+        use_vllm, why = False, "transformers was requested"
+        if self.requested in ("auto", "vllm"):
+            use_vllm, why = vllm_supports(architectures)
+            if self.requested == "vllm" and not use_vllm:
+                raise ModelLoadError(
+                    f"The vLLM backend cannot serve {self.model_name}: {why}.",
+                    hint="Pick the auto or transformers backend.",
+                )
+        self._load_tokenizer()
+        self._meter = _carbon_meter(self.id, f"chat {self.model_name}", self.settings)
+        if not use_vllm:
+            reason = why if self.requested == "transformers" else f"{why}; using transformers"
+            self._start_hf(reason)
+            return
+        if self.requested == "auto":
+            self._set(vllm_state="starting", reason="transformers loads first while vLLM starts")
+            try:
+                self._start_hf("serving while vLLM starts")
+            except GardenError as exc:
+                log.warning("transformers fallback failed: %s", exc)
+            if self._backend is not None:
+                self._ready.set()
+        else:
+            self._set(vllm_state="starting", reason="starting vLLM")
+        self._start_vllm()
+
+    def _load_tokenizer(self) -> None:
+        from transformers import AutoTokenizer
+
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.base_path)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"Could not load the tokenizer of {self.base_path}: {exc}",
+                hint="The model folder needs tokenizer.json / tokenizer_config.json.",
+            ) from exc
+        if not getattr(self._tokenizer, "chat_template", None):
+            raise ModelLoadError(
+                f"{self.model_name} has no chat template, so it cannot chat.",
+                hint="Pick an instruction-tuned model (e.g. the default SmolLM2-135M-Instruct).",
+            )
+
+    def _start_hf(self, reason: str) -> None:
+        from garden.engine.serving_hf import TransformersBackend
+
+        t0 = time.time()
+        backend = TransformersBackend(self.base_path)
+        backend.start()
+        with self._lock:
+            if self._backend is None:
+                self._backend = backend
+                self._set(
+                    state="ready",
+                    backend="transformers",
+                    reason=reason,
+                    load_seconds=round(time.time() - t0, 2),
+                )
+            else:
+                backend.shutdown()
+
+    def _start_vllm(self) -> None:
+        from garden.engine.serving_vllm import VllmBackend
+
+        t0 = time.time()
+        options = {
+            "max_num_seqs": self.settings.vllm_max_num_seqs,
+            "gpu_memory_utilization": self.settings.vllm_gpu_memory_utilization,
+            **self.vllm_options,
+        }
+        backend = VllmBackend(self.base_path, **options)
+        try:
+            backend.start()
+        except BaseException as exc:
+            backend.shutdown()
+            if self.requested == "auto" and self._backend is not None:
+                self._set(
+                    vllm_state="failed",
+                    reason=f"vLLM failed to start ({getattr(exc, 'message', exc)}); using transformers",
+                )
+                return
+            raise
+        with self._lock:
+            if self.status.state == "unloaded":
+                backend.shutdown()
+                return
+            previous, self._backend = self._backend, backend
+            self._set(
+                state="ready",
+                backend="vllm",
+                vllm_state="ready",
+                error=None,
+                reason=(
+                    "vLLM (continuous batching, LoRA) took over from transformers"
+                    if previous is not None
+                    else "vLLM serves this model"
+                ),
+                load_seconds=round(time.time() - t0, 2),
+            )
+        if previous is not None:
+            self._retire(previous)
+
+    def _retire(self, backend: Backend) -> None:
+        """Shut a replaced backend down once its in-flight answers have finished."""
+
+        def wait_and_stop() -> None:
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                with self._lock:
+                    busy = any(b is backend for b in self._inflight.values())
+                if not busy:
+                    break
+                time.sleep(0.2)
+            backend.shutdown()
+
+        threading.Thread(target=wait_and_stop, name="retire-backend", daemon=True).start()
+
+    def wait_ready(self, timeout: float | None = None) -> EngineStatus:
+        """Block until a backend serves (or loading failed); raise on failure."""
+        self._ready.wait(timeout)
+        status = self.status
+        if status.state == "failed":
+            raise ModelLoadError(status.error or "Loading failed.", hint=status.hint)
+        if status.state != "ready":
+            raise ServingError(
+                f"{self.model_name} is still loading.", hint="Wait a few seconds and retry."
+            )
+        return status
+
+    def wait_loaded(self, timeout: float | None = None) -> EngineStatus:
+        """Block until loading has fully finished (vLLM included, when it is used)."""
+        self._done.wait(timeout)
+        return self.wait_ready(0)
+
+    def unload(self) -> None:
+        with self._lock:
+            backends = [b for b in (self._backend, self._spare) if b is not None]
+            self._backend = self._spare = None
+            self._set(state="unloaded", backend=None)
+            for request_id in list(self._inflight):
+                self._aborted.add(request_id)
+        for backend in backends:
+            for request_id in list(self._inflight):
+                backend.abort(request_id)
+            backend.shutdown()
+        meter, self._meter = self._meter, None
+        if meter is not None:
+            try:
+                meter.stop()
+            except Exception as exc:
+                log.warning("Stopping the carbon meter failed: %s", exc)
+
+    @property
+    def backend_name(self) -> str | None:
+        return self.status.backend
+
+    # adapters -----------------------------------------------------------------------------
+    def adapter(self, adapter_path: str | Path) -> Adapter:
+        """Register (once) a LoRA adapter for this base model; checks it belongs here."""
+        path = Path(adapter_path).resolve()
+        key = str(path)
+        with self._lock:
+            if key in self._adapters:
+                return self._adapters[key]
+        check_adapter(path, self.base_path)
+        name = path.parent.name if path.name == "adapter" else path.name
+        with self._lock:
+            adapter = Adapter(
+                name=f"{name}-{len(self._adapters) + 1}",
+                path=key,
+                lora_id=len(self._adapters) + 1,
+                rank=_adapter_rank(path),
+                base_model=adapter_base(path),
+            )
+            self._adapters[key] = adapter
+            return adapter
+
+    # chat ---------------------------------------------------------------------------------
+    def build_prompt(self, messages: list[dict[str, Any]], system_prompt: str = "") -> list[int]:
+        if self._tokenizer is None:
+            self.wait_ready()
+        conversation = [
+            {"role": m["role"], "content": _text_of(m.get("content"))}
+            for m in messages
+            if m.get("role") in ("system", "user", "assistant")
+        ]
+        if system_prompt.strip():
+            conversation = [m for m in conversation if m["role"] != "system"]
+            conversation.insert(0, {"role": "system", "content": system_prompt.strip()})
+        if not conversation or conversation[-1]["role"] != "user":
+            raise ServingError(
+                "The conversation must end with a user message.", hint="Type a message first."
+            )
+        ids = self._tokenizer.apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=True
+        )
+        if hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return [int(t) for t in ids]
+
+    def stream_chat(
+        self,
+        messages: list[dict[str, Any]],
+        config: GenerationConfig | None = None,
+        *,
+        adapter: str | Path | None = None,
+        request_id: str | None = None,
+    ) -> Iterator[ChatDelta]:
+        """Stream the assistant's answer to ``messages`` (OpenAI-style role/content dicts)."""
+        config = config or GenerationConfig()
+        config.validate()
+        self.wait_ready()
+        lora = self.adapter(adapter) if adapter else None
+        prompt_ids = self.build_prompt(messages, config.system_prompt)
+        request_id = request_id or f"req-{uuid.uuid4().hex[:12]}"
+        with self._lock:
+            backend = self._backend
+            if backend is None:
+                raise ServingError(
+                    f"{self.model_name} is not loaded.", hint="Load the model again."
+                )
+            self._inflight[request_id] = backend
+        limit = backend.max_model_len
+        if len(prompt_ids) >= limit:
+            with self._lock:
+                self._inflight.pop(request_id, None)
+            raise ServingError(
+                f"The prompt is {len(prompt_ids)} tokens; {self.model_name} accepts at most "
+                f"{limit} tokens in total.",
+                hint="Clear the conversation or shorten the message.",
+            )
+        run_config = config
+        room = limit - len(prompt_ids)
+        if config.max_new_tokens > room:
+            run_config = GenerationConfig(**{**config.__dict__, "max_new_tokens": room})
+        stats = AnswerStats(
+            backend=backend.name,
+            model=self.model_name if lora is None else f"{self.model_name}+{lora.name}",
+            prompt_tokens=len(prompt_ids),
+        )
+        yield from self._run(backend, prompt_ids, run_config, request_id, lora, stats)
+
+    def _run(
+        self,
+        backend: Backend,
+        prompt_ids: list[int],
+        config: GenerationConfig,
+        request_id: str,
+        lora: Adapter | None,
+        stats: AnswerStats,
+    ) -> Iterator[ChatDelta]:
+        t_start = time.time()
+        text = ""
+        tokens = 0
+        finish: str | None = None
+        stops = [s for s in config.stop if s]
+        try:
+            for chunk in backend.stream(prompt_ids, config, request_id, lora):
+                if request_id in self._aborted:
+                    backend.abort(request_id)
+                    finish = "abort"
+                    break
+                if chunk.tokens and stats.ttft_s is None:
+                    stats.ttft_s = time.time() - t_start
+                text += chunk.delta
+                tokens = chunk.tokens
+                finish = chunk.finish_reason or finish
+                hit = _first_stop(text, stops)
+                if hit is not None:
+                    text = text[:hit]
+                    finish = "stop"
+                    backend.abort(request_id)
+                    break
+                if chunk.delta:
+                    yield ChatDelta(chunk.delta, text, tokens)
+                if chunk.finish_reason:
+                    break
+        finally:
+            with self._lock:
+                self._inflight.pop(request_id, None)
+                was_aborted = request_id in self._aborted
+                self._aborted.discard(request_id)
+        t_end = time.time()
+        stats.tokens = tokens
+        stats.duration_s = round(t_end - t_start, 4)
+        stats.tokens_per_second = round(tokens / (t_end - t_start), 2) if t_end > t_start else None
+        stats.ttft_s = round(stats.ttft_s, 4) if stats.ttft_s is not None else None
+        stats.finish_reason = "abort" if was_aborted else (finish or "stop")
+        stats.energy_kwh = self._energy(t_start, t_end)
+        yield ChatDelta("", text, tokens, done=True, stats=stats)
+
+    def chat(
+        self,
+        messages: list[dict[str, Any]],
+        config: GenerationConfig | None = None,
+        *,
+        adapter: str | Path | None = None,
+    ) -> ChatDelta:
+        """The whole answer at once (the last :class:`ChatDelta`, with ``stats``)."""
+        steps = list(self.stream_chat(messages, config, adapter=adapter))
+        return steps[-1]
+
+    def abort(self, request_id: str) -> None:
+        """Stop a generation mid-stream; the stream ends with ``finish_reason='abort'``."""
+        with self._lock:
+            backend = self._inflight.get(request_id)
+            if backend is None:
+                return
+            self._aborted.add(request_id)
+        backend.abort(request_id)
+
+    def _energy(self, t0: float, t1: float) -> float | None:
+        meter = self._meter
+        if meter is None:
+            return None
+        try:
+            return float(meter.energy_between(t0, t1))
+        except Exception:
+            return None
+
+
+def _text_of(content: Any) -> str:
+    """Gradio may hand content as a string or a list of parts; keep the text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "") if isinstance(part, dict) else str(part) for part in content
+        )
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    return "" if content is None else str(content)
+
+
+def _first_stop(text: str, stops: list[str]) -> int | None:
+    hits = [text.find(s) for s in stops if s in text]
+    return min(hits) if hits else None
+
+
+# registry -------------------------------------------------------------------------------
+_engines: dict[tuple[str, str], ChatEngine] = {}
+_registry_lock = threading.Lock()
+
+
+def get_engine(
+    model: str | ChatTarget | None = None,
+    backend: str = "auto",
+    *,
+    settings: Settings | None = None,
+    load: bool = True,
+    vllm_options: dict[str, Any] | None = None,
+) -> ChatEngine:
+    """The shared engine for ``model``'s base (created and loading in the background).
+
+    A failed engine is replaced by a fresh one on the next call, so a retry reloads.
+    """
+    settings = settings or get_settings()
+    target = model if isinstance(model, ChatTarget) else resolve_target(model, settings)
+    base = str(Path(target.base_path).resolve())
+    key = (base, backend)
+    # auto shares any live engine of this base; vllm shares an auto engine that uses vLLM
+    candidates = {"auto": ("auto", "vllm", "transformers"), "vllm": ("vllm", "auto")}
+    with _registry_lock:
+        for kind in candidates.get(backend, (backend,)):
+            engine = _engines.get((base, kind))
+            if engine is None or engine.status.state in ("failed", "unloaded"):
+                continue
+            if backend == "vllm" and kind == "auto" and engine.status.vllm_state == "failed":
+                continue
+            return engine
+        engine = ChatEngine(target.base_path, backend, settings=settings, vllm_options=vllm_options)
+        _engines[key] = engine
+    if load:
+        engine.load()
+    return engine
+
+
+def list_engines() -> list[ChatEngine]:
+    with _registry_lock:
+        return list(_engines.values())
+
+
+def unload_engine(engine: ChatEngine) -> None:
+    with _registry_lock:
+        for key, value in list(_engines.items()):
+            if value is engine:
+                del _engines[key]
+    engine.unload()
+
+
+def shutdown_all() -> None:
+    """Unload every engine (vLLM's engine-core processes included)."""
+    with _registry_lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.unload()

@@ -1,0 +1,215 @@
+"""The transformers backend: loads in seconds anywhere; one generation at a time per model.
+
+Generation runs in its own thread and hands tokens to the caller through a queue, so the
+caller (a Gradio handler or the CLI) can stream, and an abort stops it at the next token.
+LoRA adapters are attached with PEFT next to the base weights and switched per request.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from garden.engine.serving_types import Adapter, BackendChunk, GenerationConfig
+from garden.errors import ModelLoadError, OutOfMemoryError, ServingError
+
+_END = object()
+
+
+def pick_dtype(device: str) -> Any:
+    """bf16 where the hardware does it well (CUDA, CPUs with AMX/AVX-512 bf16), else fp32."""
+    import torch
+
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return torch.float32
+    return torch.bfloat16 if ("amx_bf16" in flags or "avx512_bf16" in flags) else torch.float32
+
+
+def is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, MemoryError | torch.OutOfMemoryError) or "out of memory" in str(exc)
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, model_path: str, dtype: str | None = None) -> None:
+        self.model_path = model_path
+        self.dtype_name = dtype
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.device = "cpu"
+        self.max_model_len = 2048
+        self._lock = threading.Lock()
+        self._aborts: dict[str, threading.Event] = {}
+        self._adapters: set[str] = set()
+
+    def start(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = getattr(torch, self.dtype_name) if self.dtype_name else pick_dtype(self.device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
+        except Exception as exc:
+            if is_oom(exc):
+                raise OutOfMemoryError(
+                    f"Not enough memory to load {self.model_path}.",
+                    hint="Unload other models or pick a smaller one.",
+                ) from exc
+            raise ModelLoadError(
+                f"transformers could not load {self.model_path}: {exc}",
+                hint="Check that the folder holds a complete causal-LM model.",
+            ) from exc
+        self.model = model.to(self.device).eval()
+        limit = getattr(model.config, "max_position_embeddings", None) or 2048
+        self.max_model_len = int(min(limit, 8192))
+
+    def _use_adapter(self, adapter: Adapter | None) -> None:
+        if adapter is None:
+            if self._adapters:
+                self.model.disable_adapters()
+            return
+        if adapter.name not in self._adapters:
+            try:
+                self.model.load_adapter(adapter.path, adapter_name=adapter.name)
+            except Exception as exc:
+                raise ServingError(
+                    f"Could not attach adapter {adapter.name} ({adapter.path}): {exc}",
+                    hint="The adapter may belong to another base model or be incomplete.",
+                ) from exc
+            self._adapters.add(adapter.name)
+        self.model.set_adapter(adapter.name)
+        self.model.enable_adapters()
+
+    def stream(
+        self,
+        prompt_ids: list[int],
+        config: GenerationConfig,
+        request_id: str,
+        adapter: Adapter | None,
+    ) -> Iterator[BackendChunk]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers.generation.streamers import BaseStreamer
+
+        out: queue.Queue[Any] = queue.Queue()
+        abort = self._aborts.setdefault(request_id, threading.Event())
+
+        class Streamer(BaseStreamer):
+            def __init__(self) -> None:
+                self.first = True
+
+            def put(self, value: Any) -> None:
+                if self.first:  # the prompt
+                    self.first = False
+                    return
+                out.put([int(t) for t in value.reshape(-1).tolist()])
+
+            def end(self) -> None:
+                pass
+
+        class Aborted(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), abort.is_set(), dtype=torch.bool)
+
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": config.max_new_tokens,
+            "do_sample": not config.greedy,
+            "repetition_penalty": config.repetition_penalty,
+            "streamer": Streamer(),
+            "stopping_criteria": StoppingCriteriaList([Aborted()]),
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        }
+        if not config.greedy:
+            kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+
+        def run() -> None:
+            try:
+                with self._lock:
+                    if abort.is_set():
+                        return
+                    self._use_adapter(adapter)
+                    if config.seed is not None:
+                        torch.manual_seed(config.seed)
+                    ids = torch.tensor([prompt_ids], device=self.device)
+                    with torch.inference_mode():
+                        self.model.generate(
+                            input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs
+                        )
+            except BaseException as exc:
+                out.put(exc)
+            finally:
+                out.put(_END)
+
+        thread = threading.Thread(target=run, name=f"hf-generate-{request_id}", daemon=True)
+        thread.start()
+        generated: list[int] = []
+        emitted = ""
+        eos = set(_as_list(self.model.generation_config.eos_token_id))
+        try:
+            while True:
+                item = out.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    if is_oom(item):
+                        raise OutOfMemoryError(
+                            "Out of memory while generating.",
+                            hint="Lower max new tokens, shorten the conversation, or unload other models.",
+                        ) from item
+                    if isinstance(item, ServingError):
+                        raise item
+                    raise ServingError(f"Generation failed: {item}") from item
+                generated.extend(t for t in item if t not in eos)
+                text = self.tokenizer.decode(
+                    generated, skip_special_tokens=True, clean_up_tokenization_spaces=False
+                )
+                if text.endswith("\ufffd"):
+                    continue
+                yield BackendChunk(delta=text[len(emitted) :], tokens=len(generated))
+                emitted = text
+            reason = "abort" if abort.is_set() else None
+            if reason is None:
+                reason = "length" if len(generated) >= config.max_new_tokens else "stop"
+            text = self.tokenizer.decode(
+                generated, skip_special_tokens=True, clean_up_tokenization_spaces=False
+            )
+            yield BackendChunk(
+                delta=text[len(emitted) :], tokens=len(generated), finish_reason=reason
+            )
+        finally:
+            abort.set()
+            self._aborts.pop(request_id, None)
+
+    def abort(self, request_id: str) -> None:
+        event = self._aborts.get(request_id)
+        if event is not None:
+            event.set()
+
+    def shutdown(self) -> None:
+        for event in list(self._aborts.values()):
+            event.set()
+        with self._lock:
+            self.model = None
+        import gc
+
+        gc.collect()
+
+
+def _as_list(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]

@@ -1,0 +1,115 @@
+"""Plain data shared by the serving engine and its backends (no heavy imports)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+BackendName = Literal["auto", "vllm", "transformers"]
+BACKENDS: tuple[str, ...] = ("auto", "vllm", "transformers")
+
+
+@dataclass
+class GenerationConfig:
+    """Sampling settings of one answer. ``temperature == 0`` means greedy."""
+
+    system_prompt: str = ""
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 50
+    max_new_tokens: int = 256
+    repetition_penalty: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+    def validate(self) -> None:
+        from garden.errors import ServingError
+
+        problems = []
+        if self.temperature < 0:
+            problems.append("temperature must be ≥ 0 (0 = greedy)")
+        if not 0 < self.top_p <= 1:
+            problems.append("top-p must be in (0, 1]")
+        if self.top_k < 0:
+            problems.append("top-k must be ≥ 0 (0 = off)")
+        if self.max_new_tokens < 1:
+            problems.append("max new tokens must be ≥ 1")
+        if self.repetition_penalty <= 0:
+            problems.append("repetition penalty must be > 0 (1 = off)")
+        if problems:
+            raise ServingError(
+                "Invalid generation settings: " + "; ".join(problems) + ".",
+                hint="Fix the values under Generation settings (or the CLI options) and retry.",
+            )
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class Adapter:
+    """A LoRA adapter served on top of its base model."""
+
+    name: str
+    path: str
+    lora_id: int
+    rank: int
+    base_model: str | None
+
+
+@dataclass
+class AnswerStats:
+    """Per-answer figures shown next to every reply."""
+
+    backend: str
+    model: str
+    tokens: int = 0
+    prompt_tokens: int = 0
+    ttft_s: float | None = None
+    duration_s: float = 0.0
+    tokens_per_second: float | None = None
+    energy_kwh: float | None = None
+    finish_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ChatDelta:
+    """One streamed step: the new text, the answer so far, and the final stats when done."""
+
+    delta: str
+    text: str
+    tokens: int
+    done: bool = False
+    stats: AnswerStats | None = None
+
+
+@dataclass
+class BackendChunk:
+    """What a backend yields: new text and the total number of generated tokens."""
+
+    delta: str
+    tokens: int
+    finish_reason: str | None = None
+
+
+class Backend(Protocol):
+    name: str
+    max_model_len: int
+
+    def start(self) -> None: ...
+
+    def stream(
+        self,
+        prompt_ids: list[int],
+        config: GenerationConfig,
+        request_id: str,
+        adapter: Adapter | None,
+    ) -> Any: ...
+
+    def abort(self, request_id: str) -> None: ...
+
+    def shutdown(self) -> None: ...
