@@ -1,0 +1,83 @@
+"""Rendering samples through a model's chat template and counting their tokens.
+
+Only the tokenizer is loaded (lazily, once per model), never the weights.
+"""
+
+from __future__ import annotations
+
+import statistics
+from functools import lru_cache
+from typing import Any
+
+from garden.config import Settings
+from garden.errors import DatasetError, GardenError
+
+SAMPLE_OVERHEAD_BYTES = 64  # chat-template markup per message, an upper bound in bytes
+
+
+@lru_cache(maxsize=4)
+def _load_tokenizer(ref: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(ref)
+
+
+def get_tokenizer(model: str | None, settings: Settings) -> Any:
+    """The tokenizer of ``model`` (default: the embedded default model)."""
+    from garden.models import resolve_model
+
+    try:
+        info = resolve_model(model, settings)
+        return _load_tokenizer(info.path or info.id)
+    except GardenError:
+        raise
+    except Exception as exc:
+        raise DatasetError(
+            f"Could not load the tokenizer of {model or 'the default model'} ({exc}).",
+            hint="Pick a model that is available offline, e.g. the default model.",
+        ) from exc
+
+
+def render(tokenizer: Any, sample: dict[str, Any]) -> str:
+    """A sample as the model will see it in training."""
+    if "text" in sample:
+        return str(sample["text"])
+    if getattr(tokenizer, "chat_template", None):
+        return str(tokenizer.apply_chat_template(sample["messages"], tokenize=False))
+    return "\n".join(f"{m['role']}: {m['content']}" for m in sample["messages"])
+
+
+def count_tokens(tokenizer: Any, samples: list[dict[str, Any]]) -> list[int]:
+    if not samples:
+        return []
+    texts = [render(tokenizer, sample) for sample in samples]
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [len(ids) for ids in encoded]
+
+
+def byte_bound(sample: dict[str, Any]) -> int:
+    """An upper bound on a sample's token count (byte-level BPE never has more tokens than bytes)."""
+    if "text" in sample:
+        return len(sample["text"].encode("utf-8")) + SAMPLE_OVERHEAD_BYTES
+    return sum(
+        len(m["content"].encode("utf-8")) + SAMPLE_OVERHEAD_BYTES for m in sample["messages"]
+    )
+
+
+def token_stats(lengths: list[int], rows: int) -> dict[str, Any]:
+    """Summary of token lengths; ``sampled`` is true when they come from a sample of the rows."""
+    if not lengths:
+        return {"count": 0, "rows": rows, "sampled": False}
+    ordered = sorted(lengths)
+    mean = statistics.fmean(ordered)
+    return {
+        "count": len(ordered),
+        "rows": rows,
+        "sampled": len(ordered) < rows,
+        "min": ordered[0],
+        "max": ordered[-1],
+        "mean": round(mean, 1),
+        "median": ordered[len(ordered) // 2],
+        "p95": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
+        "total_estimate": round(mean * rows),
+    }
