@@ -1,0 +1,126 @@
+"""Training backends: ``trl_peft`` (CPU and GPU) and ``unsloth`` (CUDA only).
+
+Backends run inside the worker process. They receive a ``TrainContext`` that tells them what to
+train and how to report, and return a ``TrainOutcome``. Nothing here imports torch at import time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ("auto", "trl_peft", "unsloth")
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainContext:
+    """Everything a backend needs for one run of a job (a fresh start or a resume)."""
+
+    job_id: str
+    spec: dict[str, Any]
+    model_path: str
+    train_path: Path
+    eval_path: Path | None
+    data_format: str
+    output_dir: Path
+    checkpoint_dir: Path
+    resume_from: Path | None
+    device: str
+    precision: str
+    emit: Emit
+    should_stop: Callable[[], bool]
+    carbon: Callable[[], tuple[float | None, float | None]] = lambda: (None, None)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def log(self, message: str, level: str = "INFO") -> None:
+        self.emit({"type": "log", "level": level, "message": message})
+
+
+@dataclass
+class TrainOutcome:
+    stopped: bool
+    steps: int
+    first_loss: float | None
+    final_loss: float | None
+    final_eval_loss: float | None
+    train_tokens: int
+    train_seconds: float
+    adapter_dir: Path | None
+    merged_dir: Path | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.train_tokens / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def cuda_present() -> bool:
+    """A cheap guess (no torch import) whether an NVIDIA GPU driver is visible."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return Path("/proc/driver/nvidia/version").exists()
+
+
+def unsloth_installed() -> bool:
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def select_backend(requested: str, method: str, cuda: bool | None = None) -> tuple[str, str]:
+    """Pick the backend for a job; returns ``(name, reason)`` shown to the person."""
+    cuda = cuda_present() if cuda is None else cuda
+    if requested == "trl_peft":
+        return "trl_peft", "requested"
+    if requested == "unsloth":
+        if not cuda:
+            return "trl_peft", "Unsloth needs a CUDA GPU and none was found; using TRL + PEFT"
+        if not unsloth_installed():
+            return (
+                "trl_peft",
+                "Unsloth is not installed (CUDA variant: `--extra gpu`); using TRL + PEFT",
+            )
+        return "unsloth", "requested"
+    if not cuda:
+        return "trl_peft", "auto: no CUDA GPU, so TRL + PEFT (runs on the CPU)"
+    if not unsloth_installed():
+        return "trl_peft", "auto: CUDA GPU found but Unsloth is not installed, so TRL + PEFT"
+    return "unsloth", "auto: CUDA GPU and Unsloth available"
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 matmul instructions (AMX or AVX-512 BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def choose_precision(requested: str, device: str) -> tuple[str, str]:
+    """Resolve ``auto`` to bf16/fp16/fp32 for the device; returns ``(precision, reason)``."""
+    if requested != "auto":
+        return requested, "requested"
+    if device == "cuda":
+        import torch
+
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "GPU supports bf16"
+        return "fp16", "GPU lacks bf16, using fp16 mixed precision"
+    if cpu_supports_bf16():
+        return "bf16", "CPU has native bf16 (AMX / AVX-512 BF16): bf16 autocast"
+    return "fp32", "CPU lacks native bf16: fp32"
+
+
+def run_backend(name: str, ctx: TrainContext) -> TrainOutcome:
+    if name == "unsloth":
+        from garden.engine.backends import unsloth
+
+        return unsloth.train(ctx)
+    from garden.engine.backends import trl_peft
+
+    return trl_peft.train(ctx)

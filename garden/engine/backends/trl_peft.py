@@ -1,0 +1,363 @@
+"""TRL ``SFTTrainer`` + PEFT backend: LoRA, QLoRA (CUDA) or full fine-tuning, on CPU or GPU.
+
+The CPU path is tuned for throughput: data is tokenised here once (with an assistant-token mask
+built from the chat template's character offsets), packed best-fit into padding-free batches,
+trained under bf16 autocast where the CPU has native bf16, without gradient checkpointing, with
+one torch thread per physical core.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from garden.engine.backends import TrainContext, TrainOutcome
+
+
+def encode_chat(tokenizer: Any, messages: list[dict[str, str]], assistant_only: bool) -> dict:
+    """Token ids of one conversation and a mask of the tokens that carry loss.
+
+    Assistant spans are found by rendering growing prefixes of the conversation with the chat
+    template; a template that does not render prefix-consistently falls back to loss on all tokens.
+    """
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans: list[tuple[int, int]] | None = [] if assistant_only else None
+    if spans is not None:
+        for i, message in enumerate(messages):
+            if message.get("role") != "assistant" or i == 0:
+                continue
+            start = tokenizer.apply_chat_template(
+                messages[:i], tokenize=False, add_generation_prompt=True
+            )
+            end = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+            if not (text.startswith(start) and text.startswith(end)):
+                spans = None
+                break
+            spans.append((len(start), len(end)))
+        if spans is not None and not spans:
+            spans = None
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    if spans is None:
+        mask = [1] * len(ids)
+    else:
+        mask = [
+            1 if any(s <= begin < e for s, e in spans) else 0 for begin, _ in enc["offset_mapping"]
+        ]
+    return {"input_ids": ids, "assistant_masks": mask}
+
+
+def encode_text(tokenizer: Any, text: str) -> dict:
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return {"input_ids": ids, "assistant_masks": [1] * len(ids)}
+
+
+def read_jsonl(path: Path | None) -> list[dict[str, Any]]:
+    if path is None or not path.is_file():
+        return []
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
+def tokenize_rows(
+    rows: list[dict[str, Any]], tokenizer: Any, max_len: int, assistant_only: bool
+) -> list[dict[str, Any]]:
+    """Pre-tokenised examples (``input_ids`` + ``assistant_masks``), truncated to ``max_len``."""
+    out = []
+    for row in rows:
+        if "messages" in row:
+            enc = encode_chat(tokenizer, row["messages"], assistant_only)
+        else:
+            enc = encode_text(tokenizer, str(row.get("text", "")))
+        enc = {key: value[:max_len] for key, value in enc.items()}
+        if len(enc["input_ids"]) > 1 and any(enc["assistant_masks"]):
+            out.append(enc)
+    return out
+
+
+def torch_dtype_for(precision: str, device: str) -> Any:
+    import torch
+
+    if device == "cuda" and precision == "bf16":
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_model(ctx: TrainContext) -> tuple[Any, Any]:
+    """Model and tokenizer from ``ctx.model_path`` (4-bit on CUDA for QLoRA)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"dtype": torch_dtype_for(ctx.precision, ctx.device)}
+    if ctx.spec["method"] == "qlora":
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["device_map"] = {"": 0}
+    tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(ctx.model_path, **kwargs)
+    if ctx.spec["method"] == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return model, tokenizer
+
+
+def lora_config(spec: dict[str, Any]) -> Any:
+    from peft import LoraConfig
+
+    targets = spec.get("lora_target_modules") or "all-linear"
+    if isinstance(targets, list) and targets == ["all-linear"]:
+        targets = "all-linear"
+    return LoraConfig(
+        r=spec["lora_r"],
+        lora_alpha=spec["lora_alpha"],
+        lora_dropout=spec["lora_dropout"],
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+
+
+def sft_config(ctx: TrainContext, has_eval: bool) -> Any:
+    from trl import SFTConfig
+
+    spec = ctx.spec
+    eval_steps = spec.get("eval_steps") if has_eval else None
+    return SFTConfig(
+        output_dir=str(ctx.checkpoint_dir),
+        max_steps=spec.get("max_steps") or -1,
+        num_train_epochs=float(spec.get("epochs") or 1.0),
+        per_device_train_batch_size=spec["batch_size"],
+        per_device_eval_batch_size=spec["batch_size"],
+        gradient_accumulation_steps=spec["gradient_accumulation"],
+        learning_rate=spec["learning_rate"],
+        lr_scheduler_type=spec["lr_scheduler"],
+        warmup_steps=float(spec["warmup_ratio"]),
+        weight_decay=spec.get("weight_decay", 0.0),
+        logging_steps=spec.get("logging_steps", 1),
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=spec["checkpoint_interval"],
+        save_total_limit=spec.get("save_total_limit", 2),
+        eval_strategy="steps" if eval_steps else "no",
+        eval_steps=eval_steps,
+        bf16=ctx.precision == "bf16",
+        fp16=ctx.precision == "fp16",
+        use_cpu=ctx.device == "cpu",
+        gradient_checkpointing=False,
+        max_length=spec["max_seq_len"],
+        packing=bool(spec.get("packing", True)),
+        packing_strategy="bfd",
+        eval_packing=False,
+        completion_only_loss=False,
+        seed=spec["seed"],
+        data_seed=spec["seed"],
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        save_only_model=False,
+    )
+
+
+def make_callback(ctx: TrainContext, max_steps_hint: list[int]) -> Any:
+    from transformers import TrainerCallback
+
+    class GardenCallback(TrainerCallback):
+        """Streams metrics to the supervisor and turns a stop request into save + stop."""
+
+        def __init__(self) -> None:
+            self.stopped = False
+            self.t_begin = time.monotonic()
+            self.last_t = self.t_begin
+            self.last_tokens = self.start_tokens = 0
+            self.start_step = 0
+            self.history: list[dict[str, Any]] = []
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.t_begin = self.last_t = time.monotonic()
+            self.last_tokens = self.start_tokens = int(state.num_input_tokens_seen or 0)
+            self.start_step = state.global_step
+            max_steps_hint[0] = state.max_steps
+            ctx.emit(
+                {"type": "progress", "step": state.global_step, "total_steps": state.max_steps}
+            )
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if ctx.should_stop() and not self.stopped:
+                self.stopped = True
+                control.should_save = True
+                control.should_training_stop = True
+                ctx.log(f"Stop requested: saving a checkpoint at step {state.global_step}")
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" not in logs and "eval_loss" not in logs:
+                return
+            t = time.monotonic()
+            tokens = int(state.num_input_tokens_seen or 0)
+            event: dict[str, Any] = {
+                "type": "metrics",
+                "step": state.global_step,
+                "total_steps": state.max_steps,
+                "epoch": state.epoch,
+                "loss": logs.get("loss"),
+                "eval_loss": logs.get("eval_loss"),
+                "learning_rate": logs.get("learning_rate"),
+                "grad_norm": logs.get("grad_norm"),
+                "train_tokens": tokens,
+            }
+            if "loss" in logs and t > self.last_t:
+                event["tokens_per_second"] = (tokens - self.last_tokens) / (t - self.last_t)
+                self.last_t, self.last_tokens = t, tokens
+            done = state.global_step - self.start_step
+            if done > 0 and state.max_steps:
+                rate = (t - self.t_begin) / done
+                event["eta_s"] = max(0.0, (state.max_steps - state.global_step) * rate)
+            energy, emissions = ctx.carbon()
+            event["energy_kwh"], event["emissions_kg"] = energy, emissions
+            event = {k: v for k, v in event.items() if v is not None}
+            self.history.append(event)
+            ctx.emit(event)
+
+    return GardenCallback()
+
+
+def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainOutcome:
+    """Train one job with SFTTrainer; ``model``/``tokenizer`` may come pre-built (Unsloth)."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    spec = ctx.spec
+    if model is None or tokenizer is None:
+        ctx.log(f"Loading model {ctx.model_path}")
+        model, tokenizer = load_model(ctx)
+    assistant_only = bool(spec.get("assistant_only_loss"))
+    if ctx.data_format == "text":
+        assistant_only = False
+    train_rows = tokenize_rows(
+        read_jsonl(ctx.train_path), tokenizer, spec["max_seq_len"], assistant_only
+    )
+    eval_rows = tokenize_rows(
+        read_jsonl(ctx.eval_path), tokenizer, spec["max_seq_len"], assistant_only
+    )
+    if not train_rows:
+        from garden.errors import DatasetError
+
+        raise DatasetError(
+            f"No usable training examples in {ctx.train_path}.",
+            hint="Check that the dataset has assistant answers, or import it again.",
+        )
+    ctx.log(
+        f"Tokenised {len(train_rows)} train / {len(eval_rows)} eval examples "
+        f"({sum(len(r['input_ids']) for r in train_rows)} train tokens per epoch)"
+    )
+    args = sft_config(ctx, has_eval=bool(eval_rows))
+    peft_config = None
+    if spec["method"] in ("lora", "qlora") and not hasattr(model, "peft_config"):
+        peft_config = lora_config(spec)
+    hint = [0]
+    callback = make_callback(ctx, hint)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[callback],
+    )
+    resume = str(ctx.resume_from) if ctx.resume_from else None
+    if resume:
+        ctx.log(f"Resuming from {ctx.resume_from.name}")
+    t0 = time.monotonic()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.monotonic() - t0
+    state = trainer.state
+    stopped = callback.stopped
+    final_eval_loss = None
+    if eval_rows and not stopped:
+        ctx.log("Final evaluation")
+        final_eval_loss = trainer.evaluate().get("eval_loss")
+    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    evals = [entry["eval_loss"] for entry in state.log_history if "eval_loss" in entry]
+    if final_eval_loss is None and evals:
+        final_eval_loss = evals[-1]
+    run_tokens = int(state.num_input_tokens_seen or 0) - callback.start_tokens
+    adapter_dir, merged_dir = save_outputs(ctx, trainer, tokenizer, stopped)
+    (ctx.output_dir / "metrics.jsonl").write_text(
+        "".join(json.dumps(entry) + "\n" for entry in state.log_history), encoding="utf-8"
+    )
+    del trainer
+    if ctx.device == "cuda":
+        torch.cuda.empty_cache()
+    return TrainOutcome(
+        stopped=stopped,
+        steps=state.global_step,
+        first_loss=losses[0] if losses else None,
+        final_loss=losses[-1] if losses else None,
+        final_eval_loss=_finite(final_eval_loss),
+        train_tokens=run_tokens,
+        train_seconds=seconds,
+        adapter_dir=adapter_dir,
+        merged_dir=merged_dir,
+        history=callback.history,
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def save_outputs(
+    ctx: TrainContext, trainer: Any, tokenizer: Any, stopped: bool
+) -> tuple[Path | None, Path | None]:
+    """Adapter under ``<out>/adapter``; the merged model directly in ``<out>`` (not when stopped)."""
+    out = ctx.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    if ctx.spec["method"] == "full":
+        if stopped:
+            return None, None
+        ctx.log(f"Saving the fine-tuned model to {out}")
+        trainer.save_model(str(out))
+        tokenizer.save_pretrained(str(out))
+        return None, out
+    adapter_dir = out / "adapter"
+    ctx.log(f"Saving the LoRA adapter to {adapter_dir}")
+    trainer.model.save_pretrained(str(adapter_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(adapter_dir))
+    if stopped:
+        return adapter_dir, None
+    ctx.log("Merging the adapter into the base model")
+    merged = merge_adapter(ctx, trainer.model, adapter_dir)
+    merged.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    return adapter_dir, out
+
+
+def merge_adapter(ctx: TrainContext, peft_model: Any, adapter_dir: Path) -> Any:
+    if ctx.spec["method"] != "qlora":
+        return peft_model.merge_and_unload()
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(ctx.model_path, dtype=torch.bfloat16)
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
