@@ -397,3 +397,50 @@ def test_upload_names_never_escape_or_overwrite(tmp_path: Path, settings) -> Non
     assert (first.name, second.name) == ("evil.jsonl", "evil-1.jsonl")
     dots = save_upload(src, settings, original_name="..")
     assert (dots.parent, dots.name) == (settings.raw_datasets_path, "upload")
+
+
+def test_large_json_array_streams_across_chunks(tmp_path: Path, settings) -> None:
+    rows = alpaca_rows(3000)
+    rows[1500]["output"] = "z" * 1_048_576  # one element far bigger than a read chunk
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(rows, indent=1))
+    report = inspect_source(path, settings=settings)
+    assert (report.rows, report.valid_rows, report.errors) == (3000, 3000, [])
+    record = import_dataset(path, "big-array", eval_fraction=0.0, settings=settings)
+    lines = record.train_path.read_text().splitlines()
+    assert (
+        len(lines) == 3000
+        and json.loads(lines[2999])["messages"][0]["content"] == "Say the number 2999."
+    )
+
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'[{"text": "caf\xe9"}]')
+    with pytest.raises(DatasetError, match="not valid UTF-8"):
+        inspect_source(latin, settings=settings)
+    truncated = tmp_path / "cut.json"
+    truncated.write_text(json.dumps(alpaca_rows(3))[:-40])
+    report = inspect_source(truncated, settings=settings)
+    assert report.valid_rows == 2 and report.errors[0].location == "row 3"
+
+
+def test_nasty_csv(tmp_path: Path, settings) -> None:
+    path = tmp_path / "excel.csv"
+    body = (
+        "instruction,input,output\r\n"
+        "Say hi,,Hi!\r\n"
+        '"Quote ""this""","with, comma","done"\r\n'
+        "too,many,fields,here\r\n"
+        "Bad byte,,caf\xe9\r\n"
+        "No answer,,\r\n"
+    )
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode("latin-1"))
+    report = inspect_source(path, settings=settings)
+    assert report.format == "alpaca" and report.columns == ["input", "instruction", "output"]
+    errors = {issue.location: issue.message for issue in report.errors}
+    assert "more fields than the header" in errors["row 3"]
+    assert "not valid UTF-8" in errors["row 4"]
+    assert "empty 'output'" in errors["row 5"]
+    assert report.samples[1]["messages"][0]["content"] == 'Quote "this"\n\nwith, comma'
+    tsv = tmp_path / "data.tsv"
+    tsv.write_text("prompt\tcompletion\nhello\tworld\n")
+    assert inspect_source(tsv, settings=settings).valid_rows == 1
