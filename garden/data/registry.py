@@ -375,6 +375,7 @@ def inspect_source(
     src = resolve_source(source, settings, split=split, subset=subset)
     detection, columns = _detect(src, mapping)
     warnings = IssueLog()
+    _say(progress, 0.02, f"Detected {detection.format}; loading the tokenizer…")
     tokenizer = _tokenizer_or_warning(model, settings, warnings, required=max_seq_len is not None)
     _say(progress, 0.05, f"Detected {detection.format}; validating every row…")
     scan = _scan(
@@ -483,6 +484,7 @@ def import_dataset(
             _say(progress, 0.01, "Saving a copy of the file…")
             raw_path = save_upload(src.path, settings)
             copied = True
+    _remove_stale_staging(settings)
     dataset_id = new_id("ds")
     staging = settings.temp_path / f"import-{dataset_id}"
     try:
@@ -504,6 +506,16 @@ def import_dataset(
     return record
 
 
+def _remove_stale_staging(settings: Settings, max_age_s: float = 6 * 3600) -> None:
+    """Staging folders left by imports that were killed (never ones that may still run)."""
+    for folder in settings.temp_path.glob("import-ds-*"):
+        try:
+            if now() - folder.stat().st_mtime > max_age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
 def _write_dataset(
     src: Source,
     detection: Detection,
@@ -522,6 +534,7 @@ def _write_dataset(
     raw_path: Path | None,
 ) -> DatasetRecord:
     extra = IssueLog()
+    _say(progress, 0.02, f"Detected {detection.format}; loading the tokenizer…")
     tokenizer = _tokenizer_or_warning(model, settings, extra, required=max_seq_len is not None)
     counts = {"train": 0, "eval": 0}
     first_train: list[tuple[float, int]] = []  # (hash, line in train.jsonl) of the lowest hash

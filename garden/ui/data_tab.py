@@ -154,11 +154,14 @@ def _histogram(lengths: list[int], max_seq_len: int | None, sampled: bool) -> An
     import plotly.graph_objects as go
 
     figure = go.Figure(go.Histogram(x=lengths, nbinsx=40, marker_color="#10b981"))
-    if max_seq_len:
+    title = "Token lengths" + (" (random sample)" if sampled else "")
+    if max_seq_len and lengths and max_seq_len <= max(lengths) * 1.25:
         figure.add_vline(
             x=max_seq_len, line_dash="dash", line_color="#dc2626", annotation_text="max length"
         )
-    title = "Token lengths" + (" (random sample)" if sampled else "")
+    elif max_seq_len:
+        title += f" — all below the max length {max_seq_len}"
+
     figure.update_layout(
         title=title, xaxis_title="tokens per sample", yaxis_title="samples", height=300,
         margin={"l": 40, "r": 20, "t": 40, "b": 40}, bargap=0.05,
@@ -243,7 +246,10 @@ def build(settings: Settings) -> None:
             upload = gr.File(label="Dataset file", file_types=FILE_TYPES, visible=False)
             bundled = gr.Dropdown(
                 bundled_choices,
-                value=bundled_choices[0][1] if bundled_choices else None,
+                value=next(
+                    (v for _, v in bundled_choices if v == "garden_facts"),
+                    bundled_choices[0][1] if bundled_choices else None,
+                ),
                 label="Bundled sample",
             )
             hub = gr.Textbox(
