@@ -444,3 +444,18 @@ def test_nasty_csv(tmp_path: Path, settings) -> None:
     tsv = tmp_path / "data.tsv"
     tsv.write_text("prompt\tcompletion\nhello\tworld\n")
     assert inspect_source(tsv, settings=settings).valid_rows == 1
+
+
+def test_hub_ids_parse_and_never_read_local_files(settings) -> None:
+    from garden.data.sources import resolve_source
+
+    source = resolve_source("org/name@sub:validation", settings)
+    assert (source.kind, source.hub_id, source.subset, source.split) == (
+        "hub",
+        "org/name",
+        "sub",
+        "validation",
+    )
+    assert resolve_source("hf://org/name", settings).split == "train"
+    with pytest.raises(DatasetError, match="not a hub dataset id"):
+        resolve_source("hub:/etc/passwd", settings)

@@ -128,24 +128,39 @@ def resolve_source(
                 f"There is no bundled dataset {ref!r}.", hint=f"Choose one of: {names}."
             )
         return _file_source(bundled, settings, kind="bundled", ref=ref)
+    if ref.startswith(("hf://", "hub:")):
+        hub = _hub_source(ref, split, subset)
+        if hub is None:
+            raise DatasetError(
+                f"{ref!r} is not a hub dataset id.",
+                hint="Use the form org/name, optionally org/name@subset:split.",
+            )
+        return hub
     path = Path(ref).expanduser()
     if path.exists():
         return _file_source(path, settings, kind="file")
     bundled = _bundled_path(ref)
     if bundled is not None:
         return _file_source(bundled, settings, kind="bundled", ref=ref)
-    match = HUB_PATTERN.match(ref)
-    if match and path.suffix.lower() not in (*FILE_TYPES, ".gz"):
-        return Source(
-            kind="hub",
-            ref=ref,
-            hub_id=match["id"],
-            subset=subset or match["subset"],
-            split=split or match["split"] or "train",
-        )
+    hub = _hub_source(ref, split, subset)
+    if hub is not None and path.suffix.lower() not in (*FILE_TYPES, ".gz"):
+        return hub
     raise DatasetError(
         f"{ref!r} was not found: it is not an existing file, a bundled sample or a hub id.",
         hint="Check the path, or use the form org/name for a Hugging Face dataset.",
+    )
+
+
+def _hub_source(ref: str, split: str | None, subset: str | None) -> Source | None:
+    match = HUB_PATTERN.match(ref)
+    if match is None:
+        return None
+    return Source(
+        kind="hub",
+        ref=ref,
+        hub_id=match["id"],
+        subset=subset or match["subset"],
+        split=split or match["split"] or "train",
     )
 
 

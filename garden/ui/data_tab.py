@@ -65,7 +65,7 @@ def _source(
                 "No hub id typed.",
                 hint="Type an id such as org/name, org/name:split or org/name@subset:split.",
             )
-        return hub.strip()
+        return f"hub:{hub.strip().removeprefix('hf://').removeprefix('hub:')}"
     if not imported:
         raise DatasetError(
             "No imported dataset chosen.", hint="Import one first, or pick another source."
@@ -307,7 +307,7 @@ def build(settings: Settings) -> None:
             gr.update(visible=choice == UPLOAD),
             gr.update(visible=choice == BUNDLED),
             gr.update(visible=choice == HUB),
-            gr.update(visible=choice == IMPORTED),
+            gr.update(visible=choice == IMPORTED, choices=dataset_choices(settings)),
             "",
         ]
 
