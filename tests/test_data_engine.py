@@ -459,3 +459,12 @@ def test_hub_ids_parse_and_never_read_local_files(settings) -> None:
     assert resolve_source("hf://org/name", settings).split == "train"
     with pytest.raises(DatasetError, match="not a hub dataset id"):
         resolve_source("hub:/etc/passwd", settings)
+
+
+def test_hub_unreachable_fails_fast(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(DatasetError, match="hub is unreachable") as info:
+        inspect_source("org/name", settings=settings)
+    assert "upload" in (info.value.hint or "").lower()

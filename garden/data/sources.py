@@ -47,6 +47,17 @@ MAGIC = {
     b"\x7fELF": "a program binary",
     b"SQLite format 3": "an SQLite database",
 }
+UNREACHABLE_WORDS = (
+    "offline",
+    "connect",
+    "couldn't reach",
+    "network",
+    "timed out",
+    "timeout",
+    "unreachable",
+    "name or service not known",
+    "localentrynotfound",
+)
 BAD_JSON_COMMA = re.compile(r",\s*([}\]])")
 
 
@@ -519,11 +530,8 @@ def hub_offline() -> bool:
 
 def _hub_error(source: Source, exc: BaseException | None) -> DatasetError:
     detail = f" ({type(exc).__name__}: {str(exc)[:200]})" if exc else ""
-    text = str(exc).lower() if exc else "offline"
-    if exc is None or any(
-        word in text
-        for word in ("offline", "connect", "resolve", "network", "timed out", "unreachable")
-    ):
+    text = f"{type(exc).__name__} {exc}".lower() if exc else "offline"
+    if exc is None or any(word in text for word in UNREACHABLE_WORDS):
         return DatasetError(
             f"The Hugging Face hub is unreachable, so {source.hub_id} cannot be loaded{detail}.",
             hint="Download the dataset elsewhere and upload it as a JSONL, CSV or Parquet file, "
@@ -535,9 +543,25 @@ def _hub_error(source: Source, exc: BaseException | None) -> DatasetError:
     )
 
 
+def _probe_hub(timeout_s: float = 3.0) -> OSError | None:
+    """A quick TCP connect to the hub, so an unreachable hub fails in seconds, not after retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout_s):
+            return None
+    except OSError as exc:
+        return exc
+
+
 def _iter_hub(source: Source) -> Iterator[RawRow]:
     if hub_offline():
         raise _hub_error(source, None)
+    if (unreachable := _probe_hub()) is not None:
+        raise _hub_error(source, ConnectionError(f"cannot connect to the hub: {unreachable}"))
     from datasets import load_dataset
 
     try:
