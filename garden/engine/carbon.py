@@ -900,3 +900,175 @@ def _cpu_at(samples: list[tuple[float, float]], ts: float) -> float:
     if b_ts <= a_ts:
         return b_cpu
     return a_cpu + (b_cpu - a_cpu) * (ts - a_ts) / (b_ts - a_ts)
+
+
+# Reporting (CLI and Carbon tab) ------------------------------------------------------------
+
+REPORT_COLUMNS: dict[str, type] = {
+    "id": str,
+    "kind": str,
+    "ref_id": str,
+    "label": str,
+    "started": str,
+    "started_at": float,
+    "duration_s": float,
+    "energy_kwh": float,
+    "cpu_energy_kwh": float,
+    "gpu_energy_kwh": float,
+    "ram_energy_kwh": float,
+    "emissions_kg": float,
+    "machine_energy_kwh": float,
+    "country_iso_code": str,
+    "region": str,
+    "pue": float,
+    "power_source": str,
+    "status": str,
+    "unavailable_reason": str,
+    "final_eval_loss": float,
+    "whatif_emissions_kg": float,
+}
+
+
+def parse_since(value: str | None) -> float | None:
+    """Epoch seconds of an ISO date/time (local time when no zone is given), or None."""
+    from datetime import datetime
+
+    from garden.errors import CarbonError
+
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.strip()).timestamp()
+    except ValueError:
+        raise CarbonError(
+            f"Cannot read the date {value!r}.", hint="Use YYYY-MM-DD or YYYY-MM-DDTHH:MM."
+        ) from None
+
+
+def _eval_losses(settings: Settings, job_ids: list[str]) -> dict[str, float]:
+    if not job_ids:
+        return {}
+    marks = ", ".join("?" for _ in job_ids)
+    rows = get_store(settings.db_path).query(
+        f"SELECT id, result_json FROM jobs WHERE id IN ({marks})", job_ids
+    )
+    losses = {}
+    for row in rows:
+        result = row.get("result_json") or {}
+        if isinstance(result, dict) and result.get("final_eval_loss") is not None:
+            losses[row["id"]] = float(result["final_eval_loss"])
+    return losses
+
+
+def report_rows(
+    records: list[CarbonRecord],
+    settings: Settings | None = None,
+    *,
+    what_if_grid: tuple[str, str | None, float | None] | None = None,
+) -> list[dict[str, Any]]:
+    """One flat row per record (the table, the CSV and ``--json``), oldest first."""
+    from datetime import datetime
+
+    settings = settings or get_settings()
+    losses = _eval_losses(
+        settings, [r.ref_id for r in records if r.kind == "training" and r.ref_id]
+    )
+    intensity: float | None = None
+    if what_if_grid is not None:
+        intensity = grid_intensity(what_if_grid[0], what_if_grid[1])
+    rows = []
+    for record in records:
+        whatif = None
+        if intensity is not None and record.energy_kwh is not None:
+            energy = record.energy_kwh
+            pue = what_if_grid[2] if what_if_grid else None
+            if pue and record.pue:
+                energy *= pue / record.pue
+            whatif = energy * intensity
+        machine = (record.data or {}).get("machine") or {}
+        rows.append(
+            {
+                "id": record.id,
+                "kind": record.kind,
+                "ref_id": record.ref_id,
+                "label": record.label,
+                "started": datetime.fromtimestamp(record.started_at).isoformat(timespec="seconds"),
+                "started_at": record.started_at,
+                "duration_s": record.duration_s,
+                "energy_kwh": record.energy_kwh,
+                "cpu_energy_kwh": record.cpu_energy_kwh,
+                "gpu_energy_kwh": record.gpu_energy_kwh,
+                "ram_energy_kwh": record.ram_energy_kwh,
+                "emissions_kg": record.emissions_kg,
+                "machine_energy_kwh": machine.get("energy_kwh"),
+                "country_iso_code": record.country_iso_code,
+                "region": record.region,
+                "pue": record.pue,
+                "power_source": record.power_source,
+                "status": record.status,
+                "unavailable_reason": record.unavailable_reason,
+                "final_eval_loss": losses.get(record.ref_id or ""),
+                "whatif_emissions_kg": whatif,
+            }
+        )
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over report rows: energy, CO2, duration, counts by kind, and equivalents."""
+    energy = sum(r["energy_kwh"] or 0.0 for r in rows)
+    emissions = sum(r["emissions_kg"] or 0.0 for r in rows)
+    by_kind: dict[str, dict[str, float]] = {}
+    for r in rows:
+        kind = by_kind.setdefault(r["kind"], {"runs": 0, "energy_kwh": 0.0, "emissions_kg": 0.0})
+        kind["runs"] += 1
+        kind["energy_kwh"] += r["energy_kwh"] or 0.0
+        kind["emissions_kg"] += r["emissions_kg"] or 0.0
+    whatif = [r["whatif_emissions_kg"] for r in rows if r.get("whatif_emissions_kg") is not None]
+    return {
+        "runs": len(rows),
+        "unavailable": sum(1 for r in rows if r["status"] == "unavailable"),
+        "running": sum(1 for r in rows if r["status"] == "running"),
+        "energy_kwh": energy,
+        "emissions_kg": emissions,
+        "duration_s": sum(r["duration_s"] or 0.0 for r in rows),
+        "by_kind": by_kind,
+        "equivalents": equivalents(emissions, energy),
+        "whatif_emissions_kg": sum(whatif) if whatif else None,
+    }
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path | str) -> Path:
+    """Write report rows as CSV (``REPORT_COLUMNS``, floats at full precision)."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(REPORT_COLUMNS))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {
+                    key: ("" if row.get(key) is None else repr(row[key]))
+                    if REPORT_COLUMNS[key] is float
+                    else (row.get(key) or "")
+                    for key in REPORT_COLUMNS
+                }
+            )
+    return path
+
+
+def read_csv(path: Path | str) -> list[dict[str, Any]]:
+    """Read a CSV written by ``write_csv`` back into typed report rows."""
+    import csv
+
+    rows = []
+    with Path(path).open(newline="", encoding="utf-8") as handle:
+        for raw in csv.DictReader(handle):
+            row: dict[str, Any] = {}
+            for key, kind in REPORT_COLUMNS.items():
+                value = raw.get(key, "")
+                row[key] = None if value == "" else (float(value) if kind is float else value)
+            rows.append(row)
+    return rows
