@@ -69,8 +69,13 @@ def data() -> None:
 @model_option
 @split_option
 @subset_option
+@click.option(
+    "--preview", type=click.IntRange(min=0), default=1, show_default=True,
+    help="Rendered samples to show (text output).",
+)  # fmt: skip
 def inspect_cmd(
     source: str,
+    preview: int,
     as_json: bool,
     max_seq_len: int | None,
     mapping: str | None,
@@ -102,6 +107,11 @@ def inspect_cmd(
         print_json(data_out)
     else:
         _print_report(report)
+        for number, text in enumerate(report.rendered[:preview], 1):
+            console.rule(f"sample {number} as the model sees it", style="dim")
+            console.print(
+                text if len(text) < 3000 else text[:3000] + " …", markup=False, highlight=False
+            )
     if not report.usable:
         fail(f"{report.problem} Fix the file or the mapping (--mapping).")
 
@@ -113,6 +123,8 @@ def _print_report(report: Any) -> None:
         highlight=False,
     )
     console.print(f"Mapping: {json.dumps(report.mapping)}", highlight=False)
+    if report.columns:
+        console.print(f"Fields: {', '.join(report.columns[:30])}", highlight=False)
     console.print(
         f"Rows: {report.rows:,} read, {report.valid_rows:,} usable, {report.invalid_rows:,} invalid"
     )

@@ -110,6 +110,8 @@ def _summary(report: dict[str, Any]) -> str:
         f"**Rows:** {report['rows']:,} read · **{report['valid_rows']:,} usable** · "
         f"{report['invalid_rows']:,} invalid",
     ]
+    if report["columns"]:
+        lines.append("**Fields:** " + ", ".join(f"`{c}`" for c in report["columns"][:30]))
     if len(report["candidates"]) > 1:
         others = ", ".join(f"{c['format']} {c['share']:.0%}" for c in report["candidates"])
         lines.append(f"**Formats seen:** {others}")
