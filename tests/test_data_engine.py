@@ -468,3 +468,16 @@ def test_hub_unreachable_fails_fast(settings, monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(DatasetError, match="hub is unreachable") as info:
         inspect_source("org/name", settings=settings)
     assert "upload" in (info.value.hint or "").lower()
+
+
+def test_long_rows_are_cut_in_previews_only(tmp_path: Path, settings) -> None:
+    long_answer = "w " * 300_000
+    path = write_jsonl(tmp_path / "long.jsonl", [{"prompt": "p", "completion": long_answer}] * 2)
+    report = inspect_source(path, settings=settings)
+    assert report.token_stats["max"] > 100_000  # counted in full
+    shown = report.samples[0]["messages"][1]["content"]
+    assert len(shown) < 21_000 and shown.endswith("more characters]")
+    assert len(report.raw_preview[0]["completion"]) < 21_000
+    record = import_dataset(path, "long", eval_fraction=0.0, settings=settings)
+    saved = json.loads(record.train_path.read_text().splitlines()[0])
+    assert saved["messages"][1]["content"] == long_answer

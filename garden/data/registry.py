@@ -42,6 +42,8 @@ DUPLICATE_INDEX_LIMIT = 1_000_000
 ISSUES_KEPT_PER_KIND = 50
 LENGTH_BATCH = 64
 PROGRESS_EVERY = 2000
+LONG_SAMPLE_BYTES = 32 * 1024
+PREVIEW_CHARS = 20_000
 
 
 @dataclass
@@ -199,7 +201,7 @@ class _Scan:
     warnings: IssueLog = field(default_factory=IssueLog)
     raw_preview: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
-    reservoir: list[dict[str, Any]] = field(default_factory=list)
+    reservoir: list[dict[str, Any] | int] = field(default_factory=list)
 
 
 def _detect(source: Source, mapping: dict[str, Any] | None) -> tuple[Detection, list[str]]:
@@ -264,7 +266,7 @@ def _scan(
         scan.rows += 1
         if len(scan.raw_preview) < PREVIEW_ROWS:
             scan.raw_preview.append(
-                row.data
+                _shorten(row.data)
                 if row.data is not None
                 else {"_location": row.location, "_error": row.error}
             )
@@ -307,13 +309,13 @@ def _scan(
             seen[key] = row.location
         scan.valid += 1
         if len(scan.samples) < PREVIEW_ROWS:
-            scan.samples.append(sample)
+            scan.samples.append(_shorten(sample))
         if len(scan.reservoir) < RESERVOIR_SIZE:
-            scan.reservoir.append(sample)
+            scan.reservoir.append(_reservoir_entry(tokenizer, sample))
         else:
             slot = rng.randrange(scan.valid)
             if slot < RESERVOIR_SIZE:
-                scan.reservoir[slot] = sample
+                scan.reservoir[slot] = _reservoir_entry(tokenizer, sample)
         if max_seq_len is not None and byte_bound(sample) > max_seq_len:
             pending.append((row.location, sample))
             if len(pending) >= LENGTH_BATCH:
@@ -347,10 +349,31 @@ def _tokenizer_or_warning(
         return None
 
 
-def _lengths(tokenizer: Any, reservoir: list[dict[str, Any]]) -> list[int]:
+def _reservoir_entry(tokenizer: Any, sample: dict[str, Any]) -> dict[str, Any] | int:
+    """Short samples are kept for batched counting later; long ones are counted now, so the
+    reservoir holds at most ``RESERVOIR_SIZE`` x ``LONG_SAMPLE_BYTES`` of text."""
+    if tokenizer is not None and byte_bound(sample) > LONG_SAMPLE_BYTES:
+        return count_tokens(tokenizer, [sample])[0]
+    return sample
+
+
+def _shorten(value: Any, limit: int = PREVIEW_CHARS) -> Any:
+    """A copy for previews, with very long strings cut (the saved data is never cut)."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}… [{len(value) - limit:,} more characters]"
+    if isinstance(value, dict):
+        return {key: _shorten(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shorten(item, limit) for item in value[:200]]
+    return value
+
+
+def _lengths(tokenizer: Any, reservoir: list[dict[str, Any] | int]) -> list[int]:
     if tokenizer is None:
         return []
-    return count_tokens(tokenizer, reservoir)
+    samples = [entry for entry in reservoir if isinstance(entry, dict)]
+    counted = [entry for entry in reservoir if isinstance(entry, int)]
+    return counted + count_tokens(tokenizer, samples)
 
 
 def inspect_source(
