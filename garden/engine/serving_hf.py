@@ -131,6 +131,8 @@ class TransformersBackend:
             "stopping_criteria": StoppingCriteriaList([Aborted()]),
             "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
         }
+        if config.ignore_eos:
+            kwargs["min_new_tokens"] = config.max_new_tokens
         if not config.greedy:
             kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k)
         else:

@@ -21,6 +21,7 @@ class GenerationConfig:
     repetition_penalty: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    ignore_eos: bool = False  # generate exactly max_new_tokens (benchmarks)
 
     def validate(self) -> None:
         from garden.errors import ServingError

@@ -86,6 +86,7 @@ class VllmBackend:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cpu":
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_CPU_KV_CACHE_GB)
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._thread = threading.Thread(target=loop.run_forever, name="vllm-loop", daemon=True)
@@ -183,6 +184,7 @@ class VllmBackend:
             repetition_penalty=config.repetition_penalty,
             stop=list(config.stop) or None,
             seed=config.seed,
+            ignore_eos=config.ignore_eos,
             output_kind=RequestOutputKind.DELTA,
         )
         lora = self._lora_request(adapter)
