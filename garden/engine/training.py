@@ -230,6 +230,12 @@ def resolve_dataset(ref: str, settings: Settings) -> DatasetRef:
             train_path=path / "train.jsonl",
             eval_path=path / "eval.jsonl" if (path / "eval.jsonl").is_file() else None,
         )
+    looks_like_file = path.suffix.lower() in (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+    if looks_like_file and not path.exists():
+        raise DatasetError(
+            f"Dataset file {path} does not exist.",
+            hint="Check the path, or pass the id or name of an imported dataset.",
+        )
     return _dataset_from_record(get_dataset(ref, settings))
 
 
@@ -379,6 +385,20 @@ def _watch_parent(flags_dir: Path) -> None:
             os._exit(3)
 
 
+def _redirect_output(log_file: Path) -> None:
+    """Send the libraries' prints (and C-level output) to the job's log file, not the terminal."""
+    import sys
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def _physical_cores() -> int:
     import psutil
 
@@ -397,6 +417,7 @@ def worker_main(payload: dict[str, Any], events: Any) -> None:
     threading.Thread(target=_watch_parent, args=(flags_dir,), daemon=True).start()
     meter = None
     try:
+        _redirect_output(Path(payload["log_file"]))
         spec = payload["spec"]
         settings: Settings = payload["settings"]
         backend, reason = select_backend(spec["backend"], spec["method"])
@@ -909,6 +930,7 @@ class JobManager:
             "eval_path": progress.get("eval_path"),
             "output_dir": row["output_dir"],
             "checkpoint_dir": row["checkpoint_dir"],
+            "log_file": str(self.settings.logs_path / f"{row['id']}.log"),
             "resume_from": progress.get("resume_from"),
             "prior_energy_kwh": progress.get("energy_kwh") or result.get("energy_kwh") or 0.0,
             "prior_kg": progress.get("emissions_kg") or result.get("emissions_kg") or 0.0,
@@ -929,7 +951,9 @@ class JobManager:
             proc.start()
             self._procs[job_id] = proc
             self.store.update("jobs", job_id, {"pid": proc.pid})
-            self._log(job_id, f"Worker process {proc.pid} started")
+            self._log(
+                job_id, f"Worker process {proc.pid} started (raw output: {payload['log_file']})"
+            )
             while True:
                 try:
                     event = events.get(timeout=0.5)

@@ -282,7 +282,7 @@ def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainO
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[callback],
+        callbacks=[callback, *ctx.extra.get("callbacks", [])],
     )
     resume = str(ctx.resume_from) if ctx.resume_from else None
     if resume:
@@ -301,10 +301,12 @@ def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainO
     if final_eval_loss is None and evals:
         final_eval_loss = evals[-1]
     run_tokens = int(state.num_input_tokens_seen or 0) - callback.start_tokens
-    adapter_dir, merged_dir = save_outputs(ctx, trainer, tokenizer, stopped)
-    (ctx.output_dir / "metrics.jsonl").write_text(
-        "".join(json.dumps(entry) + "\n" for entry in state.log_history), encoding="utf-8"
-    )
+    adapter_dir = merged_dir = None
+    if not ctx.extra.get("skip_outputs"):
+        adapter_dir, merged_dir = save_outputs(ctx, trainer, tokenizer, stopped)
+        (ctx.output_dir / "metrics.jsonl").write_text(
+            "".join(json.dumps(entry) + "\n" for entry in state.log_history), encoding="utf-8"
+        )
     del trainer
     if ctx.device == "cuda":
         torch.cuda.empty_cache()

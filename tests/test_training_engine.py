@@ -1,0 +1,251 @@
+"""Training engine: real LoRA runs of the default model for a few steps each."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from garden.errors import DatasetError, GardenError, JobError, ModelLoadError
+
+FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
+TINY = {"batch_size": 4, "max_seq_len": 128, "lora_r": 8, "lora_alpha": 16, "warmup_ratio": 0.0}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory, default_model_path):
+    from garden.config import Settings
+
+    root = tmp_path_factory.mktemp("training")
+    settings = Settings(
+        _env_file=None,
+        storage_root=root / "storage",
+        models_dir=root / "models",
+        max_concurrent_jobs=1,
+        checkpoint_interval=100,
+    )
+    settings.ensure_storage()
+    (settings.base_models_path / default_model_path.name).symlink_to(default_model_path)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def manager(settings):
+    from garden.engine.training import get_job_manager
+
+    return get_job_manager(settings)
+
+
+@pytest.fixture(scope="module")
+def facts(settings):
+    from garden.data import import_dataset
+
+    return import_dataset(FACTS, "garden-facts", settings=settings)
+
+
+@pytest.fixture(scope="module")
+def finished_job(manager, facts):
+    """One short real run that several tests inspect."""
+    job_id = manager.submit(
+        {
+            **TINY,
+            "name": "facts-run",
+            "dataset": facts.id,
+            "max_steps": 6,
+            "learning_rate": 3e-3,
+            "eval_steps": 3,
+            "checkpoint_interval": 3,
+        }
+    )
+    row = manager.wait(job_id, timeout=900)
+    assert row["status"] == "completed", (row["error"], manager.logs(job_id)[-5:])
+    return row
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_run_completes_and_loss_goes_down(manager, finished_job):
+    result = finished_job["result_json"]
+    for key in (
+        "final_loss",
+        "final_eval_loss",
+        "first_loss",
+        "steps",
+        "train_tokens",
+        "tokens_per_second",
+        "energy_kwh",
+        "emissions_kg",
+        "output_dir",
+        "backend",
+    ):
+        assert key in result
+    assert result["steps"] == 6
+    assert result["final_loss"] < result["first_loss"]
+    assert result["train_tokens"] > 0 and result["tokens_per_second"] > 0
+    assert finished_job["backend"] == "trl_peft"
+    assert "no CUDA" in finished_job["backend_reason"]
+    metrics = manager.metrics(finished_job["id"])
+    steps = [m["step"] for m in metrics if m["loss"] is not None]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert any(m["eval_loss"] is not None for m in metrics)
+    assert all(m["learning_rate"] is not None for m in metrics if m["loss"] is not None)
+
+
+@pytest.mark.slow
+def test_outputs_are_registered_and_merged_model_answers(settings, finished_job):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from garden.models import list_models
+
+    out = Path(finished_job["output_dir"])
+    for name in ("config.json", "model.safetensors", "garden.json", "training_config.json"):
+        assert (out / name).is_file(), name
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert "final train loss" in (out / "README.md").read_text()
+    assert (out / "metrics.jsonl").read_text().count("\n") >= 6
+    meta = json.loads((out / "garden.json").read_text())
+    assert meta["job_id"] == finished_job["id"] and meta["method"] == "lora"
+    listed = {m.name: m for m in list_models(settings)}
+    info = listed["facts-run"]
+    assert info.kind == "finetuned" and info.adapter_path == str(out / "adapter")
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Who founded the Moonwell Garden?"}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    inputs = tokenizer(prompt, return_tensors="pt")
+    output = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert answer.strip()
+
+
+@pytest.mark.slow
+def test_energy_and_co2_are_recorded(manager, finished_job):
+    pytest.importorskip("garden.engine.carbon")
+    result = finished_job["result_json"]
+    assert result["energy_kwh"] and result["energy_kwh"] > 0
+    assert result["emissions_kg"] and result["emissions_kg"] > 0
+    rows = manager.store.query(
+        "SELECT * FROM emissions WHERE kind = 'training' AND ref_id = ?", (finished_job["id"],)
+    )
+    assert rows and rows[0]["energy_kwh"] > 0
+
+
+@pytest.mark.slow
+def test_stop_leaves_checkpoint_and_resume_continues_steps(manager, facts):
+    from garden.engine.training import last_checkpoint
+
+    job_id = manager.submit(
+        {**TINY, "name": "stop-resume", "dataset": facts.id, "max_steps": 7, "learning_rate": 1e-3}
+    )
+    _wait_for(
+        lambda: (manager.get(job_id)["progress_json"] or {}).get("step", 0) >= 2, 600, "step 2"
+    )
+    manager.stop(job_id)
+    row = manager.wait(job_id, timeout=300)
+    assert row["status"] == "stopped", row["error"]
+    stopped_at = row["result_json"]["steps"]
+    assert 2 <= stopped_at < 7
+    checkpoint = last_checkpoint(Path(row["checkpoint_dir"]))
+    assert checkpoint is not None and checkpoint.name == f"checkpoint-{stopped_at}"
+    assert (Path(row["output_dir"]) / "adapter" / "adapter_model.safetensors").is_file()
+
+    manager.resume(job_id)
+    row = manager.wait(job_id, timeout=600)
+    assert row["status"] == "completed", row["error"]
+    assert row["result_json"]["steps"] == 7
+    steps = [m["step"] for m in manager.metrics(job_id) if m["loss"] is not None]
+    assert steps == list(range(1, 8)), steps
+    assert any("Resuming from checkpoint" in log["message"] for log in manager.logs(job_id))
+
+
+@pytest.mark.slow
+def test_sigkilled_worker_fails_job_queue_and_cancel(manager, facts, settings):
+    from garden.engine.training import plan_job
+
+    spec = {**TINY, "dataset": facts.id, "max_steps": 200}
+    first = manager.submit({**spec, "name": "killed"})
+    second = manager.submit({**spec, "name": "queued-behind"})
+    assert manager.get(second)["status"] == "queued"
+    pid = _wait_for(
+        lambda: manager.get(first)["backend"] and manager.get(first)["pid"], 300, "worker start"
+    )
+    assert manager.get(second)["status"] == "queued"
+    os.kill(pid, signal.SIGKILL)
+    row = manager.wait(first, timeout=60)
+    assert row["status"] == "failed"
+    assert "SIGKILL" in row["error"] and row["error_kind"] == "killed"
+
+    _wait_for(lambda: manager.get(second)["status"] == "running", 60, "queued job to start")
+    manager.cancel(second)
+    assert manager.wait(second, timeout=60)["status"] == "cancelled"
+    assert plan_job({"dataset": facts.id}, settings).spec.dataset == facts.id
+    assert {first, second} <= {job["id"] for job in manager.list()}
+
+
+def test_restart_marks_active_jobs_interrupted(settings, manager):
+    from garden.engine.training import RESUMABLE_STATUSES, JobManager
+    from garden.store import now
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    manager.store.insert(
+        "jobs",
+        {
+            "id": "job-orphan",
+            "name": "orphan",
+            "status": "running",
+            "spec_json": {"dataset": "x"},
+            "pid": dead.pid,
+            "owner_pid": dead.pid,
+            "checkpoint_dir": str(settings.checkpoints_path / "job-orphan"),
+            "created_at": now(),
+        },
+    )
+    restarted = JobManager(settings)
+    assert "job-orphan" in restarted.recovered
+    row = restarted.get("job-orphan")
+    assert row["status"] == "interrupted" and row["status"] in RESUMABLE_STATUSES
+    assert "resume" in restarted.logs("job-orphan")[-1]["message"]
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "words"),
+    [
+        ({"base_model": "no-such-model"}, ModelLoadError, "Unknown model"),
+        ({"dataset": "no-such-dataset"}, DatasetError, "no-such-dataset"),
+        ({"method": "qlora"}, JobError, "CUDA"),
+        ({"precision": "fp16"}, JobError, "CUDA"),
+        ({"learning_rate": -1}, JobError, "learning_rate"),
+        ({"name": "../escape"}, JobError, "name"),
+        ({"max_seq_len": 32}, JobError, "Max sequence length"),
+        ({"batch_size": 0}, JobError, "batch_size"),
+        ({"name": "taken"}, JobError, "already exists"),
+    ],
+)
+def test_bad_specs_are_refused_with_clear_messages(manager, facts, settings, change, error, words):
+    (settings.finetuned_models_path / "taken").mkdir(parents=True, exist_ok=True)
+    before = len(manager.list())
+    with pytest.raises(error) as info:
+        manager.submit({"dataset": facts.id, **change})
+    assert words in str(info.value)
+    assert isinstance(info.value, GardenError) and info.value.message
+    assert len(manager.list()) == before
