@@ -44,7 +44,15 @@ def carbon() -> None:
 def report(since: str | None, kind: str | None, as_json: bool, csv_path: Path | None) -> None:
     """Totals and per-run records (energy, CO2, how power was obtained)."""
     from garden.config import get_settings
-    from garden.engine.carbon import list_records, parse_since, report_rows, summarize, write_csv
+    from garden.engine.carbon import (
+        describe_equivalents,
+        list_records,
+        parse_since,
+        power_label,
+        report_rows,
+        summarize,
+        write_csv,
+    )
 
     settings = get_settings()
     try:
@@ -69,12 +77,7 @@ def report(since: str | None, kind: str | None, as_json: bool, csv_path: Path | 
         + (f" ({totals['unavailable']} without carbon data)" if totals["unavailable"] else ""),
         highlight=False,
     )
-    eq = totals["equivalents"]
-    console.print(
-        f"≈ {eq['car_km']:.3g} km by car · {eq['smartphone_charges']:.3g} phone charges · "
-        f"{eq['kettle_boils']:.3g} kettle boils",
-        highlight=False,
-    )
+    console.print(describe_equivalents(totals["equivalents"]), highlight=False)
     if not rows:
         console.print("No carbon records yet: train a model or chat to create some.")
     else:
@@ -89,11 +92,13 @@ def report(since: str | None, kind: str | None, as_json: bool, csv_path: Path | 
                 f"{r['duration_s'] or 0:.0f} s",
                 _energy(r["energy_kwh"]),
                 _co2(r["emissions_kg"]),
-                r["power_source"] or "",
+                power_label(r["power_source"]),
                 r["status"]
                 if r["status"] != "unavailable"
                 else f"unavailable: {r['unavailable_reason']}",
             )
         console.print(table)
+        for source in sorted({r["power_source"] for r in rows if r["power_source"]}):
+            console.print(f"[dim]Power: {source}[/]", highlight=False)
     if csv_path is not None:
         console.print(f"Wrote {len(rows)} records to {csv_path}", highlight=False)

@@ -87,6 +87,43 @@ def equivalents(emissions_kg: float, energy_kwh: float) -> dict[str, float]:
     }
 
 
+def _plain(value: float) -> str:
+    """Two significant digits without scientific notation: 0.0000773 -> "0.000077"."""
+    import math
+
+    if value <= 0:
+        return "0"
+    if value >= 100:
+        return f"{value:,.0f}"
+    digits = max(0, 1 - math.floor(math.log10(value)))
+    return f"{value:.{digits}f}"
+
+
+def describe_equivalents(eq: dict[str, float]) -> str:
+    """One line for people: "≈ 7.7 cm by car · 0.0057 smartphone charges · …"."""
+    km = eq["car_km"]
+    if km >= 1:
+        distance = f"{_plain(km)} km"
+    elif km >= 0.001:
+        distance = f"{_plain(km * 1000)} m"
+    else:
+        distance = f"{_plain(km * 100000)} cm"
+    return (
+        f"≈ {distance} by car · {_plain(eq['smartphone_charges'])} smartphone charges · "
+        f"{_plain(eq['kettle_boils'])} kettle boils · {_plain(eq['led_bulb_hours'])} h of an "
+        "LED bulb"
+    )
+
+
+def power_label(power_source: str | None) -> str:
+    """ "measured", "estimated" or "partly measured" from a record's ``power_source``."""
+    if not power_source:
+        return "—"
+    if "estimated" in power_source and "measured" in power_source:
+        return "partly measured"
+    return "measured" if "measured" in power_source else "estimated"
+
+
 # Grid intensity (CodeCarbon's bundled, offline data) ----------------------------------------
 
 
@@ -960,6 +997,13 @@ def _eval_losses(settings: Settings, job_ids: list[str]) -> dict[str, float]:
     return losses
 
 
+def _is_stale(record: CarbonRecord) -> bool:
+    """A "running" record whose meter stopped reporting (its process died)."""
+    interval = float((record.data or {}).get("interval_s") or 15.0)
+    last = record.ended_at or record.started_at
+    return time.time() - last > max(3 * interval, 60.0)
+
+
 def report_rows(
     records: list[CarbonRecord],
     settings: Settings | None = None,
@@ -986,6 +1030,9 @@ def report_rows(
                 energy *= pue / record.pue
             whatif = energy * intensity
         machine = (record.data or {}).get("machine") or {}
+        status = record.status
+        if status == "running" and _is_stale(record):
+            status = "interrupted"
         rows.append(
             {
                 "id": record.id,
@@ -1005,7 +1052,7 @@ def report_rows(
                 "region": record.region,
                 "pue": record.pue,
                 "power_source": record.power_source,
-                "status": record.status,
+                "status": status,
                 "unavailable_reason": record.unavailable_reason,
                 "final_eval_loss": losses.get(record.ref_id or ""),
                 "whatif_emissions_kg": whatif,

@@ -78,6 +78,16 @@ def _empty_figure(message: str) -> Any:
     return fig
 
 
+def _iso(ts: float) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).isoformat(timespec="seconds")
+
+
+def _sig(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else float(f"{value:.{digits}g}")
+
+
 def _layout(fig: Any, title: str) -> Any:
     fig.update_layout(
         title=title,
@@ -97,8 +107,9 @@ def _totals_md(all_totals: dict[str, Any], period_totals: dict[str, Any], period
             "Start one in the **Fine-tune** or **Chat** tab and its energy and CO₂ appear here."
         )
 
+    from garden.engine.carbon import describe_equivalents
+
     def line(name: str, totals: dict[str, Any]) -> str:
-        eq = totals["equivalents"]
         whatif = (
             f" · what-if **{_g(totals['whatif_emissions_kg'])}**"
             if totals.get("whatif_emissions_kg") is not None
@@ -106,8 +117,8 @@ def _totals_md(all_totals: dict[str, Any], period_totals: dict[str, Any], period
         )
         return (
             f"| {name} | {totals['runs']} | **{_wh(totals['energy_kwh'])}** | "
-            f"**{_g(totals['emissions_kg'])}**{whatif} | {eq['car_km']:.3g} km by car · "
-            f"{eq['smartphone_charges']:.3g} phone charges · {eq['kettle_boils']:.3g} kettle boils |"
+            f"**{_g(totals['emissions_kg'])}**{whatif} | "
+            f"{describe_equivalents(totals['equivalents'])} |"
         )
 
     text = (
@@ -137,16 +148,22 @@ def _figures(rows: list[dict[str, Any]]) -> tuple[Any, Any, Any, Any]:
 
     cumulative = go.Figure()
     running_total = 0.0
-    xs, ys = [], []
-    for r in measured:
+    xs, ys = [measured[0]["started"]], [0.0]
+    for r in sorted(measured, key=lambda r: r["started_at"] + (r["duration_s"] or 0.0)):
         running_total += (r["emissions_kg"] or 0.0) * 1000
-        xs.append(r["started"])
+        xs.append(_iso(r["started_at"] + (r["duration_s"] or 0.0)))
         ys.append(running_total)
     cumulative.add_trace(
-        go.Scatter(x=xs, y=ys, mode="lines+markers", line={"color": "#059669", "shape": "hv"})
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines+markers",
+            line={"color": "#059669", "shape": "hv"},
+            fill="tozeroy",
+        )
     )
-    cumulative.update_yaxes(title="g CO₂e")
-    _layout(cumulative, "Cumulative CO₂e")
+    cumulative.update_yaxes(title="g CO₂e", rangemode="tozero")
+    _layout(cumulative, "Cumulative CO₂e (at the end of each run)")
 
     per_run = go.Figure()
     for kind in ("training", "chat", "other"):
@@ -202,7 +219,7 @@ def _figures(rows: list[dict[str, Any]]) -> tuple[Any, Any, Any, Any]:
                 hovertemplate="%{text}<br>%{x:.4g} g CO₂e<br>eval loss %{y:.4f}<extra></extra>",
             )
         )
-        loss_vs_co2.update_xaxes(title="g CO₂e")
+        loss_vs_co2.update_xaxes(title="g CO₂e", rangemode="tozero")
         loss_vs_co2.update_yaxes(title="final eval loss (lower is better)")
         _layout(loss_vs_co2, "Quality per gram: final eval loss vs CO₂e")
     else:
@@ -212,16 +229,10 @@ def _figures(rows: list[dict[str, Any]]) -> tuple[Any, Any, Any, Any]:
     return cumulative, per_run, components, loss_vs_co2
 
 
-def _power_label(source: str | None) -> str:
-    if not source:
-        return "—"
-    if "estimated" in source and "measured" in source:
-        return "partly measured"
-    return "measured" if "measured" in source else "estimated"
-
-
 def _table(rows: list[dict[str, Any]]) -> Any:
     import pandas as pd
+
+    from garden.engine.carbon import power_label
 
     records = []
     for r in reversed(rows):
@@ -237,14 +248,16 @@ def _table(rows: list[dict[str, Any]]) -> Any:
                 "kind": r["kind"],
                 "label": r["label"] or r["ref_id"] or r["id"],
                 "duration_s": round(r["duration_s"] or 0.0, 1),
-                "energy_wh": None if r["energy_kwh"] is None else r["energy_kwh"] * 1000,
-                "emissions_g": None if r["emissions_kg"] is None else r["emissions_kg"] * 1000,
+                "energy_wh": None if r["energy_kwh"] is None else _sig(r["energy_kwh"] * 1000),
+                "emissions_g": None
+                if r["emissions_kg"] is None
+                else _sig(r["emissions_kg"] * 1000),
                 "whatif_g": None
                 if r["whatif_emissions_kg"] is None
-                else r["whatif_emissions_kg"] * 1000,
-                "final_eval_loss": r["final_eval_loss"],
+                else _sig(r["whatif_emissions_kg"] * 1000),
+                "final_eval_loss": _sig(r["final_eval_loss"]),
                 "grid": grid,
-                "power": _power_label(r["power_source"]),
+                "power": power_label(r["power_source"]),
                 "status": status,
             }
         )
@@ -324,7 +337,8 @@ def compute_view(
     """Everything the tab shows, from the store (also used by tests)."""
     from garden.engine.carbon import list_records, report_rows, summarize
 
-    country = country or settings.carbon_country_code
+    if not country:
+        country, region = settings.carbon_country_code, region or settings.carbon_region
     pue = float(pue or 1.0)
     whatif = (country, region or None, pue)
     try:
@@ -404,6 +418,17 @@ def live_power(settings: Settings) -> tuple[Any, str]:
     return fig, text
 
 
+def _fingerprint(settings: Settings) -> str:
+    """Changes whenever a record is added or updated (cheap: one aggregate query)."""
+    from garden.store import get_store
+
+    row = get_store(settings.db_path).query(
+        "SELECT COUNT(*) AS n, MAX(COALESCE(ended_at, started_at)) AS last, "
+        "SUM(status = 'running') AS running FROM emissions"
+    )[0]
+    return f"{row['n']}:{row['last']}:{row['running']}"
+
+
 def export_csv(settings: Settings, rows: list[dict[str, Any]]) -> str:
     from garden.engine.carbon import write_csv
 
@@ -447,13 +472,13 @@ def build(settings: Settings) -> None:
         refresh = gr.Button("↻ Refresh", scale=0)
     totals = gr.Markdown(elem_id="carbon-totals")
     with gr.Row():
-        cumulative = gr.Plot(label="Cumulative CO₂e")
-        per_run = gr.Plot(label="CO₂e per run")
+        cumulative = gr.Plot(label="Cumulative CO₂e", show_label=False)
+        per_run = gr.Plot(label="CO₂e per run", show_label=False)
     with gr.Row():
-        components = gr.Plot(label="Energy by component")
-        loss_vs_co2 = gr.Plot(label="Final eval loss vs CO₂e")
+        components = gr.Plot(label="Energy by component", show_label=False)
+        loss_vs_co2 = gr.Plot(label="Final eval loss vs CO₂e", show_label=False)
     live_md = gr.Markdown()
-    live_plot = gr.Plot(label="Live power")
+    live_plot = gr.Plot(label="Live power", show_label=False)
     with gr.Row():
         kind = gr.Dropdown(list(KIND_FILTERS), value="All", label="Kind", scale=1)
         search = gr.Textbox(label="Search runs", placeholder="name or id", scale=3)
@@ -485,6 +510,20 @@ def build(settings: Settings) -> None:
             view.about_md,
             view.rows,
         ]
+
+    def refresh_if_changed(
+        fingerprint: str,
+        period_v: str,
+        kind_v: str,
+        search_v: str,
+        country_v: str,
+        region_v: str,
+        pue_v: float,
+    ) -> list[Any]:
+        current = _fingerprint(settings)
+        if current == fingerprint:
+            return [gr.update()] * (len(outputs) + 1)
+        return [*refresh_view(period_v, kind_v, search_v, country_v, region_v, pue_v), current]
 
     def change_country(country_v: str) -> Any:
         choices = ["", *list_regions(country_v or "")]
@@ -519,8 +558,11 @@ def build(settings: Settings) -> None:
     export.click(do_export, rows_state, csv_file)
     timer = gr.Timer(3.0)
     timer.tick(refresh_live, None, [live_plot, live_md], show_progress="hidden")
-    slow_timer = gr.Timer(30.0)
-    slow_timer.tick(refresh_view, inputs, outputs, show_progress="hidden")
+    fingerprint = gr.State("")
+    slow_timer = gr.Timer(10.0)
+    slow_timer.tick(
+        refresh_if_changed, [fingerprint, *inputs], [*outputs, fingerprint], show_progress="hidden"
+    )
 
     from gradio.context import Context
 

@@ -1,0 +1,306 @@
+"""A real LoRA training run of the default model, metered in a spawned worker process; the
+records it leaves feed the Carbon tab, the CLI and the browser."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from garden.config import Settings
+from garden.engine.carbon import CarbonMeter, get_record, list_readings, read_csv, report_rows
+from garden.store import get_store, new_id, now
+
+ROOT = Path(__file__).resolve().parent.parent
+FACTS = ROOT / "assets" / "datasets" / "garden_facts.jsonl"
+STEPS = 4
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def train_worker(
+    model_path: str, storage_root: str, models_dir: str, job_id: str, queue: Any
+) -> None:
+    """Spawned worker: a few real LoRA steps under a CarbonMeter; readings go to ``queue``."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    settings = Settings(
+        _env_file=None,
+        storage_root=storage_root,
+        models_dir=models_dir,
+        carbon_tracking_interval=0.5,
+    )
+    meter = CarbonMeter(
+        kind="training",
+        ref_id=job_id,
+        label="moonwell-lora",
+        settings=settings,
+        on_reading=lambda r: queue.put(("reading", r.ts, r.energy_kwh, r.cpu_power_w)),
+    )
+    started = time.time()
+    meter.start()
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0)
+    )
+    texts = []
+    for line in FACTS.read_text(encoding="utf-8").splitlines()[:8]:
+        messages = json.loads(line)["messages"]
+        texts.append(f"Q: {messages[0]['content']}\nA: {messages[1]['content']}")
+    batch = tokenizer(texts[:4], return_tensors="pt", padding=True, truncation=True, max_length=32)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    queue.put(("train_start", time.time(), time.time() - started))
+    model.train()
+    for _ in range(STEPS):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        queue.put(("step", time.time(), float(loss.detach()), meter.snapshot().energy_kwh))
+    queue.put(("train_end", time.time()))
+    model.eval()
+    held_out = tokenizer(
+        texts[4:], return_tensors="pt", padding=True, truncation=True, max_length=32
+    )
+    held_labels = held_out["input_ids"].masked_fill(held_out["attention_mask"] == 0, -100)
+    with torch.no_grad():
+        eval_loss = float(model(**held_out, labels=held_labels).loss)
+    record = meter.stop()
+    queue.put(("done", record.energy_kwh, record.emissions_kg, eval_loss, meter.emission_id))
+
+
+@pytest.fixture(scope="module")
+def carbon_storage(
+    tmp_path_factory: pytest.TempPathFactory, default_model_path: Path
+) -> Iterator[dict[str, Any]]:
+    """A storage root holding one real metered training job and one metered chat-like session."""
+    root = tmp_path_factory.mktemp("carbon-data") / "storage"
+    models_dir = default_model_path.parent.parent
+    settings = Settings(
+        _env_file=None, storage_root=root, models_dir=models_dir, carbon_tracking_interval=0.5
+    )
+    settings.ensure_storage()
+    job_id = new_id("job")
+    get_store(settings.db_path).insert(
+        "jobs",
+        {
+            "id": job_id,
+            "name": "moonwell-lora",
+            "status": "running",
+            "spec_json": {"method": "lora", "steps": STEPS},
+            "created_at": now(),
+        },
+    )
+    queue = mp.get_context("spawn").Queue()
+    worker = mp.get_context("spawn").Process(
+        target=train_worker,
+        args=(str(default_model_path), str(root), str(models_dir), job_id, queue),
+    )
+    worker.start()
+    events: list[tuple] = []
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            event = queue.get(timeout=5)
+        except Exception:
+            if not worker.is_alive():
+                break
+            continue
+        events.append(event)
+        if event[0] == "done":
+            break
+    worker.join(60)
+    done = [e for e in events if e[0] == "done"]
+    assert done, f"worker failed (exit code {worker.exitcode}); events: {events[-5:]}"
+    _, energy, emissions, eval_loss, emission_id = done[0]
+    get_store(settings.db_path).update(
+        "jobs",
+        job_id,
+        {
+            "status": "completed",
+            "finished_at": now(),
+            "result_json": {
+                "final_eval_loss": eval_loss,
+                "energy_kwh": energy,
+                "emissions_kg": emissions,
+            },
+        },
+    )
+    with CarbonMeter(kind="chat", ref_id="engine-test", label="chat session", settings=settings):
+        end = time.time() + 1.5
+        while time.time() < end:
+            sum(i * i for i in range(5000))
+    yield {
+        "settings": settings,
+        "events": events,
+        "job_id": job_id,
+        "emission_id": emission_id,
+        "eval_loss": eval_loss,
+        "models_dir": models_dir,
+    }
+
+
+@pytest.mark.slow
+def test_live_readings_arrive_during_training(carbon_storage: dict[str, Any]) -> None:
+    events = carbon_storage["events"]
+    start = next(e[1] for e in events if e[0] == "train_start")
+    end = next(e[1] for e in events if e[0] == "train_end")
+    during = [e for e in events if e[0] == "reading" and start <= e[1] <= end]
+    assert len(during) >= 2, events
+    assert during[-1][2] > 0 and during[-1][3] > 0
+    steps = [e for e in events if e[0] == "step"]
+    assert len(steps) == STEPS
+    assert steps[-1][3] >= steps[0][3] > 0  # snapshot energy grows during the run
+
+    settings = carbon_storage["settings"]
+    record = get_record(carbon_storage["emission_id"], settings)
+    assert record.status == "final" and record.kind == "training"
+    assert record.ref_id == carbon_storage["job_id"]
+    assert record.energy_kwh > 0 and record.emissions_kg > 0
+    assert record.data["pid"] != os.getpid()
+    assert len(list_readings(record.id, settings)) >= len(during)
+
+
+@pytest.mark.slow
+def test_tab_view_and_csv_with_real_records(carbon_storage: dict[str, Any], tmp_path: Path) -> None:
+    from garden.ui.carbon_tab import compute_view
+
+    settings = carbon_storage["settings"]
+    view = compute_view(settings, "Last 24 hours", "All", "", "FRA", "", 1.0)
+    assert "All time | 2 |" in view.totals_md
+    assert len(view.table) == 2
+    assert set(view.table["kind"]) == {"training", "chat"}
+    scatter = view.loss_vs_co2.data[0]
+    assert list(scatter.y) == [pytest.approx(carbon_storage["eval_loss"])]
+    assert {trace.name for trace in view.per_run.data} == {
+        "training CO₂e (g)",
+        "chat CO₂e (g)",
+    }
+    assert "estimated" in view.about_md or "measured" in view.about_md
+    only_training = compute_view(settings, "All time", "training", "", None, None, 1.0)
+    assert list(only_training.table["kind"]) == ["training"]
+
+    from garden.ui.carbon_tab import export_csv
+
+    path = export_csv(settings, view.rows)
+    back = read_csv(path)
+    expected = json.loads(json.dumps(report_rows_for(settings, view.rows)))
+    assert back == expected
+
+
+def report_rows_for(settings: Settings, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as the CSV keeps them (text fields, floats; empty text reads back as None)."""
+    return [{key: (value if value != "" else None) for key, value in row.items()} for row in rows]
+
+
+@pytest.mark.slow
+def test_cli_report_json_and_csv(carbon_storage: dict[str, Any], tmp_path: Path) -> None:
+    settings = carbon_storage["settings"]
+    env = {
+        **os.environ,
+        "STORAGE_ROOT": str(settings.storage_root),
+        "MODELS_DIR": str(carbon_storage["models_dir"]),
+        "COLUMNS": "200",
+    }
+    csv_path = tmp_path / "out" / "carbon.csv"
+    cli = [sys.executable, "-c", "from garden.cli import main; main()", "carbon", "report"]
+    out = subprocess.run(
+        [*cli, "--json", "--csv", str(csv_path)], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["totals"]["runs"] == 2
+    assert data["totals"]["energy_kwh"] > 0
+    assert read_csv(csv_path) == report_rows_for(settings, data["records"])
+    assert data["records"] == json.loads(
+        json.dumps(report_rows([get_record(r["id"], settings) for r in data["records"]], settings))
+    )
+
+    text = subprocess.run([*cli, "--since", "2000-01-01"], env=env, capture_output=True, text=True)
+    assert text.returncode == 0 and "2 runs" in text.stdout and "moonwell-lora" in text.stdout
+    future = subprocess.run(
+        [*cli, "--since", "2999-01-01", "--json"], env=env, capture_output=True, text=True
+    )
+    assert json.loads(future.stdout)["totals"]["runs"] == 0
+    bad = subprocess.run([*cli, "--since", "last tuesday"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
+def test_carbon_tab_renders_charts_in_the_browser(
+    carbon_storage: dict[str, Any], tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    settings = carbon_storage["settings"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {
+        **os.environ,
+        "STORAGE_ROOT": str(settings.storage_root),
+        "MODELS_DIR": str(carbon_storage["models_dir"]),
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                # The app's timers keep Gradio's event stream open: wait for elements, not idle.
+                page.goto(url, wait_until="domcontentloaded")
+                page.get_by_role("tab", name="Carbon").click(timeout=60_000)
+                totals = page.locator("#carbon-totals")
+                totals.get_by_text("All time").wait_for(timeout=60_000)
+                page.wait_for_function(
+                    "document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=60_000
+                )
+                assert page.get_by_text("Quality per gram").count() >= 1
+                assert page.get_by_text("moonwell-lora").count() >= 1
+                page.get_by_role("button", name="Export CSV").click()
+                page.get_by_text(".csv").first.wait_for(timeout=30_000)
+                page.screenshot(path=str(tmp_path / "carbon.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
