@@ -1,0 +1,113 @@
+"""The Fine-tune tab driven through a launched Gradio app with gradio_client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
+
+
+def test_tab_module_stays_torch_free() -> None:
+    code = (
+        "import sys, garden.ui.finetune_tab, garden.engine.training, garden.cli; "
+        "print('torch' in sys.modules, 'transformers' in sys.modules, 'trl' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "False"]
+
+
+@pytest.fixture
+def tab_app(isolated_settings):
+    import gradio as gr
+
+    from garden.ui import finetune_tab
+
+    with gr.Blocks() as demo:
+        finetune_tab.build(isolated_settings)
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        yield url, isolated_settings
+    finally:
+        demo.close()
+
+
+def _form(**values):
+    from garden.ui.finetune_tab import FORM_FIELDS
+
+    defaults = {
+        "base_model": "",
+        "dataset": "",
+        "name": "",
+        "method": "lora",
+        "epochs": 1,
+        "max_steps": 0,
+        "learning_rate": 1e-3,
+        "lr_scheduler": "cosine",
+        "warmup_ratio": 0.0,
+        "batch_size": 2,
+        "gradient_accumulation": 1,
+        "max_seq_len": 128,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.05,
+        "lora_target_modules": "all-linear",
+        "assistant_only_loss": True,
+        "packing": True,
+        "eval_steps": 0,
+        "seed": 42,
+        "precision": "auto",
+        "backend": "auto",
+        "checkpoint_interval": 0,
+    }
+    defaults.update(values)
+    return [defaults[field] for field in FORM_FIELDS]
+
+
+@pytest.mark.slow
+def test_start_a_run_from_the_tab_and_see_metrics_arrive(tab_app):
+    from gradio_client import Client
+
+    from garden.data import import_dataset
+    from garden.engine.training import get_job_manager
+
+    url, settings = tab_app
+    dataset = import_dataset(FACTS, "facts-ui", settings=settings)
+    client = Client(url, verbose=False)
+
+    refused = client.predict(*_form(), api_name="/start_training")
+    assert "Cannot start" in refused[0]
+    refused = client.predict(
+        *_form(dataset=dataset.id, learning_rate=-1), api_name="/start_training"
+    )
+    assert "Cannot start" in refused[0] and "learning_rate" in refused[0]
+
+    started = client.predict(
+        *_form(dataset=dataset.id, name="ui-run", max_steps=3), api_name="/start_training"
+    )
+    job_id = get_job_manager(settings).list(limit=1)[0]["id"]
+    assert job_id in started[0]
+
+    other_browser = Client(url, verbose=False)
+    deadline = time.monotonic() + 600
+    seen_live = False
+    while time.monotonic() < deadline:
+        status, _loss, _lr, log_tail, _runs, _pick = other_browser.predict(
+            "", api_name="/refresh_training"
+        )
+        assert job_id in status
+        if "loss " in status and "`running`" in status:
+            seen_live = True
+        if "`completed`" in status:
+            break
+        time.sleep(1.0)
+    assert "`completed`" in status, status
+    assert "step **3/3**" in status and "Worker process" in log_tail
+    metrics = get_job_manager(settings).metrics(job_id)
+    assert [m["step"] for m in metrics if m["loss"] is not None] == [1, 2, 3]
+    assert seen_live or len(metrics) >= 3
