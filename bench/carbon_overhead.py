@@ -26,12 +26,37 @@ ROOT = Path(__file__).resolve().parent.parent
 FACTS = ROOT / "assets" / "datasets" / "garden_facts.jsonl"
 
 
+def meter_own_cost(settings: object, seconds: float) -> float:
+    """CPU seconds per wall second that a running meter costs this process, measured while
+    the process is otherwise idle (process CPU with a meter minus without, same duration)."""
+    from garden.engine.carbon import CarbonMeter
+
+    def idle(metered: bool) -> float:
+        meter = CarbonMeter(kind="training", ref_id="bench-idle", settings=settings)
+        if metered:
+            meter.start()
+        cpu0 = time.process_time()
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            time.sleep(1.0)
+            if metered:
+                meter.snapshot()
+        cpu = time.process_time() - cpu0
+        if metered:
+            meter.stop()
+        return cpu
+
+    base = idle(False)
+    return max(idle(True) - base, 0.0) / seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=32)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -102,6 +127,8 @@ def main() -> None:
     probe = CarbonMeter(kind="other", settings=settings, persist=False).start()
     start_s = time.perf_counter() - start
     probe.stop()
+    meter_cpu_per_s = meter_own_cost(settings, seconds=args.idle_seconds)
+    paired = [w / wo - 1 for w, wo in zip(with_wall, without_wall, strict=True)]
 
     w, wo = statistics.median(with_wall), statistics.median(without_wall)
     wc, woc = statistics.median(with_cpu), statistics.median(without_cpu)
@@ -109,6 +136,15 @@ def main() -> None:
     cpu_overhead = wc / woc - 1
     print(f"median wall: with {w:.2f} s, without {wo:.2f} s -> overhead {overhead:+.2%}")
     print(f"median CPU:  with {wc:.2f} s, without {woc:.2f} s -> overhead {cpu_overhead:+.2%}")
+    train_cpu_per_s = statistics.median(
+        c / w for c, w in zip(without_cpu, without_wall, strict=True)
+    )
+    direct = meter_cpu_per_s / train_cpu_per_s
+    print(f"paired per-round wall overheads: {', '.join(f'{p:+.2%}' for p in paired)}")
+    print(
+        f"meter's own CPU while idle (one snapshot per second): {meter_cpu_per_s * 1000:.2f} ms "
+        f"per second = {direct:.3%} of the training's {train_cpu_per_s:.2f} CPU-s per second"
+    )
     print(f"meter start (warm caches): {start_s:.2f} s; target overhead <= 2 %")
     print(
         json.dumps(
@@ -117,6 +153,8 @@ def main() -> None:
                 "without_meter_s": round(wo, 3),
                 "overhead": round(overhead, 4),
                 "cpu_overhead": round(cpu_overhead, 4),
+                "paired_overhead_median": round(statistics.median(paired), 4),
+                "meter_cpu_share": round(direct, 5),
                 "meter_start_s": round(start_s, 3),
                 "rounds": args.rounds,
                 "steps": args.steps,

@@ -572,6 +572,7 @@ class CarbonMeter:
         from codecarbon import OfflineEmissionsTracker
         from codecarbon.output_methods.base_output import OutputMethod
 
+        logging.getLogger("codecarbon").setLevel(logging.ERROR)
         tracker = OfflineEmissionsTracker(
             country_iso_code=self.settings.carbon_country_code,
             region=(self.settings.carbon_region or "").lower() or None,
@@ -595,7 +596,7 @@ class CarbonMeter:
             emissions_endpoint=None,
             electricitymaps_api_token=None,
             tracking_mode="machine",
-            log_level="warning",
+            log_level="error",  # its per-measurement INFO lines would flood the app log
             on_csv_write="append",
             logger_preamble="",
             force_cpu_power=None,
