@@ -173,8 +173,13 @@ def test_no_network_and_user_config_ignored(
         busy(1.5)
     record = meter.record
     assert record.status == "final" and record.energy_kwh > 0
-    assert record.tracking_mode == "machine"
-    assert meter._tracker._electricitymaps_api_token is None
+    tracker = meter._tracker
+    assert tracker._tracking_mode == "machine"  # not the config file's "process"
+    assert not tracker._save_to_api and not tracker._save_to_prometheus
+    assert tracker._emissions_endpoint is None
+    assert tracker._electricitymaps_api_token is None
+    handlers = {type(h).__name__ for h in tracker._output_handlers}
+    assert handlers == {"_GardenOutput", "FileOutput"}
     assert [a for a in attempts if not is_local(a)] == []
 
 
