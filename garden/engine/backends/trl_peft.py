@@ -176,7 +176,7 @@ def sft_config(ctx: TrainContext, has_eval: bool) -> Any:
     )
 
 
-def make_callback(ctx: TrainContext, max_steps_hint: list[int]) -> Any:
+def make_callback(ctx: TrainContext) -> Any:
     from transformers import TrainerCallback
 
     class GardenCallback(TrainerCallback):
@@ -194,7 +194,6 @@ def make_callback(ctx: TrainContext, max_steps_hint: list[int]) -> Any:
             self.t_begin = self.last_t = time.monotonic()
             self.last_tokens = self.start_tokens = int(state.num_input_tokens_seen or 0)
             self.start_step = state.global_step
-            max_steps_hint[0] = state.max_steps
             ctx.emit(
                 {"type": "progress", "step": state.global_step, "total_steps": state.max_steps}
             )
@@ -239,6 +238,26 @@ def make_callback(ctx: TrainContext, max_steps_hint: list[int]) -> Any:
     return GardenCallback()
 
 
+def score_only_labelled_positions() -> None:
+    """On the CPU, let TRL's fused LM head project only the positions that carry loss.
+
+    TRL does this on Triton devices and scores every position elsewhere, to keep tile shapes
+    fixed for graph compilers. Eager CPU training has no such constraint, and with loss on
+    assistant turns only most positions carry none, so this skips much of the 49k-wide LM head.
+    """
+    import trl.trainer.utils as trl_utils
+
+    original = trl_utils._use_triton
+    if getattr(original, "garden_patched", False):
+        return
+
+    def compact(device: Any) -> bool:
+        return device.type == "cpu" or original(device)
+
+    compact.garden_patched = True  # type: ignore[attr-defined]
+    trl_utils._use_triton = compact
+
+
 def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainOutcome:
     """Train one job with SFTTrainer; ``model``/``tokenizer`` may come pre-built (Unsloth)."""
     import torch
@@ -273,8 +292,9 @@ def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainO
     peft_config = None
     if spec["method"] in ("lora", "qlora") and not hasattr(model, "peft_config"):
         peft_config = lora_config(spec)
-    hint = [0]
-    callback = make_callback(ctx, hint)
+    if ctx.device == "cpu":
+        score_only_labelled_positions()
+    callback = make_callback(ctx)
     trainer = SFTTrainer(
         model=model,
         args=args,
