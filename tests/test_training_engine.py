@@ -249,3 +249,16 @@ def test_bad_specs_are_refused_with_clear_messages(manager, facts, settings, cha
     assert words in str(info.value)
     assert isinstance(info.value, GardenError) and info.value.message
     assert len(manager.list()) == before
+
+
+def test_gpu_memory_estimate_orders_methods_and_grows_with_batch():
+    from garden.engine.training import JobSpec, estimate_gpu_bytes
+
+    weights = 28_000_000_000  # a 7B model in fp32
+    full, lora, qlora = (
+        estimate_gpu_bytes(JobSpec(dataset="d", method=m), weights)
+        for m in ("full", "lora", "qlora")
+    )
+    assert full > lora > qlora
+    bigger = estimate_gpu_bytes(JobSpec(dataset="d", batch_size=32, max_seq_len=4096), weights)
+    assert bigger > lora

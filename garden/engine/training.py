@@ -317,6 +317,8 @@ def plan_job(data: JobSpec | dict[str, Any], settings: Settings | None = None) -
             hint="Pick another run name.",
         )
     _check_disk(spec, model_path, settings)
+    if cuda:
+        _check_gpu_memory(spec, model_path)
     return JobPlan(spec, model, model_path, dataset, output_dir, warnings)
 
 
@@ -348,6 +350,51 @@ def _check_disk(spec: JobSpec, model_path: str, settings: Settings) -> None:
             f"Not enough disk space: this run needs about {needed / 1e9:.1f} GB, "
             f"{free / 1e9:.1f} GB is free under {settings.models_path}.",
             hint="Free some space (delete old runs or checkpoints) or point MODELS_DIR elsewhere.",
+        )
+
+
+def estimate_gpu_bytes(spec: JobSpec, weight_bytes: int, fp32_weights: bool = True) -> int:
+    """A rough peak-memory estimate for training on a GPU (weights, optimizer, activations)."""
+    params = weight_bytes / (4 if fp32_weights else 2)
+    if spec.method == "full":
+        state = params * 16  # fp32 weights, grads and two Adam moments
+    elif spec.method == "qlora":
+        state = params * 0.6
+    else:
+        state = params * 2
+    tokens = spec.batch_size * spec.max_seq_len
+    activations = tokens * (params**0.5) * 60  # grows with width x depth; generous constant
+    return int(state + activations + 1.5e9)
+
+
+def _gpu_total_bytes() -> int | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        return int(out.split()[0]) * 1024 * 1024
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def _check_gpu_memory(spec: JobSpec, model_path: str) -> None:
+    local = Path(model_path)
+    total = _gpu_total_bytes()
+    if total is None or not local.is_dir():
+        return
+    needed = estimate_gpu_bytes(spec, _model_weight_bytes(local))
+    if needed > total:
+        smaller = "QLoRA" if spec.method != "qlora" else "a smaller batch or sequence length"
+        raise OutOfMemoryError(
+            f"This run needs about {needed / 2**30:.1f} GiB of GPU memory and the GPU has "
+            f"{total / 2**30:.1f} GiB.",
+            hint=f"Lower the batch size or max sequence length, or use {smaller}.",
         )
 
 
