@@ -109,7 +109,10 @@ def _register_subcommands() -> None:
         main.add_command(getattr(module, attr))
 
 
-_register_subcommands()
-
 if __name__ == "__main__":
-    main()
+    # `python -m garden.cli`: run the importable module so sub-commands register exactly once.
+    from garden.cli import main as cli_main
+
+    cli_main()
+else:
+    _register_subcommands()

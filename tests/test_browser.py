@@ -64,7 +64,7 @@ def test_browser_shows_the_four_tabs(app_url: str, tmp_path: Path) -> None:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(app_url, wait_until="networkidle")
+            page.goto(app_url)  # never "networkidle": tab timers keep an event stream open
             tabs = page.get_by_role("tab")
             tabs.first.wait_for(timeout=30_000)
             names = [name.strip() for name in tabs.all_inner_texts()]

@@ -46,6 +46,26 @@ def prepare_in_background(settings: Settings) -> threading.Thread:
     return thread
 
 
+def recover_jobs_in_background(settings: Settings) -> threading.Thread:
+    """Mark jobs left running by a previous app as interrupted (resumable) and start the queue."""
+
+    def run() -> None:
+        try:
+            from garden.engine.training import get_job_manager
+
+            manager = get_job_manager(settings)
+            if manager.recovered:
+                log.warning(
+                    "Marked %d job(s) from a previous run as interrupted", manager.recovered
+                )
+        except Exception as exc:
+            log.error("Recovering training jobs failed: %s", exc)
+
+    thread = threading.Thread(target=run, name="recover-jobs", daemon=True)
+    thread.start()
+    return thread
+
+
 def launch(
     host: str | None = None,
     port: int | None = None,
@@ -61,6 +81,7 @@ def launch(
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
     auth = resolve_auth(settings)
     prepare_in_background(settings)
+    recover_jobs_in_background(settings)
     app = build_app(settings)
     app.queue(default_concurrency_limit=8)
     app.launch(
