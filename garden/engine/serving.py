@@ -18,6 +18,7 @@ No gradio imports here; torch, transformers and vLLM are imported only by the ba
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import threading
@@ -681,6 +682,8 @@ def get_engine(
                 continue
             return engine
         engine = ChatEngine(target.base_path, backend, settings=settings, vllm_options=vllm_options)
+        if not _engines:
+            atexit.register(shutdown_all)
         _engines[key] = engine
     if load:
         engine.load()

@@ -74,6 +74,9 @@ class TransformersBackend:
         self.model = model.to(self.device).eval()
         limit = getattr(model.config, "max_position_embeddings", None) or 2048
         self.max_model_len = int(min(limit, 8192))
+        with torch.inference_mode():  # first-call kernel set-up, not paid by the first answer
+            ids = torch.tensor([[1, 2, 3]], device=self.device)
+            self.model.generate(input_ids=ids, max_new_tokens=2, do_sample=False, pad_token_id=0)
 
     def _use_adapter(self, adapter: Adapter | None) -> None:
         if adapter is None:

@@ -174,6 +174,7 @@ def build(settings: Settings) -> None:
         )
     with gr.Row():
         load_btn = gr.Button("Load", size="sm", scale=0)
+        unload_btn = gr.Button("Unload", size="sm", scale=0)
         refresh_btn = gr.Button("↻ Models", size="sm", scale=0)
         status = gr.Markdown(engine_status(default, "auto", settings), elem_id="chat-status")
     timer = gr.Timer(2.0, active=False)
@@ -239,6 +240,22 @@ def build(settings: Settings) -> None:
     load_btn.click(load, [model_a, backend, compare, model_b], status).then(
         lambda: gr.Timer(active=True), None, timer
     )
+
+    def unload(model: str | None, backend_name: str, on: bool, other: str | None) -> str:
+        from garden.engine.serving import peek_engine, unload_engine
+
+        names = [model] + ([other] if on and other else [])
+        freed = []
+        for name in names:
+            engine = peek_engine(name, backend_name, settings) if name else None
+            if engine is not None:
+                unload_engine(engine)
+                freed.append(engine.model_name)
+        if not freed:
+            return "Nothing to unload."
+        return f"Unloaded {', '.join(sorted(set(freed)))}; its memory is released."
+
+    unload_btn.click(unload, [model_a, backend, compare, model_b], status)
 
     def poll(model: str | None, backend_name: str, on: bool, other: str | None):
         """Status while something loads; the timer switches itself off once all is ready."""
@@ -306,7 +323,7 @@ def build(settings: Settings) -> None:
             try:
                 engine, adapter = _prepare(name, backend_name, settings)
                 deadline = time.time() + 900
-                while engine.status.state == "loading" and not engine._ready.is_set():
+                while engine.status.state == "loading":
                     if time.time() > deadline:
                         break
                     stats[i] = engine.status.describe()
