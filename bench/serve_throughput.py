@@ -1,0 +1,253 @@
+"""Serving throughput, side by side in one run, on the embedded default model.
+
+The same 32 chat prompts × 64 new tokens (EOS ignored, so every path makes the same tokens) go
+through (a) our engine's vLLM path, (d) vLLM's AsyncLLM called directly with the same engine
+arguments, (b) our transformers path and (c) plain batched ``transformers.generate`` as the
+baseline. Also: cold start of our vLLM path (fresh process, imports included) and time to first
+token (p50/p95) of 8 concurrent streams. The last line is one JSON object of the figures.
+
+    uv run python bench/serve_throughput.py [--prompts 32] [--tokens 64] [--skip-direct]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+TOPICS = [
+    "gardens",
+    "rivers",
+    "the moon",
+    "bread",
+    "bicycles",
+    "owls",
+    "libraries",
+    "rain",
+    "mountains",
+    "tea",
+    "clocks",
+    "bees",
+    "lighthouses",
+    "maps",
+    "violins",
+    "deserts",
+]
+
+
+def prompts(n: int) -> list[list[dict[str, str]]]:
+    kinds = ["Write a short story about {}.", "Explain how {} work, simply."]
+    return [
+        [{"role": "user", "content": kinds[i % 2].format(TOPICS[i % len(TOPICS)])}]
+        for i in range(n)
+    ]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def run_engine(engine, chats, config) -> tuple[float, int, list[float]]:
+    """All chats at once, one thread each; returns (wall seconds, tokens, ttfts)."""
+    results: list[tuple[int, float | None]] = []
+    lock = threading.Lock()
+
+    def one(messages) -> None:
+        answer = engine.chat(messages, config)
+        with lock:
+            results.append((answer.stats.tokens, answer.stats.ttft_s))
+
+    threads = [threading.Thread(target=one, args=(m,)) for m in chats]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    return wall, sum(t for t, _ in results), [f for _, f in results if f is not None]
+
+
+def direct_vllm(
+    model_path: str, prompt_ids: list[list[int]], tokens: int, options: dict
+) -> tuple[float, int]:
+    """vLLM's AsyncLLM with the same engine arguments as our wrapper, no wrapper at all."""
+    from vllm import SamplingParams
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    async def main() -> tuple[float, int]:
+        llm = AsyncLLM.from_engine_args(AsyncEngineArgs(model=model_path, **options))
+        params = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True)
+
+        async def one(i: int, ids: list[int]) -> int:
+            count = 0
+            async for out in llm.generate({"prompt_token_ids": ids}, params, f"d{i}"):
+                count = len(out.outputs[0].token_ids)
+            return count
+
+        await one(-1, prompt_ids[0][:4])
+        start = time.perf_counter()
+        counts = await asyncio.gather(*(one(i, ids) for i, ids in enumerate(prompt_ids)))
+        wall = time.perf_counter() - start
+        llm.shutdown()
+        return wall, sum(counts)
+
+    return asyncio.run(main())
+
+
+def baseline_generate(
+    model_path: str, prompt_ids: list[list[int]], tokens: int
+) -> tuple[float, int]:
+    """Plain batched ``generate`` (left padding, greedy, same dtype choice as our backend)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from garden.engine.serving_hf import pick_dtype
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=pick_dtype("cpu")).eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    width = max(len(p) for p in prompt_ids)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
+    with torch.inference_mode():
+        model.generate(input_ids=ids[:1, -4:], max_new_tokens=2, do_sample=False, pad_token_id=pad)
+        start = time.perf_counter()
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=tokens,
+            min_new_tokens=tokens,
+            do_sample=False,
+            pad_token_id=pad,
+        )
+        wall = time.perf_counter() - start
+    return wall, int((out.shape[1] - width) * out.shape[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--streams", type=int, default=8, help="concurrent streams for TTFT")
+    parser.add_argument("--skip-direct", action="store_true", help="skip the direct-vLLM run")
+    parser.add_argument(
+        "--hf-prompts",
+        type=int,
+        default=None,
+        help="prompts for our transformers path (it answers one at a time; default: all)",
+    )
+    args = parser.parse_args()
+
+    from garden.engine.serving import GenerationConfig, get_engine, shutdown_all
+    from garden.engine.serving_vllm import UNIPROC_EXECUTOR
+    from garden.models import prepare_default_model
+
+    model_path = str(prepare_default_model())
+    chats = prompts(args.prompts)
+    config = GenerationConfig(temperature=0.0, max_new_tokens=args.tokens, ignore_eos=True)
+    figures: dict[str, float | None] = {}
+
+    print(f"model {model_path}; {args.prompts} prompts × {args.tokens} new tokens", flush=True)
+    start = time.perf_counter()
+    engine = get_engine(model_path, "vllm")
+    engine.wait_loaded(timeout=900)
+    figures["cold_start_s"] = round(time.perf_counter() - start, 2)
+    print(
+        f"(a) our vLLM path: cold start {figures['cold_start_s']} s (fresh process, imports included)",
+        flush=True,
+    )
+    prompt_ids = [engine.build_prompt(c) for c in chats]
+    run_engine(engine, chats[:2], GenerationConfig(temperature=0.0, max_new_tokens=4))
+    wall, tokens, _ = run_engine(engine, chats, config)
+    figures["vllm_tok_s"] = round(tokens / wall, 1)
+    print(
+        f"(a) our vLLM path: {tokens} tokens in {wall:.2f} s = {figures['vllm_tok_s']} tok/s",
+        flush=True,
+    )
+    _, _, ttfts = run_engine(engine, chats[: args.streams], config)
+    figures["ttft_p50_s"] = round(statistics.median(ttfts), 3)
+    figures["ttft_p95_s"] = round(percentile(ttfts, 0.95), 3)
+    print(
+        f"    TTFT over {args.streams} concurrent streams: p50 {figures['ttft_p50_s']} s, p95 {figures['ttft_p95_s']} s",
+        flush=True,
+    )
+    options = {
+        "enforce_eager": True,
+        "disable_log_stats": True,
+        "enable_prefix_caching": True,
+        "max_num_seqs": engine.settings.vllm_max_num_seqs,
+        "enable_lora": True,
+        "max_lora_rank": 64,
+        "max_loras": 4,
+        "distributed_executor_backend": UNIPROC_EXECUTOR,
+    }
+    shutdown_all()
+
+    if not args.skip_direct:
+        wall, tokens = direct_vllm(model_path, prompt_ids, args.tokens, options)
+        direct = tokens / wall
+        figures["direct_vllm_tok_s"] = round(direct, 1)
+        figures["wrapper_overhead"] = round(1 - figures["vllm_tok_s"] / direct, 3)
+        print(
+            f"(d) vLLM directly: {tokens} tokens in {wall:.2f} s = {direct:.1f} tok/s; "
+            f"wrapper overhead {figures['wrapper_overhead'] * 100:.1f} %",
+            flush=True,
+        )
+    else:
+        figures["wrapper_overhead"] = None
+
+    engine = get_engine(model_path, "transformers")
+    engine.wait_ready(timeout=300)
+    run_engine(engine, chats[:1], GenerationConfig(temperature=0.0, max_new_tokens=4))
+    wall, tokens, _ = run_engine(engine, chats[: args.hf_prompts or len(chats)], config)
+    figures["transformers_tok_s"] = round(tokens / wall, 1)
+    print(
+        f"(b) our transformers path: {tokens} tokens in {wall:.2f} s = {figures['transformers_tok_s']} tok/s",
+        flush=True,
+    )
+    shutdown_all()
+
+    wall, tokens = baseline_generate(model_path, prompt_ids, args.tokens)
+    figures["baseline_tok_s"] = round(tokens / wall, 1)
+    print(
+        f"(c) plain batched transformers.generate: {tokens} tokens in {wall:.2f} s = {figures['baseline_tok_s']} tok/s",
+        flush=True,
+    )
+    figures["ratio_vllm_vs_baseline"] = round(figures["vllm_tok_s"] / figures["baseline_tok_s"], 2)
+    print(
+        f"ratio vLLM path / baseline: {figures['ratio_vllm_vs_baseline']}×  "
+        f"(target ≥2×); wrapper overhead target ≤10 %; cold start target ≤30 s",
+        flush=True,
+    )
+    keys = [
+        "vllm_tok_s",
+        "transformers_tok_s",
+        "baseline_tok_s",
+        "ratio_vllm_vs_baseline",
+        "wrapper_overhead",
+        "cold_start_s",
+        "ttft_p50_s",
+        "ttft_p95_s",
+    ]
+    line = {key: figures.get(key) for key in keys}
+    line["direct_vllm_tok_s"] = figures.get("direct_vllm_tok_s")
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()
