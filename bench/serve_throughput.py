@@ -89,8 +89,11 @@ def direct_vllm(
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
 
+    from garden.engine.serving_vllm import _engine_threads
+
     async def main() -> tuple[float, int]:
-        llm = AsyncLLM.from_engine_args(AsyncEngineArgs(model=model_path, **options))
+        with _engine_threads("cpu"):  # the same thread setting as our wrapper
+            llm = AsyncLLM.from_engine_args(AsyncEngineArgs(model=model_path, **options))
         params = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True)
 
         async def one(i: int, ids: list[int]) -> int:
