@@ -36,10 +36,18 @@ def test_app_has_exactly_the_four_tabs() -> None:
     assert top_level == ["Data", "Fine-tune", "Chat", "Carbon"]
 
 
-def test_importing_the_ui_does_not_import_torch() -> None:
-    code = "import sys, garden.ui; print('torch' in sys.modules, 'transformers' in sys.modules, 'vllm' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False", "False"]
+def test_building_the_ui_on_fresh_storage_stays_light(tmp_path: Path) -> None:
+    """Neither importing nor building the app loads torch or converts the default model."""
+    code = (
+        "import sys, garden.ui; garden.ui.build_app(); "
+        "print('torch' in sys.modules, 'transformers' in sys.modules, 'vllm' in sys.modules)"
+    )
+    env = {**os.environ, "STORAGE_ROOT": str(tmp_path / "fresh")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.split()[-3:] == ["False", "False", "False"]
+    assert not (tmp_path / "fresh" / "models" / "base" / "SmolLM2-135M-Instruct").exists()
 
 
 def test_app_py_serves_http_200(tmp_path: Path) -> None:

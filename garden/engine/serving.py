@@ -694,6 +694,10 @@ def peek_engine(
     model: str | ChatTarget | None, backend: str = "auto", settings: Settings | None = None
 ) -> ChatEngine | None:
     """The live engine that ``get_engine`` would return, without creating or loading one."""
+    from garden.models import DEFAULT_MODEL_NAME, is_default_prepared
+
+    if model in (None, "", "default", DEFAULT_MODEL_NAME) and not is_default_prepared(settings):
+        return None  # nothing can be serving it yet; never convert the model just to look
     try:
         target = model if isinstance(model, ChatTarget) else resolve_target(model, settings)
     except GardenError:
