@@ -30,12 +30,21 @@ pytestmark = [
 ]
 
 
+APP_LOGS: list[Path] = []
+
+
+def app_log_tail() -> str:
+    """The end of the app's own log, for failure messages."""
+    return APP_LOGS[-1].read_text(errors="replace")[-3000:] if APP_LOGS else ""
+
+
 @pytest.fixture(scope="module")
 def app_url(default_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     log = tmp_path_factory.mktemp("chat-app") / "app.log"
+    APP_LOGS.append(log)
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), "--port", str(port)],
@@ -86,7 +95,12 @@ def test_chat_tab_streams_a_reply_and_compares(app_url: str, tmp_path: Path) -> 
                 if "tok/s" in stats.inner_text():
                     break
                 time.sleep(0.05)
-            assert "tok/s" in stats.inner_text(), page.locator("#chat-status").inner_text()
+            assert "tok/s" in stats.inner_text(), (
+                page.locator("#chat-status").inner_text(),
+                stats.inner_text(),
+                snapshots[-3:],
+                app_log_tail(),
+            )
             assert "transformers" in stats.inner_text()
             assert len(snapshots) >= 3, snapshots  # the reply grew on screen while streaming
             assert len(snapshots[0]) < len(snapshots[-1])  # markdown may re-flow between frames

@@ -59,6 +59,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("garden.serving")
+ENERGY_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -612,13 +613,22 @@ class ChatEngine:
         backend.abort(request_id)
 
     def _energy(self, t0: float, t1: float) -> float | None:
+        """The answer's energy; never holds the answer back for more than a few seconds."""
         meter = self._meter
         if meter is None:
             return None
-        try:
-            return float(meter.energy_between(t0, t1))
-        except Exception:
+        result: list[float] = []
+        worker = threading.Thread(
+            target=lambda: result.append(float(meter.energy_between(t0, t1))),
+            name="carbon-answer-energy",
+            daemon=True,
+        )
+        worker.start()
+        worker.join(ENERGY_TIMEOUT_S)
+        if not result:
+            log.warning("Energy for an answer was not ready within %.0f s", ENERGY_TIMEOUT_S)
             return None
+        return result[0]
 
 
 def _transient_install_error(exc: BaseException) -> bool:
