@@ -198,7 +198,7 @@ def _convert_gguf(gguf: Path, out_dir: Path, progress: ProgressCallback | None) 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # save_pretrained refuses a GGUF-quantised model until the quantiser is cleared.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config.name_or_path = DEFAULT_MODEL_NAME
@@ -319,10 +319,10 @@ def resolve_model(
     local = Path(ref).expanduser()
     if local.is_dir():
         validate_model_dir(local)
-        info = _model_from_dir(local.resolve(), "base")
-        if info is None:
+        found = _model_from_dir(local.resolve(), "base")
+        if found is None:
             raise ModelLoadError(f"{local} holds no model.", hint="Check the folder.")
-        return info
+        return found
     if HUB_ID_PATTERN.match(ref) and not local.exists():
         return ModelInfo(id=ref, name=ref, kind="hub")
     raise ModelLoadError(

@@ -7,9 +7,18 @@ engine code and in the app both point at the session's storage.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 SESSION_ROOT = Path(tempfile.mkdtemp(prefix="garden-tests-"))
@@ -54,3 +63,96 @@ def isolated_settings(tmp_path: Path, default_model_path: Path):
     )
     settings.ensure_storage()
     return settings
+
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_START_TIMEOUT_S = 180.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningApp:
+    """A real `app.py` process serving on a free loopback port."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+@contextmanager
+def running_app(
+    workdir: Path, env: dict[str, str] | None = None, *args: str
+) -> Iterator[RunningApp]:
+    """Start `app.py` in ``workdir``; fail with its log unless it serves HTTP 200 in time."""
+    port = free_port()
+    log = workdir / "app.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--port", str(port), *args],
+            cwd=workdir,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    app = RunningApp(f"http://127.0.0.1:{port}/", port, process, log)
+    try:
+        status = None
+        deadline = time.monotonic() + APP_START_TIMEOUT_S
+        while time.monotonic() < deadline and process.poll() is None and status != 200:
+            try:
+                status = httpx.get(app.url, timeout=2).status_code
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert status == 200, f"the app did not come up (exit {process.poll()}):\n{app.log_tail()}"
+        yield app
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def app(default_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """One app per test session on the session's storage, shared by the HTTP and browser tests."""
+    with running_app(tmp_path_factory.mktemp("app")) as running:
+        yield running
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, driven by Playwright, shared by every browser test of the session."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

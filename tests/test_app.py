@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import RunningApp
 
 from garden.config import Settings
 from garden.errors import ConfigError
 from garden.ui.server import resolve_auth, resolve_host
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_app_has_exactly_the_four_tabs() -> None:
@@ -50,33 +41,10 @@ def test_building_the_ui_on_fresh_storage_stays_light(tmp_path: Path) -> None:
     assert not (tmp_path / "fresh" / "models" / "base" / "SmolLM2-135M-Instruct").exists()
 
 
-def test_app_py_serves_http_200(tmp_path: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "API_PORT": str(port)}
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py")],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        status = None
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                status = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code
-                if status == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
-        assert status == 200, process.stdout.read() if process.poll() is not None else status
-        page = httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).json()
-        assert page["title"] == "Model Garden"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def test_app_py_serves_http_200(app: RunningApp) -> None:
+    assert httpx.get(app.url, timeout=10).status_code == 200
+    page = httpx.get(f"{app.url}config", timeout=10).json()
+    assert page["title"] == "Model Garden"
 
 
 def test_space_binds_all_interfaces(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from conftest import running_app
 
 from garden.config import Settings
 from garden.engine.carbon import CarbonMeter, get_record, list_readings, read_csv, report_rows
@@ -24,15 +23,6 @@ from garden.store import get_store, new_id, now
 ROOT = Path(__file__).resolve().parent.parent
 FACTS = ROOT / "assets" / "datasets" / "garden_facts.jsonl"
 STEPS = 4
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 def train_worker(
@@ -251,56 +241,29 @@ def test_cli_report_json_and_csv(carbon_storage: dict[str, Any], tmp_path: Path)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
 def test_carbon_tab_renders_charts_in_the_browser(
-    carbon_storage: dict[str, Any], tmp_path: Path
+    carbon_storage: dict[str, Any], browser: Any, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     settings = carbon_storage["settings"]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
     env = {
-        **os.environ,
         "STORAGE_ROOT": str(settings.storage_root),
         "MODELS_DIR": str(carbon_storage["models_dir"]),
     }
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                # The app's timers keep Gradio's event stream open: wait for elements, not idle.
-                page.goto(url, wait_until="domcontentloaded")
-                page.get_by_role("tab", name="Carbon").click(timeout=60_000)
-                totals = page.locator("#carbon-totals")
-                totals.get_by_text("All time").wait_for(timeout=60_000)
-                page.wait_for_function(
-                    "document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=60_000
-                )
-                assert page.get_by_text("Quality per gram").count() >= 1
-                assert page.get_by_text("moonwell-lora").count() >= 1
-                page.get_by_role("button", name="Export CSV").click()
-                page.get_by_text(".csv").first.wait_for(timeout=30_000)
-                page.screenshot(path=str(tmp_path / "carbon.png"), full_page=True)
-            finally:
-                browser.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with running_app(tmp_path, env) as app:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            # The app's timers keep Gradio's event stream open: wait for elements, not idle.
+            page.goto(app.url, wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Carbon").click(timeout=60_000)
+            totals = page.locator("#carbon-totals")
+            totals.get_by_text("All time").wait_for(timeout=60_000)
+            page.wait_for_function(
+                "document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=60_000
+            )
+            assert page.get_by_text("Quality per gram").count() >= 1
+            assert page.get_by_text("moonwell-lora").count() >= 1
+            page.get_by_role("button", name="Export CSV").click()
+            page.get_by_text(".csv").first.wait_for(timeout=30_000)
+            page.screenshot(path=str(tmp_path / "carbon.png"), full_page=True)
+        finally:
+            page.close()

@@ -95,14 +95,13 @@ def test_start_a_run_from_the_tab_and_see_metrics_arrive(tab_app):
 
     other_browser = Client(url, verbose=False)
     deadline = time.monotonic() + 600
-    seen_live = False
+    seen_running = False
     while time.monotonic() < deadline:
         status, _loss, _lr, log_tail, _runs, _pick = other_browser.predict(
             "", api_name="/refresh_training"
         )
         assert job_id in status
-        if "loss " in status and "`running`" in status:
-            seen_live = True
+        seen_running = seen_running or "`running`" in status
         if "`completed`" in status:
             break
         time.sleep(1.0)
@@ -110,4 +109,4 @@ def test_start_a_run_from_the_tab_and_see_metrics_arrive(tab_app):
     assert "step **3/3**" in status and "Worker process" in log_tail
     metrics = get_job_manager(settings).metrics(job_id)
     assert [m["step"] for m in metrics if m["loss"] is not None] == [1, 2, 3]
-    assert seen_live or len(metrics) >= 3
+    assert seen_running, "a second browser never saw the run while it was running"

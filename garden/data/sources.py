@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from garden.config import Settings
 from garden.errors import DatasetError
@@ -305,7 +305,9 @@ class RowReader:
             return
         with source.path.open("rb") as raw:
             self._raw = raw
-            handle: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if source.compressed else raw
+            handle: IO[bytes] = (
+                cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")) if source.compressed else raw
+            )
             if source.file_type == "jsonl":
                 yield from _iter_jsonl(handle)
             elif source.file_type == "json":
@@ -505,7 +507,7 @@ def _iter_csv(handle: IO[bytes], delimiter: str) -> Iterator[RawRow]:
             yield RawRow(index, location, None, f"cannot be read as CSV ({exc})")
             index += 1
             continue
-        extra = record.pop(None, None)  # type: ignore[call-overload]
+        extra = record.pop(None, None)
         if extra:
             yield RawRow(index, location, None, f"has {len(extra)} more fields than the header")
         elif any(isinstance(v, str) and _has_surrogates(v) for v in record.values()):

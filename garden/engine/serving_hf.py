@@ -71,7 +71,7 @@ class TransformersBackend:
                 f"transformers could not load {self.model_path}: {exc}",
                 hint="Check that the folder holds a complete causal-LM model.",
             ) from exc
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
         limit = getattr(model.config, "max_position_embeddings", None) or 2048
         self.max_model_len = int(min(limit, 8192))
         with torch.inference_mode():  # first-call kernel set-up, not paid by the first answer

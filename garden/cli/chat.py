@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from garden.cli import err_console, fail, print_json
+from garden.cli.output import err_console, fail, print_json
 from garden.engine.serving_types import BACKENDS
 from garden.errors import GardenError
 

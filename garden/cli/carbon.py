@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from garden.cli import console, fail, print_json
+from garden.cli.output import console, fail, print_json
 from garden.errors import GardenError
 
 

@@ -10,7 +10,7 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from garden.cli import console, err_console, fail, print_json
+from garden.cli.output import console, err_console, fail, print_json
 from garden.errors import GardenError
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from garden.cli import console, err_console, fail, print_json
+from garden.cli.output import console, err_console, fail, print_json
 from garden.errors import GardenError
 
 

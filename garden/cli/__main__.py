@@ -1,0 +1,5 @@
+"""`python -m garden.cli`."""
+
+from garden.cli.main import main
+
+main()
