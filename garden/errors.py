@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GardenError(Exception):
-    """Base of every error Model Garden shows to a person."""
+    """Base of every error Model Garden shows to a person; ``kind`` names the failure class."""
 
     kind = "error"
+
+    def __init_subclass__(cls, *, kind: str = "error", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.kind = kind
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -17,33 +23,33 @@ class GardenError(Exception):
         return f"{self.message} {self.hint}" if self.hint else self.message
 
 
-class ConfigError(GardenError):
-    kind = "config"
+class ConfigError(GardenError, kind="config"):
+    """A setting is missing or invalid."""
 
 
-class DatasetError(GardenError):
-    kind = "bad_data"
+class DatasetError(GardenError, kind="bad_data"):
+    """A dataset cannot be read, detected or used."""
 
 
-class ModelLoadError(GardenError):
-    kind = "model_load"
+class ModelLoadError(GardenError, kind="model_load"):
+    """A model cannot be found or loaded."""
 
 
-class OutOfMemoryError(GardenError):
-    kind = "out_of_memory"
+class OutOfMemoryError(GardenError, kind="out_of_memory"):
+    """Training or serving ran out of memory."""
 
 
-class DiskFullError(GardenError):
-    kind = "disk_full"
+class DiskFullError(GardenError, kind="disk_full"):
+    """Not enough free disk space."""
 
 
-class JobError(GardenError):
-    kind = "job"
+class JobError(GardenError, kind="job"):
+    """A training job cannot be started, stopped or resumed as asked."""
 
 
-class ServingError(GardenError):
-    kind = "serving"
+class ServingError(GardenError, kind="serving"):
+    """A chat engine cannot answer."""
 
 
-class CarbonError(GardenError):
-    kind = "carbon"
+class CarbonError(GardenError, kind="carbon"):
+    """Carbon data cannot be computed or read."""
