@@ -30,8 +30,11 @@ def inspect_source(
     subset: str | None = None,
     settings: Settings | None = None,
     progress: Progress | None = None,
+    rendered_samples: int = 10,
 ) -> InspectReport:
     """Detect, validate and summarise a source without saving anything.
+
+    The first ``rendered_samples`` samples of the preview are rendered with the chat template.
 
     Raises ``DatasetError`` when the source cannot be read at all (missing, empty, binary,
     too large, hub unreachable, unknown format); row problems go into the report instead.
@@ -56,7 +59,8 @@ def inspect_source(
     )
     say(progress, 0.9, "Counting tokens…")
     lengths = sample_lengths(tokenizer, scan.reservoir)
-    rendered = [render(tokenizer, s) for s in scan.samples[:10]] if tokenizer is not None else []
+    shown = scan.samples[:rendered_samples]
+    rendered = [render(tokenizer, s) for s in shown] if tokenizer is not None else []
     for issue in warnings.items:
         scan.warnings.add(issue.kind, issue.message, issue.location)
     say(progress, 1.0, "Done")
