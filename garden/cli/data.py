@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 import click
@@ -34,17 +34,6 @@ def _parse_mapping(_ctx: click.Context, _param: click.Parameter, value: str | No
     return mapping
 
 
-@dataclass(frozen=True)
-class ReadOptions:
-    """How to read a source: the options `inspect` and `import` share (service keywords)."""
-
-    max_seq_len: int | None
-    mapping: dict[str, Any] | None
-    model: str | None
-    split: str | None
-    subset: str | None
-
-
 READ_OPTIONS = (
     click.option(
         "--max-seq-len", type=click.IntRange(min=1), default=None,
@@ -65,8 +54,8 @@ def read_options(command: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def with_read_options(**params: Any) -> None:
-        read = ReadOptions(**{field.name: params.pop(field.name) for field in fields(ReadOptions)})
-        command(read=read, **params)
+        names = [field.name for field in fields(datasets.ReadOptions)]
+        command(read=datasets.ReadOptions(**{name: params.pop(name) for name in names}), **params)
 
     for option in reversed(READ_OPTIONS):
         with_read_options = option(with_read_options)
@@ -103,10 +92,10 @@ def data() -> None:
     "--preview", type=click.IntRange(min=0), default=1, show_default=True,
     help="Rendered samples to show (text output).",
 )  # fmt: skip
-def inspect_cmd(source: str, as_json: bool, read: ReadOptions, preview: int) -> None:
+def inspect_cmd(source: str, as_json: bool, read: datasets.ReadOptions, preview: int) -> None:
     """Detect the format of a file or hub dataset and report every problem (exit 2 if unusable)."""
     try:
-        view = datasets.inspect(source, **asdict(read), progress=_progress(not as_json))
+        view = datasets.inspect(source, read, progress=_progress(not as_json))
     except GardenError as exc:
         fail(exc)
     if as_json:
@@ -174,14 +163,15 @@ def import_cmd(
     seed: int,
     drop_invalid: bool,
     as_json: bool,
-    read: ReadOptions,
+    read: datasets.ReadOptions,
 ) -> None:
     """Normalise, validate and split a dataset and save it under NAME."""
     try:
-        view = datasets.import_dataset(
-            source, name, eval_fraction=eval_fraction, seed=seed, drop_invalid=drop_invalid,
-            **asdict(read), progress=_progress(not as_json),
+        request = datasets.ImportRequest(
+            source=source, name=name, options=read, eval_fraction=eval_fraction, seed=seed,
+            drop_invalid=drop_invalid,
         )  # fmt: skip
+        view = datasets.import_dataset(request, progress=_progress(not as_json))
     except GardenError as exc:
         fail(exc)
     if as_json:

@@ -19,7 +19,7 @@ from garden.data.formats import FORMATS
 from garden.data.importer import import_dataset
 from garden.data.inspection import inspect_source
 from garden.data.report import InspectReport, Issue
-from garden.data.scan import is_eval_row
+from garden.data.scan import ReadOptions, is_eval_row
 from garden.data.tokens import render_samples
 from garden.data.uploads import sanitize_filename, save_upload
 
@@ -29,6 +29,7 @@ __all__ = [
     "DatasetRecord",
     "InspectReport",
     "Issue",
+    "ReadOptions",
     "dataset_choices",
     "delete_dataset",
     "get_dataset",

@@ -16,13 +16,14 @@ from garden.data.formats import Detection
 from garden.data.report import IssueLog
 from garden.data.scan import (
     Progress,
-    check_max_seq_len,
+    ReadOptions,
     detect_source,
+    load_tokenizer,
+    open_source,
     row_hash,
     sample_lengths,
     say,
     scan_rows,
-    tokenizer_or_warning,
 )
 from garden.data.sources import Source, resolve_source
 from garden.data.tokens import token_stats
@@ -34,15 +35,11 @@ from garden.store import new_id, now
 def import_dataset(
     source: str | Path,
     name: str,
+    options: ReadOptions | None = None,
     *,
     eval_fraction: float = 0.1,
     seed: int = 42,
-    mapping: dict[str, Any] | None = None,
     drop_invalid: bool = False,
-    max_seq_len: int | None = None,
-    model: str | None = None,
-    split: str | None = None,
-    subset: str | None = None,
     settings: Settings | None = None,
     progress: Progress | None = None,
 ) -> DatasetRecord:
@@ -53,15 +50,14 @@ def import_dataset(
     """
     settings = settings or get_settings()
     settings.ensure_storage()
+    options = options or ReadOptions()
     name = check_name(name, settings)
     if not 0.0 <= eval_fraction <= 0.5:
         raise DatasetError(
             f"The eval fraction {eval_fraction} is out of range.",
             hint="Use a value from 0 (no eval split) to 0.5; 0.1 is typical.",
         )
-    check_max_seq_len(max_seq_len)
-    say(progress, 0.0, "Reading the source…")
-    src = resolve_source(source, settings, split=split, subset=subset)
+    src = open_source(source, options, settings, progress)
     raw_path: Path | None = None
     copied = False
     if src.kind == "file" and src.path is not None:
@@ -78,12 +74,11 @@ def import_dataset(
     try:
         if copied and raw_path is not None:
             src = resolve_source(raw_path, settings)
-        detection, _ = detect_source(src, mapping)
+        detection, _ = detect_source(src, options.mapping)
         staging.mkdir(parents=True)
         record = _write_dataset(
-            src, detection, staging, dataset_id, name,
-            eval_fraction=eval_fraction, seed=seed, allow_mixed=mapping is None,
-            drop_invalid=drop_invalid, max_seq_len=max_seq_len, model=model,
+            src, detection, options, staging, dataset_id, name,
+            eval_fraction=eval_fraction, seed=seed, drop_invalid=drop_invalid,
             settings=settings, progress=progress, raw_path=raw_path,
         )  # fmt: skip
     except BaseException:
@@ -107,23 +102,20 @@ def _remove_stale_staging(settings: Settings, max_age_s: float = 6 * 3600) -> No
 def _write_dataset(
     src: Source,
     detection: Detection,
+    options: ReadOptions,
     staging: Path,
     dataset_id: str,
     name: str,
     *,
     eval_fraction: float,
     seed: int,
-    allow_mixed: bool,
     drop_invalid: bool,
-    max_seq_len: int | None,
-    model: str | None,
     settings: Settings,
     progress: Progress | None,
     raw_path: Path | None,
 ) -> DatasetRecord:
     extra = IssueLog()
-    say(progress, 0.02, f"Detected {detection.format}; loading the tokenizer…")
-    tokenizer = tokenizer_or_warning(model, settings, extra, required=max_seq_len is not None)
+    tokenizer = load_tokenizer(options, detection, settings, extra, progress)
     counts = {"train": 0, "eval": 0}
     first_train: list[tuple[float, int]] = []  # (hash, line in train.jsonl) of the lowest hash
 
@@ -146,8 +138,8 @@ def _write_dataset(
 
         say(progress, 0.03, f"Detected {detection.format}; writing rows…")
         scan = scan_rows(
-            src, detection, allow_mixed=allow_mixed, max_seq_len=max_seq_len,
-            tokenizer=tokenizer, progress=progress, verb="Imported", on_sample=write,
+            src, detection, options, tokenizer=tokenizer, progress=progress, verb="Imported",
+            on_sample=write,
         )  # fmt: skip
     if scan.errors.total and not drop_invalid:
         examples = "; ".join(str(issue) for issue in scan.errors.items[:3])

@@ -3,59 +3,45 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from garden.config import Settings, get_settings
 from garden.data.report import InspectReport, IssueLog
 from garden.data.scan import (
     Progress,
-    check_max_seq_len,
+    ReadOptions,
     detect_source,
+    load_tokenizer,
+    open_source,
     sample_lengths,
     say,
     scan_rows,
-    tokenizer_or_warning,
 )
-from garden.data.sources import resolve_source
 from garden.data.tokens import render, token_stats
 
 
 def inspect_source(
     source: str | Path,
+    options: ReadOptions | None = None,
     *,
-    mapping: dict[str, Any] | None = None,
-    max_seq_len: int | None = None,
-    model: str | None = None,
-    split: str | None = None,
-    subset: str | None = None,
     settings: Settings | None = None,
     progress: Progress | None = None,
     rendered_samples: int = 10,
 ) -> InspectReport:
     """Detect, validate and summarise a source without saving anything.
 
-    The first ``rendered_samples`` samples of the preview are rendered with the chat template.
-
     Raises ``DatasetError`` when the source cannot be read at all (missing, empty, binary,
     too large, hub unreachable, unknown format); row problems go into the report instead.
+    The first ``rendered_samples`` samples are rendered with the model's chat template.
     """
     settings = settings or get_settings()
-    check_max_seq_len(max_seq_len)
-    say(progress, 0.0, "Reading the source…")
-    src = resolve_source(source, settings, split=split, subset=subset)
-    detection, columns = detect_source(src, mapping)
+    options = options or ReadOptions()
+    src = open_source(source, options, settings, progress)
+    detection, columns = detect_source(src, options.mapping)
     warnings = IssueLog()
-    say(progress, 0.02, f"Detected {detection.format}; loading the tokenizer…")
-    tokenizer = tokenizer_or_warning(model, settings, warnings, required=max_seq_len is not None)
+    tokenizer = load_tokenizer(options, detection, settings, warnings, progress)
     say(progress, 0.05, f"Detected {detection.format}; validating every row…")
     scan = scan_rows(
-        src,
-        detection,
-        allow_mixed=mapping is None,
-        max_seq_len=max_seq_len,
-        tokenizer=tokenizer,
-        progress=progress,
-        verb="Checked",
+        src, detection, options, tokenizer=tokenizer, progress=progress, verb="Checked"
     )
     say(progress, 0.9, "Counting tokens…")
     lengths = sample_lengths(tokenizer, scan.reservoir)
@@ -83,7 +69,7 @@ def inspect_source(
         warning_counts=dict(scan.warnings.counts),
         token_stats=token_stats(lengths, scan.valid),
         token_lengths=lengths,
-        max_seq_len=max_seq_len,
+        max_seq_len=options.max_seq_len,
         raw_preview=scan.raw_preview,
         samples=scan.samples,
         rendered=rendered,

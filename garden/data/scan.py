@@ -12,6 +12,7 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from garden.config import Settings
@@ -26,7 +27,7 @@ from garden.data.formats import (
 )
 from garden.data.readers import RowReader
 from garden.data.report import IssueLog
-from garden.data.sources import RawRow, Source
+from garden.data.sources import RawRow, Source, resolve_source
 from garden.data.tokens import byte_bound, count_tokens, get_tokenizer
 from garden.errors import DatasetError, GardenError
 
@@ -45,6 +46,27 @@ PREVIEW_CHARS = 20_000
 def say(progress: Progress | None, fraction: float, message: str) -> None:
     if progress is not None:
         progress(max(0.0, min(1.0, fraction)), message)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a source: a mapping that overrides detection, the sequence length above
+    which rows are flagged, the model whose tokenizer counts tokens, and a hub split and subset."""
+
+    mapping: dict[str, Any] | None = None
+    max_seq_len: int | None = None
+    model: str | None = None
+    split: str | None = None
+    subset: str | None = None
+
+
+def open_source(
+    source: str | Path, options: ReadOptions, settings: Settings, progress: Progress | None
+) -> Source:
+    """Check the options and resolve the source, before any row is read."""
+    check_max_seq_len(options.max_seq_len)
+    say(progress, 0.0, "Reading the source…")
+    return resolve_source(source, settings, split=options.split, subset=options.subset)
 
 
 def is_eval_row(seed: int, index: int, eval_fraction: float) -> bool:
@@ -80,10 +102,7 @@ def detect_source(source: Source, mapping: dict[str, Any] | None) -> tuple[Detec
             break
     columns = sorted({key for row in sample for key in row})
     if not sample and first_error is None:
-        raise DatasetError(
-            f"{source.label} holds no rows (only blank lines or an empty list).",
-            hint="Check the export: the file should hold one record per line or a list of records.",
-        )
+        raise _no_rows(source)
     if not sample:
         detail = f" ({first_error.location} {first_error.error})" if first_error else ""
         raise DatasetError(
@@ -99,14 +118,18 @@ def detect_source(source: Source, mapping: dict[str, Any] | None) -> tuple[Detec
 def scan_rows(
     source: Source,
     detection: Detection,
+    options: ReadOptions,
     *,
-    allow_mixed: bool,
-    max_seq_len: int | None,
     tokenizer: Any,
     progress: Progress | None,
     verb: str,
     on_sample: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> Scan:
+    """Validate and normalise every row; ``on_sample(index, sample)`` gets each usable one.
+
+    Without a mapping override, a row in another chat format is converted with a warning.
+    """
+    allow_mixed, max_seq_len = options.mapping is None, options.max_seq_len
     scan = Scan()
     mapping = detection.mapping
     seen: dict[int, str] = {}
@@ -194,20 +217,31 @@ def scan_rows(
             f"only the first {DUPLICATE_INDEX_LIMIT:,} distinct rows were checked for duplicates",
         )
     if scan.rows == 0:
-        raise DatasetError(
-            f"{source.label} holds no rows (only blank lines or an empty list).",
-            hint="Check the export: the file should hold one record per line or a list of records.",
-        )
+        raise _no_rows(source)
     return scan
 
 
-def tokenizer_or_warning(
-    model: str | None, settings: Settings, warnings: IssueLog, required: bool
+def _no_rows(source: Source) -> DatasetError:
+    return DatasetError(
+        f"{source.label} holds no rows (only blank lines or an empty list).",
+        hint="Check the export: the file should hold one record per line or a list of records.",
+    )
+
+
+def load_tokenizer(
+    options: ReadOptions,
+    detection: Detection,
+    settings: Settings,
+    warnings: IssueLog,
+    progress: Progress | None,
 ) -> Any:
+    """The tokenizer of ``options.model``, or None with a warning when it cannot be loaded
+    (unless a max sequence length has to be checked with it)."""
+    say(progress, 0.02, f"Detected {detection.format}; loading the tokenizer…")
     try:
-        return get_tokenizer(model, settings)
+        return get_tokenizer(options.model, settings)
     except GardenError as exc:
-        if required:
+        if options.max_seq_len is not None:
             raise
         warnings.add("tokenizer", f"token statistics are unavailable: {exc}")
         return None

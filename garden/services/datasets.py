@@ -10,8 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field
+
 from garden import data
 from garden.config import Settings
+from garden.data import ReadOptions as ReadOptions  # how to read a source; front ends use it
 from garden.errors import DatasetError
 from garden.services.base import View, resolve
 
@@ -71,25 +74,25 @@ class InspectView(View):
     file_type: str | None
     format: str
     confidence: float
-    mapping: dict[str, str]
     detection: str
+    mapping: dict[str, str]
     candidates: list[FormatCandidate]
     columns: list[str]
     rows: int
     valid_rows: int
     invalid_rows: int
-    errors: list[Issue]
-    warnings: list[Issue]
+    usable: bool
+    problem: str | None
     error_counts: dict[str, int]
+    errors: list[Issue]
     warning_counts: dict[str, int]
+    warnings: list[Issue]
+    max_seq_len: int | None
     token_stats: TokenStats
     token_lengths: list[int]
-    max_seq_len: int | None
     raw_preview: list[dict[str, Any]]
     samples: list[dict[str, Any]]
     rendered: list[str]
-    usable: bool
-    problem: str | None
 
 
 class DatasetView(View):
@@ -112,6 +115,18 @@ class DatasetView(View):
     created_at: float
     raw_path: str | None
     warnings: list[str]
+
+
+class ImportRequest(View):
+    """What to import and how: the source, the name to save it under, how to read it, and
+    how to split it (``eval_fraction`` of the rows, chosen by ``seed``, go to eval)."""
+
+    source: DatasetSource | str
+    name: str
+    options: ReadOptions = Field(default_factory=ReadOptions)
+    eval_fraction: float = 0.1
+    seed: int = 42
+    drop_invalid: bool = False
 
 
 class BundledSample(View):
@@ -155,12 +170,8 @@ def model_choices(*, settings: Settings | None = None) -> list[str]:
 
 def inspect(
     source: DatasetSource | str | Path,
+    options: ReadOptions | None = None,
     *,
-    mapping: dict[str, Any] | None = None,
-    max_seq_len: int | None = None,
-    model: str | None = None,
-    split: str | None = None,
-    subset: str | None = None,
     rendered_samples: int = 10,
     progress: Progress | None = None,
     settings: Settings | None = None,
@@ -168,57 +179,33 @@ def inspect(
     """Detect, validate and summarise a source without saving anything.
 
     Raises ``DatasetError`` when the source cannot be read at all; problems of single rows
-    are in the view, with their locations.
+    are in the view, with their locations. The first ``rendered_samples`` samples are
+    rendered with the model's chat template.
     """
     settings = resolve(settings)
     report = data.inspect_source(
-        _source_ref(source, settings),
-        mapping=mapping,
-        max_seq_len=max_seq_len,
-        model=model,
-        split=split,
-        subset=subset,
-        settings=settings,
-        progress=progress,
+        _source_ref(source, settings), options, settings=settings, progress=progress,
         rendered_samples=rendered_samples,
-    )
+    )  # fmt: skip
     return InspectView.model_validate(report.to_dict())
 
 
 def import_dataset(
-    source: DatasetSource | str | Path,
-    name: str,
+    request: ImportRequest,
     *,
-    eval_fraction: float = 0.1,
-    seed: int = 42,
-    mapping: dict[str, Any] | None = None,
-    drop_invalid: bool = False,
-    max_seq_len: int | None = None,
-    model: str | None = None,
-    split: str | None = None,
-    subset: str | None = None,
     progress: Progress | None = None,
     settings: Settings | None = None,
 ) -> DatasetView:
-    """Normalise, validate and split a source and save it under ``name``.
+    """Normalise, validate and split a source and save it under the requested name.
 
     Rows that cannot be used make the import fail, naming them, unless ``drop_invalid``.
     """
     settings = resolve(settings)
     record = data.import_dataset(
-        _source_ref(source, settings),
-        name,
-        eval_fraction=eval_fraction,
-        seed=seed,
-        mapping=mapping,
-        drop_invalid=drop_invalid,
-        max_seq_len=max_seq_len,
-        model=model,
-        split=split,
-        subset=subset,
-        settings=settings,
-        progress=progress,
-    )
+        _source_ref(request.source, settings), request.name, request.options,
+        eval_fraction=request.eval_fraction, seed=request.seed,
+        drop_invalid=request.drop_invalid, settings=settings, progress=progress,
+    )  # fmt: skip
     return _dataset_view(record)
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
 
@@ -52,14 +53,14 @@ class SourceForm:
     """The source and the reading options, as the form holds them."""
 
     kind_value: str
-    upload_value: str | None = None
-    bundled_value: str | None = None
-    hub_value: str | None = None
-    imported_value: str | None = None
-    model_value: str | None = None
-    seq_value: float | None = None
-    mapping_value: str | None = None
-    detected: str | None = None
+    upload_value: str | None
+    bundled_value: str | None
+    hub_value: str | None
+    imported_value: str | None
+    model_value: str | None
+    seq_value: float | None
+    mapping_value: str | None
+    detected: str | None
 
     @property
     def source(self) -> DatasetSource:
@@ -75,6 +76,14 @@ class SourceForm:
             )
         kind, value = values[self.kind_value]
         return DatasetSource(kind=kind, value=value)
+
+    @property
+    def read_options(self) -> datasets.ReadOptions:
+        return datasets.ReadOptions(
+            mapping=self.mapping,
+            max_seq_len=int(self.seq_value) if self.seq_value else None,
+            model=self.model_value or None,
+        )
 
     @property
     def mapping(self) -> dict[str, Any] | None:
@@ -93,23 +102,26 @@ class SourceForm:
             raise DatasetError("The mapping must be a JSON object.", hint='e.g. {"text": "body"}.')
         return mapping
 
-    @property
-    def max_seq_len(self) -> int | None:
-        return int(self.seq_value) if self.seq_value else None
-
-    @property
-    def model(self) -> str | None:
-        return self.model_value or None
-
 
 @dataclass(frozen=True)
 class SaveForm(SourceForm):
     """The source form plus how to save it."""
 
-    name_value: str = ""
-    fraction: float = 0.1
-    seed_value: float | None = 42
-    drop: bool = False
+    name_value: str
+    fraction: float
+    seed_value: float | None
+    drop: bool
+
+    @property
+    def request(self) -> datasets.ImportRequest:
+        return datasets.ImportRequest(
+            source=self.source, name=self.name_value or "", options=self.read_options,
+            eval_fraction=float(self.fraction), seed=int(self.seed_value or 0),
+            drop_invalid=bool(self.drop),
+        )  # fmt: skip
+
+
+Form = TypeVar("Form", bound=SourceForm)
 
 
 @dataclass(frozen=True)
@@ -258,24 +270,28 @@ def _datasets_table(settings: Settings) -> list[list[Any]]:
 # handlers ----------------------------------------------------------------------------
 
 
-def _progress(progress: gr.Progress) -> datasets.Progress:
-    def report(fraction: float, message: str) -> None:
-        progress(fraction, desc=message)
-
-    return report
-
-
-def run_inspect(
+def on_form(
+    handler: Callable[[Settings, Form, datasets.Progress], list[Any]],
+    form_type: type[Form],
     settings: Settings,
-    progress: gr.Progress = gr.Progress(),  # noqa: B008
-    **values: Any,
-) -> list[Any]:
+) -> Callable[..., list[Any]]:
+    """An event function that gets the form's values by name and passes one typed form on."""
+
+    def on_event(progress: gr.Progress = gr.Progress(), **values: Any) -> list[Any]:  # noqa: B008
+        def report(fraction: float, message: str) -> None:
+            progress(fraction, desc=message)
+
+        return handler(settings, form_type(**values), report)
+
+    return on_event
+
+
+def run_inspect(settings: Settings, form: SourceForm, progress: datasets.Progress) -> list[Any]:
     """Summary, validation, histogram, the view and detected mapping, and the first page."""
-    form = SourceForm(**values)
     try:
         view = datasets.inspect(
-            form.source, mapping=form.mapping, max_seq_len=form.max_seq_len, model=form.model,
-            rendered_samples=PREVIEW_SAMPLES, progress=_progress(progress), settings=settings,
+            form.source, form.read_options, rendered_samples=PREVIEW_SAMPLES, progress=progress,
+            settings=settings,
         )  # fmt: skip
     except Exception as exc:
         return [_warn(exc), "", None, None, form.detected, *_page(None, 0)]
@@ -299,19 +315,9 @@ def refreshed(settings: Settings) -> list[Any]:
     ]
 
 
-def run_save(
-    settings: Settings,
-    progress: gr.Progress = gr.Progress(),  # noqa: B008
-    **values: Any,
-) -> list[Any]:
-    form = SaveForm(**values)
+def run_save(settings: Settings, form: SaveForm, progress: datasets.Progress) -> list[Any]:
     try:
-        view = datasets.import_dataset(
-            form.source, form.name_value, eval_fraction=float(form.fraction),
-            seed=int(form.seed_value or 0), mapping=form.mapping, drop_invalid=bool(form.drop),
-            max_seq_len=form.max_seq_len, model=form.model, progress=_progress(progress),
-            settings=settings,
-        )  # fmt: skip
+        view = datasets.import_dataset(form.request, progress=progress, settings=settings)
     except Exception as exc:
         return [_warn(exc), *refreshed(settings)]
     gr.Info(f"Saved {view.name}: {view.train_rows:,} train and {view.eval_rows:,} eval rows.")
@@ -413,7 +419,7 @@ def _inspect_section(settings: Settings) -> SourceFields:
     for component in (fields.upload, fields.bundled, fields.imported):
         component.change(lambda: "", None, fields.mapping, api_visibility="private")
     inspect_btn.click(
-        partial(run_inspect, settings), inputs_kwargs=fields.inputs(), api_name="data_inspect",
+        on_form(run_inspect, SourceForm, settings), inputs_kwargs=fields.inputs(), api_name="data_inspect",
         outputs=[summary, validation, histogram, view_state, fields.detected, *page_outputs],
     ).then(lambda detected: detected, fields.detected, fields.mapping, api_visibility="private")  # fmt: skip
     for button, step in ((prev_btn, -1), (next_btn, 1)):
@@ -456,7 +462,7 @@ def build(settings: Settings) -> None:
         "drop": drop_invalid,
     }  # fmt: skip
     save_btn.click(
-        partial(run_save, settings), inputs_kwargs=save_inputs, outputs=[save_result, *catalog],
+        on_form(run_save, SaveForm, settings), inputs_kwargs=save_inputs, outputs=[save_result, *catalog],
         api_name="data_save",
     )  # fmt: skip
     delete_btn.click(
