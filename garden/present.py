@@ -8,6 +8,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from garden.services.datasets import TokenStats
 
 MISSING = "—"
 
@@ -134,3 +138,49 @@ def power_label(power_source: str | None) -> str:
     if "estimated" in power_source and "measured" in power_source:
         return "partly measured"
     return "measured" if "measured" in power_source else "estimated"
+
+
+# Data --------------------------------------------------------------------------------------
+# Lines about datasets, shared by the Data tab (Markdown) and `model-garden data` (plain text).
+
+
+def _label(text: str, markdown: bool) -> str:
+    return f"**{text}:**" if markdown else f"{text}:"
+
+
+def source_detail(source_kind: str, file_type: str | None) -> str:
+    """ "file, jsonl"; "hub, hub" reads "hub"."""
+    return f"{source_kind}, {file_type or 'hub'}"
+
+
+def rows_line(rows: int, valid: int, invalid: int, *, markdown: bool = False) -> str:
+    """ "Rows: 21 read · 20 usable · 1 invalid"."""
+    return f"{_label('Rows', markdown)} {rows:,} read · {valid:,} usable · {invalid:,} invalid"
+
+
+def tokens_line(stats: TokenStats, *, markdown: bool = False) -> str | None:
+    """ "Tokens (from a random sample of 1,000 rows): min 9 · median 31 · … · ≈41,000 in total";
+    None when nothing was counted."""
+    if not stats.count:
+        return None
+    sampled = f" (from a random sample of {stats.count:,} rows)" if stats.sampled else ""
+    total = f"{stats.total_estimate:,}" if stats.total_estimate is not None else MISSING
+    return (
+        f"{_label(f'Tokens{sampled}', markdown)} min {stats.min} · median {stats.median} · "
+        f"mean {stats.mean} · p95 {stats.p95} · max {stats.max} · ≈{total} in total"
+    )
+
+
+def issue_counts(counts: dict[str, int]) -> str:
+    """ "invalid × 3, duplicate × 1"."""
+    return ", ".join(f"{kind} × {n:,}" for kind, n in counts.items())
+
+
+def issues_not_shown(counts: dict[str, int], kept: int, shown: int) -> int:
+    """How many issues a list of the first ``shown`` of ``kept`` issues leaves out."""
+    return sum(counts.values()) - min(shown, kept)
+
+
+def split_line(rows: int, train_rows: int, eval_rows: int, data_format: str) -> str:
+    """ "20 rows (16 train, 4 eval), format alpaca"."""
+    return f"{rows:,} rows ({train_rows:,} train, {eval_rows:,} eval), format {data_format}"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from garden.data import (
+    ReadOptions,
     delete_dataset,
     get_dataset,
     import_dataset,
@@ -32,6 +33,11 @@ CHAT = [
 def write_jsonl(path: Path, rows: list[Any], newline: str = "\n") -> Path:
     path.write_bytes(newline.join(json.dumps(r) for r in rows).encode() + newline.encode())
     return path
+
+
+def turns(*lines: str, role: str = "role", content: str = "content") -> list[dict[str, str]]:
+    """Chat turns from ``"role: text"`` lines."""
+    return [{role: who, content: text} for who, _, text in (x.partition(": ") for x in lines)]
 
 
 def alpaca_rows(n: int) -> list[dict[str, str]]:
@@ -64,22 +70,14 @@ def test_openai_jsonl(tmp_path: Path, settings) -> None:
 
 
 def test_sharegpt_with_aliases_and_tool_turns(tmp_path: Path, settings) -> None:
+    sharegpt = {"role": "from", "content": "value"}
+    first = turns(
+        "system: Be brief.", "human: Weather?", "gpt: Let me check.", "tool: sunny", "gpt: Sunny.",
+        **sharegpt,
+    )  # fmt: skip
     rows = [
-        {
-            "conversations": [
-                {"from": "system", "value": "Be brief."},
-                {"from": "human", "value": "Weather?"},
-                {"from": "gpt", "value": "Let me check."},
-                {"from": "tool", "value": "sunny"},
-                {"from": "gpt", "value": "Sunny."},
-            ]
-        },
-        {
-            "conversations": [
-                {"from": "user", "value": "Hi"},
-                {"from": "assistant", "value": "Hello"},
-            ]
-        },
+        {"conversations": first},
+        {"conversations": turns("user: Hi", "assistant: Hello", **sharegpt)},
     ]
     report = inspect_source(write_jsonl(tmp_path / "sg.jsonl", rows), settings=settings)
     assert report.format == "sharegpt"
@@ -214,7 +212,7 @@ def test_row_level_problems_have_row_numbers(tmp_path: Path, settings) -> None:
     path.write_bytes(
         "\n".join(lines).encode() + b"\n" + b'{"prompt": "caf\xe9", "completion": "x"}\n'
     )
-    report = inspect_source(path, settings=settings, max_seq_len=4096)
+    report = inspect_source(path, ReadOptions(max_seq_len=4096), settings=settings)
     errors = {issue.location: issue.message for issue in report.errors}
     assert "not valid JSON" in errors["line 2"]
     assert "empty" in errors["line 3"]
@@ -232,23 +230,11 @@ def test_row_level_problems_have_row_numbers(tmp_path: Path, settings) -> None:
 
 def test_chat_structure_problems(tmp_path: Path, settings) -> None:
     rows = [
-        {"messages": [{"role": "user", "content": "hi"}]},
-        {"messages": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "x"}]},
-        {
-            "messages": [
-                {"role": "user", "content": "a"},
-                {"role": "user", "content": "b"},
-                {"role": "assistant", "content": "c"},
-            ]
-        },
-        {
-            "messages": [
-                {"role": "user", "content": "a"},
-                {"role": "assistant", "content": "b"},
-                {"role": "system", "content": "s"},
-            ]
-        },
-        {"messages": [{"role": "wizard", "content": "a"}]},
+        {"messages": turns("user: hi")},
+        {"messages": turns("assistant: hi", "user: x")},
+        {"messages": turns("user: a", "user: b", "assistant: c")},
+        {"messages": turns("user: a", "assistant: b", "system: s")},
+        {"messages": turns("wizard: a")},
         {"messages": "nope"},
         {"messages": [*CHAT, {"role": "user", "content": "and at night?"}]},
     ]
@@ -285,12 +271,13 @@ def test_unknown_format_and_mapping_override(tmp_path: Path, settings) -> None:
         inspect_source(path, settings=settings)
     assert "mapping" in (info.value.hint or "")
     mapping = {"instruction": "q", "output": "a", "system": "sys"}
-    report = inspect_source(path, mapping=mapping, settings=settings)
+    report = inspect_source(path, ReadOptions(mapping=mapping), settings=settings)
     assert report.format == "alpaca" and report.confidence == 1.0
     assert report.samples[0]["messages"][0] == {"role": "system", "content": "Be nice."}
     with pytest.raises(DatasetError, match="no row has it"):
-        inspect_source(path, mapping={"prompt": "question", "completion": "a"}, settings=settings)
-    record = import_dataset(path, "qa", mapping=mapping, settings=settings)
+        mismatch = ReadOptions(mapping={"prompt": "question", "completion": "a"})
+        inspect_source(path, mismatch, settings=settings)
+    record = import_dataset(path, "qa", ReadOptions(mapping=mapping), settings=settings)
     assert record.mapping["instruction"] == "q" and record.rows == 5
 
 

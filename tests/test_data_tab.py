@@ -11,6 +11,7 @@ import gradio as gr
 import pytest
 from gradio_client import Client, handle_file
 
+from garden.services import datasets
 from garden.ui import data_tab
 
 
@@ -86,9 +87,7 @@ def test_upload_inspect_save_delete(data_app, tmp_path: Path) -> None:
     assert "Saved **ui-qa**" in result
     assert table["data"][0][1] == "ui-qa"
 
-    from garden.data import get_dataset
-
-    record = get_dataset("ui-qa", settings)
+    record = datasets.get_dataset("ui-qa", settings=settings)
     assert record.rows == 20 and record.train_rows + record.eval_rows == 20
     raw_files = list(settings.raw_datasets_path.iterdir())
     assert [p.name for p in raw_files] == ["my_data_1_.jsonl"]  # sanitised, inside raw/

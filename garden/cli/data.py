@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import click
 from rich.table import Table
 
+from garden import present
 from garden.cli.output import console, err_console, fail, print_json
 from garden.errors import GardenError
+from garden.services import datasets
+
+ISSUES_SHOWN = 20
 
 
-def _mapping_option(value: str | None) -> dict[str, Any] | None:
+def _parse_mapping(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
     if not value:
         return None
     try:
@@ -27,7 +34,39 @@ def _mapping_option(value: str | None) -> dict[str, Any] | None:
     return mapping
 
 
-def _progress(enabled: bool):
+READ_OPTIONS = (
+    click.option(
+        "--max-seq-len", type=click.IntRange(min=1), default=None,
+        help="Flag rows longer than this.",
+    ),
+    click.option(
+        "--mapping", default=None, callback=_parse_mapping,
+        help='Override the detected mapping: JSON or key=value pairs, e.g. "instruction=q,output=a".',
+    ),
+    click.option("--model", default=None, help="Tokenizer to count with (default model)."),
+    click.option("--split", default=None, help="Hub split (default: train)."),
+    click.option("--subset", default=None, help="Hub subset / configuration."),
+)  # fmt: skip
+
+
+def read_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add the shared options to ``command``, which receives them as one ``read`` argument."""
+
+    @functools.wraps(command)
+    def with_read_options(**params: Any) -> None:
+        names = [field.name for field in fields(datasets.ReadOptions)]
+        command(read=datasets.ReadOptions(**{name: params.pop(name) for name in names}), **params)
+
+    for option in reversed(READ_OPTIONS):
+        with_read_options = option(with_read_options)
+    return with_read_options
+
+
+source_argument = click.argument("source", metavar="PATH_OR_HUB_ID")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def _progress(enabled: bool) -> datasets.Progress | None:
     if not enabled:
         return None
     last = {"message": ""}
@@ -40,22 +79,6 @@ def _progress(enabled: bool):
     return report
 
 
-source_argument = click.argument("source", metavar="PATH_OR_HUB_ID")
-mapping_option = click.option(
-    "--mapping",
-    default=None,
-    help='Override the detected mapping: JSON or key=value pairs, e.g. "instruction=q,output=a".',
-)
-split_option = click.option("--split", default=None, help="Hub split (default: train).")
-subset_option = click.option("--subset", default=None, help="Hub subset / configuration.")
-model_option = click.option(
-    "--model", default=None, help="Tokenizer to count with (default model)."
-)
-seq_option = click.option(
-    "--max-seq-len", type=click.IntRange(min=1), default=None, help="Flag rows longer than this."
-)
-
-
 @click.group()
 def data() -> None:
     """Inspect, import, list and delete datasets."""
@@ -63,90 +86,62 @@ def data() -> None:
 
 @data.command("inspect")
 @source_argument
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@seq_option
-@mapping_option
-@model_option
-@split_option
-@subset_option
+@json_option
+@read_options
 @click.option(
     "--preview", type=click.IntRange(min=0), default=1, show_default=True,
     help="Rendered samples to show (text output).",
 )  # fmt: skip
-def inspect_cmd(
-    source: str,
-    preview: int,
-    as_json: bool,
-    max_seq_len: int | None,
-    mapping: str | None,
-    model: str | None,
-    split: str | None,
-    subset: str | None,
-) -> None:
+def inspect_cmd(source: str, as_json: bool, read: datasets.ReadOptions, preview: int) -> None:
     """Detect the format of a file or hub dataset and report every problem (exit 2 if unusable)."""
-    from garden.data import inspect_source
-
     try:
-        report = inspect_source(
-            source,
-            mapping=_mapping_option(mapping),
-            max_seq_len=max_seq_len,
-            model=model,
-            split=split,
-            subset=subset,
-            progress=_progress(not as_json),
-        )
+        view = datasets.inspect(source, read, progress=_progress(not as_json))
     except GardenError as exc:
         fail(exc)
     if as_json:
-        data_out = report.to_dict()
-        data_out.pop("token_lengths")
-        data_out["raw_preview"] = data_out["raw_preview"][:5]
-        data_out["samples"] = data_out["samples"][:5]
-        data_out["rendered"] = data_out["rendered"][:2]
-        print_json(data_out)
+        shortened = view.model_copy(
+            update={
+                "raw_preview": view.raw_preview[:5],
+                "samples": view.samples[:5],
+                "rendered": view.rendered[:2],
+            }
+        )
+        print_json(shortened.model_dump(mode="json", exclude={"token_lengths"}))
     else:
-        _print_report(report)
-        for number, text in enumerate(report.rendered[:preview], 1):
+        _print_report(view)
+        for number, text in enumerate(view.rendered[:preview], 1):
             console.rule(f"sample {number} as the model sees it", style="dim")
             console.print(
                 text if len(text) < 3000 else text[:3000] + " …", markup=False, highlight=False
             )
-    if not report.usable:
-        fail(f"{report.problem} Fix the file or the mapping (--mapping).")
+    if not view.usable:
+        fail(f"{view.problem} Fix the file or the mapping (--mapping).")
 
 
-def _print_report(report: Any) -> None:
-    console.print(f"[bold]{report.source}[/] ({report.source_kind}, {report.file_type or 'hub'})")
+def _print_report(view: datasets.InspectView) -> None:
+    detail = present.source_detail(view.source_kind, view.file_type)
+    console.print(f"[bold]{view.source}[/] ({detail})")
     console.print(
-        f"Format: [green]{report.format}[/] (confidence {report.confidence:.0%}; {report.detection})",
+        f"Format: [green]{view.format}[/] (confidence {view.confidence:.0%}; {view.detection})",
         highlight=False,
     )
-    console.print(f"Mapping: {json.dumps(report.mapping)}", highlight=False)
-    if report.columns:
-        console.print(f"Fields: {', '.join(report.columns[:30])}", highlight=False)
-    console.print(
-        f"Rows: {report.rows:,} read, {report.valid_rows:,} usable, {report.invalid_rows:,} invalid"
-    )
+    console.print(f"Mapping: {json.dumps(view.mapping)}", highlight=False)
+    if view.columns:
+        console.print(f"Fields: {', '.join(view.columns[:30])}", highlight=False)
+    console.print(present.rows_line(view.rows, view.valid_rows, view.invalid_rows))
     for title, issues, counts, colour in (
-        ("Errors", report.errors, report.error_counts, "red"),
-        ("Warnings", report.warnings, report.warning_counts, "yellow"),
+        ("Errors", view.errors, view.error_counts, "red"),
+        ("Warnings", view.warnings, view.warning_counts, "yellow"),
     ):
         if not counts:
             continue
-        summary = ", ".join(f"{kind}: {n}" for kind, n in counts.items())
-        console.print(f"[{colour}]{title}[/] ({summary})")
-        for issue in issues[:20]:
+        console.print(f"[{colour}]{title}[/] ({present.issue_counts(counts)})")
+        for issue in issues[:ISSUES_SHOWN]:
             console.print(f"  {issue}", highlight=False, markup=False)
-        if sum(counts.values()) > 20:
-            console.print(f"  … and {sum(counts.values()) - min(20, len(issues)):,} more")
-    stats = report.token_stats
-    if stats.get("count"):
-        sampled = f" (sample of {stats['count']:,} rows)" if stats["sampled"] else ""
-        console.print(
-            f"Tokens{sampled}: min {stats['min']}, median {stats['median']}, mean {stats['mean']}, "
-            f"p95 {stats['p95']}, max {stats['max']}; ≈{stats['total_estimate']:,} in total"
-        )
+        if hidden := present.issues_not_shown(counts, len(issues), ISSUES_SHOWN):
+            console.print(f"  … and {hidden:,} more")
+    if tokens := present.tokens_line(view.token_stats):
+        console.print(tokens)
 
 
 @data.command("import")
@@ -159,12 +154,8 @@ def _print_report(report: Any) -> None:
 @click.option(
     "--drop-invalid", is_flag=True, help="Skip rows that cannot be used instead of failing."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@seq_option
-@mapping_option
-@model_option
-@split_option
-@subset_option
+@json_option
+@read_options
 def import_cmd(
     source: str,
     name: str,
@@ -172,40 +163,23 @@ def import_cmd(
     seed: int,
     drop_invalid: bool,
     as_json: bool,
-    max_seq_len: int | None,
-    mapping: str | None,
-    model: str | None,
-    split: str | None,
-    subset: str | None,
+    read: datasets.ReadOptions,
 ) -> None:
     """Normalise, validate and split a dataset and save it under NAME."""
-    from garden.data import import_dataset
-
     try:
-        record = import_dataset(
-            source,
-            name,
-            eval_fraction=eval_fraction,
-            seed=seed,
-            mapping=_mapping_option(mapping),
+        request = datasets.ImportRequest(
+            source=source, name=name, options=read, eval_fraction=eval_fraction, seed=seed,
             drop_invalid=drop_invalid,
-            max_seq_len=max_seq_len,
-            model=model,
-            split=split,
-            subset=subset,
-            progress=_progress(not as_json),
-        )
+        )  # fmt: skip
+        view = datasets.import_dataset(request, progress=_progress(not as_json))
     except GardenError as exc:
         fail(exc)
     if as_json:
-        print_json(record.to_dict())
+        print_json(view)
         return
-    console.print(
-        f"Saved [green]{record.name}[/] as [bold]{record.id}[/]: {record.rows:,} rows "
-        f"({record.train_rows:,} train, {record.eval_rows:,} eval), format {record.format}",
-        highlight=False,
-    )
-    for warning in record.warnings[:10]:
+    split = present.split_line(view.rows, view.train_rows, view.eval_rows, view.format)
+    console.print(f"Saved [green]{view.name}[/] as [bold]{view.id}[/]: {split}", highlight=False)
+    for warning in view.warnings[:10]:
         console.print(f"  [yellow]warning[/] {warning}", highlight=False)
 
 
@@ -213,15 +187,11 @@ def import_cmd(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_cmd(as_json: bool) -> None:
     """List imported datasets, newest first."""
-    from garden.data import list_datasets
-
-    found = list_datasets()
+    found = datasets.list_datasets()
     if as_json:
-        print_json([record.to_dict() for record in found])
+        print_json(found)
         return
-    table = Table(title="Datasets")
-    for column in ("id", "name", "format", "rows", "train", "eval", "source"):
-        table.add_column(column)
+    table = Table("id", "name", "format", "rows", "train", "eval", "source", title="Datasets")
     for d in found:
         table.add_row(
             d.id, d.name, d.format, f"{d.rows:,}", f"{d.train_rows:,}", f"{d.eval_rows:,}", d.source
@@ -233,10 +203,8 @@ def list_cmd(as_json: bool) -> None:
 @click.argument("dataset", metavar="ID_OR_NAME")
 def rm_cmd(dataset: str) -> None:
     """Delete an imported dataset (its processed files and its raw copy)."""
-    from garden.data import delete_dataset
-
     try:
-        record = delete_dataset(dataset)
+        view = datasets.delete_dataset(dataset)
     except GardenError as exc:
         fail(exc)
-    console.print(f"Deleted {record.name} ({record.id})", highlight=False)
+    console.print(f"Deleted {view.name} ({view.id})", highlight=False)

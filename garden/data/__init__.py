@@ -1,30 +1,35 @@
 """Datasets: load any common instruction dataset, detect and normalise it, validate, split, save.
 
-No gradio here; heavy libraries (transformers, datasets, pyarrow) load lazily.
+``sources`` resolves what was asked for, ``readers`` and ``hub`` stream its rows, ``formats``
+normalises them, ``scan`` validates a whole source, ``inspection`` and ``importer`` are the two
+things done with it, and ``catalog`` keeps the imported datasets. No gradio here; heavy
+libraries (transformers, datasets, pyarrow) load lazily.
 """
 
-from garden.data.formats import FORMATS
-from garden.data.registry import (
+from garden.data.bundled import BundledDataset, list_bundled
+from garden.data.catalog import (
     DatasetRecord,
-    InspectReport,
-    Issue,
     dataset_choices,
     delete_dataset,
     get_dataset,
-    import_dataset,
-    inspect_source,
-    is_eval_row,
     list_datasets,
     read_rows,
-    render_samples,
 )
-from garden.data.sources import list_bundled, sanitize_filename, save_upload
+from garden.data.formats import FORMATS
+from garden.data.importer import import_dataset
+from garden.data.inspection import inspect_source
+from garden.data.report import InspectReport, Issue
+from garden.data.scan import ReadOptions, is_eval_row
+from garden.data.tokens import render_samples
+from garden.data.uploads import sanitize_filename, save_upload
 
 __all__ = [
     "FORMATS",
+    "BundledDataset",
     "DatasetRecord",
     "InspectReport",
     "Issue",
+    "ReadOptions",
     "dataset_choices",
     "delete_dataset",
     "get_dataset",

@@ -9,7 +9,7 @@ import statistics
 from functools import lru_cache
 from typing import Any
 
-from garden.config import Settings
+from garden.config import Settings, get_settings
 from garden.errors import DatasetError, GardenError
 
 SAMPLE_OVERHEAD_BYTES = 64  # chat-template markup per message, an upper bound in bytes
@@ -81,3 +81,11 @@ def token_stats(lengths: list[int], rows: int) -> dict[str, Any]:
         "p95": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
         "total_estimate": round(mean * rows),
     }
+
+
+def render_samples(
+    samples: list[dict[str, Any]], model: str | None = None, settings: Settings | None = None
+) -> list[str]:
+    """Samples rendered through ``model``'s chat template, as training will see them."""
+    tokenizer = get_tokenizer(model, settings or get_settings())
+    return [render(tokenizer, sample) for sample in samples]

@@ -1,0 +1,79 @@
+"""Hugging Face hub datasets, streamed; an unreachable hub fails in seconds with a hint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from garden.data.sources import RawRow, Source
+from garden.errors import DatasetError
+
+UNREACHABLE_WORDS = (
+    "offline",
+    "connect",
+    "couldn't reach",
+    "network",
+    "timed out",
+    "timeout",
+    "unreachable",
+    "name or service not known",
+    "localentrynotfound",
+)
+
+
+def hub_offline() -> bool:
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("HF_DATASETS_OFFLINE", ""))
+    return any(flag.strip().lower() in ("1", "true", "yes", "on") for flag in flags)
+
+
+def hub_error(source: Source, exc: BaseException | None) -> DatasetError:
+    detail = f" ({type(exc).__name__}: {str(exc)[:200]})" if exc else ""
+    text = f"{type(exc).__name__} {exc}".lower() if exc else "offline"
+    if exc is None or any(word in text for word in UNREACHABLE_WORDS):
+        return DatasetError(
+            f"The Hugging Face hub is unreachable, so {source.hub_id} cannot be loaded{detail}.",
+            hint="Download the dataset elsewhere and upload it as a JSONL, CSV or Parquet file, "
+            "or connect to the internet (and unset HF_HUB_OFFLINE).",
+        )
+    return DatasetError(
+        f"Loading hub dataset {source.label} failed{detail}.",
+        hint="Check the id, the subset (org/name@subset) and the split (org/name:split).",
+    )
+
+
+def probe_hub(timeout_s: float = 3.0) -> OSError | None:
+    """A quick TCP connect to the hub, so an unreachable hub fails in seconds, not after retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout_s):
+            return None
+    except OSError as exc:
+        return exc
+
+
+def iter_hub(source: Source) -> Iterator[RawRow]:
+    if hub_offline():
+        raise hub_error(source, None)
+    if (unreachable := probe_hub()) is not None:
+        raise hub_error(source, ConnectionError(f"cannot connect to the hub: {unreachable}"))
+    from datasets import load_dataset
+
+    try:
+        dataset = load_dataset(source.hub_id, source.subset, split=source.split, streaming=True)
+        iterator = iter(dataset)
+    except Exception as exc:
+        raise hub_error(source, exc) from exc
+    index = 0
+    while True:
+        try:
+            record = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise hub_error(source, exc) from exc
+        yield RawRow(index, f"row {index + 1}", dict(record))
+        index += 1

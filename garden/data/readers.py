@@ -1,0 +1,271 @@
+"""Streaming readers: every row of a source, once, with the location a person would use.
+
+A JSONL row is ``line 7``; elsewhere ``row 7``. A row that cannot be read is yielded with an
+error instead of data, so one bad line never hides the rest of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, cast
+
+from garden.data.hub import iter_hub
+from garden.data.sources import MAX_LINE_BYTES, UTF8_BOM, RawRow, Source
+from garden.errors import DatasetError
+
+BAD_JSON_COMMA = re.compile(r",\s*([}\]])")
+
+
+class RowReader:
+    """Iterates a source's rows once; ``fraction`` tells how far through the source it is."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self._raw: IO[bytes] | None = None
+        self._size = source.path.stat().st_size if source.path else 0
+        self._done_rows = 0
+        self._total_rows: int | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        if self._total_rows:
+            return min(1.0, self._done_rows / self._total_rows)
+        if self._raw is not None and self._size and not self._raw.closed:
+            return min(1.0, self._raw.tell() / self._size)
+        return None
+
+    def __iter__(self) -> Iterator[RawRow]:
+        source = self.source
+        if source.kind == "hub":
+            yield from iter_hub(source)
+            return
+        assert source.path is not None
+        if source.file_type == "parquet":
+            yield from self._iter_parquet(source.path)
+            return
+        with source.path.open("rb") as raw:
+            self._raw = raw
+            handle: IO[bytes] = (
+                cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")) if source.compressed else raw
+            )
+            if source.file_type == "jsonl":
+                yield from _iter_jsonl(handle)
+            elif source.file_type == "json":
+                yield from _iter_json(handle, source.path.name)
+            else:
+                yield from _iter_csv(handle, "\t" if source.file_type == "tsv" else ",")
+
+    def _iter_parquet(self, path: Path) -> Iterator[RawRow]:
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(path)
+        except Exception as exc:
+            raise DatasetError(
+                f"{path.name} is not a readable Parquet file ({exc}).",
+                hint="Export it again as Parquet, or as JSONL/CSV.",
+            ) from exc
+        self._total_rows = parquet.metadata.num_rows or None
+        index = 0
+        for batch in parquet.iter_batches(batch_size=1024):
+            for record in batch.to_pylist():
+                yield RawRow(index, f"row {index + 1}", record)
+                index += 1
+                self._done_rows = index
+
+
+def _parse_json_object(text: str) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """(data, error, note) for one JSON record; tolerates trailing commas with a note."""
+    note = None
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return None, "is nested too deeply to read; flatten the record", None
+    except json.JSONDecodeError as exc:
+        fixed = BAD_JSON_COMMA.sub(r"\1", text.rstrip().rstrip(","))
+        try:
+            value = json.loads(fixed)
+        except (json.JSONDecodeError, RecursionError):
+            return None, f"is not valid JSON ({exc.msg} at column {exc.colno})", None
+        note = "a trailing comma was ignored"
+    if not isinstance(value, dict):
+        kind = type(value).__name__.replace("dict", "object").replace("str", "string")
+        return None, f'is a JSON {kind}, expected an object such as {{"messages": [...]}}', None
+    return value, None, note
+
+
+def _iter_jsonl(handle: IO[bytes]) -> Iterator[RawRow]:
+    index = 0
+    line_no = 0
+    while True:
+        raw = handle.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        line_no += 1
+        location = f"line {line_no}"
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while True:
+                more = handle.readline(MAX_LINE_BYTES)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield RawRow(index, location, None, f"is longer than {MAX_LINE_BYTES >> 20} MB")
+            index += 1
+            continue
+        if line_no == 1:
+            raw = raw.removeprefix(UTF8_BOM)
+        raw = raw.strip()
+        if not raw:
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield RawRow(
+                index,
+                location,
+                None,
+                f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                "re-save the file as UTF-8",
+            )
+            index += 1
+            continue
+        data, error, note = _parse_json_object(text)
+        yield RawRow(index, location, data, error, note)
+        index += 1
+
+
+def _iter_json(handle: IO[bytes], name: str) -> Iterator[RawRow]:
+    """Stream the elements of a top-level JSON array (``{"data": [...]}`` is read whole)."""
+    import codecs
+
+    decoder = json.JSONDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    chunk_size = 1 << 16
+    buffer = ""
+    pos = 0
+    eof = False
+    offset = 0
+
+    def read_more() -> bool:
+        nonlocal buffer, pos, eof, offset
+        if eof:
+            return False
+        data = handle.read(chunk_size)
+        try:
+            text = utf8.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            raise DatasetError(
+                f"{name} is not valid UTF-8 (near byte {offset + exc.start}).",
+                hint="Re-save the file as UTF-8, or export it as JSONL so only bad lines are dropped.",
+            ) from exc
+        offset += len(data)
+        if not data:
+            eof = True
+        buffer = buffer[pos:] + text
+        pos = 0
+        return bool(data)
+
+    read_more()
+    buffer = buffer.removeprefix("\ufeff")
+    while not buffer.strip() and read_more():
+        pass
+    stripped = buffer.lstrip()
+    if stripped.startswith("{"):
+        while read_more():
+            pass
+        data, error, _ = _parse_json_object(buffer)
+        if error:
+            raise DatasetError(f"{name} {error}.", hint="Check the file is complete JSON.")
+        assert data is not None
+        lists = [v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
+        records = lists[0] if len(lists) == 1 else [data]
+        for index, record in enumerate(records):
+            yield _element(index, record)
+        return
+    if not stripped.startswith("["):
+        raise DatasetError(
+            f"{name} does not start with a JSON array or object.",
+            hint="A .json dataset must be a list of objects; JSON Lines files should end in .jsonl.",
+        )
+    pos = buffer.index("[") + 1
+    index = 0
+    while True:
+        while True:
+            while pos < len(buffer) and buffer[pos] in " \t\r\n,":
+                pos += 1
+            if pos < len(buffer) or not read_more():
+                break
+        if pos >= len(buffer):
+            yield RawRow(index, f"row {index + 1}", None, "the file ends before the closing ]")
+            return
+        if buffer[pos] == "]":
+            return
+        try:
+            value, end = decoder.raw_decode(buffer, pos)
+        except RecursionError:
+            yield RawRow(index, f"row {index + 1}", None, "is nested too deeply to read")
+            return
+        except json.JSONDecodeError as exc:
+            if len(buffer) - pos < MAX_LINE_BYTES and read_more():
+                chunk_size = min(chunk_size * 2, 1 << 24)
+                continue
+            yield RawRow(
+                index,
+                f"row {index + 1}",
+                None,
+                f"is not valid JSON ({exc.msg}); the rest of the file cannot be read",
+            )
+            return
+        if end == len(buffer) and not eof:
+            read_more()
+            continue
+        yield _element(index, value)
+        index += 1
+        pos = end
+
+
+def _element(index: int, value: Any) -> RawRow:
+    location = f"row {index + 1}"
+    if not isinstance(value, dict):
+        return RawRow(
+            index, location, None, f"is a JSON {type(value).__name__}, expected an object"
+        )
+    return RawRow(index, location, value)
+
+
+def _iter_csv(handle: IO[bytes], delimiter: str) -> Iterator[RawRow]:
+    csv.field_size_limit(MAX_LINE_BYTES)
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.DictReader(text, delimiter=delimiter)
+    index = 0
+    while True:
+        location = f"row {index + 1}"
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield RawRow(index, location, None, f"cannot be read as CSV ({exc})")
+            index += 1
+            continue
+        extra = record.pop(None, None)
+        if extra:
+            yield RawRow(index, location, None, f"has {len(extra)} more fields than the header")
+        elif any(isinstance(v, str) and _has_surrogates(v) for v in record.values()):
+            yield RawRow(index, location, None, "is not valid UTF-8; re-save the file as UTF-8")
+        else:
+            yield RawRow(index, location, {k: v for k, v in record.items() if k is not None})
+        index += 1
+
+
+def _has_surrogates(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
