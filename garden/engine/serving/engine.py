@@ -30,6 +30,7 @@ from garden.engine.serving.types import (
     EngineStatus,
     GenerationConfig,
     GenerationRequest,
+    message_text,
 )
 from garden.errors import GardenError, ModelLoadError, ServingError
 from garden.models import read_json, validate_model_dir
@@ -314,7 +315,7 @@ class ChatEngine:
         if self._tokenizer is None:
             self.wait_ready()
         conversation = [
-            {"role": m["role"], "content": _text_of(m.get("content"))}
+            {"role": m["role"], "content": message_text(m.get("content"))}
             for m in messages
             if m.get("role") in ("system", "user", "assistant")
         ]
@@ -467,19 +468,6 @@ def _transient_install_error(exc: BaseException) -> bool:
     text = str(exc)
     markers = ("No module named 'vllm", "could not get source code", "Engine core initialization")
     return any(marker in text for marker in markers)
-
-
-def _text_of(content: Any) -> str:
-    """Gradio may hand content as a string or a list of parts; keep the text."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "") if isinstance(part, dict) else str(part) for part in content
-        )
-    if isinstance(content, dict):
-        return str(content.get("text", ""))
-    return "" if content is None else str(content)
 
 
 def _first_stop(text: str, stops: list[str]) -> int | None:

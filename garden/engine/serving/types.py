@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 BackendName = Literal["auto", "vllm", "transformers"]
 BACKENDS: tuple[str, ...] = ("auto", "vllm", "transformers")
+EngineState = Literal["loading", "ready", "failed", "unloaded"]
 
 
 @dataclass
@@ -123,7 +124,7 @@ class EngineStatus:
     """What a front end shows about an engine: state, serving backend and why."""
 
     model: str
-    state: str  # loading | ready | failed | unloaded
+    state: EngineState
     backend: str | None
     requested: str
     reason: str
@@ -147,3 +148,16 @@ class EngineStatus:
         if self.vllm_state == "starting":
             text += " · vLLM is starting and takes over when ready"
         return text
+
+
+def message_text(content: Any) -> str:
+    """The text of a message's content: a string, or (as Gradio hands it) a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "") if isinstance(part, dict) else str(part) for part in content
+        )
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    return "" if content is None else str(content)
