@@ -11,7 +11,7 @@ from garden import present
 from garden.cli.output import err_console, fail, print_json
 from garden.errors import GardenError
 from garden.services import chat as chat_service
-from garden.services.chat import BACKENDS, ChatMessage, GenerationSettings
+from garden.services.chat import BACKENDS, ChatMessage, ChatRequest, GenerationSettings
 
 REPL_HELP = "Commands: /reset clears the conversation, /exit quits (or Ctrl-D)."
 
@@ -88,9 +88,8 @@ def _answer(
     def show(text: str) -> None:
         click.echo(text, nl=False)
 
-    reply = chat_service.answer(
-        model, backend, messages, settings, on_text=None if as_json else show
-    )
+    request = ChatRequest(model=model, backend=backend, messages=messages, generation=settings)
+    reply = chat_service.answer(request, on_text=None if as_json else show)
     stats = reply.stats
     if as_json:
         print_json(

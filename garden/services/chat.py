@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +31,7 @@ from garden.engine.serving import (
     shutdown_all,
     unload_engine,
 )
-from garden.engine.serving.types import message_text
+from garden.engine.serving.types import BackendName, message_text
 from garden.errors import GardenError, ServingError
 from garden.services.base import View, resolve
 
@@ -40,6 +41,7 @@ __all__ = [
     "AnswerDelta",
     "AnswerStream",
     "ChatMessage",
+    "ChatRequest",
     "ChatStats",
     "Conversation",
     "EngineStatusView",
@@ -88,6 +90,15 @@ class ChatMessage(View):
     content: str
 
 
+class ChatRequest(View):
+    """What to answer: a conversation, for a model (default: the embedded one) on a backend."""
+
+    model: str | None = None
+    backend: BackendName = "auto"
+    messages: list[ChatMessage]
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+
 class Conversation(View):
     """One model's side of a chat, as exported."""
 
@@ -110,27 +121,17 @@ class ChatStats(View):
 
     @classmethod
     def of(cls, stats: AnswerStats, model: str) -> ChatStats:
-        return cls(
-            model=model,
-            backend=stats.backend,
-            tokens=stats.tokens,
-            prompt_tokens=stats.prompt_tokens,
-            ttft_s=stats.ttft_s,
-            duration_s=stats.duration_s,
-            tokens_per_second=stats.tokens_per_second,
-            energy_kwh=stats.energy_kwh,
-            finish_reason=stats.finish_reason,
-        )
+        return cls(**{**asdict(stats), "model": model})
 
 
 class AnswerDelta(View):
-    """One streamed step: the new text, the answer so far, and the stats on the last step."""
+    """One streamed step: the answer so far, the new text, and the stats on the last step."""
 
-    delta: str
     text: str
+    delta: str
     tokens: int
-    done: bool = False
     stats: ChatStats | None = None
+    done: bool = False
 
 
 class Answer(View):
@@ -139,18 +140,14 @@ class Answer(View):
 
 
 class EngineStatusView(View):
-    """An engine's state for ``label`` (the model picked): which backend serves it and why."""
+    """The engine serving ``label`` (the model picked): its state, backend, and a line for
+    people (``text``, markdown) that says why."""
 
     label: str
     model: str
     state: Literal["not_loaded", "loading", "ready", "failed", "unloaded"]
-    requested: str
     backend: str | None = None
-    vllm_state: str | None = None
-    reason: str = ""
-    error: str | None = None
-    hint: str | None = None
-    load_seconds: float | None = None
+    vllm_state: str | None = None  # starting | ready | failed | None when vLLM is not used
     text: str
 
     @classmethod
@@ -159,13 +156,8 @@ class EngineStatusView(View):
             label=label,
             model=status.model,
             state=status.state,
-            requested=status.requested,
             backend=status.backend,
             vllm_state=status.vllm_state,
-            reason=status.reason,
-            error=status.error,
-            hint=status.hint,
-            load_seconds=status.load_seconds,
             text=status.describe(),
         )
 
@@ -189,7 +181,6 @@ def engine_status(
             label=model,
             model=model,
             state="not_loaded",
-            requested=backend,
             text=f"{model}: not loaded yet — it loads on **Load** or on your first message.",
         )
     return EngineStatusView.of(engine.status, model)
@@ -246,53 +237,43 @@ def unload(
 
 
 def _deltas(
-    engine: ChatEngine,
-    target: ChatTarget,
-    messages: Sequence[ChatMessage],
-    generation: GenerationSettings,
-    request_id: str | None,
+    engine: ChatEngine, target: ChatTarget, request: ChatRequest, request_id: str | None
 ) -> Iterator[AnswerDelta]:
     steps = engine.stream_chat(
-        [m.model_dump() for m in messages],
-        generation.to_config(),
+        [m.model_dump() for m in request.messages],
+        request.generation.to_config(),
         adapter=target.adapter_path,
         request_id=request_id,
     )
     for step in steps:
         stats = ChatStats.of(step.stats, target.label) if step.stats is not None else None
         yield AnswerDelta(
-            delta=step.delta, text=step.text, tokens=step.tokens, done=step.done, stats=stats
+            text=step.text, delta=step.delta, tokens=step.tokens, stats=stats, done=step.done
         )
 
 
 def stream_answer(
-    model: str | None,
-    backend: str,
-    messages: Sequence[ChatMessage],
-    generation: GenerationSettings | None = None,
+    request: ChatRequest,
     *,
     request_id: str | None = None,
     timeout: float = LOAD_TIMEOUT_S,
     settings: Settings | None = None,
 ) -> Iterator[AnswerDelta]:
-    """Load ``model`` if needed and stream the assistant's answer to ``messages``; the last
-    step has ``done`` set and carries the stats."""
-    engine, target = _engine(model, backend, settings)
+    """Load the model if needed and stream the answer; the last step has ``done`` set and
+    carries the stats."""
+    engine, target = _engine(request.model, request.backend, settings)
     engine.wait_ready(timeout)
-    yield from _deltas(engine, target, messages, generation or GenerationSettings(), request_id)
+    yield from _deltas(engine, target, request, request_id)
 
 
 def answer(
-    model: str | None,
-    backend: str,
-    messages: Sequence[ChatMessage],
-    generation: GenerationSettings | None = None,
+    request: ChatRequest,
     *,
     on_text: Callable[[str], None] | None = None,
     settings: Settings | None = None,
 ) -> Answer:
     """The whole answer; ``on_text`` receives each new piece of text as it streams."""
-    for delta in stream_answer(model, backend, messages, generation, settings=settings):
+    for delta in stream_answer(request, settings=settings):
         if on_text is not None and delta.delta:
             on_text(delta.delta)
         if delta.stats is not None:
@@ -342,21 +323,12 @@ class AnswerStream:
             self.done = True
 
 
-def start_answer(
-    model: str | None,
-    backend: str,
-    messages: Sequence[ChatMessage],
-    generation: GenerationSettings | None = None,
-    *,
-    settings: Settings | None = None,
-) -> AnswerStream:
+def start_answer(request: ChatRequest, *, settings: Settings | None = None) -> AnswerStream:
     """Start answering in a background thread on a ready engine (``load`` it first)."""
-    engine, target = _engine(model, backend, settings)
+    engine, target = _engine(request.model, request.backend, settings)
     engine.wait_ready(timeout=1)
     stream = AnswerStream(engine, f"ui-{uuid.uuid4().hex[:12]}")
-    deltas = _deltas(
-        engine, target, messages, generation or GenerationSettings(), stream.request_id
-    )
+    deltas = _deltas(engine, target, request, stream.request_id)
     threading.Thread(
         target=stream.run, args=(deltas,), name=f"answer-{stream.request_id}", daemon=True
     ).start()

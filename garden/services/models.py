@@ -4,7 +4,7 @@ runs and remembered hub ids."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -23,6 +23,7 @@ __all__ = [
     "prepare_default",
 ]
 
+ModelKind = Literal["default", "base", "finetuned", "hub"]
 KIND_TAGS = {"default": "default", "base": "base", "finetuned": "fine-tuned", "hub": "hub"}
 
 
@@ -31,11 +32,11 @@ class ModelView(View):
 
     id: str
     name: str
-    kind: str  # default | base | finetuned | hub
-    path: str | None = None
-    base_model: str | None = None
-    adapter_path: str | None = None
+    kind: ModelKind
     prepared: bool = True
+    base_model: str | None = None
+    path: str | None = None
+    adapter_path: str | None = None
     created_at: float | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
@@ -49,17 +50,7 @@ class ModelView(View):
 
     @classmethod
     def of(cls, info: ModelInfo) -> ModelView:
-        return cls(
-            id=info.id,
-            name=info.name,
-            kind=info.kind,
-            path=info.path,
-            base_model=info.base_model,
-            adapter_path=info.adapter_path,
-            prepared=info.prepared,
-            created_at=info.created_at,
-            meta=dict(info.meta),
-        )
+        return cls(**info.to_dict())
 
 
 def list_models(*, settings: Settings | None = None) -> list[ModelView]:
