@@ -89,7 +89,7 @@ def direct_vllm(
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    from garden.engine.serving_vllm import _engine_threads
+    from garden.engine.serving.vllm import _engine_threads
 
     async def main() -> tuple[float, int]:
         with _engine_threads("cpu"):  # the same thread setting as our wrapper
@@ -119,7 +119,7 @@ def baseline_generate(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from garden.engine.serving_hf import pick_dtype
+    from garden.engine.serving.hf import pick_dtype
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=pick_dtype("cpu")).eval()
@@ -157,7 +157,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from garden.engine.serving import GenerationConfig, get_engine, shutdown_all
-    from garden.engine.serving_vllm import UNIPROC_EXECUTOR
+    from garden.engine.serving.vllm import UNIPROC_EXECUTOR
     from garden.models import prepare_default_model
 
     model_path = str(prepare_default_model())

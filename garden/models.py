@@ -85,7 +85,7 @@ def validate_model_dir(path: Path) -> None:
     adapter_config = path / "adapter_config.json"
     config = path / "config.json"
     if adapter_config.is_file() and not config.is_file():
-        _read_json(adapter_config)
+        read_json(adapter_config, strict=True)
         if not any(path.glob("adapter_model.*")):
             raise ModelLoadError(
                 f"LoRA adapter folder {path} has no adapter_model.safetensors.",
@@ -97,7 +97,7 @@ def validate_model_dir(path: Path) -> None:
             f"{path} has no config.json, so it is not a transformers model folder.",
             hint="Point at the folder that contains config.json and the weights.",
         )
-    _read_json(config)
+    read_json(config, strict=True)
     if not any(any(path.glob(pattern)) for pattern in WEIGHT_PATTERNS):
         raise ModelLoadError(
             f"{path} has no weights (*.safetensors or pytorch_model*.bin).",
@@ -107,17 +107,25 @@ def validate_model_dir(path: Path) -> None:
         _check_safetensors(weights)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path, *, strict: bool = False) -> dict[str, Any]:
+    """The JSON object in ``path``.
+
+    A missing or broken file reads as ``{}``; with ``strict`` it raises ``ModelLoadError``.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if not strict:
+            return {}
         raise ModelLoadError(
             f"{path} is unreadable or not valid JSON ({exc}).",
             hint="The model folder is corrupt: delete it and prepare or download it again.",
         ) from exc
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{path} does not hold a JSON object.", hint="The folder is corrupt.")
-    return data
+    if isinstance(data, dict):
+        return data
+    if not strict:
+        return {}
+    raise ModelLoadError(f"{path} does not hold a JSON object.", hint="The folder is corrupt.")
 
 
 def _check_safetensors(path: Path) -> None:
@@ -210,13 +218,7 @@ def _convert_gguf(gguf: Path, out_dir: Path, progress: ProgressCallback | None) 
 def _model_from_dir(path: Path, kind: str) -> ModelInfo | None:
     if not path.is_dir() or path.name.startswith("."):
         return None
-    meta: dict[str, Any] = {}
-    card = path / "garden.json"
-    if card.is_file():
-        try:
-            meta = json.loads(card.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            meta = {}
+    meta = read_json(path / "garden.json")
     has_merged = (path / "config.json").is_file()
     adapter_dir = path / "adapter" if (path / "adapter" / "adapter_config.json").is_file() else None
     if (path / "adapter_config.json").is_file():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from garden.services.datasets import TokenStats
@@ -184,3 +184,37 @@ def issues_not_shown(counts: dict[str, int], kept: int, shown: int) -> int:
 def split_line(rows: int, train_rows: int, eval_rows: int, data_format: str) -> str:
     """ "20 rows (16 train, 4 eval), format alpaca"."""
     return f"{rows:,} rows ({train_rows:,} train, {eval_rows:,} eval), format {data_format}"
+
+
+# Chat --------------------------------------------------------------------------------------
+
+
+class AnswerFigures(Protocol):
+    """What an answer-stats line shows (``services.chat.ChatStats`` has these)."""
+
+    @property
+    def tokens(self) -> int: ...
+    @property
+    def tokens_per_second(self) -> float | None: ...
+    @property
+    def ttft_s(self) -> float | None: ...
+    @property
+    def energy_kwh(self) -> float | None: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def finish_reason(self) -> str | None: ...
+
+
+def answer_stats(stats: AnswerFigures, *, markdown: bool = False) -> str:
+    """ "42 tokens · 27.3 tok/s · first token 0.08 s · energy 35.2 mWh · transformers"."""
+    tokens, speed = str(stats.tokens), f"{stats.tokens_per_second or 0:.1f}"
+    backend = stats.backend
+    if markdown:
+        tokens, speed, backend = f"**{tokens}**", f"**{speed}**", f"`{backend}`"
+    first_token = number(stats.ttft_s, "{:.2f} s")
+    stopped = " · stopped" if stats.finish_reason == "abort" else ""
+    return (
+        f"{tokens} tokens · {speed} tok/s · first token {first_token} · "
+        f"energy {energy(stats.energy_kwh)} · {backend}{stopped}"
+    )

@@ -25,29 +25,19 @@ def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
     )
 
 
+def ask_greedy(*args: str, max_tokens: int, stdin: str | None = None):
+    """The transformers backend, greedy: the same answer on every run."""
+    options = ["--backend", "transformers", "--temperature", "0", "--max-tokens", str(max_tokens)]
+    return run_cli(*options, *args, stdin=stdin)
+
+
 @pytest.mark.slow
 def test_chat_prompt_json(default_model_path: Path) -> None:
-    out = run_cli(
-        "--backend",
-        "transformers",
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "16",
-        "--json",
-        "What is the capital of France?",
-    )
+    out = ask_greedy("--json", "What is the capital of France?", max_tokens=16)
     assert out.returncode == 0, out.stderr[-2000:]
     data = json.loads(out.stdout)
-    assert set(data) == {
-        "text",
-        "backend",
-        "model",
-        "tokens",
-        "ttft_s",
-        "tokens_per_second",
-        "energy_kwh",
-    }
+    keys = "text backend model tokens ttft_s tokens_per_second energy_kwh"
+    assert set(data) == set(keys.split())
     assert "Paris" in data["text"]
     assert data["backend"] == "transformers" and data["model"] == "SmolLM2-135M-Instruct"
     assert data["tokens"] > 0 and data["tokens_per_second"] > 0
@@ -55,15 +45,7 @@ def test_chat_prompt_json(default_model_path: Path) -> None:
 
 @pytest.mark.slow
 def test_chat_repl_keeps_the_conversation(default_model_path: Path) -> None:
-    out = run_cli(
-        "--backend",
-        "transformers",
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "12",
-        stdin="What is the capital of France?\n/reset\n/exit\n",
-    )
+    out = ask_greedy(max_tokens=12, stdin="What is the capital of France?\n/reset\n/exit\n")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Paris" in out.stdout
     assert "Conversation cleared" in out.stderr

@@ -106,24 +106,24 @@ def test_hub_ids_resolve_without_download() -> None:
     assert info.kind == "hub" and info.path is None
 
 
-def test_models_list_json_cli(default_model_path: Path) -> None:
+def models_cli(*args: str) -> object:
+    """`model-garden models ARGS --json`, parsed."""
     out = subprocess.run(
-        [sys.executable, "-m", "garden.cli", "models", "list", "--json"],
+        [sys.executable, "-m", "garden.cli", "models", *args, "--json"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    models = json.loads(out)
+    return json.loads(out)
+
+
+def test_models_list_json_cli(default_model_path: Path) -> None:
+    models = models_cli("list")
+    assert isinstance(models, list)
     assert models[0]["id"] == DEFAULT_MODEL_NAME
     assert models[0]["prepared"] is True
     assert models[0]["path"] == str(default_model_path)
 
 
 def test_models_prepare_cli_prints_the_path(default_model_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "garden.cli", "models", "prepare", "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert json.loads(out) == {"model": DEFAULT_MODEL_NAME, "path": str(default_model_path)}
+    assert models_cli("prepare") == {"model": DEFAULT_MODEL_NAME, "path": str(default_model_path)}

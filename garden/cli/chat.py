@@ -7,9 +7,11 @@ from typing import Any
 
 import click
 
+from garden import present
 from garden.cli.output import err_console, fail, print_json
-from garden.engine.serving_types import BACKENDS
 from garden.errors import GardenError
+from garden.services import chat as chat_service
+from garden.services.chat import BACKENDS, ChatMessage, ChatRequest, GenerationSettings
 
 REPL_HELP = "Commands: /reset clears the conversation, /exit quits (or Ctrl-D)."
 
@@ -36,7 +38,9 @@ def _quiet_engines() -> None:
     "(ready in seconds) unless vllm is asked for.",
 )
 @click.option("--system", "system_prompt", default="", help="System prompt.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option(
+    "--max-tokens", "max_new_tokens", type=click.IntRange(min=1), default=256, show_default=True
+)
 @click.option("--temperature", type=click.FloatRange(min=0), default=0.7, show_default=True)
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True)
 @click.option("--top-k", type=click.IntRange(min=0), default=50, show_default=True)
@@ -47,75 +51,52 @@ def _quiet_engines() -> None:
     "--json", "as_json", is_flag=True, help="Print one JSON object with the answer and figures."
 )
 def chat(
-    prompt: str | None,
-    model: str | None,
-    backend: str,
-    system_prompt: str,
-    max_tokens: int,
-    temperature: float,
-    top_p: float,
-    top_k: int,
-    repetition_penalty: float,
-    stop: tuple[str, ...],
-    seed: int | None,
-    as_json: bool,
+    prompt: str | None, model: str | None, backend: str, as_json: bool, **generation: Any
 ) -> None:
     """Chat with a model: answer PROMPT, or start a REPL when no prompt is given."""
     _quiet_engines()
-    from garden.engine.serving import GenerationConfig, get_engine, resolve_target, shutdown_all
-
-    config = GenerationConfig(
-        system_prompt=system_prompt,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        max_new_tokens=max_tokens,
-        repetition_penalty=repetition_penalty,
-        stop=list(stop),
-        seed=seed,
-    )
     if prompt is not None and not prompt.strip():
         fail("The prompt is empty. Pass some text, or no prompt at all for the interactive REPL.")
     one_shot = prompt is not None
     effective = "transformers" if (one_shot and backend == "auto") else backend
     try:
-        config.validate()
-        target = resolve_target(model)
-        engine = get_engine(target, effective)
+        settings = GenerationSettings(**generation)
+        status = chat_service.load(model, effective)
         if not as_json:
-            err_console.print(f"Loading {target.label} ({effective})…", highlight=False)
-        if effective == "vllm":
-            engine.wait_loaded(timeout=900)
-        else:
-            engine.wait_ready(timeout=900)
+            err_console.print(f"Loading {status.label} ({effective})…", highlight=False)
+        status = chat_service.wait_ready(model, effective, include_vllm=effective == "vllm")
         if not as_json:
-            err_console.print(engine.status.describe().replace("**", ""), highlight=False)
-        if one_shot:
-            _answer(engine, [{"role": "user", "content": prompt}], config, target, as_json)
+            err_console.print(status.text.replace("**", ""), highlight=False)
+        if prompt is not None:
+            messages = [ChatMessage(role="user", content=prompt)]
+            _answer(model, effective, messages, settings, as_json)
         else:
-            _repl(engine, config, target)
+            _repl(model, effective, settings)
     except GardenError as exc:
         fail(exc)
     finally:
-        shutdown_all()
+        chat_service.shutdown()
 
 
 def _answer(
-    engine: Any, messages: list[dict[str, str]], config: Any, target: Any, as_json: bool
+    model: str | None,
+    backend: str,
+    messages: list[ChatMessage],
+    settings: GenerationSettings,
+    as_json: bool,
 ) -> str:
-    last = None
-    for step in engine.stream_chat(messages, config, adapter=target.adapter_path):
-        last = step
-        if not as_json and step.delta:
-            click.echo(step.delta, nl=False)
-    assert last is not None and last.stats is not None
-    stats = last.stats
+    def show(text: str) -> None:
+        click.echo(text, nl=False)
+
+    request = ChatRequest(model=model, backend=backend, messages=messages, generation=settings)
+    reply = chat_service.answer(request, on_text=None if as_json else show)
+    stats = reply.stats
     if as_json:
         print_json(
             {
-                "text": last.text,
+                "text": reply.text,
                 "backend": stats.backend,
-                "model": target.label,
+                "model": stats.model,
                 "tokens": stats.tokens,
                 "ttft_s": stats.ttft_s,
                 "tokens_per_second": stats.tokens_per_second,
@@ -124,18 +105,13 @@ def _answer(
         )
     else:
         click.echo()
-        energy = f"{stats.energy_kwh * 1000:.4f} Wh" if stats.energy_kwh is not None else "n/a"
-        err_console.print(
-            f"[dim]{stats.tokens} tokens · {stats.tokens_per_second or 0:.1f} tok/s · "
-            f"first token {stats.ttft_s or 0:.2f} s · energy {energy} · {stats.backend}[/]",
-            highlight=False,
-        )
-    return last.text
+        err_console.print(f"[dim]{present.answer_stats(stats)}[/]", highlight=False)
+    return reply.text
 
 
-def _repl(engine: Any, config: Any, target: Any) -> None:
+def _repl(model: str | None, backend: str, settings: GenerationSettings) -> None:
     err_console.print(REPL_HELP, highlight=False)
-    history: list[dict[str, str]] = []
+    history: list[ChatMessage] = []
     while True:
         try:
             line = click.prompt("you", prompt_suffix="> ", default="", show_default=False)
@@ -151,11 +127,11 @@ def _repl(engine: Any, config: Any, target: Any) -> None:
             history.clear()
             err_console.print("Conversation cleared.")
             continue
-        history.append({"role": "user", "content": text})
+        history.append(ChatMessage(role="user", content=text))
         try:
-            reply = _answer(engine, history, config, target, as_json=False)
+            reply = _answer(model, backend, history, settings, as_json=False)
         except GardenError as exc:
             history.pop()
             err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)
             continue
-        history.append({"role": "assistant", "content": reply})
+        history.append(ChatMessage(role="assistant", content=reply))

@@ -1,210 +1,42 @@
-"""The chat engine: one engine per base model, shared by every caller, streaming answers.
+"""The chat engine: one model (and its LoRA adapters) served by one backend at a time.
 
-``get_engine(model, backend)`` returns the process-wide :class:`ChatEngine` for a model and
-starts loading it in the background. With ``backend="auto"`` the transformers backend serves
-within seconds while vLLM starts, and the engine swaps to vLLM once it is ready. Fine-tuned
-runs that carry a LoRA adapter are served as that adapter on their base model's engine, so
-switching between base and fine-tuned (or comparing them side by side) needs no reload.
-
-Typical use::
-
-    engine = get_engine("SmolLM2-135M-Instruct", backend="auto")
-    engine.wait_ready()
-    for step in engine.stream_chat([{"role": "user", "content": "Hi"}], GenerationConfig()):
-        print(step.delta, end="")
+With ``backend="auto"`` the transformers backend serves within seconds while vLLM starts, and
+the engine swaps to vLLM once it is ready. Fine-tuned runs that carry a LoRA adapter are served
+as that adapter on their base model's engine, so switching between base and fine-tuned (or
+comparing them side by side) needs no reload. Engines are shared through ``registry``.
 
 No gradio imports here; torch, transformers and vLLM are imported only by the backends.
 """
 
 from __future__ import annotations
 
-import atexit
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from garden.config import Settings, get_settings
-from garden.engine.serving_types import (
+from garden.engine.serving.targets import adapter_base, adapter_rank, check_adapter
+from garden.engine.serving.types import (
     BACKENDS,
     Adapter,
     AnswerStats,
     Backend,
     ChatDelta,
+    EngineStatus,
     GenerationConfig,
+    GenerationRequest,
+    message_text,
 )
 from garden.errors import GardenError, ModelLoadError, ServingError
-from garden.models import ModelInfo, list_models, resolve_model, validate_model_dir
-
-__all__ = [
-    "BACKENDS",
-    "Adapter",
-    "AnswerStats",
-    "ChatDelta",
-    "ChatEngine",
-    "ChatTarget",
-    "EngineStatus",
-    "GenerationConfig",
-    "get_engine",
-    "list_engines",
-    "peek_engine",
-    "resolve_target",
-    "shutdown_all",
-    "unload_engine",
-]
+from garden.models import read_json, validate_model_dir
 
 log = logging.getLogger("garden.serving")
 ENERGY_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True)
-class ChatTarget:
-    """What to chat with: a base model folder, plus a LoRA adapter for fine-tuned runs."""
-
-    model_id: str
-    label: str
-    base_path: str
-    adapter_path: str | None = None
-    kind: str = "base"
-
-
-@dataclass
-class EngineStatus:
-    """What the UI shows about an engine: state, serving backend and why."""
-
-    model: str
-    state: str  # loading | ready | failed | unloaded
-    backend: str | None
-    requested: str
-    reason: str
-    error: str | None = None
-    hint: str | None = None
-    vllm_state: str | None = None  # starting | ready | failed | None when not used
-    load_seconds: float | None = None
-
-    @property
-    def ready(self) -> bool:
-        return self.state == "ready"
-
-    def describe(self) -> str:
-        if self.state == "failed":
-            return f"❌ {self.model}: {self.error}" + (f" {self.hint}" if self.hint else "")
-        if self.state == "loading":
-            return f"⏳ Loading {self.model}… ({self.reason})"
-        if self.state == "unloaded":
-            return f"{self.model} is not loaded."
-        text = f"✅ {self.model} served by **{self.backend}** — {self.reason}"
-        if self.vllm_state == "starting":
-            text += " · vLLM is starting and takes over when ready"
-        return text
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _model_key(ref: str | None) -> str:
-    """Last path component, lower-case: paths and hub ids of the same model compare equal."""
-    return (ref or "").rstrip("/").replace("\\", "/").split("/")[-1].lower()
-
-
-def same_model(a: str | None, b: str | None) -> bool:
-    if not a or not b:
-        return False
-    pa, pb = Path(a), Path(b)
-    if pa.exists() and pb.exists():
-        return pa.resolve() == pb.resolve()
-    return _model_key(a) == _model_key(b)
-
-
-def adapter_base(adapter_dir: Path) -> str | None:
-    """The base model an adapter was trained on (adapter_config.json, else garden.json)."""
-    config = _read_json(adapter_dir / "adapter_config.json")
-    base = config.get("base_model_name_or_path")
-    if not base:
-        base = _read_json(adapter_dir.parent / "garden.json").get("base_model")
-    return base or None
-
-
-def resolve_target(ref: str | None, settings: Settings | None = None) -> ChatTarget:
-    """Turn a model reference into a :class:`ChatTarget`.
-
-    A fine-tuned run with an adapter whose base model is available is served as the adapter
-    on that base; otherwise its merged model is loaded directly.
-    """
-    settings = settings or get_settings()
-    info = _listed_adapter_run(ref, settings) or resolve_model(ref, settings)
-    if info.kind == "hub" or not info.path:
-        raise ModelLoadError(
-            f"{info.id} is a hub id, and the chat engine serves local models only (offline).",
-            hint="Download it to a folder first, then pick that folder.",
-        )
-    path = Path(info.path)
-    if info.adapter_path:
-        adapter_dir = Path(info.adapter_path)
-        base_ref = adapter_base(adapter_dir) or info.base_model
-        merged = (path / "config.json").is_file()
-        try:
-            base = resolve_model(base_ref, settings) if base_ref else None
-        except GardenError:
-            base = None
-        if base is not None and base.path and (Path(base.path) / "config.json").is_file():
-            check_adapter(adapter_dir, base.path)
-            return ChatTarget(info.id, info.name, base.path, str(adapter_dir), info.kind)
-        if not merged:
-            raise ModelLoadError(
-                f"Adapter {info.name} was trained on {base_ref or 'an unknown base'}, "
-                "which is not available here, and the run has no merged model.",
-                hint="Prepare or copy its base model into models/base, then retry.",
-            )
-    return ChatTarget(info.id, info.name, str(path), None, info.kind)
-
-
-def _listed_adapter_run(ref: str | None, settings: Settings) -> ModelInfo | None:
-    """A fine-tuned run that has an adapter (its folder may hold no merged model)."""
-    if not ref:
-        return None
-    for info in list_models(settings):
-        if info.kind == "finetuned" and info.adapter_path and ref.strip() in (info.id, info.name):
-            return info
-    return None
-
-
-def check_adapter(adapter_dir: Path, base_path: str) -> None:
-    """Raise ``ServingError`` unless the adapter belongs to the base model being served."""
-    validate_model_dir(adapter_dir)
-    declared = {
-        ref
-        for ref in (
-            _read_json(adapter_dir / "adapter_config.json").get("base_model_name_or_path"),
-            _read_json(adapter_dir.parent / "garden.json").get("base_model"),
-        )
-        if ref
-    }
-    base_name = _read_json(Path(base_path) / "config.json").get("_name_or_path")
-    for ref in declared:
-        if not (same_model(ref, base_path) or same_model(ref, base_name)):
-            raise ServingError(
-                f"Adapter {adapter_dir} was trained on {ref}, not on {Path(base_path).name}.",
-                hint="Chat with it on its own base model (pick the fine-tuned run itself), "
-                "or retrain it on this base.",
-            )
-
-
-def _adapter_rank(adapter_dir: Path) -> int:
-    config = _read_json(adapter_dir / "adapter_config.json")
-    ranks = [int(config.get("r") or 8)]
-    ranks.extend(int(v) for v in (config.get("rank_pattern") or {}).values())
-    return max(ranks)
 
 
 def _carbon_meter(engine_id: str, label: str, settings: Settings) -> Any:
@@ -289,9 +121,9 @@ class ChatEngine:
 
     def _load_inner(self) -> None:
         validate_model_dir(Path(self.base_path))
-        from garden.engine.serving_vllm import vllm_supports
+        from garden.engine.serving.vllm import vllm_supports
 
-        architectures = _read_json(Path(self.base_path) / "config.json").get("architectures") or []
+        architectures = read_json(Path(self.base_path) / "config.json").get("architectures") or []
         use_vllm, why = False, "transformers was requested"
         if self.requested in ("auto", "vllm"):
             use_vllm, why = vllm_supports(architectures)
@@ -335,7 +167,7 @@ class ChatEngine:
             )
 
     def _start_hf(self, reason: str) -> None:
-        from garden.engine.serving_hf import TransformersBackend
+        from garden.engine.serving.hf import TransformersBackend
 
         t0 = time.time()
         backend = TransformersBackend(self.base_path)
@@ -353,7 +185,7 @@ class ChatEngine:
                 backend.shutdown()
 
     def _start_vllm(self) -> None:
-        from garden.engine.serving_vllm import VllmBackend
+        from garden.engine.serving.vllm import VllmBackend
 
         t0 = time.time()
         options = {
@@ -472,7 +304,7 @@ class ChatEngine:
                 name=f"{name}-{len(self._adapters) + 1}",
                 path=key,
                 lora_id=len(self._adapters) + 1,
-                rank=_adapter_rank(path),
+                rank=adapter_rank(path),
                 base_model=adapter_base(path),
             )
             self._adapters[key] = adapter
@@ -483,7 +315,7 @@ class ChatEngine:
         if self._tokenizer is None:
             self.wait_ready()
         conversation = [
-            {"role": m["role"], "content": _text_of(m.get("content"))}
+            {"role": m["role"], "content": message_text(m.get("content"))}
             for m in messages
             if m.get("role") in ("system", "user", "assistant")
         ]
@@ -535,30 +367,26 @@ class ChatEngine:
         run_config = config
         room = limit - len(prompt_ids)
         if config.max_new_tokens > room:
-            run_config = GenerationConfig(**{**config.__dict__, "max_new_tokens": room})
+            run_config = replace(config, max_new_tokens=room)
         stats = AnswerStats(
             backend=backend.name,
             model=self.model_name if lora is None else f"{self.model_name}+{lora.name}",
             prompt_tokens=len(prompt_ids),
         )
-        yield from self._run(backend, prompt_ids, run_config, request_id, lora, stats)
+        request = GenerationRequest(prompt_ids, run_config, request_id, lora)
+        yield from self._run(backend, request, stats)
 
     def _run(
-        self,
-        backend: Backend,
-        prompt_ids: list[int],
-        config: GenerationConfig,
-        request_id: str,
-        lora: Adapter | None,
-        stats: AnswerStats,
+        self, backend: Backend, request: GenerationRequest, stats: AnswerStats
     ) -> Iterator[ChatDelta]:
+        request_id = request.request_id
         t_start = time.time()
         text = ""
         tokens = 0
         finish: str | None = None
-        stops = [s for s in config.stop if s]
+        stops = [s for s in request.config.stop if s]
         try:
-            for chunk in backend.stream(prompt_ids, config, request_id, lora):
+            for chunk in backend.stream(request):
                 if request_id in self._aborted:
                     backend.abort(request_id)
                     finish = "abort"
@@ -642,103 +470,6 @@ def _transient_install_error(exc: BaseException) -> bool:
     return any(marker in text for marker in markers)
 
 
-def _text_of(content: Any) -> str:
-    """Gradio may hand content as a string or a list of parts; keep the text."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "") if isinstance(part, dict) else str(part) for part in content
-        )
-    if isinstance(content, dict):
-        return str(content.get("text", ""))
-    return "" if content is None else str(content)
-
-
 def _first_stop(text: str, stops: list[str]) -> int | None:
     hits = [text.find(s) for s in stops if s in text]
     return min(hits) if hits else None
-
-
-# registry -------------------------------------------------------------------------------
-_engines: dict[tuple[str, str], ChatEngine] = {}
-_registry_lock = threading.Lock()
-
-
-def get_engine(
-    model: str | ChatTarget | None = None,
-    backend: str = "auto",
-    *,
-    settings: Settings | None = None,
-    load: bool = True,
-    vllm_options: dict[str, Any] | None = None,
-) -> ChatEngine:
-    """The shared engine for ``model``'s base (created and loading in the background).
-
-    A failed engine is replaced by a fresh one on the next call, so a retry reloads.
-    """
-    settings = settings or get_settings()
-    target = model if isinstance(model, ChatTarget) else resolve_target(model, settings)
-    base = str(Path(target.base_path).resolve())
-    key = (base, backend)
-    # auto shares any live engine of this base; vllm shares an auto engine that uses vLLM
-    candidates = {"auto": ("auto", "vllm", "transformers"), "vllm": ("vllm", "auto")}
-    with _registry_lock:
-        for kind in candidates.get(backend, (backend,)):
-            engine = _engines.get((base, kind))
-            if engine is None or engine.status.state in ("failed", "unloaded"):
-                continue
-            if backend == "vllm" and kind == "auto" and engine.status.vllm_state == "failed":
-                continue
-            return engine
-        engine = ChatEngine(target.base_path, backend, settings=settings, vllm_options=vllm_options)
-        if not _engines:
-            atexit.register(shutdown_all)
-        _engines[key] = engine
-    if load:
-        engine.load()
-    return engine
-
-
-def peek_engine(
-    model: str | ChatTarget | None, backend: str = "auto", settings: Settings | None = None
-) -> ChatEngine | None:
-    """The live engine that ``get_engine`` would return, without creating or loading one."""
-    from garden.models import DEFAULT_MODEL_NAME, is_default_prepared
-
-    if model in (None, "", "default", DEFAULT_MODEL_NAME) and not is_default_prepared(settings):
-        return None  # nothing can be serving it yet; never convert the model just to look
-    try:
-        target = model if isinstance(model, ChatTarget) else resolve_target(model, settings)
-    except GardenError:
-        return None
-    base = str(Path(target.base_path).resolve())
-    order = {"auto": ("auto", "vllm", "transformers"), "vllm": ("vllm", "auto")}
-    with _registry_lock:
-        for kind in order.get(backend, (backend,)):
-            engine = _engines.get((base, kind))
-            if engine is not None and engine.status.state != "unloaded":
-                return engine
-    return None
-
-
-def list_engines() -> list[ChatEngine]:
-    with _registry_lock:
-        return list(_engines.values())
-
-
-def unload_engine(engine: ChatEngine) -> None:
-    with _registry_lock:
-        for key, value in list(_engines.items()):
-            if value is engine:
-                del _engines[key]
-    engine.unload()
-
-
-def shutdown_all() -> None:
-    """Unload every engine (vLLM's engine-core processes included)."""
-    with _registry_lock:
-        engines = list(_engines.values())
-        _engines.clear()
-    for engine in engines:
-        engine.unload()

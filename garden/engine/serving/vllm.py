@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from garden.engine.serving_types import Adapter, BackendChunk, GenerationConfig
+from garden.engine.serving.types import Adapter, BackendChunk, GenerationRequest
 from garden.errors import ModelLoadError, OutOfMemoryError, ServingError
 
 UNIPROC_EXECUTOR = "vllm.v1.executor.uniproc_executor.UniProcExecutor"
@@ -165,18 +165,13 @@ class VllmBackend:
 
         return LoRARequest(adapter.name, adapter.lora_id, adapter.path)
 
-    def stream(
-        self,
-        prompt_ids: list[int],
-        config: GenerationConfig,
-        request_id: str,
-        adapter: Adapter | None,
-    ) -> Iterator[BackendChunk]:
+    def stream(self, request: GenerationRequest) -> Iterator[BackendChunk]:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
         if self._llm is None or self._loop is None:
             raise ServingError("The vLLM engine is not running.", hint="Load the model again.")
+        config, request_id = request.config, request.request_id
         params = SamplingParams(
             max_tokens=config.max_new_tokens,
             temperature=config.temperature,
@@ -188,7 +183,7 @@ class VllmBackend:
             ignore_eos=config.ignore_eos,
             output_kind=RequestOutputKind.DELTA,
         )
-        lora = self._lora_request(adapter)
+        lora = self._lora_request(request.adapter)
         out: queue.Queue[Any] = queue.Queue()
         llm = self._llm
 
@@ -196,7 +191,7 @@ class VllmBackend:
             tokens = 0
             try:
                 async for result in llm.generate(
-                    {"prompt_token_ids": prompt_ids}, params, request_id, lora_request=lora
+                    {"prompt_token_ids": request.prompt_ids}, params, request_id, lora_request=lora
                 ):
                     piece = result.outputs[0]
                     tokens += len(piece.token_ids)

@@ -1,12 +1,14 @@
-"""Plain data shared by the serving engine and its backends (no heavy imports)."""
+"""Plain data shared by the chat engine and its backends (no heavy imports)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 BackendName = Literal["auto", "vllm", "transformers"]
 BACKENDS: tuple[str, ...] = ("auto", "vllm", "transformers")
+EngineState = Literal["loading", "ready", "failed", "unloaded"]
 
 
 @dataclass
@@ -73,9 +75,6 @@ class AnswerStats:
     energy_kwh: float | None = None
     finish_reason: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
 class ChatDelta:
@@ -97,20 +96,68 @@ class BackendChunk:
     finish_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One answer for a backend to generate: the prompt's token ids and how to sample."""
+
+    prompt_ids: list[int]
+    config: GenerationConfig
+    request_id: str
+    adapter: Adapter | None = None
+
+
 class Backend(Protocol):
     name: str
     max_model_len: int
 
     def start(self) -> None: ...
 
-    def stream(
-        self,
-        prompt_ids: list[int],
-        config: GenerationConfig,
-        request_id: str,
-        adapter: Adapter | None,
-    ) -> Any: ...
+    def stream(self, request: GenerationRequest) -> Iterator[BackendChunk]: ...
 
     def abort(self, request_id: str) -> None: ...
 
     def shutdown(self) -> None: ...
+
+
+@dataclass
+class EngineStatus:
+    """What a front end shows about an engine: state, serving backend and why."""
+
+    model: str
+    state: EngineState
+    backend: str | None
+    requested: str
+    reason: str
+    error: str | None = None
+    hint: str | None = None
+    vllm_state: str | None = None  # starting | ready | failed | None when not used
+    load_seconds: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def describe(self) -> str:
+        if self.state == "failed":
+            return f"❌ {self.model}: {self.error}" + (f" {self.hint}" if self.hint else "")
+        if self.state == "loading":
+            return f"⏳ Loading {self.model}… ({self.reason})"
+        if self.state == "unloaded":
+            return f"{self.model} is not loaded."
+        text = f"✅ {self.model} served by **{self.backend}** — {self.reason}"
+        if self.vllm_state == "starting":
+            text += " · vLLM is starting and takes over when ready"
+        return text
+
+
+def message_text(content: Any) -> str:
+    """The text of a message's content: a string, or (as Gradio hands it) a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "") if isinstance(part, dict) else str(part) for part in content
+        )
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    return "" if content is None else str(content)

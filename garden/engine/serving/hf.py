@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from garden.engine.serving_types import Adapter, BackendChunk, GenerationConfig
+from garden.engine.serving.types import Adapter, BackendChunk, GenerationRequest
 from garden.errors import ModelLoadError, OutOfMemoryError, ServingError
 
 _END = object()
@@ -95,17 +95,12 @@ class TransformersBackend:
         self.model.set_adapter(adapter.name)
         self.model.enable_adapters()
 
-    def stream(
-        self,
-        prompt_ids: list[int],
-        config: GenerationConfig,
-        request_id: str,
-        adapter: Adapter | None,
-    ) -> Iterator[BackendChunk]:
+    def stream(self, request: GenerationRequest) -> Iterator[BackendChunk]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
         from transformers.generation.streamers import BaseStreamer
 
+        config, request_id = request.config, request.request_id
         out: queue.Queue[Any] = queue.Queue()
         abort = self._aborts.setdefault(request_id, threading.Event())
 
@@ -146,10 +141,10 @@ class TransformersBackend:
                 with self._lock:
                     if abort.is_set():
                         return
-                    self._use_adapter(adapter)
+                    self._use_adapter(request.adapter)
                     if config.seed is not None:
                         torch.manual_seed(config.seed)
-                    ids = torch.tensor([prompt_ids], device=self.device)
+                    ids = torch.tensor([request.prompt_ids], device=self.device)
                     with torch.inference_mode():
                         self.model.generate(
                             input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs

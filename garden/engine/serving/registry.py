@@ -1,0 +1,106 @@
+"""The process-wide chat engines: one per base model and backend, shared by every caller.
+
+``get_engine(model, backend)`` returns the shared :class:`ChatEngine` for a model's base and
+starts loading it in the background; ``peek_engine`` finds a live one without loading.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from pathlib import Path
+from typing import Any
+
+from garden.config import Settings, get_settings
+from garden.engine.serving.engine import ChatEngine
+from garden.engine.serving.targets import ChatTarget, resolve_target
+from garden.errors import GardenError
+from garden.models import DEFAULT_MODEL_NAME, is_default_prepared
+
+# Which live engines a request for a backend may share: auto takes any engine of the base,
+# vllm also takes an auto engine that serves (or will serve) with vLLM.
+SHAREABLE: dict[str, tuple[str, ...]] = {
+    "auto": ("auto", "vllm", "transformers"),
+    "vllm": ("vllm", "auto"),
+    "transformers": ("transformers",),
+}
+
+_engines: dict[tuple[str, str], ChatEngine] = {}
+_registry_lock = threading.Lock()
+
+
+def _base_key(target: ChatTarget) -> str:
+    return str(Path(target.base_path).resolve())
+
+
+def get_engine(
+    model: str | ChatTarget | None = None,
+    backend: str = "auto",
+    *,
+    settings: Settings | None = None,
+    load: bool = True,
+    vllm_options: dict[str, Any] | None = None,
+) -> ChatEngine:
+    """The shared engine for ``model``'s base (created and loading in the background).
+
+    A failed engine is replaced by a fresh one on the next call, so a retry reloads.
+    """
+    settings = settings or get_settings()
+    target = model if isinstance(model, ChatTarget) else resolve_target(model, settings)
+    base = _base_key(target)
+    with _registry_lock:
+        for kind in SHAREABLE.get(backend, (backend,)):
+            engine = _engines.get((base, kind))
+            if engine is None or engine.status.state in ("failed", "unloaded"):
+                continue
+            if backend == "vllm" and kind == "auto" and engine.status.vllm_state == "failed":
+                continue
+            return engine
+        engine = ChatEngine(target.base_path, backend, settings=settings, vllm_options=vllm_options)
+        if not _engines:
+            atexit.register(shutdown_all)
+        _engines[(base, backend)] = engine
+    if load:
+        engine.load()
+    return engine
+
+
+def peek_engine(
+    model: str | ChatTarget | None, backend: str = "auto", settings: Settings | None = None
+) -> ChatEngine | None:
+    """The live engine that ``get_engine`` would return, without creating or loading one."""
+    if model in (None, "", "default", DEFAULT_MODEL_NAME) and not is_default_prepared(settings):
+        return None  # nothing can be serving it yet; never convert the model just to look
+    try:
+        target = model if isinstance(model, ChatTarget) else resolve_target(model, settings)
+    except GardenError:
+        return None
+    base = _base_key(target)
+    with _registry_lock:
+        for kind in SHAREABLE.get(backend, (backend,)):
+            engine = _engines.get((base, kind))
+            if engine is not None and engine.status.state != "unloaded":
+                return engine
+    return None
+
+
+def list_engines() -> list[ChatEngine]:
+    with _registry_lock:
+        return list(_engines.values())
+
+
+def unload_engine(engine: ChatEngine) -> None:
+    with _registry_lock:
+        for key, value in list(_engines.items()):
+            if value is engine:
+                del _engines[key]
+    engine.unload()
+
+
+def shutdown_all() -> None:
+    """Unload every engine (vLLM's engine-core processes included)."""
+    with _registry_lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.unload()

@@ -1,0 +1,361 @@
+"""Chat: load a model on a backend, stream answers with their figures, stop them, export them.
+
+Engines are shared by every caller (see ``garden.engine.serving``): a model is named by its id
+or name (what ``services.models.chat_choices`` lists) and a backend from :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from garden.config import Settings
+from garden.engine.serving import (
+    BACKENDS,
+    AnswerStats,
+    ChatEngine,
+    ChatTarget,
+    EngineStatus,
+    GenerationConfig,
+    get_engine,
+    peek_engine,
+    resolve_target,
+    shutdown_all,
+    unload_engine,
+)
+from garden.engine.serving.types import BackendName, message_text
+from garden.errors import GardenError, ServingError
+from garden.services.base import View, resolve
+
+__all__ = [
+    "BACKENDS",
+    "Answer",
+    "AnswerDelta",
+    "AnswerStream",
+    "ChatMessage",
+    "ChatRequest",
+    "ChatStats",
+    "Conversation",
+    "EngineStatusView",
+    "GenerationSettings",
+    "abort",
+    "answer",
+    "engine_status",
+    "export_conversation",
+    "is_loading",
+    "load",
+    "shutdown",
+    "start_answer",
+    "stream_answer",
+    "to_messages",
+    "unload",
+    "wait_ready",
+]
+
+LOAD_TIMEOUT_S = 900.0
+
+
+class GenerationSettings(View):
+    """How to sample one answer; invalid values raise ``ServingError`` on construction."""
+
+    system_prompt: str = ""
+    temperature: float = 0.7  # 0 = greedy
+    top_p: float = 0.9
+    top_k: int = 50  # 0 = off
+    max_new_tokens: int = 256
+    repetition_penalty: float = 1.0  # 1 = off
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = None
+    ignore_eos: bool = False
+
+    @model_validator(mode="after")
+    def _valid_for_the_engine(self) -> GenerationSettings:
+        self.to_config().validate()
+        return self
+
+    def to_config(self) -> GenerationConfig:
+        return GenerationConfig(**self.model_dump())
+
+
+class ChatMessage(View):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatRequest(View):
+    """What to answer: a conversation, for a model (default: the embedded one) on a backend."""
+
+    model: str | None = None
+    backend: BackendName = "auto"
+    messages: list[ChatMessage]
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+
+class Conversation(View):
+    """One model's side of a chat, as exported."""
+
+    model: str | None
+    messages: list[ChatMessage]
+
+
+class ChatStats(View):
+    """The figures of one answer."""
+
+    model: str
+    backend: str
+    tokens: int
+    prompt_tokens: int
+    ttft_s: float | None
+    duration_s: float
+    tokens_per_second: float | None
+    energy_kwh: float | None
+    finish_reason: str | None
+
+    @classmethod
+    def of(cls, stats: AnswerStats, model: str) -> ChatStats:
+        return cls(**{**asdict(stats), "model": model})
+
+
+class AnswerDelta(View):
+    """One streamed step: the answer so far, the new text, and the stats on the last step."""
+
+    text: str
+    delta: str
+    tokens: int
+    stats: ChatStats | None = None
+    done: bool = False
+
+
+class Answer(View):
+    text: str
+    stats: ChatStats
+
+
+class EngineStatusView(View):
+    """The engine serving ``label`` (the model picked): its state, backend, and a line for
+    people (``text``, markdown) that says why."""
+
+    label: str
+    model: str
+    state: Literal["not_loaded", "loading", "ready", "failed", "unloaded"]
+    backend: str | None = None
+    vllm_state: str | None = None  # starting | ready | failed | None when vLLM is not used
+    text: str
+
+    @classmethod
+    def of(cls, status: EngineStatus, label: str) -> EngineStatusView:
+        return cls(
+            label=label,
+            model=status.model,
+            state=status.state,
+            backend=status.backend,
+            vllm_state=status.vllm_state,
+            text=status.describe(),
+        )
+
+
+def to_messages(history: Iterable[Mapping[str, Any]]) -> list[ChatMessage]:
+    """Chat messages from role/content mappings (e.g. a Gradio chat history); others dropped."""
+    return [
+        ChatMessage(role=m["role"], content=message_text(m.get("content")))
+        for m in history
+        if m.get("role") in ("system", "user", "assistant")
+    ]
+
+
+def engine_status(
+    model: str, backend: str = "auto", *, settings: Settings | None = None
+) -> EngineStatusView:
+    """The state of the engine that serves ``model`` (never starts or converts anything)."""
+    engine = peek_engine(model, backend, resolve(settings))
+    if engine is None:
+        return EngineStatusView(
+            label=model,
+            model=model,
+            state="not_loaded",
+            text=f"{model}: not loaded yet — it loads on **Load** or on your first message.",
+        )
+    return EngineStatusView.of(engine.status, model)
+
+
+def is_loading(model: str, backend: str = "auto", *, settings: Settings | None = None) -> bool:
+    """Whether ``model`` is loading, or vLLM is still starting to take it over."""
+    status = engine_status(model, backend, settings=settings)
+    return status.state == "loading" or status.vllm_state == "starting"
+
+
+def _engine(
+    model: str | None, backend: str, settings: Settings | None
+) -> tuple[ChatEngine, ChatTarget]:
+    settings = resolve(settings)
+    target = resolve_target(model, settings)
+    return get_engine(target, backend, settings=settings), target
+
+
+def load(
+    model: str | None, backend: str = "auto", *, settings: Settings | None = None
+) -> EngineStatusView:
+    """Start loading ``model``'s engine in the background (or find it loaded); its state."""
+    engine, target = _engine(model, backend, settings)
+    return EngineStatusView.of(engine.status, target.label)
+
+
+def wait_ready(
+    model: str | None,
+    backend: str = "auto",
+    *,
+    timeout: float = LOAD_TIMEOUT_S,
+    include_vllm: bool = False,
+    settings: Settings | None = None,
+) -> EngineStatusView:
+    """Load ``model`` and wait until it answers (with ``include_vllm``, until vLLM has started
+    or failed as well); raises ``ModelLoadError`` when loading failed."""
+    engine, target = _engine(model, backend, settings)
+    status = engine.wait_loaded(timeout) if include_vllm else engine.wait_ready(timeout)
+    return EngineStatusView.of(status, target.label)
+
+
+def unload(
+    models: Sequence[str], backend: str = "auto", *, settings: Settings | None = None
+) -> list[str]:
+    """Unload the engines serving ``models``; the names of the base models freed."""
+    freed = set()
+    for model in models:
+        engine = peek_engine(model, backend, resolve(settings))
+        if engine is not None:
+            unload_engine(engine)
+            freed.add(engine.model_name)
+    return sorted(freed)
+
+
+def _deltas(
+    engine: ChatEngine, target: ChatTarget, request: ChatRequest, request_id: str | None
+) -> Iterator[AnswerDelta]:
+    steps = engine.stream_chat(
+        [m.model_dump() for m in request.messages],
+        request.generation.to_config(),
+        adapter=target.adapter_path,
+        request_id=request_id,
+    )
+    for step in steps:
+        stats = ChatStats.of(step.stats, target.label) if step.stats is not None else None
+        yield AnswerDelta(
+            text=step.text, delta=step.delta, tokens=step.tokens, stats=stats, done=step.done
+        )
+
+
+def stream_answer(
+    request: ChatRequest,
+    *,
+    request_id: str | None = None,
+    timeout: float = LOAD_TIMEOUT_S,
+    settings: Settings | None = None,
+) -> Iterator[AnswerDelta]:
+    """Load the model if needed and stream the answer; the last step has ``done`` set and
+    carries the stats."""
+    engine, target = _engine(request.model, request.backend, settings)
+    engine.wait_ready(timeout)
+    yield from _deltas(engine, target, request, request_id)
+
+
+def answer(
+    request: ChatRequest,
+    *,
+    on_text: Callable[[str], None] | None = None,
+    settings: Settings | None = None,
+) -> Answer:
+    """The whole answer; ``on_text`` receives each new piece of text as it streams."""
+    for delta in stream_answer(request, settings=settings):
+        if on_text is not None and delta.delta:
+            on_text(delta.delta)
+        if delta.stats is not None:
+            return Answer(text=delta.text, stats=delta.stats)
+    raise ServingError("The answer ended without its figures.", hint="Ask again.")
+
+
+def abort(model: str, backend: str, request_id: str, *, settings: Settings | None = None) -> None:
+    """Stop a streaming answer; its stream ends with ``finish_reason == "abort"``."""
+    engine = peek_engine(model, backend, resolve(settings))
+    if engine is not None:
+        engine.abort(request_id)
+
+
+class AnswerStream:
+    """An answer generating in a background thread; a front end polls ``text``, ``stats``,
+    ``error`` and ``done`` while it runs."""
+
+    def __init__(self, engine: ChatEngine, request_id: str) -> None:
+        self.request_id = request_id
+        self.text = ""
+        self.stats: ChatStats | None = None
+        self.error: str | None = None
+        self.done = False
+        self._engine = engine
+
+    @property
+    def backend(self) -> str | None:
+        """The backend serving the answer now."""
+        return self._engine.status.backend
+
+    def abort(self) -> None:
+        if not self.done:
+            self._engine.abort(self.request_id)
+
+    def run(self, deltas: Iterator[AnswerDelta]) -> None:
+        try:
+            for delta in deltas:
+                self.text = delta.text
+                if delta.stats is not None:
+                    self.stats = delta.stats
+        except GardenError as exc:
+            self.error = str(exc)
+        except Exception as exc:
+            self.error = f"Generation failed: {exc}"
+        finally:
+            self.done = True
+
+
+def start_answer(request: ChatRequest, *, settings: Settings | None = None) -> AnswerStream:
+    """Start answering in a background thread on a ready engine (``load`` it first)."""
+    engine, target = _engine(request.model, request.backend, settings)
+    engine.wait_ready(timeout=1)
+    stream = AnswerStream(engine, f"ui-{uuid.uuid4().hex[:12]}")
+    deltas = _deltas(engine, target, request, stream.request_id)
+    threading.Thread(
+        target=stream.run, args=(deltas,), name=f"answer-{stream.request_id}", daemon=True
+    ).start()
+    return stream
+
+
+def export_conversation(
+    conversations: Sequence[Conversation],
+    backend: str,
+    generation: GenerationSettings | None = None,
+    *,
+    settings: Settings | None = None,
+) -> Path:
+    """Write the conversations as JSON under STORAGE_ROOT/temp; the file's path."""
+    data = {
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "backend": backend,
+        "generation_settings": generation.model_dump() if generation is not None else {},
+        "conversations": [c.model_dump() for c in conversations],
+    }
+    folder = resolve(settings).temp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"chat-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.json"
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def shutdown() -> None:
+    """Unload every engine (vLLM's engine-core processes included)."""
+    shutdown_all()
