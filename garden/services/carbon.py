@@ -27,29 +27,34 @@ class CarbonRow(View):
 
     id: str
     kind: str
-    ref_id: str | None = None
-    label: str | None = None
+    ref_id: str | None
+    label: str | None
     started: str
     started_at: float
-    duration_s: float | None = None
-    energy_kwh: float | None = None
-    cpu_energy_kwh: float | None = None
-    gpu_energy_kwh: float | None = None
-    ram_energy_kwh: float | None = None
-    emissions_kg: float | None = None
-    machine_energy_kwh: float | None = None
-    country_iso_code: str | None = None
-    region: str | None = None
-    pue: float | None = None
-    power_source: str | None = None
+    duration_s: float | None
+    energy_kwh: float | None
+    cpu_energy_kwh: float | None
+    gpu_energy_kwh: float | None
+    ram_energy_kwh: float | None
+    emissions_kg: float | None
+    machine_energy_kwh: float | None
+    country_iso_code: str | None
+    region: str | None
+    pue: float | None
+    power_source: str | None
     status: str
-    unavailable_reason: str | None = None
-    final_eval_loss: float | None = None
-    whatif_emissions_kg: float | None = None
+    unavailable_reason: str | None
+    final_eval_loss: float | None
+    whatif_emissions_kg: float | None
 
     @property
     def ended_at(self) -> float:
         return self.started_at + (self.duration_s or 0.0)
+
+
+_RECORD_FIELDS = [
+    name for name in CarbonRow.model_fields if name in CarbonRecord.__dataclass_fields__
+]
 
 
 class KindTotals(View):
@@ -136,29 +141,16 @@ def _row(record: CarbonRecord, eval_loss: float | None, what_if: WhatIfGrid | No
     whatif = None
     if what_if is not None:
         whatif = grid.what_if(record, what_if.country, what_if.region, what_if.pue).emissions_kg
-    machine = (record.data or {}).get("machine") or {}
-    return CarbonRow(
-        id=record.id,
-        kind=record.kind,
-        ref_id=record.ref_id or None,
-        label=record.label or None,
-        started=datetime.fromtimestamp(record.started_at).isoformat(timespec="seconds"),
-        started_at=record.started_at,
-        duration_s=record.duration_s,
-        energy_kwh=record.energy_kwh,
-        cpu_energy_kwh=record.cpu_energy_kwh,
-        gpu_energy_kwh=record.gpu_energy_kwh,
-        ram_energy_kwh=record.ram_energy_kwh,
-        emissions_kg=record.emissions_kg,
-        machine_energy_kwh=machine.get("energy_kwh"),
-        country_iso_code=record.country_iso_code or None,
-        region=record.region or None,
-        pue=record.pue,
-        power_source=record.power_source or None,
-        status=engine_report.shown_status(record),
-        unavailable_reason=record.unavailable_reason or None,
-        final_eval_loss=eval_loss,
-        whatif_emissions_kg=whatif,
+    copied = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    return CarbonRow.model_validate(
+        {
+            **{name: None if value == "" else value for name, value in copied.items()},
+            "started": datetime.fromtimestamp(record.started_at).isoformat(timespec="seconds"),
+            "machine_energy_kwh": ((record.data or {}).get("machine") or {}).get("energy_kwh"),
+            "status": engine_report.shown_status(record),
+            "final_eval_loss": eval_loss,
+            "whatif_emissions_kg": whatif,
+        }
     )
 
 

@@ -112,16 +112,7 @@ class CarbonMeter:
             check_output_dir(self.output_dir)
             grid_intensity(self.settings.carbon_country_code, self.settings.carbon_region)
             self._insert_row()
-            self._tracker = offline_tracker(
-                self.settings,
-                experiment_name=self.kind,
-                experiment_id=self.emission_id,
-                interval_s=self.interval_s,
-                output_dir=self.output_dir,
-                pue=self.pue,
-                on_measurement=self._on_measurement,
-                on_final=self._keep_final,
-            )
+            self._tracker = offline_tracker(self)
             self._tracker._scheduler.function = self._locked_measure
             self._sample_cpu()
             with self._measure_lock, quiet_codecarbon():
@@ -215,7 +206,8 @@ class CarbonMeter:
         return credit_between(credits, samples, t0, t1)
 
     # internals -----------------------------------------------------------------------------
-    def _keep_final(self, total: Any) -> None:
+    def on_final(self, total: Any) -> None:
+        """CodeCarbon's final figures for the whole machine (its ``out`` hook)."""
         self._final_data = total
 
     def _locked_measure(self) -> None:
@@ -225,8 +217,8 @@ class CarbonMeter:
             if self._tracker._start_time is not None:
                 self._tracker._measure_power_and_energy()
 
-    def _on_measurement(self, total: Any) -> None:
-        """Called by CodeCarbon (scheduler thread or a locked on-demand measurement)."""
+    def on_measurement(self, total: Any) -> None:
+        """CodeCarbon's hook for each measurement (scheduler thread or a locked on-demand one)."""
         try:
             ts = time.time()
             sample = MachineSample(

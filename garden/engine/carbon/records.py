@@ -68,11 +68,11 @@ class CarbonRecord:
     ended_at: float | None = None
     duration_s: float | None = None
     energy_kwh: float | None = None
+    emissions_kg: float | None = None
+    emissions_rate_kg_s: float | None = None
     cpu_energy_kwh: float | None = None
     gpu_energy_kwh: float | None = None
     ram_energy_kwh: float | None = None
-    emissions_kg: float | None = None
-    emissions_rate_kg_s: float | None = None
     cpu_power_w: float | None = None
     gpu_power_w: float | None = None
     ram_power_w: float | None = None

@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from garden.config import Settings
 
@@ -66,18 +65,23 @@ def check_output_dir(output_dir: Path) -> None:
         ) from exc
 
 
-def offline_tracker(
-    settings: Settings,
-    *,
-    experiment_name: str,
-    experiment_id: str,
-    interval_s: float,
-    output_dir: Path,
-    pue: float,
-    on_measurement: Callable[[Any], None],
-    on_final: Callable[[Any], None],
-) -> Any:
-    """An ``OfflineEmissionsTracker`` in machine mode whose measurements go to the callbacks."""
+class Measured(Protocol):
+    """What a tracker is built for: a meter's settings, identity and CodeCarbon callbacks."""
+
+    settings: Settings
+    kind: str
+    emission_id: str
+    interval_s: float
+    output_dir: Path
+    pue: float
+
+    def on_measurement(self, total: Any) -> None: ...
+
+    def on_final(self, total: Any) -> None: ...
+
+
+def offline_tracker(meter: Measured) -> Any:
+    """An ``OfflineEmissionsTracker`` in machine mode whose measurements go to ``meter``."""
     from codecarbon import OfflineEmissionsTracker
     from codecarbon.output_methods.base_output import BaseOutput, OutputMethod
 
@@ -85,23 +89,23 @@ def offline_tracker(
         """CodeCarbon's public output hook: every measurement becomes a reading."""
 
         def live_out(self, total: Any, delta: Any) -> None:
-            on_measurement(total)
+            meter.on_measurement(total)
 
         def out(self, total: Any, delta: Any) -> None:
-            on_final(total)
+            meter.on_final(total)
 
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
     tracker = OfflineEmissionsTracker(
-        country_iso_code=settings.carbon_country_code,
-        region=(settings.carbon_region or "").lower() or None,
-        experiment_name=experiment_name,
-        experiment_id=experiment_id,
-        measure_power_secs=interval_s,
-        output_dir=str(output_dir),
-        output_file=f"{experiment_id}.csv",
+        country_iso_code=meter.settings.carbon_country_code,
+        region=(meter.settings.carbon_region or "").lower() or None,
+        experiment_name=meter.kind,
+        experiment_id=meter.emission_id,
+        measure_power_secs=meter.interval_s,
+        output_dir=str(meter.output_dir),
+        output_file=f"{meter.emission_id}.csv",
         output_methods=[OutputMethod.CSV],  # derives every save_to_* flag
         output_handlers=[_GardenOutput()],
-        pue=pue,
+        pue=meter.pue,
         **_OFFLINE_TRACKER,
     )
     if not hasattr(tracker, "_scheduler") or not hasattr(tracker, "_output_handlers"):
