@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 from gradio.blocks import Block
+from gradio.context import Context
 
 from garden import present
 from garden.config import Settings
@@ -89,14 +90,12 @@ class Filters:
         return time.time() - span if span else None
 
     def what_if(self, settings: Settings) -> WhatIfGrid:
-        if not self.country:
-            return WhatIfGrid(
-                country=settings.carbon_country_code,
-                region=self.region or settings.carbon_region or None,
-                pue=float(self.pue or 1.0),
-            )
+        """The chosen grid, or the configured one when no country is chosen."""
+        region = self.region if self.country else self.region or settings.carbon_region
         return WhatIfGrid(
-            country=self.country, region=self.region or None, pue=float(self.pue or 1.0)
+            country=self.country or settings.carbon_country_code,
+            region=region or None,
+            pue=float(self.pue or 1.0),
         )
 
 
@@ -398,8 +397,6 @@ def _bind(
         [*panel_outputs, fingerprint],
         show_progress="hidden",
     )
-    from gradio.context import Context
-
     root = Context.root_block
     if root is not None:
         root.load(refresh_view, filters, panel_outputs)
