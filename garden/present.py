@@ -218,3 +218,46 @@ def answer_stats(stats: AnswerFigures, *, markdown: bool = False) -> str:
         f"{tokens} tokens · {speed} tok/s · first token {first_token} · "
         f"energy {energy(stats.energy_kwh)} · {backend}{stopped}"
     )
+
+
+# Carbon ------------------------------------------------------------------------------------
+
+
+def run_name(label: str | None, ref_id: str | None, record_id: str) -> str:
+    """What a carbon record is called: its label, else what it measured, else its id."""
+    return label or ref_id or record_id
+
+
+def grid_label(country_iso_code: str | None, region: str | None) -> str:
+    """ "USA/california", "FRA"; "" when unknown."""
+    if not country_iso_code:
+        return ""
+    return f"{country_iso_code}/{region}" if region else country_iso_code
+
+
+def carbon_status(status: str, unavailable_reason: str | None) -> str:
+    """ "final", "running", "interrupted", or "unavailable: <why>"."""
+    return f"unavailable: {unavailable_reason}" if status == "unavailable" else status
+
+
+def carbon_totals_line(
+    runs: int, energy_kwh: float, emissions_kg: float, unavailable: int = 0, scope: str = ""
+) -> str:
+    """ "2 runs since 2025-01-01: 0.512 Wh, 0.120 g CO₂e (1 without carbon data)"."""
+    line = f"{runs} runs{scope}: {energy(energy_kwh)}, {co2(emissions_kg)} CO₂e"
+    return line + (f" ({unavailable} without carbon data)" if unavailable else "")
+
+
+def carbon_so_far(energy_kwh: float | None, emissions_kg: float | None) -> str:
+    """ "0.512 Wh so far, 0.120 g CO₂e"."""
+    return f"{energy(energy_kwh)} so far, {co2(emissions_kg)} CO₂e"
+
+
+def intensity(kg_per_kwh: float) -> str:
+    """ "254 g CO₂e/kWh"."""
+    return f"{kg_per_kwh * 1000:.0f} g CO₂e/kWh"
+
+
+def significant(value: float | None, digits: int = 4) -> float | None:
+    """A number rounded to ``digits`` significant digits, for tables: 0.000123456 -> 0.0001235."""
+    return None if value is None else float(f"{value:.{digits}g}")

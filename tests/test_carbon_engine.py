@@ -13,13 +13,13 @@ import pytest
 from garden.config import Settings
 from garden.engine.carbon import (
     CarbonMeter,
-    equivalents,
     get_record,
     grid_intensity,
     list_readings,
     what_if,
 )
 from garden.errors import CarbonError
+from garden.present import equivalents
 from garden.store import get_store
 
 
@@ -66,10 +66,11 @@ def test_meter_records_energy_and_emissions(tmp_path: Path) -> None:
     assert stored.energy_kwh == pytest.approx(record.energy_kwh)
     readings = list_readings(meter.emission_id, settings)
     assert len(readings) == len(seen)
-    assert [r["ts"] for r in readings] == sorted(r["ts"] for r in readings)
+    assert [r.ts for r in readings] == sorted(r.ts for r in readings)
+    assert readings[-1].energy_kwh == pytest.approx(seen[-1].energy_kwh)
     assert (tmp_path / "storage" / "logs" / "carbon" / f"{meter.emission_id}.csv").is_file()
 
-    eq = equivalents(record.emissions_kg, record.energy_kwh)
+    eq = equivalents(record.emissions_kg, record.energy_kwh).to_dict()
     assert set(eq) >= {"car_km", "smartphone_charges", "kettle_boils"}
     assert all(value > 0 for value in eq.values())
 
@@ -82,10 +83,11 @@ def test_country_changes_co2_not_energy(tmp_path: Path) -> None:
     assert record is not None and record.energy_kwh > 0
     france = what_if(record, "FRA")
     poland = what_if(record, "POL")
-    assert france["energy_kwh"] == record.energy_kwh == poland["energy_kwh"]
-    assert france["emissions_kg"] != poland["emissions_kg"]
-    assert poland["emissions_kg"] > france["emissions_kg"]
-    assert what_if(record, "USA", "california", pue=2.0)["energy_kwh"] == pytest.approx(
+    assert france.energy_kwh == record.energy_kwh == poland.energy_kwh
+    assert france.emissions_kg != poland.emissions_kg
+    assert poland.emissions_kg > france.emissions_kg
+    assert france.emissions_kg == pytest.approx(record.energy_kwh * grid_intensity("FRA"))
+    assert what_if(record, "USA", "california", pue=2.0).energy_kwh == pytest.approx(
         2 * record.energy_kwh
     )
     stored = get_record(meter.emission_id, settings)

@@ -17,7 +17,8 @@ import pytest
 from conftest import running_app
 
 from garden.config import Settings
-from garden.engine.carbon import CarbonMeter, get_record, list_readings, read_csv, report_rows
+from garden.engine.carbon import CarbonMeter, get_record, list_readings
+from garden.services import carbon as carbon_service
 from garden.store import get_store, new_id, now
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,12 +51,10 @@ def train_worker(
     meter.start()
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    model = get_peft_model(
-        model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0)
-    )
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0)
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = get_peft_model(base, lora)
     texts = []
     for line in FACTS.read_text(encoding="utf-8").splitlines()[:8]:
         messages = json.loads(line)["messages"]
@@ -177,34 +176,29 @@ def test_live_readings_arrive_during_training(carbon_storage: dict[str, Any]) ->
 
 @pytest.mark.slow
 def test_tab_view_and_csv_with_real_records(carbon_storage: dict[str, Any], tmp_path: Path) -> None:
-    from garden.ui.carbon_tab import compute_view
+    from garden.ui.carbon_tab import Filters, render
 
     settings = carbon_storage["settings"]
-    view = compute_view(settings, "Last 24 hours", "All", "", "FRA", "", 1.0)
-    assert "All time | 2 |" in view.totals_md
+    view = render(Filters("Last 24 hours", "All", "", "FRA", "", 1.0), settings)
+    assert "All time | 2 |" in view.totals and "Last 24 hours | 2 |" in view.totals
     assert len(view.table) == 2
     assert set(view.table["kind"]) == {"training", "chat"}
+    assert list(view.table["run"]) == ["chat session", "moonwell-lora"]
     scatter = view.loss_vs_co2.data[0]
     assert list(scatter.y) == [pytest.approx(carbon_storage["eval_loss"])]
     assert {trace.name for trace in view.per_run.data} == {
         "training CO₂e (g)",
         "chat CO₂e (g)",
     }
-    assert "estimated" in view.about_md or "measured" in view.about_md
-    only_training = compute_view(settings, "All time", "training", "", None, None, 1.0)
+    assert "estimated" in view.about or "measured" in view.about
+    assert "what-if grid **FRA**, PUE 1" in view.about
+    only_training = render(Filters("All time", "training", "", None, None, 1.0), settings)
     assert list(only_training.table["kind"]) == ["training"]
+    searched = render(Filters("All time", "All", "MOONWELL", None, None, 1.0), settings)
+    assert [row.label for row in searched.rows] == ["moonwell-lora"]
 
-    from garden.ui.carbon_tab import export_csv
-
-    path = export_csv(settings, view.rows)
-    back = read_csv(path)
-    expected = json.loads(json.dumps(report_rows_for(settings, view.rows)))
-    assert back == expected
-
-
-def report_rows_for(settings: Settings, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows as the CSV keeps them (text fields, floats; empty text reads back as None)."""
-    return [{key: (value if value != "" else None) for key, value in row.items()} for row in rows]
+    path = carbon_service.export_csv(view.rows, settings=settings)
+    assert carbon_service.read_csv(path) == view.rows
 
 
 @pytest.mark.slow
@@ -225,10 +219,13 @@ def test_cli_report_json_and_csv(carbon_storage: dict[str, Any], tmp_path: Path)
     data = json.loads(out.stdout)
     assert data["totals"]["runs"] == 2
     assert data["totals"]["energy_kwh"] > 0
-    assert read_csv(csv_path) == report_rows_for(settings, data["records"])
-    assert data["records"] == json.loads(
-        json.dumps(report_rows([get_record(r["id"], settings) for r in data["records"]], settings))
+    assert [row.model_dump(mode="json") for row in carbon_service.read_csv(csv_path)] == (
+        data["records"]
     )
+    expected = carbon_service.report(settings=settings)
+    assert data["records"] == [row.model_dump(mode="json") for row in expected.rows]
+    assert data["totals"] == expected.summary.model_dump(mode="json")
+    assert list(data) == ["since", "totals", "records"]
 
     text = subprocess.run([*cli, "--since", "2000-01-01"], env=env, capture_output=True, text=True)
     assert text.returncode == 0 and "2 runs" in text.stdout and "moonwell-lora" in text.stdout

@@ -7,20 +7,10 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from garden import present
 from garden.cli.output import console, fail, print_json
 from garden.errors import GardenError
-
-
-def _energy(kwh: float | None) -> str:
-    if kwh is None:
-        return "—"
-    return f"{kwh * 1000:.3f} Wh" if kwh < 1 else f"{kwh:.3f} kWh"
-
-
-def _co2(kg: float | None) -> str:
-    if kg is None:
-        return "—"
-    return f"{kg * 1000:.3f} g" if kg < 1 else f"{kg:.3f} kg"
+from garden.services import carbon as carbon_service
 
 
 @click.group()
@@ -43,62 +33,49 @@ def carbon() -> None:
 )
 def report(since: str | None, kind: str | None, as_json: bool, csv_path: Path | None) -> None:
     """Totals and per-run records (energy, CO2, how power was obtained)."""
-    from garden.config import get_settings
-    from garden.engine.carbon import (
-        describe_equivalents,
-        list_records,
-        parse_since,
-        power_label,
-        report_rows,
-        summarize,
-        write_csv,
-    )
-
-    settings = get_settings()
     try:
-        rows = report_rows(
-            list_records(settings, since=parse_since(since), kind=kind), settings=settings
-        )
+        result = carbon_service.report(since=since, kind=kind)
     except GardenError as exc:
         fail(exc)
-    totals = summarize(rows)
     if csv_path is not None:
         try:
-            write_csv(rows, csv_path)
+            carbon_service.export_csv(result.rows, csv_path)
         except OSError as exc:
             fail(f"Cannot write {csv_path}: {exc.strerror or exc}. Choose a writable path.")
     if as_json:
-        print_json({"since": since, "totals": totals, "records": rows})
+        print_json({"since": since, "totals": result.summary, "records": result.rows})
         return
-    scope = f" since {since}" if since else ""
+    _print_report(result, f" since {since}" if since else "")
+    if csv_path is not None:
+        console.print(f"Wrote {len(result.rows)} records to {csv_path}", highlight=False)
+
+
+def _print_report(result: carbon_service.CarbonReport, scope: str) -> None:
+    totals = result.summary
     console.print(
-        f"[bold]{totals['runs']}[/] runs{scope}: [bold]{_energy(totals['energy_kwh'])}[/], "
-        f"[bold]{_co2(totals['emissions_kg'])} CO₂e[/]"
-        + (f" ({totals['unavailable']} without carbon data)" if totals["unavailable"] else ""),
+        present.carbon_totals_line(
+            totals.runs, totals.energy_kwh, totals.emissions_kg, totals.unavailable, scope
+        ),
         highlight=False,
     )
-    console.print(describe_equivalents(totals["equivalents"]), highlight=False)
-    if not rows:
+    console.print(present.describe_equivalents(totals.equivalents), highlight=False)
+    if not result.rows:
         console.print("No carbon records yet: train a model or chat to create some.")
-    else:
-        table = Table(title="Carbon records")
-        for column in ("started", "kind", "label", "duration", "energy", "CO₂e", "power", "status"):
-            table.add_column(column)
-        for r in rows:
-            table.add_row(
-                r["started"],
-                r["kind"],
-                r["label"] or r["ref_id"] or "",
-                f"{r['duration_s'] or 0:.0f} s",
-                _energy(r["energy_kwh"]),
-                _co2(r["emissions_kg"]),
-                power_label(r["power_source"]),
-                r["status"]
-                if r["status"] != "unavailable"
-                else f"unavailable: {r['unavailable_reason']}",
-            )
-        console.print(table)
-        for source in sorted({r["power_source"] for r in rows if r["power_source"]}):
-            console.print(f"[dim]Power: {source}[/]", highlight=False)
-    if csv_path is not None:
-        console.print(f"Wrote {len(rows)} records to {csv_path}", highlight=False)
+        return
+    table = Table(title="Carbon records")
+    for column in ("started", "kind", "label", "duration", "energy", "CO₂e", "power", "status"):
+        table.add_column(column)
+    for row in result.rows:
+        table.add_row(
+            row.started,
+            row.kind,
+            present.run_name(row.label, row.ref_id, row.id),
+            f"{row.duration_s or 0:.0f} s",
+            present.energy(row.energy_kwh),
+            present.co2(row.emissions_kg),
+            present.power_label(row.power_source),
+            present.carbon_status(row.status, row.unavailable_reason),
+        )
+    console.print(table)
+    for source in sorted({row.power_source for row in result.rows if row.power_source}):
+        console.print(f"[dim]Power: {source}[/]", highlight=False)
