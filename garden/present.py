@@ -93,22 +93,24 @@ def describe_equivalents(eq: Equivalents) -> str:
 # Units -------------------------------------------------------------------------------------
 
 
+def _scaled(value: float | None, units: tuple[str, str, str]) -> str:
+    """``value`` in the large unit, shown in it, in 1/1000 of it, or in 1/1e6 of it."""
+    if value is None:
+        return MISSING
+    large, unit, small = units
+    if value >= 1:
+        return f"{value:,.3f} {large}"
+    return f"{value * 1000:,.3f} {unit}" if value >= 1e-3 else f"{value * 1e6:,.1f} {small}"
+
+
 def energy(kwh: float | None) -> str:
     """ "0.512 Wh", "1.250 kWh", "35.2 mWh"; "—" when unknown."""
-    if kwh is None:
-        return MISSING
-    if kwh >= 1:
-        return f"{kwh:,.3f} kWh"
-    return f"{kwh * 1000:,.3f} Wh" if kwh >= 1e-3 else f"{kwh * 1e6:,.1f} mWh"
+    return _scaled(kwh, ("kWh", "Wh", "mWh"))
 
 
 def co2(kg: float | None) -> str:
     """ "0.120 g", "1.500 kg", "12.0 mg"; "—" when unknown."""
-    if kg is None:
-        return MISSING
-    if kg >= 1:
-        return f"{kg:,.3f} kg"
-    return f"{kg * 1000:,.3f} g" if kg >= 1e-3 else f"{kg * 1e6:,.1f} mg"
+    return _scaled(kg, ("kg", "g", "mg"))
 
 
 def number(value: float | None, pattern: str = "{:.4f}") -> str:
