@@ -104,12 +104,12 @@ def _scaled(value: float | None, units: tuple[str, str, str]) -> str:
 
 
 def energy(kwh: float | None) -> str:
-    """ "0.512 Wh", "1.250 kWh", "35.2 mWh"; "—" when unknown."""
+    """ "5.120 Wh", "1.250 kWh", "35.2 mWh"; "—" when unknown."""
     return _scaled(kwh, ("kWh", "Wh", "mWh"))
 
 
 def co2(kg: float | None) -> str:
-    """ "0.120 g", "1.500 kg", "12.0 mg"; "—" when unknown."""
+    """ "5.120 g", "1.500 kg", "12.0 mg"; "—" when unknown."""
     return _scaled(kg, ("kg", "g", "mg"))
 
 
