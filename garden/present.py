@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 MISSING = "—"
 
@@ -134,3 +135,53 @@ def power_label(power_source: str | None) -> str:
     if "estimated" in power_source and "measured" in power_source:
         return "partly measured"
     return "measured" if "measured" in power_source else "estimated"
+
+
+# Training ----------------------------------------------------------------------------------
+
+
+class JobStats(Protocol):
+    """What the training formatters read of a job (``garden.services.training.JobView``)."""
+
+    @property
+    def step(self) -> int: ...
+    @property
+    def total_steps(self) -> int | None: ...
+    @property
+    def loss(self) -> float | None: ...
+    @property
+    def tokens_per_second(self) -> float | None: ...
+    @property
+    def eta_s(self) -> float | None: ...
+    @property
+    def energy_kwh(self) -> float | None: ...
+    @property
+    def emissions_kg(self) -> float | None: ...
+    @property
+    def active(self) -> bool: ...
+
+
+def job_steps(job: JobStats) -> str:
+    """ "step 3/10" ("step 3/?" while the total is unknown)."""
+    return f"step {job.step}/{job.total_steps or '?'}"
+
+
+def job_facts(job: JobStats) -> list[str]:
+    """The known ones of: ETA (while active), loss, tokens/s, energy, CO₂."""
+    facts = []
+    if job.active and job.eta_s:
+        facts.append(f"ETA {duration(job.eta_s)}")
+    if job.loss is not None:
+        facts.append(f"loss {number(job.loss)}")
+    if job.tokens_per_second:
+        facts.append(f"{job.tokens_per_second:,.0f} tokens/s")
+    if job.energy_kwh is not None:
+        facts.append(f"energy {energy(job.energy_kwh)}")
+    if job.emissions_kg is not None:
+        facts.append(f"CO₂ {co2(job.emissions_kg)}")
+    return facts
+
+
+def job_stats_line(job: JobStats, separator: str = " · ") -> str:
+    """ "step 3/10 · ETA 42s · loss 1.2345 · 120 tokens/s · energy 0.512 Wh · CO₂ 0.120 g"."""
+    return separator.join([job_steps(job), *job_facts(job)])
