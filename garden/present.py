@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 MISSING = "—"
 
@@ -140,33 +140,16 @@ def power_label(power_source: str | None) -> str:
 # Training ----------------------------------------------------------------------------------
 
 
-class JobStats(Protocol):
-    """What the training formatters read of a job (``garden.services.training.JobView``)."""
-
-    @property
-    def step(self) -> int: ...
-    @property
-    def total_steps(self) -> int | None: ...
-    @property
-    def loss(self) -> float | None: ...
-    @property
-    def tokens_per_second(self) -> float | None: ...
-    @property
-    def eta_s(self) -> float | None: ...
-    @property
-    def energy_kwh(self) -> float | None: ...
-    @property
-    def emissions_kg(self) -> float | None: ...
-    @property
-    def active(self) -> bool: ...
+if TYPE_CHECKING:
+    from garden.services.training import JobView
 
 
-def job_steps(job: JobStats) -> str:
+def job_steps(job: JobView) -> str:
     """ "step 3/10" ("step 3/?" while the total is unknown)."""
     return f"step {job.step}/{job.total_steps or '?'}"
 
 
-def job_facts(job: JobStats) -> list[str]:
+def job_facts(job: JobView) -> list[str]:
     """The known ones of: ETA (while active), loss, tokens/s, energy, CO₂."""
     facts = []
     if job.active and job.eta_s:
@@ -182,6 +165,6 @@ def job_facts(job: JobStats) -> list[str]:
     return facts
 
 
-def job_stats_line(job: JobStats, separator: str = " · ") -> str:
+def job_stats_line(job: JobView, separator: str = " · ") -> str:
     """ "step 3/10 · ETA 42s · loss 1.2345 · 120 tokens/s · energy 0.512 Wh · CO₂ 0.120 g"."""
     return separator.join([job_steps(job), *job_facts(job)])

@@ -47,14 +47,13 @@ def finished(settings):
     return done
 
 
-def _wait_for(predicate, timeout: float, what: str):
+def _wait_until_step(settings, job_id: str, step: int, timeout: float = 600):
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
+    while (job := training.get(job_id, settings=settings)).step < step:
+        assert job.active, f"{job_id} ended ({job.status}) before step {step}: {job.error}"
+        assert time.monotonic() < deadline, f"{job_id} did not reach step {step} in {timeout}s"
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    return job
 
 
 @pytest.mark.slow
@@ -106,7 +105,7 @@ def test_stop_then_resume_continues_to_the_end(settings, finished):
         training.build_spec({**TINY, "name": "stop-resume", "max_steps": 6}), settings=settings
     )
     assert training.current_or_latest(settings=settings).id == job.id  # the active one
-    _wait_for(lambda: training.get(job.id, settings=settings).step >= 2, 600, "step 2")
+    _wait_until_step(settings, job.id, 2)
     assert training.stop(job.id, settings=settings).status == "stopping"
     stopped = training.wait(job.id, timeout=300, settings=settings)
     assert stopped.status == "stopped" and stopped.resumable, stopped.error
@@ -159,23 +158,15 @@ def test_building_the_tab_recovers_nothing_until_the_manager_starts(isolated_set
 
     dead = subprocess.Popen(["true"])
     dead.wait()
-    get_store(isolated_settings.db_path).insert(
-        "jobs",
-        {
-            "id": "job-orphan",
-            "name": "orphan",
-            "status": "running",
-            "spec_json": {"dataset": "x"},
-            "pid": dead.pid,
-            "owner_pid": dead.pid,
-            "checkpoint_dir": str(isolated_settings.checkpoints_path / "job-orphan"),
-            "created_at": now(),
-        },
+    get_store(isolated_settings.db_path).execute(
+        "INSERT INTO jobs (id, name, status, spec_json, owner_pid, checkpoint_dir, created_at) "
+        "VALUES ('job-orphan', 'orphan', 'queued', '{\"dataset\": \"x\"}', ?, ?, ?)",
+        (dead.pid, str(isolated_settings.checkpoints_path / "job-orphan"), now()),
     )
     with gr.Blocks():
         finetune_tab.build(isolated_settings)
     orphan = training.current_or_latest(settings=isolated_settings)
-    assert orphan is not None and orphan.id == "job-orphan" and orphan.status == "running"
+    assert orphan is not None and orphan.id == "job-orphan" and orphan.status == "queued"
 
     assert training.start_manager(settings=isolated_settings) == ["job-orphan"]
     orphan = training.get("job-orphan", settings=isolated_settings)

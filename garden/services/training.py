@@ -136,9 +136,7 @@ def _view(job: JobRecord) -> JobView:
     """The one place where a job's result, once there, wins over its live progress."""
     done, live = job.result, job.progress
     return JobView(
-        id=job.id,
-        name=job.name,
-        status=job.status,
+        **job.model_dump(include=set(JobView.model_fields)),
         step=done.steps if done else live.step,
         total_steps=live.total_steps,
         loss=done.final_loss if done else live.loss,
@@ -149,15 +147,6 @@ def _view(job: JobRecord) -> JobView:
         eta_s=live.eta_s,
         energy_kwh=done.energy_kwh if done else live.energy_kwh,
         emissions_kg=done.emissions_kg if done else live.emissions_kg,
-        backend=job.backend,
-        backend_reason=job.backend_reason,
-        device=job.device,
-        output_dir=job.output_dir,
-        error=job.error,
-        error_kind=job.error_kind,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
     )
 
 

@@ -38,9 +38,9 @@ RUN_COLUMNS = [
 NO_RUNS = "_No runs yet: pick a dataset and press **Start training**._"
 
 
-@dataclass
+@dataclass(init=False)
 class RunForm:
-    """The components of the run settings; each field is named after the ``JobSpec`` field."""
+    """The run settings: each field a component named after the ``JobSpec`` field it sets."""
 
     base_model: gr.Dropdown
     dataset: gr.Dropdown
@@ -66,8 +66,73 @@ class RunForm:
     backend: gr.Dropdown
     checkpoint_interval: gr.Number
 
+    def __init__(self, settings: Settings) -> None:
+        """Lay the form out: preset, model and data, then the settings (advanced ones folded)."""
+        with gr.Row():
+            self.preset = gr.Radio(
+                [p.name for p in training.presets()], value=DEFAULT_PRESET, label="Preset"
+            )
+            self.method = gr.Radio(["lora", "qlora", "full"], value="lora", label="Method")
+        with gr.Row():
+            self.base_model = gr.Dropdown(
+                training.base_model_choices(settings=settings),
+                value=None,
+                label="Base model",
+                allow_custom_value=True,
+                info="Empty = the embedded default; a hub id also works",
+            )
+            self.dataset = gr.Dropdown(
+                training.dataset_choices(settings=settings),
+                label="Dataset",
+                allow_custom_value=True,
+                info="Imported in the Data tab, or a file path",
+            )
+            self.refresh_choices = gr.Button("↻", scale=0, min_width=40)
+        with gr.Row():
+            self.name = gr.Textbox(label="Run name", placeholder="automatic")
+            self.epochs = gr.Number(3, label="Epochs", minimum=0)
+            self.max_steps = gr.Number(
+                0, label="Max steps (0 = use epochs)", precision=0, minimum=0
+            )
+            self.learning_rate = gr.Number(1e-3, label="Learning rate")
+        with gr.Accordion("Advanced settings", open=False):
+            self._advanced()
+
+    def _advanced(self) -> None:
+        with gr.Row():
+            self.lr_scheduler = gr.Dropdown(
+                ["cosine", "linear", "constant", "constant_with_warmup"],
+                value="cosine",
+                label="Scheduler",
+            )
+            self.warmup_ratio = gr.Number(0.03, label="Warmup ratio")
+            self.batch_size = gr.Number(8, label="Batch size", precision=0, minimum=1)
+            self.gradient_accumulation = gr.Number(1, label="Grad. accumulation", precision=0)
+            self.max_seq_len = gr.Number(256, label="Max sequence length", precision=0)
+        with gr.Row():
+            self.lora_r = gr.Number(16, label="LoRA r", precision=0)
+            self.lora_alpha = gr.Number(32, label="LoRA alpha", precision=0)
+            self.lora_dropout = gr.Number(0.05, label="LoRA dropout")
+            self.lora_target_modules = gr.Textbox("all-linear", label="Target modules")
+        with gr.Row():
+            self.assistant_only_loss = gr.Checkbox(True, label="Loss on assistant turns only")
+            self.packing = gr.Checkbox(True, label="Packing (padding-free)")
+            self.eval_steps = gr.Number(0, label="Eval every N steps (0 = at end)", precision=0)
+            self.seed = gr.Number(42, label="Seed", precision=0)
+        with gr.Row():
+            self.precision = gr.Dropdown(
+                ["auto", "bf16", "fp32", "fp16"], value="auto", label="Precision"
+            )
+            self.backend = gr.Dropdown(
+                ["auto", "trl_peft", "unsloth"], value="auto", label="Backend"
+            )
+            self.checkpoint_interval = gr.Number(
+                0, label="Checkpoint every N steps (0 = CHECKPOINT_INTERVAL)", precision=0
+            )
+
     def components(self) -> list[Component]:
-        return [getattr(self, field.name) for field in fields(self)]
+        """The setting components, in ``FORM_FIELDS`` order (the API order of Start)."""
+        return [getattr(self, name) for name in FORM_FIELDS]
 
     def component(self, name: str) -> Component:
         return getattr(self, name)
@@ -260,90 +325,6 @@ def pick_run(evt: gr.SelectData, table: Any) -> str:
         return FOLLOW_ACTIVE
 
 
-def _settings_form(settings: Settings) -> tuple[gr.Radio, gr.Button, RunForm]:
-    """Preset, model, data and the run settings (advanced ones folded away)."""
-    with gr.Row():
-        preset = gr.Radio(
-            [p.name for p in training.presets()], value=DEFAULT_PRESET, label="Preset"
-        )
-        method = gr.Radio(["lora", "qlora", "full"], value="lora", label="Method")
-    with gr.Row():
-        base_model = gr.Dropdown(
-            training.base_model_choices(settings=settings),
-            value=None,
-            label="Base model",
-            allow_custom_value=True,
-            info="Empty = the embedded default; a hub id also works",
-        )
-        dataset = gr.Dropdown(
-            training.dataset_choices(settings=settings),
-            label="Dataset",
-            allow_custom_value=True,
-            info="Imported in the Data tab, or a file path",
-        )
-        refresh_choices = gr.Button("↻", scale=0, min_width=40)
-    with gr.Row():
-        name = gr.Textbox(label="Run name", placeholder="automatic")
-        epochs = gr.Number(3, label="Epochs", minimum=0)
-        max_steps = gr.Number(0, label="Max steps (0 = use epochs)", precision=0, minimum=0)
-        learning_rate = gr.Number(1e-3, label="Learning rate")
-    with gr.Accordion("Advanced settings", open=False):
-        with gr.Row():
-            lr_scheduler = gr.Dropdown(
-                ["cosine", "linear", "constant", "constant_with_warmup"],
-                value="cosine",
-                label="Scheduler",
-            )
-            warmup_ratio = gr.Number(0.03, label="Warmup ratio")
-            batch_size = gr.Number(8, label="Batch size", precision=0, minimum=1)
-            gradient_accumulation = gr.Number(1, label="Grad. accumulation", precision=0)
-            max_seq_len = gr.Number(256, label="Max sequence length", precision=0)
-        with gr.Row():
-            lora_r = gr.Number(16, label="LoRA r", precision=0)
-            lora_alpha = gr.Number(32, label="LoRA alpha", precision=0)
-            lora_dropout = gr.Number(0.05, label="LoRA dropout")
-            lora_target_modules = gr.Textbox("all-linear", label="Target modules")
-        with gr.Row():
-            assistant_only_loss = gr.Checkbox(True, label="Loss on assistant turns only")
-            packing = gr.Checkbox(True, label="Packing (padding-free)")
-            eval_steps = gr.Number(0, label="Eval every N steps (0 = at end)", precision=0)
-            seed = gr.Number(42, label="Seed", precision=0)
-        with gr.Row():
-            precision = gr.Dropdown(
-                ["auto", "bf16", "fp32", "fp16"], value="auto", label="Precision"
-            )
-            backend = gr.Dropdown(["auto", "trl_peft", "unsloth"], value="auto", label="Backend")
-            checkpoint_interval = gr.Number(
-                0, label="Checkpoint every N steps (0 = CHECKPOINT_INTERVAL)", precision=0
-            )
-    form = RunForm(
-        base_model=base_model,
-        dataset=dataset,
-        name=name,
-        method=method,
-        epochs=epochs,
-        max_steps=max_steps,
-        learning_rate=learning_rate,
-        lr_scheduler=lr_scheduler,
-        warmup_ratio=warmup_ratio,
-        batch_size=batch_size,
-        gradient_accumulation=gradient_accumulation,
-        max_seq_len=max_seq_len,
-        lora_r=lora_r,
-        lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout,
-        lora_target_modules=lora_target_modules,
-        assistant_only_loss=assistant_only_loss,
-        packing=packing,
-        eval_steps=eval_steps,
-        seed=seed,
-        precision=precision,
-        backend=backend,
-        checkpoint_interval=checkpoint_interval,
-    )
-    return preset, refresh_choices, form
-
-
 def _run_view() -> RunView:
     viewed = gr.Dropdown(
         [FOLLOW_ACTIVE],
@@ -367,7 +348,7 @@ def build(settings: Settings) -> None:
         "### Fine-tune\nPick a base model and a dataset, choose a preset, press **Start**. "
         "Runs keep going if you close the page; come back any time to follow them."
     )
-    preset, refresh_choices, form = _settings_form(settings)
+    form = RunForm(settings)
     with gr.Row():
         start_btn = gr.Button("▶ Start training", variant="primary")
         stop_btn = gr.Button("⏸ Stop (save checkpoint)")
@@ -377,8 +358,8 @@ def build(settings: Settings) -> None:
     tab = FineTuneTab(settings, form, view)
     shown, choices = view.components(), [form.base_model, form.dataset]
 
-    preset.change(tab.apply_preset, preset, form.components())
-    refresh_choices.click(tab.refresh_lists, None, choices)
+    form.preset.change(tab.apply_preset, form.preset, form.components())
+    form.refresh_choices.click(tab.refresh_lists, None, choices)
     start_btn.click(tab.start, form.components(), shown, api_name="start_training")
     stop_btn.click(tab.stop, view.viewed, shown, api_name="stop_training")
     cancel_btn.click(tab.cancel, view.viewed, shown, api_name="cancel_training")

@@ -108,13 +108,13 @@ class JobRecord(BaseModel):
     result: JobResult | None = None
     backend: str | None = None
     backend_reason: str | None = None
-    device: str | None = Field(None, description='Device and precision, e.g. "cpu (bf16)"')
-    pid: int | None = None
-    owner_pid: int | None = None
+    device: str | None = None
+    checkpoint_dir: Path
+    output_dir: str | None = None
+    pid: int | None = Field(None, description="The worker process")
+    owner_pid: int | None = Field(None, description="The app process that queued or runs it")
     error: str | None = None
     error_kind: str | None = None
-    output_dir: str | None = None
-    checkpoint_dir: Path
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None

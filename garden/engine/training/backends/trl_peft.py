@@ -143,19 +143,20 @@ def sft_config(ctx: TrainContext, has_eval: bool) -> Any:
 
     spec = ctx.spec
     eval_steps = spec.eval_steps if has_eval else None
+    batch = spec.batch_size
     return SFTConfig(
         output_dir=str(ctx.checkpoint_dir),
         max_steps=spec.max_steps or -1,
         num_train_epochs=spec.epochs,
-        per_device_train_batch_size=spec.batch_size,
-        per_device_eval_batch_size=spec.batch_size,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=batch,
         gradient_accumulation_steps=spec.gradient_accumulation,
         learning_rate=spec.learning_rate,
         lr_scheduler_type=spec.lr_scheduler,
-        warmup_steps=spec.warmup_ratio,
+        warmup_steps=spec.warmup_ratio,  # TRL reads a value below 1 as a ratio
         weight_decay=spec.weight_decay,
-        logging_steps=spec.logging_steps,
         logging_first_step=True,
+        logging_steps=spec.logging_steps,
         save_strategy="steps",
         save_steps=spec.checkpoint_interval or DEFAULT_SAVE_STEPS,
         save_total_limit=spec.save_total_limit,
