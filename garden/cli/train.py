@@ -158,15 +158,8 @@ def jobs_list(status: str | None, limit: int, as_json: bool) -> None:
     for column in ("id", "name", "status", "backend", "steps", "final loss", "energy"):
         table.add_column(column)
     for job in found:
-        table.add_row(
-            job.id,
-            job.name,
-            job.status,
-            job.backend or "",
-            present.job_steps(job),
-            present.number(job.loss),
-            present.energy(job.energy_kwh),
-        )
+        cells = [job.id, job.name, job.status, job.backend or "", present.job_steps(job)]
+        table.add_row(*cells, present.number(job.loss), present.energy(job.energy_kwh))
     console.print(table)
 
 
