@@ -70,35 +70,27 @@ def rows(n: int) -> list[dict]:
 
 
 def run_ours(model_path: str, data: Path, args: argparse.Namespace, work: Path) -> dict:
-    from garden.engine.backends import TrainContext, choose_precision
-    from garden.engine.backends.trl_peft import train
+    from garden.engine.training import JobSpec
+    from garden.engine.training.backends import TrainContext, choose_precision
+    from garden.engine.training.backends.trl_peft import train
 
     precision, _ = choose_precision("auto", "cpu")
     timer = make_timer()
-    spec = {
-        "name": "bench",
-        "method": "lora",
-        "backend": "trl_peft",
-        "max_steps": args.steps,
-        "epochs": 1,
-        "batch_size": args.batch_size,
-        "gradient_accumulation": 1,
-        "learning_rate": 2e-4,
-        "lr_scheduler": "constant",
-        "warmup_ratio": 0.0,
-        "max_seq_len": args.max_seq_len,
-        "lora_r": 16,
-        "lora_alpha": 32,
-        "lora_dropout": 0.05,
-        "lora_target_modules": ["all-linear"],
-        "assistant_only_loss": True,
-        "packing": True,
-        "seed": 42,
-        "precision": "auto",
-        "checkpoint_interval": 10_000,
-        "save_total_limit": 1,
-        "logging_steps": 1,
-    }
+    spec = JobSpec(
+        name="bench",
+        dataset=str(data),
+        backend="trl_peft",
+        max_steps=args.steps,
+        epochs=1,
+        batch_size=args.batch_size,
+        learning_rate=2e-4,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        max_seq_len=args.max_seq_len,
+        assistant_only_loss=True,
+        checkpoint_interval=10_000,
+        save_total_limit=1,
+    )
     ctx = TrainContext(
         job_id="bench",
         spec=spec,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from garden.services.datasets import TokenStats
+    from garden.services.training import JobView
 
 MISSING = "—"
 
@@ -263,3 +264,32 @@ def intensity(kg_per_kwh: float) -> str:
 def significant(value: float | None, digits: int = 4) -> float | None:
     """A number rounded to ``digits`` significant digits, for tables: 0.000123456 -> 0.0001235."""
     return None if value is None else float(f"{value:.{digits}g}")
+
+
+# Training ----------------------------------------------------------------------------------
+
+
+def job_steps(job: JobView) -> str:
+    """ "step 3/10" ("step 3/?" while the total is unknown)."""
+    return f"step {job.step}/{job.total_steps or '?'}"
+
+
+def job_facts(job: JobView) -> list[str]:
+    """The known ones of: ETA (while active), loss, tokens/s, energy, CO₂."""
+    facts = []
+    if job.active and job.eta_s:
+        facts.append(f"ETA {duration(job.eta_s)}")
+    if job.loss is not None:
+        facts.append(f"loss {number(job.loss)}")
+    if job.tokens_per_second:
+        facts.append(f"{job.tokens_per_second:,.0f} tokens/s")
+    if job.energy_kwh is not None:
+        facts.append(f"energy {energy(job.energy_kwh)}")
+    if job.emissions_kg is not None:
+        facts.append(f"CO₂ {co2(job.emissions_kg)}")
+    return facts
+
+
+def job_stats_line(job: JobView, separator: str = " · ") -> str:
+    """ "step 3/10 · ETA 42s · loss 1.2345 · 120 tokens/s · energy 0.512 Wh · CO₂ 0.120 g"."""
+    return separator.join([job_steps(job), *job_facts(job)])

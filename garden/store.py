@@ -144,6 +144,26 @@ MIGRATIONS: list[str] = [
     """,
     # 2: the process that owns a queued/running job (so a restart can tell orphans apart)
     "ALTER TABLE jobs ADD COLUMN owner_pid INTEGER",
+    # 3: a job's plan (model and dataset files) gets its own column, out of its live progress
+    """
+    ALTER TABLE jobs ADD COLUMN plan_json TEXT;
+    UPDATE jobs SET
+        plan_json = json_object(
+            'model_id', json_extract(progress_json, '$.model_id'),
+            'model_path', json_extract(progress_json, '$.model_path'),
+            'train_path', json_extract(progress_json, '$.train_path'),
+            'eval_path', json_extract(progress_json, '$.eval_path'),
+            'dataset_id', json_extract(progress_json, '$.dataset_id'),
+            'dataset_name', json_extract(progress_json, '$.dataset_name'),
+            'data_format', json_extract(progress_json, '$.data_format')
+        ),
+        progress_json = json_remove(
+            progress_json,
+            '$.model_id', '$.model_path', '$.train_path', '$.eval_path',
+            '$.dataset_id', '$.dataset_name', '$.data_format', '$.resume_from'
+        )
+    WHERE json_valid(progress_json) AND json_type(progress_json, '$.model_path') IS NOT NULL
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -127,3 +128,57 @@ def test_store_is_safe_from_several_threads(tmp_path: Path) -> None:
 
 def test_new_ids_are_unique() -> None:
     assert len({new_id("job") for _ in range(1000)}) == 1000
+
+
+def test_version_2_database_moves_the_job_plan_out_of_progress(tmp_path: Path) -> None:
+    db = tmp_path / "garden.db"
+    plan = {
+        "model_id": "SmolLM2-135M-Instruct",
+        "model_path": "/models/base/SmolLM2-135M-Instruct",
+        "train_path": "/datasets/facts/train.jsonl",
+        "eval_path": None,
+        "dataset_id": "ds-1",
+        "dataset_name": "facts",
+        "data_format": "openai",
+    }
+    live = {"step": 4, "total_steps": 9, "loss": 1.5, "energy_kwh": 0.002}
+    with sqlite3.connect(db) as conn:
+        for migration in MIGRATIONS[:2]:
+            for statement in migration.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute("PRAGMA user_version=2")
+        conn.execute(
+            "INSERT INTO jobs (id, name, status, spec_json, progress_json, checkpoint_dir, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                "job-old",
+                "old-run",
+                "stopped",
+                json.dumps({"dataset": "ds-1", "name": "old-run"}),
+                json.dumps({**plan, **live, "resume_from": None}),
+                str(tmp_path / "checkpoints" / "job-old"),
+                1.0,
+            ),
+        )
+        conn.execute(
+            "INSERT INTO jobs (id, name, status, spec_json, created_at) VALUES (?, ?, ?, ?, ?)",
+            ("job-bare", "bare", "queued", "{}", 2.0),
+        )
+
+    store = Store(db)
+    assert store.schema_version() == SCHEMA_VERSION
+    old = store.get("jobs", "job-old")
+    assert old is not None
+    assert old["plan_json"] == plan
+    assert old["progress_json"] == live
+    bare = store.get("jobs", "job-bare")
+    assert bare is not None and bare["plan_json"] is None and bare["progress_json"] is None
+
+    from garden.engine.training.queries import get_job
+
+    job = get_job(store, "job-old")
+    assert job.plan is not None and job.plan.dataset_name == "facts"
+    assert job.plan.model_path == plan["model_path"] and job.plan.eval_path is None
+    assert (job.progress.step, job.progress.total_steps, job.progress.loss) == (4, 9, 1.5)
+    assert job.spec is not None and job.spec.dataset == "ds-1"

@@ -12,6 +12,23 @@ import pytest
 FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
 
 
+SUMMARY_KEYS = {
+    "job_id",
+    "status",
+    "backend",
+    "first_loss",
+    "last_loss",
+    "final_eval_loss",
+    "steps",
+    "train_tokens",
+    "tokens_per_second",
+    "energy_kwh",
+    "emissions_kg",
+    "output_dir",
+    "error",
+}
+
+
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(Path(sys.executable).parent / "model-garden"), *args],
@@ -23,42 +40,18 @@ def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_train_json_then_jobs_list_and_show(default_model_path):
-    done = cli(
-        "train",
-        "--dataset",
-        str(FACTS),
-        "--name",
-        "cli-run",
-        "--max-steps",
-        "2",
-        "--batch-size",
-        "2",
-        "--max-seq-len",
-        "128",
-        "--json",
-    )
+    options = "--name cli-run --max-steps 2 --batch-size 2 --max-seq-len 128 --json"
+    done = cli("train", "--dataset", str(FACTS), *options.split())
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
-    for key in (
-        "job_id",
-        "status",
-        "backend",
-        "first_loss",
-        "last_loss",
-        "steps",
-        "train_tokens",
-        "tokens_per_second",
-        "energy_kwh",
-        "emissions_kg",
-        "output_dir",
-    ):
-        assert key in summary
+    assert set(summary) == SUMMARY_KEYS
     assert summary["status"] == "completed" and summary["steps"] == 2
     assert summary["backend"] == "trl_peft"
     assert Path(summary["output_dir"], "model.safetensors").is_file()
 
     listed = json.loads(cli("jobs", "list", "--json").stdout)
     assert summary["job_id"] in {job["job_id"] for job in listed}
+    assert all(set(job) == SUMMARY_KEYS | {"name"} for job in listed)
     shown = cli("jobs", "show", summary["job_id"], "--json")
     assert shown.returncode == 0
     assert len([m for m in json.loads(shown.stdout)["metrics"] if m["loss"] is not None]) == 2

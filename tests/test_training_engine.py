@@ -62,9 +62,9 @@ def finished_job(manager, facts):
             "checkpoint_interval": 3,
         }
     )
-    row = manager.wait(job_id, timeout=900)
-    assert row["status"] == "completed", (row["error"], manager.logs(job_id)[-5:])
-    return row
+    job = manager.wait(job_id, timeout=900)
+    assert job.status == "completed", (job.error, manager.logs(job_id)[-5:])
+    return job
 
 
 def _wait_for(predicate, timeout: float, what: str):
@@ -79,30 +79,22 @@ def _wait_for(predicate, timeout: float, what: str):
 
 @pytest.mark.slow
 def test_run_completes_and_loss_goes_down(manager, finished_job):
-    result = finished_job["result_json"]
-    for key in (
-        "final_loss",
-        "final_eval_loss",
-        "first_loss",
-        "steps",
-        "train_tokens",
-        "tokens_per_second",
-        "energy_kwh",
-        "emissions_kg",
-        "output_dir",
-        "backend",
-    ):
-        assert key in result
-    assert result["steps"] == 6
-    assert result["final_loss"] < result["first_loss"]
-    assert result["train_tokens"] > 0 and result["tokens_per_second"] > 0
-    assert finished_job["backend"] == "trl_peft"
-    assert "no CUDA" in finished_job["backend_reason"]
-    metrics = manager.metrics(finished_job["id"])
-    steps = [m["step"] for m in metrics if m["loss"] is not None]
+    result = finished_job.result
+    assert result is not None and result.steps == 6
+    assert result.first_loss is not None and result.final_loss is not None
+    assert result.final_loss < result.first_loss
+    assert result.final_eval_loss is not None
+    assert result.train_tokens > 0 and result.tokens_per_second > 0
+    assert result.output_dir == finished_job.output_dir and result.merged
+    assert result.backend == finished_job.backend == "trl_peft"
+    assert "no CUDA" in (finished_job.backend_reason or "")
+    assert finished_job.progress.step == 6 and finished_job.progress.eta_s == 0.0
+    assert finished_job.plan is not None and finished_job.plan.data_format == "openai"
+    metrics = manager.metrics(finished_job.id)
+    steps = [m.step for m in metrics if m.loss is not None]
     assert steps == [1, 2, 3, 4, 5, 6]
-    assert any(m["eval_loss"] is not None for m in metrics)
-    assert all(m["learning_rate"] is not None for m in metrics if m["loss"] is not None)
+    assert any(m.eval_loss is not None for m in metrics)
+    assert all(m.learning_rate is not None for m in metrics if m.loss is not None)
 
 
 @pytest.mark.slow
@@ -111,7 +103,7 @@ def test_outputs_are_registered_and_merged_model_answers(settings, finished_job)
 
     from garden.models import list_models
 
-    out = Path(finished_job["output_dir"])
+    out = Path(finished_job.output_dir)
     for name in ("config.json", "model.safetensors", "garden.json", "training_config.json"):
         assert (out / name).is_file(), name
     assert (out / "adapter" / "adapter_config.json").is_file()
@@ -119,7 +111,7 @@ def test_outputs_are_registered_and_merged_model_answers(settings, finished_job)
     assert "final train loss" in (out / "README.md").read_text()
     assert (out / "metrics.jsonl").read_text().count("\n") >= 6
     meta = json.loads((out / "garden.json").read_text())
-    assert meta["job_id"] == finished_job["id"] and meta["method"] == "lora"
+    assert meta["job_id"] == finished_job.id and meta["method"] == "lora"
     listed = {m.name: m for m in list_models(settings)}
     info = listed["facts-run"]
     assert info.kind == "finetuned" and info.adapter_path == str(out / "adapter")
@@ -140,13 +132,14 @@ def test_outputs_are_registered_and_merged_model_answers(settings, finished_job)
 @pytest.mark.slow
 def test_energy_and_co2_are_recorded(manager, finished_job):
     pytest.importorskip("garden.engine.carbon")
-    result = finished_job["result_json"]
-    assert result["energy_kwh"] and result["energy_kwh"] > 0
-    assert result["emissions_kg"] and result["emissions_kg"] > 0
+    result = finished_job.result
+    assert result.energy_kwh and result.energy_kwh > 0
+    assert result.emissions_kg and result.emissions_kg > 0
     rows = manager.store.query(
-        "SELECT * FROM emissions WHERE kind = 'training' AND ref_id = ?", (finished_job["id"],)
+        "SELECT * FROM emissions WHERE kind = 'training' AND ref_id = ?", (finished_job.id,)
     )
     assert rows and rows[0]["energy_kwh"] > 0
+    assert rows[0]["id"] == finished_job.progress.emission_id
 
 
 @pytest.mark.slow
@@ -156,25 +149,24 @@ def test_stop_leaves_checkpoint_and_resume_continues_steps(manager, facts):
     job_id = manager.submit(
         {**TINY, "name": "stop-resume", "dataset": facts.id, "max_steps": 7, "learning_rate": 1e-3}
     )
-    _wait_for(
-        lambda: (manager.get(job_id)["progress_json"] or {}).get("step", 0) >= 2, 600, "step 2"
-    )
+    _wait_for(lambda: manager.get(job_id).progress.step >= 2, 600, "step 2")
     manager.stop(job_id)
-    row = manager.wait(job_id, timeout=300)
-    assert row["status"] == "stopped", row["error"]
-    stopped_at = row["result_json"]["steps"]
+    job = manager.wait(job_id, timeout=300)
+    assert job.status == "stopped", job.error
+    assert job.result is not None
+    stopped_at = job.result.steps
     assert 2 <= stopped_at < 7
-    checkpoint = last_checkpoint(Path(row["checkpoint_dir"]))
+    checkpoint = last_checkpoint(job.checkpoint_dir)
     assert checkpoint is not None and checkpoint.name == f"checkpoint-{stopped_at}"
-    assert (Path(row["output_dir"]) / "adapter" / "adapter_model.safetensors").is_file()
+    assert (Path(job.output_dir) / "adapter" / "adapter_model.safetensors").is_file()
 
-    manager.resume(job_id)
-    row = manager.wait(job_id, timeout=600)
-    assert row["status"] == "completed", row["error"]
-    assert row["result_json"]["steps"] == 7
-    steps = [m["step"] for m in manager.metrics(job_id) if m["loss"] is not None]
+    assert manager.resume(job_id).result is None
+    job = manager.wait(job_id, timeout=600)
+    assert job.status == "completed", job.error
+    assert job.result is not None and job.result.steps == 7
+    steps = [m.step for m in manager.metrics(job_id) if m.loss is not None]
     assert steps == list(range(1, 8)), steps
-    assert any("Resuming from checkpoint" in log["message"] for log in manager.logs(job_id))
+    assert any("Resuming from checkpoint" in log.message for log in manager.logs(job_id))
 
 
 @pytest.mark.slow
@@ -184,21 +176,21 @@ def test_sigkilled_worker_fails_job_queue_and_cancel(manager, facts, settings):
     spec = {**TINY, "dataset": facts.id, "max_steps": 200}
     first = manager.submit({**spec, "name": "killed"})
     second = manager.submit({**spec, "name": "queued-behind"})
-    assert manager.get(second)["status"] == "queued"
+    assert manager.get(second).status == "queued"
     pid = _wait_for(
-        lambda: manager.get(first)["backend"] and manager.get(first)["pid"], 300, "worker start"
+        lambda: manager.get(first).backend and manager.get(first).pid, 300, "worker start"
     )
-    assert manager.get(second)["status"] == "queued"
+    assert manager.get(second).status == "queued"
     os.kill(pid, signal.SIGKILL)
-    row = manager.wait(first, timeout=60)
-    assert row["status"] == "failed"
-    assert "SIGKILL" in row["error"] and row["error_kind"] == "killed"
+    job = manager.wait(first, timeout=60)
+    assert job.status == "failed"
+    assert "SIGKILL" in (job.error or "") and job.error_kind == "killed"
 
-    _wait_for(lambda: manager.get(second)["status"] == "running", 60, "queued job to start")
+    _wait_for(lambda: manager.get(second).status == "running", 60, "queued job to start")
     manager.cancel(second)
-    assert manager.wait(second, timeout=60)["status"] == "cancelled"
+    assert manager.wait(second, timeout=60).status == "cancelled"
     assert plan_job({"dataset": facts.id}, settings).spec.dataset == facts.id
-    assert {first, second} <= {job["id"] for job in manager.list()}
+    assert {first, second} <= {job.id for job in manager.list_jobs()}
 
 
 def test_restart_marks_active_jobs_interrupted(settings, manager):
@@ -222,9 +214,10 @@ def test_restart_marks_active_jobs_interrupted(settings, manager):
     )
     restarted = JobManager(settings)
     assert "job-orphan" in restarted.recovered
-    row = restarted.get("job-orphan")
-    assert row["status"] == "interrupted" and row["status"] in RESUMABLE_STATUSES
-    assert "resume" in restarted.logs("job-orphan")[-1]["message"]
+    job = restarted.get("job-orphan")
+    assert job.status == "interrupted" and job.status in RESUMABLE_STATUSES
+    assert job.error_kind == "interrupted" and job.finished_at is not None
+    assert "resume" in restarted.logs("job-orphan")[-1].message
 
 
 @pytest.mark.parametrize(
@@ -243,12 +236,12 @@ def test_restart_marks_active_jobs_interrupted(settings, manager):
 )
 def test_bad_specs_are_refused_with_clear_messages(manager, facts, settings, change, error, words):
     (settings.finetuned_models_path / "taken").mkdir(parents=True, exist_ok=True)
-    before = len(manager.list())
+    before = len(manager.list_jobs())
     with pytest.raises(error) as info:
         manager.submit({"dataset": facts.id, **change})
     assert words in str(info.value)
     assert isinstance(info.value, GardenError) and info.value.message
-    assert len(manager.list()) == before
+    assert len(manager.list_jobs()) == before
 
 
 def test_gpu_memory_estimate_orders_methods_and_grows_with_batch():

@@ -74,7 +74,7 @@ def test_start_a_run_from_the_tab_and_see_metrics_arrive(tab_app):
     from gradio_client import Client
 
     from garden.data import import_dataset
-    from garden.engine.training import get_job_manager
+    from garden.services import training
 
     url, settings = tab_app
     dataset = import_dataset(FACTS, "facts-ui", settings=settings)
@@ -90,7 +90,7 @@ def test_start_a_run_from_the_tab_and_see_metrics_arrive(tab_app):
     started = client.predict(
         *_form(dataset=dataset.id, name="ui-run", max_steps=3), api_name="/start_training"
     )
-    job_id = get_job_manager(settings).list(limit=1)[0]["id"]
+    job_id = training.list_jobs(limit=1, settings=settings)[0].id
     assert job_id in started[0]
 
     other_browser = Client(url, verbose=False)
@@ -107,6 +107,6 @@ def test_start_a_run_from_the_tab_and_see_metrics_arrive(tab_app):
         time.sleep(1.0)
     assert "`completed`" in status, status
     assert "step **3/3**" in status and "Worker process" in log_tail
-    metrics = get_job_manager(settings).metrics(job_id)
-    assert [m["step"] for m in metrics if m["loss"] is not None] == [1, 2, 3]
+    metrics = training.metrics(job_id, settings=settings)
+    assert [m.step for m in metrics if m.loss is not None] == [1, 2, 3]
     assert seen_running, "a second browser never saw the run while it was running"

@@ -1,46 +1,28 @@
 """The Fine-tune tab: pick model, data and settings; start, follow, stop, cancel, resume runs.
 
-The view follows the running job (or the one picked in the runs table) by polling the store
-with a ``gr.Timer``, so reloading the page or opening a second browser shows the same run live.
+The view follows the running job (or the one picked in the runs table) by polling
+``garden.services.training`` with a ``gr.Timer``, so reloading the page or opening a second
+browser shows the same run live.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 import gradio as gr
+from gradio.components import Component
 
+from garden import present
 from garden.config import Settings
 from garden.errors import GardenError
+from garden.services import training
+from garden.services.training import JobView, MetricPoint
 
-PRESET_NAMES = ("Quick CPU demo", "LoRA", "QLoRA")
-FORM_FIELDS = (
-    "base_model",
-    "dataset",
-    "name",
-    "method",
-    "epochs",
-    "max_steps",
-    "learning_rate",
-    "lr_scheduler",
-    "warmup_ratio",
-    "batch_size",
-    "gradient_accumulation",
-    "max_seq_len",
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "lora_target_modules",
-    "assistant_only_loss",
-    "packing",
-    "eval_steps",
-    "seed",
-    "precision",
-    "backend",
-    "checkpoint_interval",
-)
+DEFAULT_PRESET = "Quick CPU demo"
 FOLLOW_ACTIVE = ""
+ZERO_MEANS_UNSET = {"max_steps", "eval_steps", "checkpoint_interval"}
 RUN_COLUMNS = [
     "job",
     "name",
@@ -50,240 +32,307 @@ RUN_COLUMNS = [
     "steps",
     "final loss",
     "eval loss",
-    "energy (Wh)",
-    "CO₂ (g)",
+    "energy",
+    "CO₂",
 ]
+NO_RUNS = "_No runs yet: pick a dataset and press **Start training**._"
 
 
-def _manager(settings: Settings) -> Any:
-    from garden.engine.training import get_job_manager
+@dataclass(init=False)
+class RunForm:
+    """The run settings: each field a component named after the ``JobSpec`` field it sets."""
 
-    return get_job_manager(settings)
+    base_model: gr.Dropdown
+    dataset: gr.Dropdown
+    name: gr.Textbox
+    method: gr.Radio
+    epochs: gr.Number
+    max_steps: gr.Number
+    learning_rate: gr.Number
+    lr_scheduler: gr.Dropdown
+    warmup_ratio: gr.Number
+    batch_size: gr.Number
+    gradient_accumulation: gr.Number
+    max_seq_len: gr.Number
+    lora_r: gr.Number
+    lora_alpha: gr.Number
+    lora_dropout: gr.Number
+    lora_target_modules: gr.Textbox
+    assistant_only_loss: gr.Checkbox
+    packing: gr.Checkbox
+    eval_steps: gr.Number
+    seed: gr.Number
+    precision: gr.Dropdown
+    backend: gr.Dropdown
+    checkpoint_interval: gr.Number
 
-
-def _model_choices(settings: Settings) -> list[str]:
-    from garden.models import list_models
-
-    try:
-        return [m.id for m in list_models(settings)]
-    except GardenError:
-        return []
-
-
-def _dataset_choices(settings: Settings) -> list[tuple[str, str]]:
-    try:
-        from garden.data import dataset_choices
-
-        return dataset_choices(settings)
-    except GardenError:
-        return []
-
-
-def spec_from_form(values: dict[str, Any]) -> dict[str, Any]:
-    """Turn form values into a job spec (blank optional numbers mean 'not set')."""
-    spec: dict[str, Any] = {}
-    optional_zero = {"max_steps", "eval_steps", "checkpoint_interval"}
-    for key, value in values.items():
-        if value is None or (isinstance(value, str) and not value.strip() and key != "dataset"):
-            continue
-        if key in optional_zero and not value:
-            continue
-        if key in {
-            "max_steps",
-            "eval_steps",
-            "checkpoint_interval",
-            "batch_size",
-            "gradient_accumulation",
-            "max_seq_len",
-            "lora_r",
-            "lora_alpha",
-            "seed",
-        } and isinstance(value, float):
-            value = int(value)
-        spec[key] = value
-    return spec
-
-
-def _fmt(value: Any, pattern: str = "{:.4f}") -> str:
-    return "–" if value is None else pattern.format(value)
-
-
-def _duration(row: dict[str, Any]) -> str:
-    if not row.get("started_at"):
-        return "–"
-    end = row.get("finished_at") or time.time()
-    seconds = int(end - row["started_at"])
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def runs_table(settings: Settings) -> list[list[Any]]:
-    rows = []
-    for job in _manager(settings).list(limit=50):
-        result = job.get("result_json") or {}
-        progress = job.get("progress_json") or {}
-        energy = result.get("energy_kwh", progress.get("energy_kwh"))
-        co2 = result.get("emissions_kg", progress.get("emissions_kg"))
-        started = job.get("started_at") or job["created_at"]
-        rows.append(
-            [
-                job["id"],
-                job["name"],
-                job["status"],
-                time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
-                _duration(job),
-                result.get("steps", progress.get("step")),
-                _fmt(result.get("final_loss", progress.get("loss"))),
-                _fmt(result.get("final_eval_loss")),
-                _fmt(energy * 1000 if energy is not None else None, "{:.3f}"),
-                _fmt(co2 * 1000 if co2 is not None else None, "{:.3f}"),
-            ]
-        )
-    return rows
-
-
-def status_markdown(job: dict[str, Any] | None) -> str:
-    if job is None:
-        return "_No runs yet: pick a dataset and press **Start training**._"
-    progress = job.get("progress_json") or {}
-    result = job.get("result_json") or {}
-    step, total = progress.get("step", 0), progress.get("total_steps") or 0
-    pct = 100.0 * step / total if total else 0.0
-    lines = [
-        f"### {job['name']} · `{job['status']}`",
-        f"<progress value='{step}' max='{total or 1}' style='width:100%'></progress> "
-        f"step **{step}/{total or '?'}** ({pct:.0f} %)",
-    ]
-    facts = []
-    if progress.get("eta_s") and job["status"] in ("running", "stopping"):
-        facts.append(f"ETA {int(progress['eta_s'])} s")
-    if progress.get("loss") is not None:
-        facts.append(f"loss {progress['loss']:.4f}")
-    if progress.get("tokens_per_second"):
-        facts.append(f"{progress['tokens_per_second']:.0f} tokens/s")
-    energy = result.get("energy_kwh", progress.get("energy_kwh"))
-    co2 = result.get("emissions_kg", progress.get("emissions_kg"))
-    if energy is not None:
-        facts.append(f"energy {energy * 1000:.3f} Wh")
-    if co2 is not None:
-        facts.append(f"CO₂ {co2 * 1000:.3f} g")
-    if facts:
-        lines.append(" · ".join(facts))
-    if job.get("backend"):
-        lines.append(
-            f"Backend **{job['backend']}** on {job.get('device') or '?'} — "
-            f"{job.get('backend_reason') or ''}"
-        )
-    if result.get("output_dir") and job["status"] == "completed":
-        lines.append(f"Model saved to `{result['output_dir']}` (listed in the Chat tab).")
-    if job.get("error"):
-        lines.append(f"> **{job.get('error_kind') or 'error'}**: {job['error']}")
-    lines.append(f"<small>job `{job['id']}`</small>")
-    return "\n\n".join(lines)
-
-
-def curves(metrics: list[dict[str, Any]]) -> tuple[Any, Any]:
-    """Plotly figures: train/eval loss, and learning rate, by step."""
-    import plotly.graph_objects as go
-
-    train = [(m["step"], m["loss"]) for m in metrics if m.get("loss") is not None]
-    evals = [(m["step"], m["eval_loss"]) for m in metrics if m.get("eval_loss") is not None]
-    lrs = [(m["step"], m["learning_rate"]) for m in metrics if m.get("learning_rate") is not None]
-    loss = go.Figure()
-    if train:
-        loss.add_trace(go.Scatter(x=[s for s, _ in train], y=[v for _, v in train], name="train"))
-    if evals:
-        loss.add_trace(
-            go.Scatter(
-                x=[s for s, _ in evals], y=[v for _, v in evals], name="eval", mode="lines+markers"
-            )
-        )
-    loss.update_layout(
-        title="Loss", xaxis_title="step", height=300, margin={"l": 40, "r": 10, "t": 40, "b": 30}
-    )
-    lr = go.Figure()
-    if lrs:
-        lr.add_trace(go.Scatter(x=[s for s, _ in lrs], y=[v for _, v in lrs], name="lr"))
-    lr.update_layout(
-        title="Learning rate",
-        xaxis_title="step",
-        height=300,
-        margin={"l": 40, "r": 10, "t": 40, "b": 30},
-    )
-    return loss, lr
-
-
-def build(settings: Settings) -> None:
-    from garden.engine.training import PRESETS
-
-    _manager(settings)  # starting the manager marks runs left active by a dead app 'interrupted'
-    gr.Markdown(
-        "### Fine-tune\nPick a base model and a dataset, choose a preset, press **Start**. "
-        "Runs keep going if you close the page; come back any time to follow them."
-    )
-    with gr.Row():
-        preset = gr.Radio(list(PRESET_NAMES), value="Quick CPU demo", label="Preset")
-        method = gr.Radio(["lora", "qlora", "full"], value="lora", label="Method")
-    with gr.Row():
-        base_model = gr.Dropdown(
-            _model_choices(settings),
-            value=None,
-            label="Base model",
-            allow_custom_value=True,
-            info="Empty = the embedded default; a hub id also works",
-        )
-        dataset = gr.Dropdown(
-            _dataset_choices(settings),
-            label="Dataset",
-            allow_custom_value=True,
-            info="Imported in the Data tab, or a file path",
-        )
-        refresh_choices = gr.Button("↻", scale=0, min_width=40)
-    with gr.Row():
-        name = gr.Textbox(label="Run name", placeholder="automatic")
-        epochs = gr.Number(3, label="Epochs", minimum=0)
-        max_steps = gr.Number(0, label="Max steps (0 = use epochs)", precision=0, minimum=0)
-        learning_rate = gr.Number(1e-3, label="Learning rate")
-    with gr.Accordion("Advanced settings", open=False):
+    def __init__(self, settings: Settings) -> None:
+        """Lay the form out: preset, model and data, then the settings (advanced ones folded)."""
         with gr.Row():
-            lr_scheduler = gr.Dropdown(
+            self.preset = gr.Radio(
+                [p.name for p in training.presets()], value=DEFAULT_PRESET, label="Preset"
+            )
+            self.method = gr.Radio(["lora", "qlora", "full"], value="lora", label="Method")
+        with gr.Row():
+            self.base_model = gr.Dropdown(
+                training.base_model_choices(settings=settings),
+                value=None,
+                label="Base model",
+                allow_custom_value=True,
+                info="Empty = the embedded default; a hub id also works",
+            )
+            self.dataset = gr.Dropdown(
+                training.dataset_choices(settings=settings),
+                label="Dataset",
+                allow_custom_value=True,
+                info="Imported in the Data tab, or a file path",
+            )
+            self.refresh_choices = gr.Button("↻", scale=0, min_width=40)
+        with gr.Row():
+            self.name = gr.Textbox(label="Run name", placeholder="automatic")
+            self.epochs = gr.Number(3, label="Epochs", minimum=0)
+            self.max_steps = gr.Number(
+                0, label="Max steps (0 = use epochs)", precision=0, minimum=0
+            )
+            self.learning_rate = gr.Number(1e-3, label="Learning rate")
+        with gr.Accordion("Advanced settings", open=False):
+            self._advanced()
+
+    def _advanced(self) -> None:
+        with gr.Row():
+            self.lr_scheduler = gr.Dropdown(
                 ["cosine", "linear", "constant", "constant_with_warmup"],
                 value="cosine",
                 label="Scheduler",
             )
-            warmup_ratio = gr.Number(0.03, label="Warmup ratio")
-            batch_size = gr.Number(8, label="Batch size", precision=0, minimum=1)
-            gradient_accumulation = gr.Number(1, label="Grad. accumulation", precision=0)
-            max_seq_len = gr.Number(256, label="Max sequence length", precision=0)
+            self.warmup_ratio = gr.Number(0.03, label="Warmup ratio")
+            self.batch_size = gr.Number(8, label="Batch size", precision=0, minimum=1)
+            self.gradient_accumulation = gr.Number(1, label="Grad. accumulation", precision=0)
+            self.max_seq_len = gr.Number(256, label="Max sequence length", precision=0)
         with gr.Row():
-            lora_r = gr.Number(16, label="LoRA r", precision=0)
-            lora_alpha = gr.Number(32, label="LoRA alpha", precision=0)
-            lora_dropout = gr.Number(0.05, label="LoRA dropout")
-            lora_target_modules = gr.Textbox("all-linear", label="Target modules")
+            self.lora_r = gr.Number(16, label="LoRA r", precision=0)
+            self.lora_alpha = gr.Number(32, label="LoRA alpha", precision=0)
+            self.lora_dropout = gr.Number(0.05, label="LoRA dropout")
+            self.lora_target_modules = gr.Textbox("all-linear", label="Target modules")
         with gr.Row():
-            assistant_only_loss = gr.Checkbox(True, label="Loss on assistant turns only")
-            packing = gr.Checkbox(True, label="Packing (padding-free)")
-            eval_steps = gr.Number(0, label="Eval every N steps (0 = at end)", precision=0)
-            seed = gr.Number(42, label="Seed", precision=0)
+            self.assistant_only_loss = gr.Checkbox(True, label="Loss on assistant turns only")
+            self.packing = gr.Checkbox(True, label="Packing (padding-free)")
+            self.eval_steps = gr.Number(0, label="Eval every N steps (0 = at end)", precision=0)
+            self.seed = gr.Number(42, label="Seed", precision=0)
         with gr.Row():
-            precision = gr.Dropdown(
+            self.precision = gr.Dropdown(
                 ["auto", "bf16", "fp32", "fp16"], value="auto", label="Precision"
             )
-            backend = gr.Dropdown(["auto", "trl_peft", "unsloth"], value="auto", label="Backend")
-            checkpoint_interval = gr.Number(
+            self.backend = gr.Dropdown(
+                ["auto", "trl_peft", "unsloth"], value="auto", label="Backend"
+            )
+            self.checkpoint_interval = gr.Number(
                 0, label="Checkpoint every N steps (0 = CHECKPOINT_INTERVAL)", precision=0
             )
-    with gr.Row():
-        start_btn = gr.Button("▶ Start training", variant="primary")
-        stop_btn = gr.Button("⏸ Stop (save checkpoint)")
-        cancel_btn = gr.Button("✖ Cancel", variant="stop")
-        resume_btn = gr.Button("⟳ Resume")
+
+    def components(self) -> list[Component]:
+        """The setting components, in ``FORM_FIELDS`` order (the API order of Start)."""
+        return [getattr(self, name) for name in FORM_FIELDS]
+
+    def component(self, name: str) -> Component:
+        return getattr(self, name)
+
+
+FORM_FIELDS = tuple(field.name for field in fields(RunForm))
+
+
+@dataclass
+class RunView:
+    """The components that show a run; handlers answer ``{component: value}`` for these."""
+
+    status: gr.Markdown
+    loss_plot: gr.Plot
+    lr_plot: gr.Plot
+    logs: gr.Textbox
+    runs: gr.Dataframe
+    viewed: gr.Dropdown
+
+    def components(self) -> list[Component]:
+        return [getattr(self, field.name) for field in fields(self)]
+
+
+def spec_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The form's values that set something: blanks, and 0 where the label says so, do not."""
+    return {
+        key: value
+        for key, value in values.items()
+        if value is not None and value != "" and not (key in ZERO_MEANS_UNSET and not value)
+    }
+
+
+def status_markdown(job: JobView | None) -> str:
+    if job is None:
+        return NO_RUNS
+    lines = [
+        f"### {job.name} · `{job.status}`",
+        f"<progress value='{job.step}' max='{job.total_steps or 1}' style='width:100%'></progress> "
+        f"step **{job.step}/{job.total_steps or '?'}** ({100 * job.progress_fraction:.0f} %)",
+    ]
+    facts = present.job_facts(job)
+    if facts:
+        lines.append(" · ".join(facts))
+    if job.backend:
+        lines.append(
+            f"Backend **{job.backend}** on {job.device or '?'} — {job.backend_reason or ''}"
+        )
+    if job.output_dir and job.status == "completed":
+        lines.append(f"Model saved to `{job.output_dir}` (listed in the Chat tab).")
+    if job.error:
+        lines.append(f"> **{job.error_kind or 'error'}**: {job.error}")
+    lines.append(f"<small>job `{job.id}`</small>")
+    return "\n\n".join(lines)
+
+
+def run_row(job: JobView) -> list[Any]:
+    return [
+        job.id,
+        job.name,
+        job.status,
+        present.local_time(job.started_at or job.created_at),
+        present.duration(job.duration_s),
+        job.step,
+        present.number(job.loss),
+        present.number(job.eval_loss),
+        present.energy(job.energy_kwh),
+        present.co2(job.emissions_kg),
+    ]
+
+
+def log_tail(job_id: str, settings: Settings) -> str:
+    return "\n".join(
+        f"{present.local_time(line.ts, '%H:%M:%S')} {line.level:7} "
+        f"{line.message.splitlines()[-1] if line.message else ''}"
+        for line in training.logs(job_id, limit=60, settings=settings)
+    )
+
+
+def _figure(title: str, series: dict[str, tuple[list[int], list[float]]]) -> Any:
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for name, (steps, values) in series.items():
+        if steps:
+            figure.add_trace(go.Scatter(x=steps, y=values, name=name, mode="lines+markers"))
+    figure.update_layout(
+        title=title, xaxis_title="step", height=300, margin={"l": 40, "r": 10, "t": 40, "b": 30}
+    )
+    return figure
+
+
+def _series(points: list[MetricPoint], value: Callable[[MetricPoint], float | None]) -> Any:
+    known = [(point.step, value(point)) for point in points if value(point) is not None]
+    return [step for step, _ in known], [v for _, v in known]
+
+
+def curves(points: list[MetricPoint]) -> tuple[Any, Any]:
+    """Plotly figures: train/eval loss, and learning rate, by step."""
+    loss = _figure(
+        "Loss",
+        {
+            "train": _series(points, lambda p: p.loss),
+            "eval": _series(points, lambda p: p.eval_loss),
+        },
+    )
+    return loss, _figure("Learning rate", {"lr": _series(points, lambda p: p.learning_rate)})
+
+
+class FineTuneTab:
+    """The tab's event handlers over ``garden.services.training``."""
+
+    def __init__(self, settings: Settings, form: RunForm, view: RunView) -> None:
+        self.settings = settings
+        self.form = form
+        self.view = view
+
+    def apply_preset(self, choice: str) -> dict[Component, Any]:
+        for preset in training.presets():
+            if preset.name == choice:
+                return {
+                    self.form.component(key): 0 if value is None else value
+                    for key, value in preset.settings.items()
+                }
+        return {}
+
+    def refresh_lists(self) -> tuple[Any, Any]:
+        return (
+            gr.update(choices=training.base_model_choices(settings=self.settings)),
+            gr.update(choices=training.dataset_choices(settings=self.settings)),
+        )
+
+    def refresh(self, job_id: str | None, select: str | None = None) -> dict[Component, Any]:
+        job = training.current_or_latest(job_id, settings=self.settings)
+        jobs = training.list_jobs(limit=50, settings=self.settings)
+        choices = [FOLLOW_ACTIVE, *[listed.id for listed in jobs]]
+        pick = gr.update(choices=choices, value=select) if select else gr.update(choices=choices)
+        points = training.metrics(job.id, settings=self.settings) if job else []
+        loss, lr = curves(points)
+        return {
+            self.view.status: status_markdown(job),
+            self.view.loss_plot: loss,
+            self.view.lr_plot: lr,
+            self.view.logs: log_tail(job.id, self.settings) if job else "",
+            self.view.runs: [run_row(listed) for listed in jobs],
+            self.view.viewed: pick,
+        }
+
+    def refused(self, message: str) -> dict[Component, Any]:
+        return {**self.refresh(None), self.view.status: f"> **Cannot start**: {message}"}
+
+    def start(self, *values: Any) -> dict[Component, Any]:
+        given = spec_values(dict(zip(FORM_FIELDS, values, strict=True)))
+        if "dataset" not in given:
+            gr.Warning("Pick a dataset first (import one in the Data tab).")
+            return self.refused("no dataset picked.")
+        try:
+            job = training.submit(training.build_spec(given), settings=self.settings)
+        except GardenError as exc:
+            gr.Warning(str(exc))
+            return self.refused(exc.message + (f"\n>\n> {exc.hint}" if exc.hint else ""))
+        gr.Info(f"Started {job.id}")
+        return self.refresh(job.id, select=job.id)
+
+    def act(self, action: Callable[..., JobView], job_id: str | None) -> dict[Component, Any]:
+        job = training.current_or_latest(job_id, settings=self.settings)
+        if job is None:
+            gr.Warning("No run to act on.")
+            return self.refresh(job_id)
+        try:
+            action(job.id, settings=self.settings)
+        except GardenError as exc:
+            gr.Warning(str(exc))
+        return self.refresh(job.id)
+
+    def stop(self, job_id: str | None) -> dict[Component, Any]:
+        return self.act(training.stop, job_id)
+
+    def cancel(self, job_id: str | None) -> dict[Component, Any]:
+        return self.act(training.cancel, job_id)
+
+    def resume(self, job_id: str | None) -> dict[Component, Any]:
+        return self.act(training.resume, job_id)
+
+
+def pick_run(evt: gr.SelectData, table: Any) -> str:
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    try:
+        return str(table.iloc[row, 0])
+    except (AttributeError, IndexError, TypeError):
+        return FOLLOW_ACTIVE
+
+
+def _run_view() -> RunView:
     viewed = gr.Dropdown(
         [FOLLOW_ACTIVE],
         value=FOLLOW_ACTIVE,
         label="Showing run (empty = follow the active run)",
         allow_custom_value=True,
     )
-    status = gr.Markdown(status_markdown(None), elem_id="finetune-status")
+    status = gr.Markdown(NO_RUNS, elem_id="finetune-status")
     with gr.Row():
         loss_plot = gr.Plot(label="Loss")
         lr_plot = gr.Plot(label="Learning rate")
@@ -291,139 +340,38 @@ def build(settings: Settings) -> None:
     runs = gr.Dataframe(
         headers=RUN_COLUMNS, label="Runs (click one to see its curves)", interactive=False
     )
+    return RunView(status, loss_plot, lr_plot, logs, runs, viewed)
 
-    form = [
-        base_model,
-        dataset,
-        name,
-        method,
-        epochs,
-        max_steps,
-        learning_rate,
-        lr_scheduler,
-        warmup_ratio,
-        batch_size,
-        gradient_accumulation,
-        max_seq_len,
-        lora_r,
-        lora_alpha,
-        lora_dropout,
-        lora_target_modules,
-        assistant_only_loss,
-        packing,
-        eval_steps,
-        seed,
-        precision,
-        backend,
-        checkpoint_interval,
-    ]
-    preset_targets = {
-        "method": method,
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "learning_rate": learning_rate,
-        "lr_scheduler": lr_scheduler,
-        "batch_size": batch_size,
-        "gradient_accumulation": gradient_accumulation,
-        "max_seq_len": max_seq_len,
-        "lora_r": lora_r,
-        "lora_alpha": lora_alpha,
-    }
 
-    def apply_preset(choice: str) -> list[Any]:
-        values = PRESETS.get(choice, {})
-        return [
-            gr.update(value=values.get(key) or (0 if key == "max_steps" else None))
-            if key in values
-            else gr.update()
-            for key in preset_targets
-        ]
+def build(settings: Settings) -> None:
+    gr.Markdown(
+        "### Fine-tune\nPick a base model and a dataset, choose a preset, press **Start**. "
+        "Runs keep going if you close the page; come back any time to follow them."
+    )
+    form = RunForm(settings)
+    with gr.Row():
+        start_btn = gr.Button("▶ Start training", variant="primary")
+        stop_btn = gr.Button("⏸ Stop (save checkpoint)")
+        cancel_btn = gr.Button("✖ Cancel", variant="stop")
+        resume_btn = gr.Button("⟳ Resume")
+    view = _run_view()
+    tab = FineTuneTab(settings, form, view)
+    shown, choices = view.components(), [form.base_model, form.dataset]
 
-    def refresh_lists() -> tuple[Any, Any]:
-        return (
-            gr.update(choices=_model_choices(settings)),
-            gr.update(choices=_dataset_choices(settings)),
-        )
-
-    def resolve_job(job_id: str | None) -> dict[str, Any] | None:
-        manager = _manager(settings)
-        if job_id:
-            try:
-                return manager.get(job_id)
-            except GardenError:
-                return None
-        active = manager.active_job()
-        if active is not None:
-            return active
-        recent = manager.list(limit=1)
-        return recent[0] if recent else None
-
-    def refresh(job_id: str | None, select: str | None = None) -> tuple[Any, ...]:
-        job = resolve_job(job_id)
-        table = runs_table(settings)
-        choices = [FOLLOW_ACTIVE, *[row[0] for row in table]]
-        pick = gr.update(choices=choices, value=select) if select else gr.update(choices=choices)
-        if job is None:
-            loss, lr = curves([])
-            return status_markdown(None), loss, lr, "", table, pick
-        manager = _manager(settings)
-        loss, lr = curves(manager.metrics(job["id"]))
-        tail = "\n".join(
-            f"{time.strftime('%H:%M:%S', time.localtime(log['ts']))} {log['level']:7} "
-            f"{log['message'].splitlines()[-1] if log['message'] else ''}"
-            for log in manager.logs(job["id"], limit=60)
-        )
-        return status_markdown(job), loss, lr, tail, table, pick
-
-    def start(*values: Any) -> tuple[Any, ...]:
-        spec = spec_from_form(dict(zip(FORM_FIELDS, values, strict=True)))
-        if not spec.get("dataset"):
-            gr.Warning("Pick a dataset first (import one in the Data tab).")
-            return ("> **Cannot start**: no dataset picked.", *refresh(None)[1:])
-        try:
-            job_id = _manager(settings).submit(spec)
-        except GardenError as exc:
-            gr.Warning(str(exc))
-            box = f"> **Cannot start**: {exc.message}"
-            if exc.hint:
-                box += f"\n>\n> {exc.hint}"
-            return (box, *refresh(None)[1:])
-        gr.Info(f"Started {job_id}")
-        return refresh(job_id, select=job_id)
-
-    def act(action: str, job_id: str | None) -> tuple[Any, ...]:
-        job = resolve_job(job_id)
-        if job is None:
-            gr.Warning("No run to act on.")
-            return refresh(job_id)
-        try:
-            getattr(_manager(settings), action)(job["id"])
-        except GardenError as exc:
-            gr.Warning(str(exc))
-        return refresh(job["id"])
-
-    def pick_run(evt: gr.SelectData, table: Any) -> str:
-        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        try:
-            return str(table.iloc[row, 0])
-        except (AttributeError, IndexError, TypeError):
-            return FOLLOW_ACTIVE
-
-    view_outputs = [status, loss_plot, lr_plot, logs, runs, viewed]
-    preset.change(apply_preset, preset, list(preset_targets.values()))
-    refresh_choices.click(refresh_lists, None, [base_model, dataset])
-    start_btn.click(start, form, view_outputs, api_name="start_training")
-    stop_btn.click(lambda j: act("stop", j), viewed, view_outputs, api_name="stop_training")
-    cancel_btn.click(lambda j: act("cancel", j), viewed, view_outputs, api_name="cancel_training")
-    resume_btn.click(lambda j: act("resume", j), viewed, view_outputs, api_name="resume_training")
-    viewed.change(refresh, viewed, view_outputs, show_progress="hidden")
-    runs.select(pick_run, runs, viewed)
+    form.preset.change(tab.apply_preset, form.preset, form.components())
+    form.refresh_choices.click(tab.refresh_lists, None, choices)
+    start_btn.click(tab.start, form.components(), shown, api_name="start_training")
+    stop_btn.click(tab.stop, view.viewed, shown, api_name="stop_training")
+    cancel_btn.click(tab.cancel, view.viewed, shown, api_name="cancel_training")
+    resume_btn.click(tab.resume, view.viewed, shown, api_name="resume_training")
+    view.viewed.change(tab.refresh, view.viewed, shown, show_progress="hidden")
+    view.runs.select(pick_run, view.runs, view.viewed)
     timer = gr.Timer(2.0)
-    timer.tick(refresh, viewed, view_outputs, show_progress="hidden", api_name="refresh_training")
+    timer.tick(tab.refresh, view.viewed, shown, show_progress="hidden", api_name="refresh_training")
 
     from gradio.context import Context
 
     root = Context.root_block
     if root is not None:
-        root.load(refresh, viewed, view_outputs)
-        root.load(refresh_lists, None, [base_model, dataset])
+        root.load(tab.refresh, view.viewed, shown)
+        root.load(tab.refresh_lists, None, choices)

@@ -47,17 +47,15 @@ def prepare_in_background(settings: Settings) -> threading.Thread:
 
 
 def recover_jobs_in_background(settings: Settings) -> threading.Thread:
-    """Mark jobs left running by a previous app as interrupted (resumable) and start the queue."""
+    """Start the job manager: runs left active by a previous app become interrupted (resumable)."""
 
     def run() -> None:
         try:
-            from garden.engine.training import get_job_manager
+            from garden.services import training
 
-            manager = get_job_manager(settings)
-            if manager.recovered:
-                log.warning(
-                    "Marked %d job(s) from a previous run as interrupted", manager.recovered
-                )
+            interrupted = training.start_manager(settings=settings)
+            if interrupted:
+                log.warning("Marked %d job(s) from a previous run as interrupted", len(interrupted))
         except Exception as exc:
             log.error("Recovering training jobs failed: %s", exc)
 

@@ -14,7 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from garden.engine.backends import TrainContext, TrainOutcome
+from garden.engine.training.backends import TrainContext, TrainOutcome
+from garden.engine.training.records import MetricsEvent, StepMetrics
+from garden.engine.training.spec import JobSpec
+
+DEFAULT_SAVE_STEPS = 500
 
 
 def encode_chat(tokenizer: Any, messages: list[dict[str, str]], assistant_only: bool) -> dict:
@@ -97,7 +101,7 @@ def load_model(ctx: TrainContext) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"dtype": torch_dtype_for(ctx.precision, ctx.device)}
-    if ctx.spec["method"] == "qlora":
+    if ctx.spec.method == "qlora":
         import torch
         from transformers import BitsAndBytesConfig
 
@@ -112,23 +116,23 @@ def load_model(ctx: TrainContext) -> tuple[Any, Any]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(ctx.model_path, **kwargs)
-    if ctx.spec["method"] == "qlora":
+    if ctx.spec.method == "qlora":
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return model, tokenizer
 
 
-def lora_config(spec: dict[str, Any]) -> Any:
+def lora_config(spec: JobSpec) -> Any:
     from peft import LoraConfig
 
-    targets = spec.get("lora_target_modules") or "all-linear"
-    if isinstance(targets, list) and targets == ["all-linear"]:
+    targets: str | list[str] = spec.lora_target_modules
+    if targets == ["all-linear"]:
         targets = "all-linear"
     return LoraConfig(
-        r=spec["lora_r"],
-        lora_alpha=spec["lora_alpha"],
-        lora_dropout=spec["lora_dropout"],
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
         target_modules=targets,
         task_type="CAUSAL_LM",
     )
@@ -138,36 +142,37 @@ def sft_config(ctx: TrainContext, has_eval: bool) -> Any:
     from trl import SFTConfig
 
     spec = ctx.spec
-    eval_steps = spec.get("eval_steps") if has_eval else None
+    eval_steps = spec.eval_steps if has_eval else None
+    batch = spec.batch_size
     return SFTConfig(
         output_dir=str(ctx.checkpoint_dir),
-        max_steps=spec.get("max_steps") or -1,
-        num_train_epochs=float(spec.get("epochs") or 1.0),
-        per_device_train_batch_size=spec["batch_size"],
-        per_device_eval_batch_size=spec["batch_size"],
-        gradient_accumulation_steps=spec["gradient_accumulation"],
-        learning_rate=spec["learning_rate"],
-        lr_scheduler_type=spec["lr_scheduler"],
-        warmup_steps=float(spec["warmup_ratio"]),
-        weight_decay=spec.get("weight_decay", 0.0),
-        logging_steps=spec.get("logging_steps", 1),
+        max_steps=spec.max_steps or -1,
+        num_train_epochs=spec.epochs,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=batch,
+        gradient_accumulation_steps=spec.gradient_accumulation,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type=spec.lr_scheduler,
+        warmup_steps=spec.warmup_ratio,  # TRL reads a value below 1 as a ratio
+        weight_decay=spec.weight_decay,
         logging_first_step=True,
+        logging_steps=spec.logging_steps,
         save_strategy="steps",
-        save_steps=spec["checkpoint_interval"],
-        save_total_limit=spec.get("save_total_limit", 2),
+        save_steps=spec.checkpoint_interval or DEFAULT_SAVE_STEPS,
+        save_total_limit=spec.save_total_limit,
         eval_strategy="steps" if eval_steps else "no",
         eval_steps=eval_steps,
         bf16=ctx.precision == "bf16",
         fp16=ctx.precision == "fp16",
         use_cpu=ctx.device == "cpu",
         gradient_checkpointing=False,
-        max_length=spec["max_seq_len"],
-        packing=bool(spec.get("packing", True)),
+        max_length=spec.max_seq_len,
+        packing=spec.packing,
         packing_strategy="bfd",
         eval_packing=False,
         completion_only_loss=False,
-        seed=spec["seed"],
-        data_seed=spec["seed"],
+        seed=spec.seed,
+        data_seed=spec.seed,
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -188,15 +193,14 @@ def make_callback(ctx: TrainContext) -> Any:
             self.last_t = self.t_begin
             self.last_tokens = self.start_tokens = 0
             self.start_step = 0
-            self.history: list[dict[str, Any]] = []
+            self.history: list[StepMetrics] = []
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.t_begin = self.last_t = time.monotonic()
             self.last_tokens = self.start_tokens = int(state.num_input_tokens_seen or 0)
             self.start_step = state.global_step
-            ctx.emit(
-                {"type": "progress", "step": state.global_step, "total_steps": state.max_steps}
-            )
+            start = StepMetrics(step=state.global_step, total_steps=state.max_steps)
+            ctx.emit(MetricsEvent(metrics=start, logged=False))
 
         def on_step_end(self, args, state, control, **kwargs):
             if ctx.should_stop() and not self.stopped:
@@ -211,29 +215,31 @@ def make_callback(ctx: TrainContext) -> Any:
                 return
             t = time.monotonic()
             tokens = int(state.num_input_tokens_seen or 0)
-            event: dict[str, Any] = {
-                "type": "metrics",
-                "step": state.global_step,
-                "total_steps": state.max_steps,
-                "epoch": state.epoch,
-                "loss": logs.get("loss"),
-                "eval_loss": logs.get("eval_loss"),
-                "learning_rate": logs.get("learning_rate"),
-                "grad_norm": logs.get("grad_norm"),
-                "train_tokens": tokens,
-            }
+            tokens_per_second = eta_s = None
             if "loss" in logs and t > self.last_t:
-                event["tokens_per_second"] = (tokens - self.last_tokens) / (t - self.last_t)
+                tokens_per_second = (tokens - self.last_tokens) / (t - self.last_t)
                 self.last_t, self.last_tokens = t, tokens
             done = state.global_step - self.start_step
             if done > 0 and state.max_steps:
                 rate = (t - self.t_begin) / done
-                event["eta_s"] = max(0.0, (state.max_steps - state.global_step) * rate)
+                eta_s = max(0.0, (state.max_steps - state.global_step) * rate)
             energy, emissions = ctx.carbon()
-            event["energy_kwh"], event["emissions_kg"] = energy, emissions
-            event = {k: v for k, v in event.items() if v is not None}
-            self.history.append(event)
-            ctx.emit(event)
+            metrics = StepMetrics(
+                step=state.global_step,
+                total_steps=state.max_steps,
+                epoch=state.epoch,
+                loss=logs.get("loss"),
+                eval_loss=logs.get("eval_loss"),
+                learning_rate=logs.get("learning_rate"),
+                train_tokens=tokens,
+                grad_norm=logs.get("grad_norm"),
+                tokens_per_second=tokens_per_second,
+                eta_s=eta_s,
+                energy_kwh=energy,
+                emissions_kg=emissions,
+            )
+            self.history.append(metrics)
+            ctx.emit(MetricsEvent(metrics=metrics))
 
     return GardenCallback()
 
@@ -268,14 +274,14 @@ def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainO
     if model is None or tokenizer is None:
         ctx.log(f"Loading model {ctx.model_path}")
         model, tokenizer = load_model(ctx)
-    assistant_only = bool(spec.get("assistant_only_loss"))
+    assistant_only = bool(spec.assistant_only_loss)
     if ctx.data_format == "text":
         assistant_only = False
     train_rows = tokenize_rows(
-        read_jsonl(ctx.train_path), tokenizer, spec["max_seq_len"], assistant_only
+        read_jsonl(ctx.train_path), tokenizer, spec.max_seq_len, assistant_only
     )
     eval_rows = tokenize_rows(
-        read_jsonl(ctx.eval_path), tokenizer, spec["max_seq_len"], assistant_only
+        read_jsonl(ctx.eval_path), tokenizer, spec.max_seq_len, assistant_only
     )
     if not train_rows:
         from garden.errors import DatasetError
@@ -290,7 +296,7 @@ def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainO
     )
     args = sft_config(ctx, has_eval=bool(eval_rows))
     peft_config = None
-    if spec["method"] in ("lora", "qlora") and not hasattr(model, "peft_config"):
+    if spec.method in ("lora", "qlora") and not hasattr(model, "peft_config"):
         peft_config = lora_config(spec)
     if ctx.device == "cpu":
         score_only_labelled_positions()
@@ -304,8 +310,9 @@ def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainO
         peft_config=peft_config,
         callbacks=[callback, *ctx.extra.get("callbacks", [])],
     )
-    resume = str(ctx.resume_from) if ctx.resume_from else None
-    if resume:
+    resume = None
+    if ctx.resume_from is not None:
+        resume = str(ctx.resume_from)
         ctx.log(f"Resuming from {ctx.resume_from.name}")
     t0 = time.monotonic()
     trainer.train(resume_from_checkpoint=resume)
@@ -354,7 +361,7 @@ def save_outputs(
     """Adapter under ``<out>/adapter``; the merged model directly in ``<out>`` (not when stopped)."""
     out = ctx.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    if ctx.spec["method"] == "full":
+    if ctx.spec.method == "full":
         if stopped:
             return None, None
         ctx.log(f"Saving the fine-tuned model to {out}")
@@ -375,7 +382,7 @@ def save_outputs(
 
 
 def merge_adapter(ctx: TrainContext, peft_model: Any, adapter_dir: Path) -> Any:
-    if ctx.spec["method"] != "qlora":
+    if ctx.spec.method != "qlora":
         return peft_model.merge_and_unload()
     import torch
     from peft import PeftModel

@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from garden.engine.training.records import LogEvent, StepMetrics, WorkerEvent
+from garden.engine.training.spec import JobSpec
+
 BACKENDS = ("auto", "trl_peft", "unsloth")
 
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[WorkerEvent], None]
 
 
 @dataclass
@@ -23,7 +26,7 @@ class TrainContext:
     """Everything a backend needs for one run of a job (a fresh start or a resume)."""
 
     job_id: str
-    spec: dict[str, Any]
+    spec: JobSpec
     model_path: str
     train_path: Path
     eval_path: Path | None
@@ -39,7 +42,7 @@ class TrainContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def log(self, message: str, level: str = "INFO") -> None:
-        self.emit({"type": "log", "level": level, "message": message})
+        self.emit(LogEvent(level=level, message=message))
 
 
 @dataclass
@@ -53,7 +56,7 @@ class TrainOutcome:
     train_seconds: float
     adapter_dir: Path | None
     merged_dir: Path | None
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[StepMetrics] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
@@ -118,9 +121,9 @@ def choose_precision(requested: str, device: str) -> tuple[str, str]:
 
 def run_backend(name: str, ctx: TrainContext) -> TrainOutcome:
     if name == "unsloth":
-        from garden.engine.backends import unsloth
+        from garden.engine.training.backends import unsloth
 
         return unsloth.train(ctx)
-    from garden.engine.backends import trl_peft
+    from garden.engine.training.backends import trl_peft
 
     return trl_peft.train(ctx)

@@ -1,0 +1,346 @@
+"""The job manager: a queue of training jobs, a supervising thread per running job, and commands.
+
+``JobManager.submit`` plans a spec and queues it; at most ``MAX_CONCURRENT_JOBS`` run at once.
+Each running job has a supervising thread in this process that starts a worker process
+(multiprocessing "spawn") with a ``TrainTask`` and records its events through a ``Journal``.
+Stop, cancel and resume work from any process through flag files and pids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from garden.config import Settings, get_settings
+from garden.engine.training import queries
+from garden.engine.training.journal import Journal
+from garden.engine.training.plan import plan_job
+from garden.engine.training.records import DoneEvent, FailedEvent, JobProgress, JobRecord
+from garden.engine.training.spec import (
+    ACTIVE_STATUSES,
+    CANCEL_FLAG,
+    RESUMABLE_STATUSES,
+    STOP_FLAG,
+    TERMINAL_STATUSES,
+    JobSpec,
+)
+from garden.engine.training.worker import TrainTask, worker_main
+from garden.errors import JobError
+from garden.store import Store, get_store, new_id, now
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when ``pid`` is a live (not zombie) process."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def last_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint-<step>`` folder, if any."""
+    if not checkpoint_dir.is_dir():
+        return None
+    found = []
+    for entry in checkpoint_dir.glob("checkpoint-*"):
+        suffix = entry.name.rsplit("-", 1)[-1]
+        if suffix.isdigit() and (entry / "trainer_state.json").is_file():
+            found.append((int(suffix), entry))
+    return max(found)[1] if found else None
+
+
+def _flags_dir(job: JobRecord) -> Path:
+    job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    return job.checkpoint_dir
+
+
+class JobManager:
+    """Process-wide queue and supervisor of training jobs (use ``get_job_manager``)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.settings.ensure_storage()
+        self.store: Store = get_store(self.settings.db_path)
+        self.journal = Journal(self.store)
+        self._lock = threading.RLock()
+        self._threads: dict[str, threading.Thread] = {}
+        self._procs: dict[str, BaseProcess] = {}
+        self._poller: threading.Thread | None = None
+        self.recovered = self.recover()
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord:
+        return queries.get_job(self.store, job_id)
+
+    def list_jobs(self, limit: int = 100, status: str | None = None) -> list[JobRecord]:
+        return queries.list_jobs(self.store, limit, status)
+
+    def metrics(self, job_id: str) -> list[queries.MetricRecord]:
+        return queries.read_metrics(self.store, job_id)
+
+    def logs(self, job_id: str, after_id: int = 0, limit: int = 200) -> list[queries.LogRecord]:
+        return queries.read_logs(self.store, job_id, after_id, limit)
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.5) -> JobRecord:
+        """Block until the job ends (or ``timeout`` seconds pass); returns it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job.status in TERMINAL_STATUSES:
+                thread = self._threads.get(job_id)
+                if thread is not None:
+                    thread.join(timeout=10)
+                return self.get(job_id)
+            if deadline is not None and time.monotonic() > deadline:
+                return job
+            time.sleep(poll)
+
+    # --- commands --------------------------------------------------------------------------
+
+    def submit(self, data: JobSpec | Mapping[str, Any]) -> str:
+        """Plan and queue a job; returns its id. Raises typed errors for bad specs."""
+        plan = plan_job(data, self.settings)
+        job_id = new_id("job")
+        self.store.insert(
+            "jobs",
+            {
+                "id": job_id,
+                "name": plan.spec.name,
+                "kind": "train",
+                "status": "queued",
+                "spec_json": plan.spec.model_dump(mode="json"),
+                "plan_json": plan.planned_run().model_dump(mode="json"),
+                "progress_json": JobProgress().model_dump(mode="json"),
+                "output_dir": str(plan.output_dir),
+                "checkpoint_dir": str(self.settings.checkpoints_path / job_id),
+                "owner_pid": os.getpid(),
+                "created_at": now(),
+            },
+        )
+        self.journal.log(
+            job_id, f"Queued {plan.spec.name} ({plan.spec.method} on {plan.model.name})"
+        )
+        for warning in plan.warnings:
+            self.journal.log(job_id, warning, "WARNING")
+        self._schedule()
+        return job_id
+
+    def stop(self, job_id: str) -> JobRecord:
+        """Graceful stop: the worker saves a checkpoint and the adapter, then ends 'stopped'."""
+        job = self.get(job_id)
+        if job.status == "queued":
+            self.journal.update(job_id, status="stopped", finished_at=now())
+            self.journal.log(job_id, "Stopped before it started")
+            return self.get(job_id)
+        if job.status not in ("running", "stopping"):
+            raise JobError(
+                f"Job {job_id} is {job.status}, not running.", hint="Only running jobs stop."
+            )
+        (_flags_dir(job) / STOP_FLAG).touch()
+        self.journal.update(job_id, status="stopping")
+        self.journal.log(
+            job_id, "Stop requested: finishing the current step and saving a checkpoint"
+        )
+        return self.get(job_id)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Hard stop: kill the worker now; nothing more is saved."""
+        job = self.get(job_id)
+        if job.status in TERMINAL_STATUSES:
+            raise JobError(f"Job {job_id} already ended ({job.status}).")
+        (_flags_dir(job) / CANCEL_FLAG).touch()
+        proc = self._procs.get(job_id)
+        if job.status != "queued" and proc is not None:
+            proc.kill()
+        elif job.status != "queued" and pid_alive(job.pid):
+            assert job.pid is not None
+            os.kill(job.pid, signal.SIGKILL)
+        else:
+            self.journal.update(job_id, status="cancelled", finished_at=now())
+        self.journal.log(job_id, "Cancelled", "WARNING")
+        return self.get(job_id)
+
+    def resume(self, job_id: str) -> JobRecord:
+        """Queue a stopped, interrupted or failed job again; it continues from its checkpoint."""
+        job = self.get(job_id)
+        if job.status not in RESUMABLE_STATUSES:
+            raise JobError(
+                f"Job {job_id} is {job.status}; only stopped, interrupted or failed jobs resume.",
+                hint="Start a new run instead." if job.status == "completed" else None,
+            )
+        self.journal.update(
+            job_id,
+            status="queued",
+            owner_pid=os.getpid(),
+            error=None,
+            error_kind=None,
+            finished_at=None,
+            result_json=None,
+        )
+        checkpoint = last_checkpoint(job.checkpoint_dir)
+        where = f"checkpoint {checkpoint.name}" if checkpoint else "the start (no checkpoint yet)"
+        self.journal.log(job_id, f"Resume queued from {where}")
+        self._schedule()
+        return self.get(job_id)
+
+    def recover(self) -> list[str]:
+        """Mark jobs left active by a dead process 'interrupted' (they can be resumed)."""
+        marked = []
+        me = os.getpid()
+        for job in queries.jobs_with_status(self.store, ACTIVE_STATUSES):
+            owner = job.owner_pid
+            if owner and owner != me and pid_alive(owner):
+                continue
+            if owner == me and (job.id in self._threads or job.status == "queued"):
+                continue
+            if pid_alive(job.pid) and job.status != "queued":
+                with contextlib.suppress(OSError):
+                    (job.checkpoint_dir / STOP_FLAG).touch()
+            self.journal.end(
+                job.id,
+                "interrupted",
+                "The app stopped while this job was active.",
+                "interrupted",
+                message="Interrupted: the app stopped; resume to continue",
+            )
+            marked.append(job.id)
+        return marked
+
+    # --- scheduling and supervision --------------------------------------------------------
+
+    def _running_count(self) -> int:
+        running = queries.jobs_with_status(self.store, ("running", "stopping"))
+        return sum(1 for job in running if job.owner_pid == os.getpid() or pid_alive(job.owner_pid))
+
+    def _queued_here(self) -> list[str]:
+        rows = self.store.query(
+            "SELECT id FROM jobs WHERE status = 'queued' AND owner_pid = ? ORDER BY created_at",
+            (os.getpid(),),
+        )
+        return [str(row["id"]) for row in rows]
+
+    def _schedule(self) -> None:
+        with self._lock:
+            queued = self._queued_here()
+            slots = max(0, self.settings.max_concurrent_jobs - self._running_count())
+            for job_id in queued[:slots]:
+                self._start(job_id)
+            if len(queued) > slots:
+                self._ensure_poller()
+
+    def _ensure_poller(self) -> None:
+        if self._poller is not None and self._poller.is_alive():
+            return
+
+        def poll() -> None:
+            while True:
+                time.sleep(2.0)
+                if not self._queued_here():
+                    return
+                self._schedule()
+
+        self._poller = threading.Thread(target=poll, name="garden-job-queue", daemon=True)
+        self._poller.start()
+
+    def _start(self, job_id: str) -> None:
+        job = self.get(job_id)
+        flags = _flags_dir(job)
+        for flag in (STOP_FLAG, CANCEL_FLAG):
+            (flags / flag).unlink(missing_ok=True)
+        self.journal.update(job_id, status="running", started_at=job.started_at or now(), pid=None)
+        thread = threading.Thread(
+            target=self._supervise, args=(job_id,), name=f"garden-job-{job_id}", daemon=True
+        )
+        self._threads[job_id] = thread
+        thread.start()
+
+    def _task(self, job: JobRecord) -> TrainTask:
+        if job.spec is None or job.plan is None or job.output_dir is None:
+            raise JobError(f"Job {job.id} has no stored plan.", hint="Start a new run instead.")
+        return TrainTask(
+            job_id=job.id,
+            spec=job.spec,
+            plan=job.plan,
+            settings=self.settings,
+            output_dir=Path(job.output_dir),
+            checkpoint_dir=job.checkpoint_dir,
+            log_file=self.settings.logs_path / f"{job.id}.log",
+            resume_from=last_checkpoint(job.checkpoint_dir),
+            prior_energy_kwh=job.progress.energy_kwh or 0.0,
+            prior_emissions_kg=job.progress.emissions_kg or 0.0,
+        )
+
+    def _supervise(self, job_id: str) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        events = ctx.Queue()
+        ended = False
+        proc = None
+        try:
+            task = self._task(self.get(job_id))
+            proc = ctx.Process(
+                target=worker_main, args=(task, events), name=f"garden-train-{job_id}"
+            )
+            proc.daemon = True
+            proc.start()
+            self._procs[job_id] = proc
+            self.journal.update(job_id, pid=proc.pid)
+            self.journal.log(
+                job_id, f"Worker process {proc.pid} started (raw output: {task.log_file})"
+            )
+            while True:
+                try:
+                    event = events.get(timeout=0.5)
+                except queue.Empty:
+                    if not proc.is_alive():
+                        break
+                    continue
+                except (EOFError, OSError):
+                    break
+                ended = ended or isinstance(event, (DoneEvent, FailedEvent))
+                self.journal.record(job_id, event)
+            proc.join(timeout=30)
+            if not ended:
+                self.journal.worker_died(job_id, proc.exitcode)
+        except Exception as exc:  # the supervisor itself must never take the app down
+            self.journal.end(job_id, "failed", f"Supervisor error: {exc}", "error")
+            if proc is not None and proc.is_alive():
+                proc.kill()
+        finally:
+            self._procs.pop(job_id, None)
+            self._threads.pop(job_id, None)
+            with contextlib.suppress(Exception):
+                events.close()
+            self._schedule()
+
+
+_managers: dict[Path, JobManager] = {}
+_managers_lock = threading.Lock()
+
+
+def get_job_manager(settings: Settings | None = None) -> JobManager:
+    """The process-wide job manager for ``settings`` (one per database); started on first use."""
+    settings = settings or get_settings()
+    key = settings.db_path
+    with _managers_lock:
+        if key not in _managers:
+            _managers[key] = JobManager(settings)
+        return _managers[key]

@@ -1,0 +1,255 @@
+"""Planning a job before launch: resolve the model and dataset, check lengths, disk and GPU memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from garden.config import Settings, get_settings
+from garden.engine.training.backends import cuda_present
+from garden.engine.training.records import PlannedRun
+from garden.engine.training.spec import ACTIVE_STATUSES, JobSpec, parse_spec
+from garden.errors import DatasetError, DiskFullError, JobError, ModelLoadError, OutOfMemoryError
+from garden.models import ModelInfo, resolve_model
+from garden.store import get_store
+
+
+@dataclass
+class DatasetRef:
+    id: str
+    name: str
+    format: str
+    train_path: Path
+    eval_path: Path | None
+    train_rows: int = 0
+    token_stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobPlan:
+    """A validated spec with everything resolved; what ``submit`` stores."""
+
+    spec: JobSpec
+    model: ModelInfo
+    model_path: str
+    dataset: DatasetRef
+    output_dir: Path
+    warnings: list[str] = field(default_factory=list)
+
+    def planned_run(self) -> PlannedRun:
+        """What the job row keeps of this plan (``jobs.plan_json``)."""
+        eval_path = self.dataset.eval_path
+        return PlannedRun(
+            model_id=self.model.id,
+            model_path=self.model_path,
+            train_path=str(self.dataset.train_path),
+            eval_path=str(eval_path) if eval_path else None,
+            dataset_id=self.dataset.id,
+            dataset_name=self.dataset.name,
+            data_format=self.dataset.format,
+        )
+
+
+def _dataset_from_record(record: Any) -> DatasetRef:
+    eval_path = Path(record.eval_path)
+    return DatasetRef(
+        id=record.id,
+        name=record.name,
+        format=record.format,
+        train_path=Path(record.train_path),
+        eval_path=eval_path if eval_path.is_file() and eval_path.stat().st_size > 0 else None,
+        train_rows=int(record.train_rows or 0),
+        token_stats=dict(record.token_stats or {}),
+    )
+
+
+def resolve_dataset(ref: str, settings: Settings) -> DatasetRef:
+    """An imported dataset (id or name), or a file that is imported on the way."""
+    from garden.data import get_dataset, import_dataset
+
+    path = Path(ref).expanduser()
+    if path.is_file():
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-") or "dataset"
+        record = import_dataset(path, f"{name}-{int(time.time())}", settings=settings)
+        return _dataset_from_record(record)
+    if path.is_dir() and (path / "train.jsonl").is_file():
+        return DatasetRef(
+            id=path.name,
+            name=path.name,
+            format=_sniff_format(path / "train.jsonl"),
+            train_path=path / "train.jsonl",
+            eval_path=path / "eval.jsonl" if (path / "eval.jsonl").is_file() else None,
+        )
+    looks_like_file = path.suffix.lower() in (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+    if looks_like_file and not path.exists():
+        raise DatasetError(
+            f"Dataset file {path} does not exist.",
+            hint="Check the path, or pass the id or name of an imported dataset.",
+        )
+    return _dataset_from_record(get_dataset(ref, settings))
+
+
+def _sniff_format(path: Path) -> str:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                return "text" if "text" in json.loads(line) else "openai"
+    raise DatasetError(f"{path} is empty.", hint="Import a dataset with at least one row.")
+
+
+def _model_weight_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.glob("*.safetensors")) or sum(
+        p.stat().st_size for p in path.glob("*.bin")
+    )
+
+
+def plan_job(data: JobSpec | Mapping[str, Any], settings: Settings | None = None) -> JobPlan:
+    """Check a spec before launch: model, dataset, lengths, device, disk. Raises typed errors."""
+    settings = settings or get_settings()
+    spec = parse_spec(data)
+    warnings: list[str] = []
+    cuda = cuda_present()
+    if spec.method == "qlora" and not cuda:
+        raise JobError(
+            "QLoRA (4-bit) needs a CUDA GPU, and none was found.",
+            hint="Choose LoRA: it trains this model on the CPU.",
+        )
+    if spec.precision == "fp16" and not cuda:
+        raise JobError(
+            "fp16 mixed precision needs a CUDA GPU.",
+            hint="Choose precision 'auto' (bf16 where the CPU supports it) or 'fp32'.",
+        )
+    if spec.lora_alpha < spec.lora_r / 16:
+        warnings.append("LoRA alpha is far below r: updates will be tiny.")
+    model = resolve_model(spec.base_model, settings)
+    if model.kind == "hub":
+        model_path = model.id
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            warnings.append(f"{model.id} is a hub id and the hub is offline: it must be cached.")
+    else:
+        model_path = str(model.path)
+        if not (Path(model_path) / "config.json").is_file():
+            raise ModelLoadError(
+                f"{model.name} has only a LoRA adapter, no full model to train from.",
+                hint="Resume or rerun that job so it finishes and saves its merged model.",
+            )
+    dataset = resolve_dataset(spec.dataset, settings)
+    if dataset.format == "text" and spec.assistant_only_loss:
+        raise JobError(
+            f"Dataset {dataset.name} is plain text, so it has no assistant turns to train on.",
+            hint="Turn off 'loss on assistant turns only' for text datasets.",
+        )
+    updates: dict[str, Any] = {}
+    if spec.assistant_only_loss is None:
+        updates["assistant_only_loss"] = dataset.format != "text"
+    if spec.checkpoint_interval is None:
+        updates["checkpoint_interval"] = settings.checkpoint_interval
+    if spec.name is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        updates["name"] = f"{Path(model.name).name}-{dataset.name}-{stamp}"[:80]
+        updates["name"] = re.sub(r"[^A-Za-z0-9._-]+", "-", updates["name"]).strip("-.")
+    spec = spec.model_copy(update=updates)
+    assert spec.name is not None
+    _check_lengths(spec, dataset, warnings)
+    output_dir = settings.finetuned_models_path / spec.name
+    if output_dir.exists():
+        raise JobError(
+            f"A fine-tuned model named {spec.name!r} already exists ({output_dir}).",
+            hint="Pick another run name, or delete the old model folder.",
+        )
+    marks = ", ".join("?" for _ in ACTIVE_STATUSES)
+    busy = get_store(settings.db_path).query(
+        f"SELECT id FROM jobs WHERE name = ? AND status IN ({marks})", (spec.name, *ACTIVE_STATUSES)
+    )
+    if busy:
+        raise JobError(
+            f"Job {busy[0]['id']} with the name {spec.name!r} is already queued or running.",
+            hint="Pick another run name.",
+        )
+    _check_disk(spec, model_path, settings)
+    if cuda:
+        _check_gpu_memory(spec, model_path)
+    return JobPlan(spec, model, model_path, dataset, output_dir, warnings)
+
+
+def _check_lengths(spec: JobSpec, dataset: DatasetRef, warnings: list[str]) -> None:
+    stats = dataset.token_stats or {}
+    longest, median = stats.get("max"), stats.get("median")
+    if median is not None and median > spec.max_seq_len:
+        raise JobError(
+            f"Max sequence length {spec.max_seq_len} is shorter than half the examples of "
+            f"{dataset.name} (median {median} tokens): most answers would be cut off.",
+            hint=f"Raise max sequence length to at least {stats.get('p95', longest)}.",
+        )
+    if longest is not None and longest > spec.max_seq_len:
+        warnings.append(
+            f"Some examples are longer than {spec.max_seq_len} tokens (longest {longest}); "
+            "they will be truncated."
+        )
+
+
+def _check_disk(spec: JobSpec, model_path: str, settings: Settings) -> None:
+    local = Path(model_path)
+    weights = _model_weight_bytes(local) if local.is_dir() else 0
+    checkpoints = (3 * weights if spec.method == "full" else weights // 20) * spec.save_total_limit
+    needed = weights + checkpoints + 50_000_000
+    settings.finetuned_models_path.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(settings.finetuned_models_path).free
+    if free < needed:
+        raise DiskFullError(
+            f"Not enough disk space: this run needs about {needed / 1e9:.1f} GB, "
+            f"{free / 1e9:.1f} GB is free under {settings.models_path}.",
+            hint="Free some space (delete old runs or checkpoints) or point MODELS_DIR elsewhere.",
+        )
+
+
+def estimate_gpu_bytes(spec: JobSpec, weight_bytes: int, fp32_weights: bool = True) -> int:
+    """A rough peak-memory estimate for training on a GPU (weights, optimizer, activations)."""
+    params = weight_bytes / (4 if fp32_weights else 2)
+    if spec.method == "full":
+        state = params * 16  # fp32 weights, grads and two Adam moments
+    elif spec.method == "qlora":
+        state = params * 0.6
+    else:
+        state = params * 2
+    tokens = spec.batch_size * spec.max_seq_len
+    activations = tokens * (params**0.5) * 60  # grows with width x depth; generous constant
+    return int(state + activations + 1.5e9)
+
+
+def _gpu_total_bytes() -> int | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        return int(out.split()[0]) * 1024 * 1024
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def _check_gpu_memory(spec: JobSpec, model_path: str) -> None:
+    local = Path(model_path)
+    total = _gpu_total_bytes()
+    if total is None or not local.is_dir():
+        return
+    needed = estimate_gpu_bytes(spec, _model_weight_bytes(local))
+    if needed > total:
+        smaller = "QLoRA" if spec.method != "qlora" else "a smaller batch or sequence length"
+        raise OutOfMemoryError(
+            f"This run needs about {needed / 2**30:.1f} GiB of GPU memory and the GPU has "
+            f"{total / 2**30:.1f} GiB.",
+            hint=f"Lower the batch size or max sequence length, or use {smaller}.",
+        )

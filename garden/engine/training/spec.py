@@ -1,0 +1,144 @@
+"""What a training job is: its spec, the presets, its statuses and the flag files that steer it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from garden.errors import JobError
+from garden.models import DEFAULT_MODEL_NAME
+
+ACTIVE_STATUSES = ("queued", "running", "stopping")
+TERMINAL_STATUSES = ("completed", "stopped", "failed", "cancelled", "interrupted")
+RESUMABLE_STATUSES = ("stopped", "interrupted", "failed")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+STOP_FLAG = "STOP"
+CANCEL_FLAG = "CANCEL"
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "Quick CPU demo": {
+        "method": "lora",
+        "epochs": 3.0,
+        "max_steps": None,
+        "learning_rate": 1e-3,
+        "lr_scheduler": "cosine",
+        "batch_size": 8,
+        "gradient_accumulation": 1,
+        "max_seq_len": 256,
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "precision": "auto",
+    },
+    "LoRA": {
+        "method": "lora",
+        "epochs": 3.0,
+        "max_steps": None,
+        "learning_rate": 2e-4,
+        "lr_scheduler": "cosine",
+        "batch_size": 8,
+        "gradient_accumulation": 2,
+        "max_seq_len": 1024,
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "precision": "auto",
+    },
+    "QLoRA": {
+        "method": "qlora",
+        "epochs": 3.0,
+        "max_steps": None,
+        "learning_rate": 2e-4,
+        "lr_scheduler": "cosine",
+        "batch_size": 4,
+        "gradient_accumulation": 4,
+        "max_seq_len": 2048,
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "precision": "auto",
+    },
+}
+
+
+class JobSpec(BaseModel):
+    """What to train and how. Stored with the job (``jobs.spec_json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    base_model: str = DEFAULT_MODEL_NAME
+    dataset: str
+    method: Literal["lora", "qlora", "full"] = "lora"
+    backend: Literal["auto", "trl_peft", "unsloth"] = "auto"
+    epochs: float = Field(1.0, gt=0, le=1000)
+    max_steps: int | None = Field(None, ge=1)
+    learning_rate: float = Field(2e-4, gt=0, le=1)
+    lr_scheduler: Literal[
+        "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"
+    ] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    batch_size: int = Field(8, ge=1, le=4096)
+    gradient_accumulation: int = Field(1, ge=1, le=4096)
+    max_seq_len: int = Field(512, ge=32, le=262144)
+    lora_r: int = Field(16, ge=1, le=4096)
+    lora_alpha: int = Field(32, ge=1, le=65536)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_target_modules: list[str] = Field(default_factory=lambda: ["all-linear"])
+    assistant_only_loss: bool | None = None
+    packing: bool = True
+    eval_steps: int | None = Field(None, ge=1)
+    seed: int = 42
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    checkpoint_interval: int | None = Field(None, ge=1)
+    save_total_limit: int = Field(2, ge=1, le=100)
+    logging_steps: int = Field(1, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not NAME_PATTERN.match(value):
+            raise ValueError(
+                "use 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_given(cls, value: str) -> str:
+        if not value or not value.strip():
+            raise ValueError("pick a dataset (an imported dataset id or name, or a file path)")
+        return value.strip()
+
+    @field_validator("lora_target_modules", mode="before")
+    @classmethod
+    def _modules(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value or ["all-linear"]
+
+
+def parse_spec(data: JobSpec | Mapping[str, Any], preset: str | None = None) -> JobSpec:
+    """A ``JobSpec`` from values over an optional preset, or ``JobError`` naming every bad field."""
+    if isinstance(data, JobSpec) and preset is None:
+        return data
+    values = data.model_dump(exclude_unset=True) if isinstance(data, JobSpec) else dict(data)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise JobError(f"Unknown preset {preset!r}.", hint="Use one of: " + ", ".join(PRESETS))
+        values = {**PRESETS[preset], **values}
+    try:
+        return JobSpec.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "spec"
+            problems.append(f"{where}: {err['msg']}")
+        raise JobError(
+            "Invalid training settings: " + "; ".join(problems) + ".",
+            hint="Fix the listed fields and start again.",
+        ) from exc

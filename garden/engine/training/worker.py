@@ -1,0 +1,243 @@
+"""The worker process: trains one run of a job under a carbon meter and reports through a queue.
+
+The supervising thread (``garden.engine.training.manager``) starts ``worker_main`` with a
+``TrainTask`` in a fresh "spawn" process, so a crash or out-of-memory there never takes the app
+down. Every report is a ``WorkerEvent``; the last one is a ``DoneEvent`` or a ``FailedEvent``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from garden.config import Settings
+from garden.engine.training.backends import (
+    Emit,
+    TrainContext,
+    choose_precision,
+    run_backend,
+    select_backend,
+)
+from garden.engine.training.records import (
+    CarbonEvent,
+    DoneEvent,
+    FailedEvent,
+    JobResult,
+    LogEvent,
+    PlannedRun,
+    StartedEvent,
+    WorkerEvent,
+)
+from garden.engine.training.runfiles import write_run_files
+from garden.engine.training.spec import STOP_FLAG, JobSpec
+from garden.errors import GardenError, JobError, OutOfMemoryError
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """Everything a worker process needs for one run of a job (a fresh start or a resume)."""
+
+    job_id: str
+    spec: JobSpec
+    plan: PlannedRun
+    settings: Settings
+    output_dir: Path
+    checkpoint_dir: Path
+    log_file: Path
+    resume_from: Path | None = None
+    prior_energy_kwh: float = 0.0
+    prior_emissions_kg: float = 0.0
+
+
+def classify_error(exc: BaseException) -> tuple[str, str, str | None]:
+    """``(kind, message, hint)`` for a failure inside the worker."""
+    if isinstance(exc, GardenError):
+        return exc.kind, exc.message, exc.hint
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    if isinstance(exc, MemoryError) or "out of memory" in lowered or "outofmemory" in lowered:
+        oom = OutOfMemoryError(
+            "Training ran out of memory.",
+            hint="Lower the batch size or max sequence length, use LoRA instead of full "
+            "fine-tuning, or QLoRA on a GPU.",
+        )
+        return oom.kind, oom.message, oom.hint
+    if isinstance(exc, OSError) and exc.errno == 28:
+        return "disk_full", f"The disk is full ({exc}).", "Free some space and resume the job."
+    if isinstance(exc, (KeyError, ValueError)) and ("messages" in lowered or "token" in lowered):
+        return "bad_data", text, "Check the dataset in the Data tab and import it again."
+    return "error", text, "See the job log for details."
+
+
+def _watch_parent(flags_dir: Path) -> None:
+    """If the app process dies, ask the training loop to save and stop (then exit anyway)."""
+    parent = os.getppid()
+    while True:
+        time.sleep(2.0)
+        if os.getppid() != parent:
+            (flags_dir / STOP_FLAG).touch()
+            time.sleep(180.0)
+            os._exit(3)
+
+
+def _redirect_output(log_file: Path) -> None:
+    """Send the libraries' prints (and C-level output) to the job's log file, not the terminal."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+class _Carbon:
+    """The job's energy and CO₂ so far: earlier runs plus this run's meter."""
+
+    def __init__(self, task: TrainTask, emit: Emit) -> None:
+        self.task = task
+        self.meter = _start_meter(task, emit)
+
+    def so_far(self) -> tuple[float | None, float | None]:
+        if self.meter is None or not getattr(self.meter, "available", False):
+            return None, None
+        reading = self.meter.snapshot()
+        return (
+            self.task.prior_energy_kwh + reading.energy_kwh,
+            self.task.prior_emissions_kg + reading.emissions_kg,
+        )
+
+    def stop(self) -> tuple[float | None, float | None]:
+        """Stop the meter; the final totals (the last reading when no record was written)."""
+        totals = self.so_far()
+        meter, self.meter = self.meter, None
+        if meter is None:
+            return totals
+        record = meter.stop()
+        if record is None or getattr(record, "energy_kwh", None) is None:
+            return totals
+        return (
+            self.task.prior_energy_kwh + record.energy_kwh,
+            self.task.prior_emissions_kg + record.emissions_kg,
+        )
+
+
+def _start_meter(task: TrainTask, emit: Emit) -> Any:
+    try:
+        from garden.engine.carbon import CarbonMeter
+    except ImportError:
+        emit(LogEvent(level="WARNING", message="Carbon tracking is not available"))
+        return None
+    meter = CarbonMeter(
+        kind="training", ref_id=task.job_id, label=task.spec.name, settings=task.settings
+    )
+    meter.start()
+    if not meter.available:
+        message = f"Carbon tracking unavailable: {meter.unavailable_reason}"
+        emit(LogEvent(level="WARNING", message=message))
+    else:
+        emit(CarbonEvent(emission_id=meter.emission_id))
+    return meter
+
+
+def worker_main(task: TrainTask, events: Any) -> None:
+    """Entry of the worker process: train one run of a job and report through ``events``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def emit(event: WorkerEvent) -> None:
+        events.put(event)
+
+    threading.Thread(target=_watch_parent, args=(task.checkpoint_dir,), daemon=True).start()
+    carbon: _Carbon | None = None
+    try:
+        _redirect_output(task.log_file)
+        spec = task.spec
+        backend, reason = select_backend(spec.backend, spec.method)
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if spec.method == "qlora" and device != "cuda":
+            raise JobError("QLoRA needs a CUDA GPU.", hint="Choose LoRA on the CPU.")
+        precision, precision_reason = choose_precision(spec.precision, device)
+        if device == "cpu":
+            torch.set_num_threads(_physical_cores())
+        emit(
+            StartedEvent(
+                backend=backend,
+                backend_reason=reason,
+                device=device,
+                precision=precision,
+                pid=os.getpid(),
+            )
+        )
+        emit(
+            LogEvent(
+                message=f"Backend {backend} ({reason}); device {device}; precision "
+                f"{precision} ({precision_reason}); {torch.get_num_threads()} torch threads"
+            )
+        )
+        carbon = _Carbon(task, emit)
+        ctx = TrainContext(
+            job_id=task.job_id,
+            spec=spec,
+            model_path=task.plan.model_path,
+            train_path=Path(task.plan.train_path),
+            eval_path=Path(task.plan.eval_path) if task.plan.eval_path else None,
+            data_format=task.plan.data_format,
+            output_dir=task.output_dir,
+            checkpoint_dir=task.checkpoint_dir,
+            resume_from=task.resume_from,
+            device=device,
+            precision=precision,
+            emit=emit,
+            should_stop=lambda: (task.checkpoint_dir / STOP_FLAG).exists(),
+            carbon=carbon.so_far,
+        )
+        outcome = run_backend(backend, ctx)
+        energy_kwh, emissions_kg = carbon.stop()
+        result = JobResult(
+            steps=outcome.steps,
+            first_loss=outcome.first_loss,
+            final_loss=outcome.final_loss,
+            final_eval_loss=outcome.final_eval_loss,
+            train_tokens=outcome.train_tokens,
+            train_seconds=round(outcome.train_seconds, 3),
+            tokens_per_second=round(outcome.tokens_per_second, 2),
+            energy_kwh=energy_kwh,
+            emissions_kg=emissions_kg,
+            output_dir=str(task.output_dir),
+            adapter_dir=str(outcome.adapter_dir) if outcome.adapter_dir else None,
+            merged=outcome.merged_dir is not None,
+            backend=backend,
+            backend_reason=reason,
+            device=device,
+            precision=precision,
+        )
+        status = "stopped" if outcome.stopped else "completed"
+        write_run_files(task.job_id, spec, task.plan, result, status)
+        emit(DoneEvent(status=status, result=result))
+    except BaseException as exc:
+        kind, message, hint = classify_error(exc)
+        emit(LogEvent(level="ERROR", message=traceback.format_exc()[-4000:]))
+        emit(FailedEvent(error_kind=kind, error=message, hint=hint))
+    finally:
+        if carbon is not None:
+            with contextlib.suppress(Exception):
+                carbon.stop()
+        events.close()
+        events.join_thread()

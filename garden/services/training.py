@@ -1,0 +1,270 @@
+"""Training jobs: submit, follow, stop, cancel and resume fine-tuning runs.
+
+Reads go straight to the store and never start the job manager; commands (and ``wait``) use
+the process-wide manager, which ``start_manager`` starts explicitly when the app launches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from pydantic import Field
+
+from garden.config import Settings
+from garden.engine.training import (
+    ACTIVE_STATUSES,
+    PRESETS,
+    RESUMABLE_STATUSES,
+    TERMINAL_STATUSES,
+    JobRecord,
+    JobSpec,
+    get_job_manager,
+    parse_spec,
+    queries,
+)
+from garden.errors import GardenError, JobError
+from garden.services.base import View, resolve
+from garden.store import Store, get_store
+
+__all__ = [
+    "JobSpec",
+    "JobView",
+    "LogLine",
+    "MetricPoint",
+    "PresetView",
+    "base_model_choices",
+    "build_spec",
+    "cancel",
+    "current_or_latest",
+    "dataset_choices",
+    "get",
+    "list_jobs",
+    "logs",
+    "metrics",
+    "presets",
+    "resume",
+    "start_manager",
+    "stop",
+    "submit",
+    "wait",
+]
+
+SettingValue = float | int | str | None
+
+
+class PresetView(View):
+    """A named set of training settings (a partial ``JobSpec``)."""
+
+    name: str
+    settings: dict[str, SettingValue]
+
+
+class JobView(View):
+    """A training job as people see it: live progress while it runs, its result once it ends."""
+
+    id: str
+    name: str
+    status: str
+    step: int = 0
+    total_steps: int | None = None
+    loss: float | None = Field(None, description="Latest train loss; the final one once ended")
+    eval_loss: float | None = Field(None, description="Final eval loss")
+    first_loss: float | None = None
+    tokens_per_second: float | None = None
+    train_tokens: int = 0
+    eta_s: float | None = Field(None, description="Seconds left (estimate)")
+    energy_kwh: float | None = None
+    emissions_kg: float | None = Field(None, description="kg CO₂-equivalent, all runs")
+    backend: str | None = None
+    backend_reason: str | None = Field(None, description="Why this backend was chosen")
+    device: str | None = None
+    output_dir: str | None = Field(None, description="Where the fine-tuned model is written")
+    error: str | None = None
+    error_kind: str | None = Field(None, description="out_of_memory, killed, bad_data, …")
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def resumable(self) -> bool:
+        return self.status in RESUMABLE_STATUSES
+
+    @property
+    def progress_fraction(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end (or to now while it runs)."""
+        if self.started_at is None:
+            return None
+        return (self.finished_at or time.time()) - self.started_at
+
+
+class MetricPoint(View):
+    """One logged step of a job's curves."""
+
+    step: int
+    ts: float
+    loss: float | None = None
+    eval_loss: float | None = None
+    learning_rate: float | None = None
+    epoch: float | None = Field(None, description="Fractional epoch at this step")
+    grad_norm: float | None = None
+    tokens_per_second: float | None = None
+    energy_kwh: float | None = Field(None, description="Energy so far")
+    emissions_kg: float | None = None
+
+
+class LogLine(View):
+    id: int
+    ts: float
+    level: str
+    message: str
+
+
+def _view(job: JobRecord) -> JobView:
+    """The one place where a job's result, once there, wins over its live progress."""
+    done, live = job.result, job.progress
+    return JobView(
+        **job.model_dump(include=set(JobView.model_fields)),
+        step=done.steps if done else live.step,
+        total_steps=live.total_steps,
+        loss=done.final_loss if done else live.loss,
+        eval_loss=done.final_eval_loss if done else None,
+        first_loss=done.first_loss if done else None,
+        tokens_per_second=done.tokens_per_second if done else live.tokens_per_second,
+        train_tokens=done.train_tokens if done else live.train_tokens,
+        eta_s=live.eta_s,
+        energy_kwh=done.energy_kwh if done else live.energy_kwh,
+        emissions_kg=done.emissions_kg if done else live.emissions_kg,
+    )
+
+
+def _store(settings: Settings | None) -> Store:
+    return get_store(resolve(settings).db_path)
+
+
+# --- the form ------------------------------------------------------------------------------
+
+
+def presets() -> list[PresetView]:
+    return [PresetView(name=name, settings=dict(values)) for name, values in PRESETS.items()]
+
+
+def build_spec(values: Mapping[str, object], preset: str | None = None) -> JobSpec:
+    """A checked ``JobSpec`` from ``values`` over ``preset``; ``JobError`` names bad fields."""
+    return parse_spec(values, preset)
+
+
+def base_model_choices(*, settings: Settings | None = None) -> list[str]:
+    """Ids of the models a run can start from (empty when listing them fails)."""
+    from garden.models import list_models
+
+    try:
+        return [model.id for model in list_models(resolve(settings))]
+    except GardenError:
+        return []
+
+
+def dataset_choices(*, settings: Settings | None = None) -> list[tuple[str, str]]:
+    """``(label, id)`` of the imported datasets, newest first (empty when that fails)."""
+    from garden.data import dataset_choices as imported_choices
+
+    try:
+        return imported_choices(resolve(settings))
+    except GardenError:
+        return []
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def get(job_id: str, *, settings: Settings | None = None) -> JobView:
+    return _view(queries.get_job(_store(settings), job_id))
+
+
+def list_jobs(
+    limit: int = 50, status: str | None = None, *, settings: Settings | None = None
+) -> list[JobView]:
+    """Jobs, newest first."""
+    return [_view(job) for job in queries.list_jobs(_store(settings), limit, status)]
+
+
+def current_or_latest(
+    job_id: str | None = None, *, settings: Settings | None = None
+) -> JobView | None:
+    """``job_id`` if given (None when unknown), else the active job, else the newest one."""
+    store = _store(settings)
+    if job_id:
+        try:
+            return _view(queries.get_job(store, job_id))
+        except JobError:
+            return None
+    job = queries.active_job(store)
+    if job is None:
+        recent = queries.list_jobs(store, limit=1)
+        job = recent[0] if recent else None
+    return _view(job) if job is not None else None
+
+
+def metrics(job_id: str, *, settings: Settings | None = None) -> list[MetricPoint]:
+    points = queries.read_metrics(_store(settings), job_id)
+    return [
+        MetricPoint.model_validate(p.model_dump(include=set(MetricPoint.model_fields)))
+        for p in points
+    ]
+
+
+def logs(
+    job_id: str, after_id: int = 0, limit: int = 200, *, settings: Settings | None = None
+) -> list[LogLine]:
+    """The last ``limit`` log lines after ``after_id``, oldest first."""
+    lines = queries.read_logs(_store(settings), job_id, after_id, limit)
+    return [LogLine.model_validate(line.model_dump()) for line in lines]
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def start_manager(*, settings: Settings | None = None) -> list[str]:
+    """Start this process's job manager: jobs a dead app left active become 'interrupted'.
+
+    Returns their ids. Commands start the manager on first use too; the app calls this at launch.
+    """
+    return list(get_job_manager(resolve(settings)).recovered)
+
+
+def submit(spec: JobSpec, *, settings: Settings | None = None) -> JobView:
+    """Plan and queue a run; raises typed errors (``JobError``, ``DatasetError`` …) for bad specs."""
+    manager = get_job_manager(resolve(settings))
+    return _view(manager.get(manager.submit(spec)))
+
+
+def stop(job_id: str, *, settings: Settings | None = None) -> JobView:
+    """Graceful stop: the run saves a checkpoint and its adapter, then ends 'stopped'."""
+    return _view(get_job_manager(resolve(settings)).stop(job_id))
+
+
+def cancel(job_id: str, *, settings: Settings | None = None) -> JobView:
+    """Hard stop: the worker is killed at once and nothing more is saved."""
+    return _view(get_job_manager(resolve(settings)).cancel(job_id))
+
+
+def resume(job_id: str, *, settings: Settings | None = None) -> JobView:
+    """Queue a stopped, interrupted or failed job again, from its last checkpoint."""
+    return _view(get_job_manager(resolve(settings)).resume(job_id))
+
+
+def wait(job_id: str, timeout: float | None = None, *, settings: Settings | None = None) -> JobView:
+    """Block until the job ends, or ``timeout`` seconds pass; the job as it then stands."""
+    return _view(get_job_manager(resolve(settings)).wait(job_id, timeout))

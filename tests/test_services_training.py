@@ -1,0 +1,175 @@
+"""The training service: real short LoRA runs of the default model, seen through typed views."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from garden import present
+from garden.errors import DatasetError, JobError
+from garden.services import training
+
+FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
+TINY = {
+    "dataset": str(FACTS),
+    "batch_size": 4,
+    "max_seq_len": 128,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "warmup_ratio": 0.0,
+}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory, default_model_path):
+    from garden.config import Settings
+
+    root = tmp_path_factory.mktemp("training-service")
+    settings = Settings(_env_file=None, storage_root=root / "storage", models_dir=root / "models")
+    settings.ensure_storage()
+    (settings.base_models_path / default_model_path.name).symlink_to(default_model_path)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def finished(settings):
+    spec = training.build_spec(
+        {**TINY, "name": "service-run", "max_steps": 3, "eval_steps": 2}, preset="Quick CPU demo"
+    )
+    job = training.submit(spec, settings=settings)
+    assert job.status in ("queued", "running") and job.active and not job.terminal
+    done = training.wait(job.id, timeout=900, settings=settings)
+    logs = [line.message for line in training.logs(job.id, settings=settings)]
+    assert done.status == "completed", (done.error, logs[-5:])
+    return done
+
+
+def _wait_until_step(settings, job_id: str, step: int, timeout: float = 600):
+    deadline = time.monotonic() + timeout
+    while (job := training.get(job_id, settings=settings)).step < step:
+        assert job.active, f"{job_id} ended ({job.status}) before step {step}: {job.error}"
+        assert time.monotonic() < deadline, f"{job_id} did not reach step {step} in {timeout}s"
+        time.sleep(0.5)
+    return job
+
+
+@pytest.mark.slow
+def test_a_finished_run_reads_back_as_a_job_view(settings, finished):
+    job = training.get(finished.id, settings=settings)
+    assert job == finished and job.name == "service-run"
+    assert job.terminal and not job.active and not job.resumable
+    assert (job.step, job.total_steps, job.progress_fraction) == (3, 3, 1.0)
+    assert job.loss is not None and job.first_loss is not None and job.eval_loss is not None
+    assert job.train_tokens > 0 and job.tokens_per_second and job.tokens_per_second > 0
+    assert job.energy_kwh and job.energy_kwh > 0 and job.emissions_kg and job.emissions_kg > 0
+    assert job.eta_s == 0.0 and job.error is None and job.error_kind is None
+    assert job.backend == "trl_peft" and "no CUDA" in (job.backend_reason or "")
+    assert job.device is not None and job.device.startswith("cpu (")
+    assert Path(job.output_dir or "", "model.safetensors").is_file()
+    assert job.started_at is not None and job.finished_at is not None
+    assert job.created_at <= job.started_at <= job.finished_at
+    assert job.duration_s is not None and job.duration_s > 0
+    line = present.job_stats_line(job)
+    assert line.startswith("step 3/3 · loss ") and "ETA" not in line and "CO₂" in line
+
+
+@pytest.mark.slow
+def test_metrics_logs_and_listing(settings, finished):
+    points = training.metrics(finished.id, settings=settings)
+    assert [p.step for p in points if p.loss is not None] == [1, 2, 3]
+    assert [p.step for p in points if p.eval_loss is not None][:1] == [2]
+    assert all(p.learning_rate is not None for p in points if p.loss is not None)
+    assert all(p.ts > finished.created_at for p in points)
+
+    lines = training.logs(finished.id, settings=settings)
+    assert any(line.message.startswith("Worker process") for line in lines)
+    assert lines[-1].message == "Job completed at step 3"
+    assert [line.id for line in lines] == sorted(line.id for line in lines)
+    assert training.logs(finished.id, after_id=lines[-1].id, settings=settings) == []
+    assert training.logs(finished.id, limit=2, settings=settings) == lines[-2:]
+
+    assert finished.id in {job.id for job in training.list_jobs(settings=settings)}
+    assert training.list_jobs(status="failed", settings=settings) == [
+        job for job in training.list_jobs(settings=settings) if job.status == "failed"
+    ]
+    assert training.current_or_latest(finished.id, settings=settings) == finished
+    assert training.current_or_latest("job-unknown", settings=settings) is None
+
+
+@pytest.mark.slow
+def test_stop_then_resume_continues_to_the_end(settings, finished):
+    job = training.submit(
+        training.build_spec({**TINY, "name": "stop-resume", "max_steps": 6}), settings=settings
+    )
+    assert training.current_or_latest(settings=settings).id == job.id  # the active one
+    _wait_until_step(settings, job.id, 2)
+    assert training.stop(job.id, settings=settings).status == "stopping"
+    stopped = training.wait(job.id, timeout=300, settings=settings)
+    assert stopped.status == "stopped" and stopped.resumable, stopped.error
+    assert 2 <= stopped.step < 6 and stopped.energy_kwh
+
+    resumed = training.resume(job.id, settings=settings)
+    assert resumed.status in ("queued", "running") and resumed.first_loss is None
+    done = training.wait(job.id, timeout=600, settings=settings)
+    assert done.status == "completed", done.error
+    assert done.step == 6 and done.energy_kwh and done.energy_kwh > stopped.energy_kwh
+    points = training.metrics(job.id, settings=settings)
+    assert [p.step for p in points if p.loss is not None] == list(range(1, 7))
+
+
+def test_bad_specs_and_commands_raise_typed_errors(settings, finished):
+    with pytest.raises(JobError, match="learning_rate"):
+        training.build_spec({**TINY, "learning_rate": -1})
+    with pytest.raises(JobError, match="Unknown preset"):
+        training.build_spec(TINY, preset="Huge")
+    with pytest.raises(JobError, match="dataset"):
+        training.build_spec({"max_steps": 2})
+    before = training.list_jobs(settings=settings)
+    with pytest.raises(DatasetError, match="no-such-dataset"):
+        training.submit(training.build_spec({"dataset": "no-such-dataset"}), settings=settings)
+    with pytest.raises(JobError, match="already exists"):
+        training.submit(training.build_spec({**TINY, "name": "service-run"}), settings=settings)
+    assert training.list_jobs(settings=settings) == before
+    with pytest.raises(JobError, match="only stopped"):
+        training.resume(finished.id, settings=settings)
+    with pytest.raises(JobError, match="not running"):
+        training.stop(finished.id, settings=settings)
+    with pytest.raises(JobError, match="Unknown job"):
+        training.get("job-unknown", settings=settings)
+
+
+def test_presets_are_valid_partial_specs():
+    names = [preset.name for preset in training.presets()]
+    assert names == ["Quick CPU demo", "LoRA", "QLoRA"]
+    for preset in training.presets():
+        spec = training.build_spec({"dataset": "d"}, preset=preset.name)
+        assert spec.method == preset.settings["method"]
+        assert spec.learning_rate == preset.settings["learning_rate"]
+
+
+def test_building_the_tab_recovers_nothing_until_the_manager_starts(isolated_settings):
+    import gradio as gr
+
+    from garden.store import get_store, now
+    from garden.ui import finetune_tab
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    get_store(isolated_settings.db_path).execute(
+        "INSERT INTO jobs (id, name, status, spec_json, owner_pid, checkpoint_dir, created_at) "
+        "VALUES ('job-orphan', 'orphan', 'queued', '{\"dataset\": \"x\"}', ?, ?, ?)",
+        (dead.pid, str(isolated_settings.checkpoints_path / "job-orphan"), now()),
+    )
+    with gr.Blocks():
+        finetune_tab.build(isolated_settings)
+    orphan = training.current_or_latest(settings=isolated_settings)
+    assert orphan is not None and orphan.id == "job-orphan" and orphan.status == "queued"
+
+    assert training.start_manager(settings=isolated_settings) == ["job-orphan"]
+    orphan = training.get("job-orphan", settings=isolated_settings)
+    assert orphan.status == "interrupted" and orphan.resumable
+    assert orphan.error_kind == "interrupted"
+    assert training.start_manager(settings=isolated_settings) == ["job-orphan"]
