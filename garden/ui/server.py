@@ -33,11 +33,11 @@ def resolve_auth(settings: Settings) -> tuple[str, str] | None:
 
 def prepare_in_background(settings: Settings) -> threading.Thread:
     """Convert the embedded default model without delaying the first HTTP answer."""
-    from garden.models import prepare_default_model
+    from garden.services import models
 
     def run() -> None:
         try:
-            prepare_default_model(settings, progress=log.info)
+            models.prepare_default(log.info, settings=settings)
         except Exception as exc:  # shown in the UI when a tab needs the model
             log.error("Preparing the default model failed: %s", exc)
 
