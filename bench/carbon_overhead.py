@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchenv
+
 ROOT = Path(__file__).resolve().parent.parent
 FACTS = ROOT / "assets" / "datasets" / "garden_facts.jsonl"
 
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     args = parser.parse_args()
+    load_before = benchenv.load_now()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("STORAGE_ROOT", tempfile.mkdtemp(prefix="carbon-bench-"))
@@ -160,6 +163,7 @@ def main() -> None:
                 "steps": args.steps,
                 "tracking_interval_s": settings.carbon_tracking_interval,
                 "energy_wh_per_run": round(statistics.median(energies) * 1000, 6),
+                **benchenv.conditions(load_before),
             }
         )
     )

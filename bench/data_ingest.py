@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+import benchenv
+
 WORDS = [
     "garden",
     "moon",
@@ -166,6 +168,7 @@ def main() -> None:
         result = child_import(Path(path)) if mode == "import" else child_naive(Path(path))
         print(json.dumps(result))
         return
+    load_before = benchenv.load_now()
 
     from garden.models import prepare_default_model
 
@@ -221,6 +224,7 @@ def main() -> None:
                     big["stream"]["peak_rss_mb"] / small["stream"]["peak_rss_mb"], 3
                 ),
                 "naive_peak_rss_mb_100k": round(big["naive"]["peak_rss_mb"], 1),
+                **benchenv.conditions(load_before),
             }
         )
     )

@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+import benchenv
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
@@ -155,6 +157,7 @@ def main() -> None:
         help="prompts for our transformers path (it answers one at a time; default: all)",
     )
     args = parser.parse_args()
+    load_before = benchenv.load_now()
 
     from garden.engine.serving import GenerationConfig, get_engine, shutdown_all
     from garden.engine.serving.vllm import UNIPROC_EXECUTOR
@@ -249,7 +252,7 @@ def main() -> None:
     ]
     line = {key: figures.get(key) for key in keys}
     line["direct_vllm_tok_s"] = figures.get("direct_vllm_tok_s")
-    print(json.dumps(line))
+    print(json.dumps({**line, **benchenv.conditions(load_before)}))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchenv
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +63,7 @@ def time_http_ready(storage: Path) -> float:
 
 
 def main() -> None:
+    load_before = benchenv.load_now()
     with tempfile.TemporaryDirectory(prefix="garden-bench-") as tmp:
         imports = [time_import_ui() for _ in range(RUNS)]
         ready = [time_http_ready(Path(tmp) / "storage") for _ in range(RUNS)]
@@ -80,6 +82,7 @@ def main() -> None:
                 "ui_http_ready_s": round(ready_s, 2),
                 "import_ui_s": round(import_s, 2),
                 "torch_imported_by_ui": torch_loaded,
+                **benchenv.conditions(load_before),
             }
         )
     )

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchenv
+
 ROOT = Path(__file__).resolve().parent.parent
 FACTS = ROOT / "assets" / "datasets" / "garden_facts.jsonl"
 
@@ -146,6 +148,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-seq-len", type=int, default=256)
     args = parser.parse_args()
+    load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import psutil
@@ -198,7 +201,7 @@ def main() -> None:
         f"ratio ours/baseline: {figures['ratio']}x; ours = {figures['ceiling_fraction']:.0%} "
         f"of the bf16 ceiling ({figures['ceiling_tok_s']} tok/s)"
     )
-    print(json.dumps(figures))
+    print(json.dumps({**figures, **benchenv.conditions(load_before)}))
 
 
 if __name__ == "__main__":

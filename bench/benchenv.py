@@ -1,0 +1,71 @@
+"""What every benchmark records beside its figures: the machine, its load and its thread settings.
+
+A figure from a loaded machine is not a figure: each script takes ``load_now()`` before it starts
+and ends its JSON line with ``conditions(before)``, which says ``noisy: true`` when the load
+average at the start exceeded 0.5 per 2 cores (0.25 per logical CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+IDLE_LOAD_PER_CPU = 0.25
+FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "TORCH_NUM_THREADS",
+    "VLLM_CPU_OMP_THREADS_BIND",
+    "VLLM_CPU_KVCACHE_SPACE",
+    "GARDEN_VLLM_THREADS",
+)
+
+
+def load_now() -> list[float]:
+    """The 1, 5 and 15 minute load averages."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def _cpu_info() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or platform.machine(), set[str]()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+            if flags and model:
+                break
+    return model, [flag for flag in FLAGS_OF_INTEREST if flag in flags]
+
+
+def _threads() -> dict[str, Any]:
+    threads: dict[str, Any] = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        threads["torch_threads"] = torch.get_num_threads()
+        threads["torch_interop_threads"] = torch.get_num_interop_threads()
+    return threads
+
+
+def conditions(load_before: list[float]) -> dict[str, Any]:
+    """The run's conditions for its final JSON line (``noisy`` from the load at the start)."""
+    cpus = os.cpu_count() or 1
+    model, flags = _cpu_info()
+    return {
+        "load_before": load_before,
+        "load_after": load_now(),
+        "cpus": cpus,
+        "cpu_model": model,
+        "cpu_flags": flags,
+        "threads": _threads(),
+        "noisy": load_before[0] > IDLE_LOAD_PER_CPU * cpus,
+    }
