@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from garden.config import get_settings
+from garden.config import load_settings
 from garden.errors import GardenError
 
 console = Console()
@@ -52,7 +52,9 @@ def boundary() -> Iterator[None]:
 def log_trace(exc: BaseException) -> Path | None:
     """Append the full trace to LOGS_DIR/cli.log; None when even that fails."""
     try:
-        path = get_settings().logs_path / "cli.log"
+        logs = load_settings().logs_path
+        logs.mkdir(parents=True, exist_ok=True)
+        path = logs / "cli.log"
         with path.open("a", encoding="utf-8") as log:
             log.write(f"{datetime.now().isoformat(timespec='seconds')} {' '.join(sys.argv)}\n")
             log.write("".join(traceback.format_exception(exc)) + "\n")
