@@ -248,3 +248,18 @@ def test_failed_logins_are_rate_limited(secured: RunningApp) -> None:
         assert [a.status_code for a in answers] == [400, 400, 400]
         locked = client.post("login", data={"username": "gardener", "password": PASSWORD})
         assert locked.status_code == 400 and locked.json() == answers[0].json()
+
+
+def test_chat_and_import_events_share_bounded_limits() -> None:
+    from garden.ui import build_app
+    from garden.ui.server import limit_events
+
+    app = build_app()
+    limit_events(app, settings(chat_concurrency=7, import_concurrency=2))
+    groups: dict[str, set[str]] = {}
+    for fn in app.fns.values():
+        groups.setdefault(str(fn.concurrency_id), set()).add(fn.api_name)
+        if fn.concurrency_id in ("chat", "import"):
+            assert fn.concurrency_limit == (7 if fn.concurrency_id == "chat" else 2)
+    assert len(groups["chat"]) == 2, "the Send button and Enter in the message box"
+    assert groups["import"] == {"data_inspect", "data_save"}
