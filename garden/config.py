@@ -5,10 +5,13 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from garden.errors import ConfigError
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_PASSWORD_CHARS = 12
 
 
 class Settings(BaseSettings):
@@ -42,19 +45,39 @@ class Settings(BaseSettings):
     enable_auth: bool = False
     auth_username: str = "admin"
     auth_password: SecretStr = SecretStr("")
+    login_max_failures: int = Field(5, ge=1, description="failed logins before a lockout")
+    login_lockout_seconds: float = Field(300.0, gt=0.0, description="lockout after failures")
+
+    queue_max_size: int = Field(64, ge=1, description="events waiting in the Gradio queue")
+    chat_concurrency: int = Field(32, ge=1, description="chat answers generated at once")
+    import_concurrency: int = Field(2, ge=1, description="dataset inspects/imports at once")
+    upload_cache_hours: float = Field(24.0, gt=0.0, description="age of purged Gradio uploads")
+
+    public_demo: bool = Field(False, description="public without auth, with demo limits")
+    public_demo_max_steps: int = Field(50, ge=1, description="training steps cap in a demo")
+    public_demo_max_upload_mb: int = Field(10, ge=1, description="upload cap in a demo")
 
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
         level = value.upper()
         if level not in LOG_LEVELS:
-            raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
         return level
 
     @field_validator("carbon_country_code")
     @classmethod
     def _iso3(cls, value: str) -> str:
+        if not value.isalpha():
+            raise ValueError("expected an ISO-3 code such as USA or FRA")
         return value.upper()
+
+    @model_validator(mode="after")
+    def _demo_caps_uploads(self) -> Settings:
+        """A public demo accepts only small uploads, whatever MAX_UPLOAD_MB says."""
+        if self.public_demo:
+            self.max_upload_mb = min(self.max_upload_mb, self.public_demo_max_upload_mb)
+        return self
 
     @property
     def models_path(self) -> Path:
@@ -112,9 +135,32 @@ class Settings(BaseSettings):
             path.mkdir(parents=True, exist_ok=True)
 
 
+def load_settings() -> Settings:
+    """Read the settings; a bad value becomes a one-line :class:`ConfigError` naming it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise settings_error(exc) from None
+
+
+def settings_error(exc: ValidationError) -> ConfigError:
+    problems = []
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+        value = error.get("input")
+        secret = "PASSWORD" in name
+        shown = f" (got {value!r})" if isinstance(value, (str, int, float)) and not secret else ""
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{name}: {message}{shown}")
+    return ConfigError(
+        f"Invalid setting: {'; '.join(problems)}.",
+        hint="Fix it in the environment or .env (see .env.example).",
+    )
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, with storage folders created."""
-    settings = Settings()
+    settings = load_settings()
     settings.ensure_storage()
     return settings

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningApp
+from conftest import ROOT, RunningApp
 
 from garden.config import Settings
-from garden.errors import ConfigError
-from garden.ui.server import resolve_auth, resolve_host
+from garden.ui.server import resolve_host
 
 
 def test_app_has_exactly_the_four_tabs() -> None:
@@ -45,6 +44,17 @@ def test_app_py_serves_http_200(app: RunningApp) -> None:
     assert httpx.get(app.url, timeout=10).status_code == 200
     page = httpx.get(f"{app.url}config", timeout=10).json()
     assert page["title"] == "Model Garden"
+    assert "garden-demo-banner" not in str(page), "a local app shows no public-demo banner"
+
+
+def test_app_py_and_the_ui_command_share_their_flags() -> None:
+    def flags(command: list[str]) -> list[str]:
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        return sorted(word for word in out.split() if word.startswith("--"))
+
+    app_flags = flags([sys.executable, str(ROOT / "app.py"), "--help"])
+    assert app_flags == flags([sys.executable, "-m", "garden.cli", "ui", "--help"])
+    assert {"--host", "--port", "--share", "--public-demo"} <= set(app_flags)
 
 
 def test_space_binds_all_interfaces(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,9 +66,9 @@ def test_space_binds_all_interfaces(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_host(None, settings) == "0.0.0.0"
 
 
-def test_auth_needs_a_password() -> None:
-    assert resolve_auth(Settings(_env_file=None)) is None
-    with pytest.raises(ConfigError, match="AUTH_PASSWORD"):
-        resolve_auth(Settings(_env_file=None, enable_auth=True))
-    creds = resolve_auth(Settings(_env_file=None, enable_auth=True, auth_password="s3cret"))
-    assert creds == ("admin", "s3cret")
+def test_every_setting_is_documented() -> None:
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"{name.upper()}=" in example or f"# {name.upper()}=" in example, name
+        assert f"`{name.upper()}`" in readme, name

@@ -9,12 +9,19 @@ from garden.cli.carbon import carbon
 from garden.cli.chat import chat
 from garden.cli.data import data
 from garden.cli.models import models
-from garden.cli.output import fail
+from garden.cli.output import boundary
 from garden.cli.train import jobs, train
-from garden.errors import GardenError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class GardenGroup(click.Group):
+    """The root group: no exception leaves a command as a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        with boundary():
+            return super().invoke(ctx)
+
+
+@click.group(cls=GardenGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="model-garden")
 def main() -> None:
     """Model Garden: fine-tune open LLMs, chat with them, and measure their carbon cost."""
@@ -23,15 +30,18 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Interface to bind (default: API_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default: API_PORT, 7860).")
-@click.option("--share", is_flag=True, help="Also open a Gradio share link.")
-def ui(host: str | None, port: int | None, share: bool) -> None:
-    """Start the web app (same as `python app.py`)."""
+@click.option("--share", is_flag=True, help="Also open a Gradio share link (needs auth).")
+@click.option(
+    "--public-demo",
+    is_flag=True,
+    help="Allow a public app without a password, with demo limits (PUBLIC_DEMO=true).",
+)
+def ui(host: str | None, port: int | None, share: bool, public_demo: bool) -> None:
+    """Start the web app (`uv run app.py` takes the same flags)."""
     from garden.ui.server import launch
 
-    try:
-        launch(host=host, port=port, share=share)
-    except GardenError as exc:
-        fail(exc)
+    with boundary():
+        launch(host=host, port=port, share=share, public_demo=public_demo)
 
 
 for group in (models, data, train, jobs, chat, carbon):

@@ -10,6 +10,10 @@ from garden import __version__
 from garden.config import Settings, get_settings
 
 TAB_NAMES = ("Data", "Fine-tune", "Chat", "Carbon")
+DEMO_BANNER = (
+    "**⚠️ Public demo:** anyone can use this app. Uploads are capped at {s.max_upload_mb} MB and "
+    "training at {s.public_demo_max_steps} steps; do not upload private data."
+)
 ASSETS_DIR = Path(__file__).resolve().parent.parent.parent / "assets"
 
 
@@ -34,6 +38,8 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             "cost in energy and CO₂.",
             elem_id="garden-header",
         )
+        if settings.public_demo:
+            gr.Markdown(DEMO_BANNER.format(s=settings), elem_id="garden-demo-banner")
         with gr.Tabs():
             with gr.Tab("Data", id="data"):
                 data_tab.build(settings)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
+from typing import Any
 
 from garden.config import Settings, get_settings
-from garden.errors import ConfigError
+from garden.ui.auth import AuthGate, check_access, login_guard
 
 log = logging.getLogger("garden")
+
+# Events sharing one concurrency limit, by api name (a trailing ``_1`` … is ignored).
+EVENT_GROUPS = {"respond": "chat", "data_inspect": "import", "data_save": "import"}
 
 
 def resolve_host(host: str | None, settings: Settings) -> str:
@@ -19,16 +24,30 @@ def resolve_host(host: str | None, settings: Settings) -> str:
     return host or settings.api_host
 
 
-def resolve_auth(settings: Settings) -> tuple[str, str] | None:
-    if not settings.enable_auth:
-        return None
-    password = settings.auth_password.get_secret_value()
-    if not password:
-        raise ConfigError(
-            "ENABLE_AUTH is on but AUTH_PASSWORD is empty.",
-            hint="Set AUTH_PASSWORD (and AUTH_USERNAME) in the environment or .env.",
-        )
-    return (settings.auth_username, password)
+def startup_settings(public_demo: bool) -> Settings:
+    """``--public-demo`` is PUBLIC_DEMO=true for this process and its workers alike."""
+    if public_demo:
+        os.environ["PUBLIC_DEMO"] = "true"
+        get_settings.cache_clear()
+    return get_settings()
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log to stderr and to LOGS_DIR/app.log, where full traces go."""
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.StreamHandler(), logging.FileHandler(settings.logs_path / "app.log")],
+    )
+
+
+def limit_events(app: Any, settings: Settings) -> None:
+    """Chat answers and dataset imports each share one concurrency limit."""
+    limits = {"chat": settings.chat_concurrency, "import": settings.import_concurrency}
+    for fn in app.fns.values():
+        group = EVENT_GROUPS.get(re.sub(r"_\d+$", "", fn.api_name or ""))
+        if group:
+            fn.concurrency_id, fn.concurrency_limit = group, limits[group]
 
 
 def prepare_in_background(settings: Settings) -> threading.Thread:
@@ -68,25 +87,34 @@ def launch(
     host: str | None = None,
     port: int | None = None,
     share: bool = False,
-    settings: Settings | None = None,
+    public_demo: bool = False,
     prevent_thread_lock: bool = False,
 ):
-    """Build and launch the app; returns the Blocks object when ``prevent_thread_lock``."""
+    """Check who can reach the app, then build and launch it (ConfigError when refused)."""
+    settings = startup_settings(public_demo)
+    server_name = resolve_host(host, settings)
+    check_access(server_name, share, os.environ.get("SPACE_ID"), settings)
+    configure_logging(settings)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from starlette.middleware import Middleware
+
     from garden.ui import app_css, app_theme, build_app
 
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
-    auth = resolve_auth(settings)
     prepare_in_background(settings)
     recover_jobs_in_background(settings)
     app = build_app(settings)
-    app.queue(default_concurrency_limit=8)
+    limit_events(app, settings)
+    app.delete_cache = (3600, int(settings.upload_cache_hours * 3600))
+    app.queue(max_size=settings.queue_max_size, default_concurrency_limit=8, api_open=False)
+    auth = login_guard(settings)
     app.launch(
-        server_name=resolve_host(host, settings),
+        server_name=server_name,
         server_port=port or settings.api_port,
         share=share,
         auth=auth,
+        app_kwargs={"middleware": [Middleware(AuthGate)]} if auth else None,
+        max_file_size=settings.max_upload_mb * 1024 * 1024,
+        ssr_mode=False,
         theme=app_theme(),
         css=app_css(),
         show_error=True,

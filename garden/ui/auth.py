@@ -1,0 +1,230 @@
+"""Who may reach the app: the public-exposure rule, the login check and the route gate.
+
+Gradio checks logins on most routes but not all (``/gradio_api/heartbeat``, ``cancel``,
+``reset``, ``stream/*``, ``startup-events``, ``monitoring/{key}``, ``token``, ``app_id``…),
+and its login page embeds the API description. :class:`AuthGate` sits in front of every
+route: without a session only the login page, the login form and static assets answer.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from garden.config import MIN_PASSWORD_CHARS, Settings
+from garden.errors import ConfigError
+
+log = logging.getLogger("garden.auth")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset(
+    {"/", "/login", "/login/", "/favicon.ico", "/manifest.json", "/robots.txt", "/theme.css"}
+    | {"/gradio_api/theme.css", "/gradio_api/login_check", "/gradio_api/login_check/"}
+    | {"/gradio_api/startup-events"}  # idempotent; Gradio itself calls it on launch
+)
+OPEN_PREFIXES = ("/assets/", "/static/", "/svelte/")
+API_INFO = re.compile(rb"window\.gradio_api_info = .*?;</script>", re.DOTALL)
+NO_API_INFO = b"window.gradio_api_info = {};</script>"
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost may resolve anywhere
+        return False
+
+
+def exposure(host: str, share: bool, space_id: str | None) -> str | None:
+    """Why the app is reachable beyond this machine, or None when it is loopback only."""
+    if share:
+        return "--share opens a public link"
+    if space_id:
+        return f"SPACE_ID={space_id} (a Hugging Face Space) binds 0.0.0.0"
+    if not is_loopback(host):
+        return f"--host {host} is reachable beyond loopback"
+    return None
+
+
+def password_problem(settings: Settings) -> str | None:
+    password = settings.auth_password.get_secret_value()
+    if sum(not char.isspace() for char in password) < MIN_PASSWORD_CHARS:
+        return f"AUTH_PASSWORD needs at least {MIN_PASSWORD_CHARS} non-blank characters"
+    return None
+
+
+def check_access(host: str, share: bool, space_id: str | None, settings: Settings) -> None:
+    """Refuse a public app without a strong password, unless it is an explicit public demo."""
+    if settings.enable_auth and (problem := password_problem(settings)):
+        raise ConfigError(f"ENABLE_AUTH is on but {problem}.", hint="Set a longer AUTH_PASSWORD.")
+    reason = exposure(host, share, space_id)
+    if reason is None or settings.enable_auth or settings.public_demo:
+        return
+    raise ConfigError(
+        f"Refusing to start without a password: {reason}.",
+        hint=(
+            f"Set ENABLE_AUTH=true and an AUTH_PASSWORD of {MIN_PASSWORD_CHARS}+ characters, "
+            "or pass --public-demo (PUBLIC_DEMO=true) for a capped demo open to anyone."
+        ),
+    )
+
+
+class LoginGuard:
+    """Gradio's ``auth=`` callable: constant-time check, failed logins rate-limited.
+
+    After ``max_failures`` failures for one user name within ``lockout_s`` seconds, that name is
+    refused for ``lockout_s`` seconds; ten times as many failures in total lock every name.
+    A refused login gets the same "Incorrect credentials" answer as a wrong password.
+    """
+
+    MAX_TRACKED_NAMES = 10_000
+
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        max_failures: int = 5,
+        lockout_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._username = username.encode()
+        self._password = password.encode()
+        self.max_failures = max_failures
+        self.lockout_s = lockout_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[str, deque[float]] = {}
+        self._all_failures: deque[float] = deque()
+
+    def __call__(self, username: str, password: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            locked = self._locked(self._all_failures, self.max_failures * 10, now) or self._locked(
+                self._failures.get(username), self.max_failures, now
+            )
+        if locked:
+            log.warning("Login refused: too many failed attempts (user %r)", username[:64])
+            return False
+        good_name = hmac.compare_digest(username.encode(), self._username)
+        good_password = hmac.compare_digest(password.encode(), self._password)
+        if good_name and good_password:
+            with self._lock:
+                self._failures.pop(username, None)
+            return True
+        with self._lock:
+            self._record_failure(username, now)
+        return False
+
+    def _locked(self, failures: deque[float] | None, limit: int, now: float) -> bool:
+        if not failures:
+            return False
+        while failures and now - failures[0] > self.lockout_s:
+            failures.popleft()
+        return len(failures) >= limit
+
+    def _record_failure(self, username: str, now: float) -> None:
+        if username not in self._failures and len(self._failures) >= self.MAX_TRACKED_NAMES:
+            self._failures.pop(next(iter(self._failures)))
+        self._failures.setdefault(username, deque()).append(now)
+        self._all_failures.append(now)
+
+
+def login_guard(settings: Settings) -> LoginGuard | None:
+    if not settings.enable_auth:
+        return None
+    return LoginGuard(
+        settings.auth_username,
+        settings.auth_password.get_secret_value(),
+        max_failures=settings.login_max_failures,
+        lockout_s=settings.login_lockout_seconds,
+    )
+
+
+class AuthGate:
+    """ASGI middleware: without a Gradio session cookie, only the login page's routes answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or _signed_in(scope):
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+        elif path == "/" and scope.get("method") == "GET":
+            await self.app(scope, receive, _without_api_info(send))
+        elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+            await self.app(scope, receive, send)
+        else:
+            body = json.dumps({"detail": "Not authenticated: log in first."}).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ]
+            await send({"type": "http.response.start", "status": 401, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+
+def _signed_in(scope: Scope) -> bool:
+    """True when the request carries a token Gradio's own login handed out."""
+    app = scope.get("app")
+    tokens: dict[str, str] = getattr(app, "tokens", {})
+    cookie_id = getattr(app, "cookie_id", None)
+    if not tokens or cookie_id is None:
+        return False
+    cookies = _cookies(scope)
+    for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
+        if cookies.get(name) in tokens:
+            return True
+    return False
+
+
+def _cookies(scope: Scope) -> dict[str, str]:
+    """Parsed as Starlette (and so Gradio) parses them."""
+    from starlette.requests import cookie_parser
+
+    cookies: dict[str, str] = {}
+    for key, value in scope.get("headers", []):
+        if key == b"cookie":
+            cookies.update(cookie_parser(value.decode("latin-1")))
+    return cookies
+
+
+def _without_api_info(send: Send) -> Send:
+    """The login page otherwise embeds the whole API description for anyone to read."""
+    start: Message = {}
+    chunks: list[bytes] = []
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = API_INFO.sub(NO_API_INFO, b"".join(chunks))
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", b"%d" % len(body)))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped
