@@ -96,7 +96,7 @@ def temp_file(folder: Path, prefix: str, suffix: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     purge_temp(folder)
     for _ in range(10):
-        path = folder / f"{prefix}-{secrets.token_urlsafe(16)}{suffix}"
+        path = folder / f"{prefix}-{secrets.token_hex(16)}{suffix}"
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:

@@ -111,7 +111,11 @@ def resolve_source(
             )
         return hub
     path = Path(ref).expanduser()
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError:  # e.g. a folder on the way cannot be searched: say so below
+        exists = True
+    if exists:
         return _file_source(path, settings, kind="file")
     bundled = bundled_path(ref)
     if bundled is not None:
