@@ -108,23 +108,20 @@ def test_200_mb_single_line_csv_is_refused_with_bounded_memory(tmp_path: Path) -
     assert result["growth_mb"] < PEAK_GROWTH_LIMIT_MB, result
 
 
-def test_an_over_long_csv_row_is_a_row_error_and_the_rest_is_read(tmp_path: Path, settings) -> None:
-    path = fill(tmp_path / "rows.csv", b"prompt,completion\nx,", b"y", MAX_LINE_BYTES + MB)
-    with path.open("ab") as out:
-        out.write(b"\nWhat is 2+2?,Four.\n")
+@pytest.mark.parametrize(
+    ("name", "head", "tail", "after", "location"),
+    [
+        ("rows.csv", b"prompt,completion\nx,", b"\n", b"What is 2+2?,Four.\n", "row 1"),
+        ("rows.jsonl", b'{"text": "', b'"}\n', b'{"text": "a short one"}\n', "line 1"),
+    ],
+)
+def test_an_over_long_row_is_a_row_error_and_the_rest_is_read(
+    tmp_path: Path, settings, name: str, head: bytes, tail: bytes, after: bytes, location: str
+) -> None:
+    path = fill(tmp_path / name, head, b"y", MAX_LINE_BYTES + MB, tail + after)
     report = inspect_source(path, settings=settings)
     assert report.rows == 2 and report.valid_rows == 1
-    assert report.errors[0].location == "row 1"
-    assert "longer than 16 MB" in report.errors[0].message
-
-
-def test_an_over_long_jsonl_line_is_a_row_error(tmp_path: Path, settings) -> None:
-    path = fill(tmp_path / "rows.jsonl", b'{"text": "', b"z", MAX_LINE_BYTES + MB, b'"}\n')
-    with path.open("ab") as out:
-        out.write(b'{"text": "a short one"}\n')
-    report = inspect_source(path, settings=settings)
-    assert report.rows == 2 and report.valid_rows == 1
-    assert report.errors[0].location == "line 1"
+    assert report.errors[0].location == location
     assert "longer than 16 MB" in report.errors[0].message
 
 
@@ -231,6 +228,17 @@ def test_an_unreadable_file_is_a_typed_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "refused: secret.jsonl cannot be read: permission denied." in done.stdout
+
+
+def test_damaged_processed_rows_are_a_typed_error(tmp_path: Path, settings) -> None:
+    from garden.data import read_rows
+
+    path = tmp_path / "ok.jsonl"
+    path.write_text('{"text": "hello"}\n{"text": "world"}\n', encoding="utf-8")
+    record = import_dataset(path, "damaged", settings=settings)
+    record.train_path.write_text('{"messages": [\n', encoding="utf-8")
+    with pytest.raises(DatasetError, match="delete the dataset and import it again"):
+        read_rows(record.id, settings=settings)
 
 
 def test_free_space_is_checked_before_writing(tmp_path: Path) -> None:
