@@ -132,6 +132,14 @@ def test_a_huge_top_level_json_object_is_refused(tmp_path: Path, settings) -> No
     assert "JSON Lines" in str(caught.value)
 
 
+def test_an_over_long_json_array_element_is_a_row_error(tmp_path: Path, settings) -> None:
+    path = fill(tmp_path / "list.json", b'[{"text": "ok"}, {"text": "', b"w", MAX_LINE_BYTES + MB)
+    rows = list(RowReader(resolve_source(path, settings)))
+    assert rows[0].data == {"text": "ok"}
+    assert rows[1].location == "row 2" and rows[1].error is not None
+    assert rows[1].error.startswith("is longer than 16 MB")
+
+
 def test_a_small_top_level_json_object_still_reads(tmp_path: Path, settings) -> None:
     path = tmp_path / "wrapped.json"
     path.write_text(json.dumps({"data": [{"text": "one"}, {"text": "two"}]}), encoding="utf-8")

@@ -273,14 +273,17 @@ def _iter_json(handle: IO[bytes], name: str) -> Iterator[RawRow]:
             yield RawRow(index, f"row {index + 1}", None, "is nested too deeply to read")
             return
         except json.JSONDecodeError as exc:
-            if len(buffer) - pos < MAX_LINE_BYTES and read_more():
+            too_long = len(buffer) - pos >= MAX_LINE_BYTES
+            if not too_long and read_more():
                 chunk_size = min(chunk_size * 2, 1 << 22)
                 continue
+            problem = (
+                f"is longer than {MAX_LINE_BYTES >> 20} MB"
+                if too_long
+                else f"is not valid JSON ({exc.msg})"
+            )
             yield RawRow(
-                index,
-                f"row {index + 1}",
-                None,
-                f"is not valid JSON ({exc.msg}); the rest of the file cannot be read",
+                index, f"row {index + 1}", None, f"{problem}; the rest of the file cannot be read"
             )
             return
         if end == len(buffer) and not eof:
