@@ -23,6 +23,7 @@ from garden.errors import GardenError
 EXAMPLES = settings(
     max_examples=60,
     deadline=None,
+    database=None,  # no example database in the working tree
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 SUFFIXES = [".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".jsonl.gz", ".csv.gz", ""]
