@@ -152,11 +152,17 @@ def read_rows(
     if not path.is_file():
         return out
     handle: IO[str]
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if number < offset:
-                continue
-            if len(out) >= limit:
-                break
-            out.append(json.loads(line))
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle):
+                if number < offset:
+                    continue
+                if len(out) >= limit:
+                    break
+                out.append(json.loads(line))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(
+            f"The {split} rows of dataset {record.name!r} cannot be read ({type(exc).__name__}).",
+            hint="The processed files are damaged: delete the dataset and import it again.",
+        ) from exc
     return out

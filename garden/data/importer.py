@@ -6,6 +6,7 @@ Everything is written to a staging folder first and renamed into place when comp
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from garden.config import Settings, get_settings
 from garden.data.catalog import DatasetRecord, check_name, save_record
 from garden.data.formats import Detection
+from garden.data.limits import check_free_space, writing
 from garden.data.report import IssueLog
 from garden.data.scan import (
     Progress,
@@ -75,18 +77,35 @@ def import_dataset(
         if copied and raw_path is not None:
             src = resolve_source(raw_path, settings)
         detection, _ = detect_source(src, options.mapping)
+        check_free_space(settings.temp_path, processed_size_estimate(src), "the processed dataset")
         staging.mkdir(parents=True)
-        record = _write_dataset(
-            src, detection, options, staging, dataset_id, name,
-            eval_fraction=eval_fraction, seed=seed, drop_invalid=drop_invalid,
-            settings=settings, progress=progress, raw_path=raw_path,
-        )  # fmt: skip
+        with writing(settings.temp_path, "the processed dataset"):
+            record = _write_dataset(
+                src, detection, options, staging, dataset_id, name,
+                eval_fraction=eval_fraction, seed=seed, drop_invalid=drop_invalid,
+                settings=settings, progress=progress, raw_path=raw_path,
+            )  # fmt: skip
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if copied and raw_path is not None:
             raw_path.unlink(missing_ok=True)
         raise
     return record
+
+
+def processed_size_estimate(src: Source) -> int:
+    """Bytes the processed files of ``src`` may take: twice its (decompressed) size, as the
+    normalised rows repeat role names and keys; a Parquet file expands about four times."""
+    if src.path is None:
+        return 0
+    size = src.path.stat().st_size
+    if src.compressed:
+        with src.path.open("rb") as handle:  # gzip records the size (mod 4 GiB) at its end
+            handle.seek(-4, os.SEEK_END)
+            size = max(size, int.from_bytes(handle.read(4), "little"))
+        if src.max_bytes is not None:
+            size = min(size, src.max_bytes)
+    return size * (4 if src.file_type == "parquet" else 2)
 
 
 def _remove_stale_staging(settings: Settings, max_age_s: float = 6 * 3600) -> None:

@@ -6,16 +6,21 @@ error instead of data, so one bad line never hides the rest of the file.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import datetime
 import gzip
 import io
 import json
+import math
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
 from garden.data.hub import iter_hub
+from garden.data.limits import limited
 from garden.data.sources import MAX_LINE_BYTES, UTF8_BOM, RawRow, Source
 from garden.errors import DatasetError
 
@@ -41,6 +46,13 @@ class RowReader:
         return None
 
     def __iter__(self) -> Iterator[RawRow]:
+        """The rows; a file that breaks while being read raises ``DatasetError``."""
+        try:
+            yield from self._rows()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise read_error(self.source, exc) from exc
+
+    def _rows(self) -> Iterator[RawRow]:
         source = self.source
         if source.kind == "hub":
             yield from iter_hub(source)
@@ -51,33 +63,100 @@ class RowReader:
             return
         with source.path.open("rb") as raw:
             self._raw = raw
-            handle: IO[bytes] = (
-                cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")) if source.compressed else raw
-            )
+            handle: IO[bytes] = raw
+            if source.compressed:
+                handle = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+                if source.max_bytes is not None:
+                    handle = limited(handle, source.max_bytes, source.path.name)
+            name = source.path.name
             if source.file_type == "jsonl":
                 yield from _iter_jsonl(handle)
             elif source.file_type == "json":
-                yield from _iter_json(handle, source.path.name)
+                yield from _iter_json(handle, name)
             else:
-                yield from _iter_csv(handle, "\t" if source.file_type == "tsv" else ",")
+                yield from _iter_csv(handle, "\t" if source.file_type == "tsv" else ",", name)
 
     def _iter_parquet(self, path: Path) -> Iterator[RawRow]:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
+        broken = (pa.ArrowException, OSError, ValueError, TypeError, IndexError)
         try:
             parquet = pq.ParquetFile(path)
-        except Exception as exc:
+            self._total_rows = parquet.metadata.num_rows or None
+            batches = parquet.iter_batches(batch_size=1024)
+        except broken as exc:
             raise DatasetError(
-                f"{path.name} is not a readable Parquet file ({exc}).",
+                f"{path.name} is not a readable Parquet file ({_short(exc)}).",
                 hint="Export it again as Parquet, or as JSONL/CSV.",
             ) from exc
-        self._total_rows = parquet.metadata.num_rows or None
         index = 0
-        for batch in parquet.iter_batches(batch_size=1024):
-            for record in batch.to_pylist():
-                yield RawRow(index, f"row {index + 1}", record)
+        while True:
+            try:
+                batch = next(batches, None)
+                records = batch.to_pylist() if batch is not None else []
+            except broken as exc:
+                raise DatasetError(
+                    f"{path.name} is damaged near row {index + 1} ({_short(exc)}).",
+                    hint="Export it again as Parquet, or as JSONL/CSV; "
+                    "the rows before it were read fine.",
+                ) from exc
+            if batch is None:
+                return
+            for record in records:
+                yield RawRow(index, f"row {index + 1}", plain_record(record))
                 index += 1
                 self._done_rows = index
+
+
+def read_error(source: Source, exc: BaseException) -> DatasetError:
+    """A ``DatasetError`` for a file that fails while it is being read."""
+    name = source.path.name if source.path is not None else source.label
+    if isinstance(exc, PermissionError):
+        return DatasetError(
+            f"{name} cannot be read: permission denied.",
+            hint="Make the file readable by the user running Model Garden, or upload a copy.",
+        )
+    if source.compressed and isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
+        return DatasetError(
+            f"{name} is a damaged or truncated gzip file ({_short(exc)}).",
+            hint="Compress it again with gzip, or upload the uncompressed file.",
+        )
+    return DatasetError(
+        f"{name} could not be read to the end ({_short(exc)}).",
+        hint="Check the file is complete and on a working disk, then try again.",
+    )
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def plain_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A Parquet record with only JSON values: bytes as text, decimals, dates and times as
+    strings, maps as lists of pairs, so every cell shows and saves as plain text."""
+    return {str(key): plain_value(value) for key, value in record.items()}
+
+
+def plain_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"<{len(data)} bytes of binary data>"
+    if isinstance(value, dict):
+        return {str(key): plain_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_value(item) for item in value]
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return str(value)  # Decimal, timedelta, and anything newer
 
 
 def _parse_json_object(text: str) -> tuple[dict[str, Any] | None, str | None, str | None]:
@@ -141,8 +220,6 @@ def _iter_jsonl(handle: IO[bytes]) -> Iterator[RawRow]:
 
 def _iter_json(handle: IO[bytes], name: str) -> Iterator[RawRow]:
     """Stream the elements of a top-level JSON array (``{"data": [...]}`` is read whole)."""
-    import codecs
-
     decoder = json.JSONDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8")()
     chunk_size = 1 << 16
@@ -156,13 +233,7 @@ def _iter_json(handle: IO[bytes], name: str) -> Iterator[RawRow]:
         if eof:
             return False
         data = handle.read(chunk_size)
-        try:
-            text = utf8.decode(data, final=not data)
-        except UnicodeDecodeError as exc:
-            raise DatasetError(
-                f"{name} is not valid UTF-8 (near byte {offset + exc.start}).",
-                hint="Re-save the file as UTF-8, or export it as JSONL so only bad lines are dropped.",
-            ) from exc
+        text = _decode(utf8, data, name, offset)
         offset += len(data)
         if not data:
             eof = True
@@ -176,16 +247,7 @@ def _iter_json(handle: IO[bytes], name: str) -> Iterator[RawRow]:
         pass
     stripped = buffer.lstrip()
     if stripped.startswith("{"):
-        while read_more():
-            pass
-        data, error, _ = _parse_json_object(buffer)
-        if error:
-            raise DatasetError(f"{name} {error}.", hint="Check the file is complete JSON.")
-        assert data is not None
-        lists = [v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
-        records = lists[0] if len(lists) == 1 else [data]
-        for index, record in enumerate(records):
-            yield _element(index, record)
+        yield from _iter_json_object(buffer, handle, utf8, name)
         return
     if not stripped.startswith("["):
         raise DatasetError(
@@ -211,14 +273,17 @@ def _iter_json(handle: IO[bytes], name: str) -> Iterator[RawRow]:
             yield RawRow(index, f"row {index + 1}", None, "is nested too deeply to read")
             return
         except json.JSONDecodeError as exc:
-            if len(buffer) - pos < MAX_LINE_BYTES and read_more():
-                chunk_size = min(chunk_size * 2, 1 << 24)
+            too_long = len(buffer) - pos >= MAX_LINE_BYTES
+            if not too_long and read_more():
+                chunk_size = min(chunk_size * 2, 1 << 22)
                 continue
+            problem = (
+                f"is longer than {MAX_LINE_BYTES >> 20} MB"
+                if too_long
+                else f"is not valid JSON ({exc.msg})"
+            )
             yield RawRow(
-                index,
-                f"row {index + 1}",
-                None,
-                f"is not valid JSON ({exc.msg}); the rest of the file cannot be read",
+                index, f"row {index + 1}", None, f"{problem}; the rest of the file cannot be read"
             )
             return
         if end == len(buffer) and not eof:
@@ -227,6 +292,45 @@ def _iter_json(handle: IO[bytes], name: str) -> Iterator[RawRow]:
         yield _element(index, value)
         index += 1
         pos = end
+
+
+def _decode(utf8: codecs.IncrementalDecoder, data: bytes, name: str, offset: int) -> str:
+    try:
+        return utf8.decode(data, final=not data)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{name} is not valid UTF-8 (near byte {offset + exc.start}).",
+            hint="Re-save the file as UTF-8, or export it as JSONL so only bad lines are dropped.",
+        ) from exc
+
+
+def _iter_json_object(
+    start: str, handle: IO[bytes], utf8: codecs.IncrementalDecoder, name: str
+) -> Iterator[RawRow]:
+    """A top-level JSON object: ``{"data": [...]}`` yields the list's records, any other object
+    is one record. It is read whole, so it is refused above ``MAX_LINE_BYTES``."""
+    parts, size, offset = [start], len(start), 0
+    while True:
+        data = handle.read(1 << 16)
+        parts.append(_decode(utf8, data, name, offset))
+        offset += len(data)
+        size += len(parts[-1])
+        if not data:
+            break
+        if size > MAX_LINE_BYTES:
+            raise DatasetError(
+                f"{name} is a single JSON object larger than {MAX_LINE_BYTES >> 20} MB.",
+                hint="Save the records as a JSON array ([{...}, {...}]) or as JSON Lines (.jsonl), "
+                "which are read record by record.",
+            )
+    data_, error, _ = _parse_json_object("".join(parts))
+    if error:
+        raise DatasetError(f"{name} {error}.", hint="Check the file is complete JSON.")
+    assert data_ is not None
+    lists = [v for v in data_.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
+    records = lists[0] if len(lists) == 1 else [data_]
+    for index, record in enumerate(records):
+        yield _element(index, record)
 
 
 def _element(index: int, value: Any) -> RawRow:
@@ -238,10 +342,45 @@ def _element(index: int, value: Any) -> RawRow:
     return RawRow(index, location, value)
 
 
-def _iter_csv(handle: IO[bytes], delimiter: str) -> Iterator[RawRow]:
+class _LineTooLong(Exception):
+    """A physical line of a CSV file is longer than ``MAX_LINE_BYTES`` (it was skipped)."""
+
+
+class _BoundedLines:
+    """The lines of a text stream, each read with a bound; an over-long line is skipped to its
+    end and reported by raising ``_LineTooLong`` (iteration can go on after it)."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self._text = text
+
+    def __iter__(self) -> _BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._text.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            raise StopIteration
+        if len(line) > MAX_LINE_BYTES and not line.endswith(("\n", "\r")):
+            while True:
+                more = self._text.readline(MAX_LINE_BYTES)
+                if not more or more.endswith(("\n", "\r")):
+                    break
+            raise _LineTooLong
+        return line
+
+
+def _iter_csv(handle: IO[bytes], delimiter: str, name: str) -> Iterator[RawRow]:
     csv.field_size_limit(MAX_LINE_BYTES)
     text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    reader = csv.DictReader(text, delimiter=delimiter)
+    reader = csv.DictReader(_BoundedLines(text), delimiter=delimiter)
+    try:
+        reader.fieldnames  # noqa: B018 -- reads the header
+    except _LineTooLong:
+        raise DatasetError(
+            f"The first line of {name} is longer than {MAX_LINE_BYTES >> 20} MB.",
+            hint="A CSV file starts with a short header line of column names; "
+            "export long texts as JSONL instead.",
+        ) from None
     index = 0
     while True:
         location = f"row {index + 1}"
@@ -249,6 +388,10 @@ def _iter_csv(handle: IO[bytes], delimiter: str) -> Iterator[RawRow]:
             record = next(reader)
         except StopIteration:
             return
+        except _LineTooLong:
+            yield RawRow(index, location, None, f"is longer than {MAX_LINE_BYTES >> 20} MB")
+            index += 1
+            continue
         except csv.Error as exc:
             yield RawRow(index, location, None, f"cannot be read as CSV ({exc})")
             index += 1

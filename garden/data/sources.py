@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from garden.config import Settings
 from garden.data.bundled import bundled_path, list_bundled
 from garden.errors import DatasetError
 
-MAX_LINE_BYTES = 32 * 1024 * 1024
+MAX_LINE_BYTES = 16 * 1024 * 1024  # one JSONL line, JSON element or CSV record
 FILE_TYPES = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -65,6 +66,7 @@ class Source:
     hub_id: str | None = None
     subset: str | None = None
     split: str | None = None
+    max_bytes: int | None = None  # MAX_UPLOAD_MB: bound on the decompressed bytes read
 
     @property
     def label(self) -> str:
@@ -109,7 +111,11 @@ def resolve_source(
             )
         return hub
     path = Path(ref).expanduser()
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError:  # e.g. a folder on the way cannot be searched: say so below
+        exists = True
+    if exists:
         return _file_source(path, settings, kind="file")
     bundled = bundled_path(ref)
     if bundled is not None:
@@ -137,7 +143,21 @@ def _hub_source(ref: str, split: str | None, subset: str | None) -> Source | Non
 
 
 def _file_source(path: Path, settings: Settings, *, kind: str, ref: str | None = None) -> Source:
-    path = path.expanduser().resolve()
+    try:
+        return _checked_file(path.expanduser().resolve(), settings, kind, ref)
+    except PermissionError as exc:
+        raise DatasetError(
+            f"{path.name} cannot be read: permission denied.",
+            hint="Make the file readable by the user running Model Garden, or upload a copy.",
+        ) from exc
+    except OSError as exc:
+        raise DatasetError(
+            f"{path.name} cannot be read ({exc.strerror or exc}).",
+            hint="Check the file is on a working disk, or upload a copy.",
+        ) from exc
+
+
+def _checked_file(path: Path, settings: Settings, kind: str, ref: str | None) -> Source:
     if not path.exists():
         raise DatasetError(f"{path} does not exist.", hint="Check the path and try again.")
     if path.is_dir():
@@ -164,7 +184,7 @@ def _file_source(path: Path, settings: Settings, *, kind: str, ref: str | None =
         try:
             with gzip.open(path, "rb") as handle:
                 head = handle.read(8192)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DatasetError(
                 f"{path.name} looks gzip-compressed but cannot be decompressed ({exc}).",
                 hint="Re-compress it with gzip, or upload the uncompressed file.",
@@ -188,7 +208,9 @@ def _file_source(path: Path, settings: Settings, *, kind: str, ref: str | None =
                 f"{path.name} is named .parquet but is not a Parquet file.",
                 hint="Export it again as Parquet, or rename it to its real type (.jsonl, .csv).",
             )
-        return Source(kind=kind, ref=ref or str(path), path=path, file_type="parquet")
+        return Source(
+            kind=kind, ref=ref or str(path), path=path, file_type="parquet", max_bytes=limit
+        )
     _reject_binary(path.name, head)
     if file_type is None:
         file_type = _sniff_text(head)
@@ -198,7 +220,12 @@ def _file_source(path: Path, settings: Settings, *, kind: str, ref: str | None =
                 hint="Use .jsonl, .json, .csv or .parquet (optionally .gz).",
             )
     return Source(
-        kind=kind, ref=ref or str(path), path=path, file_type=file_type, compressed=compressed
+        kind=kind,
+        ref=ref or str(path),
+        path=path,
+        file_type=file_type,
+        compressed=compressed,
+        max_bytes=limit,
     )
 
 

@@ -9,6 +9,7 @@ import unicodedata
 from pathlib import Path
 
 from garden.config import Settings
+from garden.data.limits import check_free_space, writing
 from garden.errors import DatasetError
 
 
@@ -34,6 +35,7 @@ def save_upload(path: str | Path, settings: Settings, original_name: str | None 
         raise DatasetError(f"The uploaded file {source.name} is missing.", hint="Upload it again.")
     raw_dir = settings.raw_datasets_path
     raw_dir.mkdir(parents=True, exist_ok=True)
+    check_free_space(raw_dir, source.stat().st_size, "a copy of the uploaded file")
     name = sanitize_filename(original_name or source.name)
     stem, dot, ext = name.partition(".")
     for attempt in range(1000):
@@ -42,7 +44,15 @@ def save_upload(path: str | Path, settings: Settings, original_name: str | None 
             fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             continue
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            shutil.copyfileobj(src, out, 1 << 20)
+        try:
+            with (
+                writing(raw_dir, "a copy of the uploaded file"),
+                os.fdopen(fd, "wb") as out,
+                source.open("rb") as src,
+            ):
+                shutil.copyfileobj(src, out, 1 << 20)
+        except BaseException:
+            candidate.unlink(missing_ok=True)
+            raise
         return candidate
     raise DatasetError(f"Too many uploads named {name}.", hint="Rename the file and upload again.")

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import Field
 
 from garden.config import Settings
+from garden.data.limits import temp_file
 from garden.engine.carbon import grid, records
 from garden.engine.carbon import report as engine_report
 from garden.engine.carbon.records import CarbonRecord
@@ -233,11 +234,12 @@ def live_power(*, settings: Settings | None = None) -> LivePower:
 def export_csv(
     rows: list[CarbonRow], path: Path | str | None = None, *, settings: Settings | None = None
 ) -> Path:
-    """Write rows as CSV (every ``CarbonRow`` field, floats in full) to ``path``, or to a new
-    file under STORAGE_ROOT/temp. Raises ``OSError`` when it cannot be written."""
+    """Write rows as CSV (every ``CarbonRow`` field, floats in full) to ``path``, or to a new,
+    unguessably named file under STORAGE_ROOT/temp (exports older than 30 minutes there are
+    deleted). Raises ``OSError`` when it cannot be written."""
     if path is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = resolve(settings).temp_path / f"carbon-report-{stamp}.csv"
+        stamp = time.strftime("%Y%m%d")
+        path = temp_file(resolve(settings).temp_path, f"carbon-report-{stamp}", ".csv")
     return engine_report.write_csv(
         path, list(CarbonRow.model_fields), (row.model_dump() for row in rows)
     )

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from garden.config import Settings
+from garden.data.limits import temp_file
 from garden.engine.serving import (
     BACKENDS,
     AnswerStats,
@@ -342,16 +343,15 @@ def export_conversation(
     *,
     settings: Settings | None = None,
 ) -> Path:
-    """Write the conversations as JSON under STORAGE_ROOT/temp; the file's path."""
+    """Write the conversations as JSON to a new, unguessably named file under
+    STORAGE_ROOT/temp (exports older than 30 minutes there are deleted); the file's path."""
     data = {
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "backend": backend,
         "generation_settings": generation.model_dump() if generation is not None else {},
         "conversations": [c.model_dump() for c in conversations],
     }
-    folder = resolve(settings).temp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"chat-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.json"
+    path = temp_file(resolve(settings).temp_path, f"chat-{time.strftime('%Y%m%d')}", ".json")
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
     return path
 

@@ -3,10 +3,13 @@
 Generation runs in its own thread and hands tokens to the caller through a queue, so the
 caller (a Gradio handler or the CLI) can stream, and an abort stops it at the next token.
 LoRA adapters are attached with PEFT next to the base weights and switched per request.
+Requests waiting for their turn are bounded in number (``max_waiting``) and in time
+(``max_wait_s``); beyond either, the request is refused with a "busy, try again" error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterator
@@ -17,6 +20,8 @@ from garden.engine.serving.types import Adapter, BackendChunk, GenerationRequest
 from garden.errors import ModelLoadError, OutOfMemoryError, ServingError
 
 _END = object()
+MAX_WAITING = 16  # requests queued behind the one generating, per model
+MAX_WAIT_S = 300.0  # how long a queued request waits for its turn
 
 
 def pick_dtype(device: str) -> Any:
@@ -41,9 +46,20 @@ def is_oom(exc: BaseException) -> bool:
 class TransformersBackend:
     name = "transformers"
 
-    def __init__(self, model_path: str, dtype: str | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str | None = None,
+        *,
+        max_waiting: int = MAX_WAITING,
+        max_wait_s: float = MAX_WAIT_S,
+    ) -> None:
         self.model_path = model_path
         self.dtype_name = dtype
+        self.max_waiting = max_waiting
+        self.max_wait_s = max_wait_s
+        self._waiting = 0
+        self._count_lock = threading.Lock()
         self.model: Any = None
         self.tokenizer: Any = None
         self.device = "cpu"
@@ -101,6 +117,7 @@ class TransformersBackend:
         from transformers.generation.streamers import BaseStreamer
 
         config, request_id = request.config, request.request_id
+        self._enter_queue()
         out: queue.Queue[Any] = queue.Queue()
         abort = self._aborts.setdefault(request_id, threading.Event())
 
@@ -138,7 +155,7 @@ class TransformersBackend:
 
         def run() -> None:
             try:
-                with self._lock:
+                with self._turn():
                     if abort.is_set():
                         return
                     self._use_adapter(request.adapter)
@@ -193,6 +210,33 @@ class TransformersBackend:
         finally:
             abort.set()
             self._aborts.pop(request_id, None)
+
+    def _enter_queue(self) -> None:
+        """Count a request in, or refuse it when ``max_waiting`` are already queued."""
+        with self._count_lock:
+            if self._waiting >= self.max_waiting + 1:  # + the one generating
+                raise ServingError(
+                    f"The model is busy: {self.max_waiting} requests are already waiting.",
+                    hint="Try again in a few seconds.",
+                )
+            self._waiting += 1
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Wait (at most ``max_wait_s``) for this request's turn to generate; counts it out."""
+        try:
+            if not self._lock.acquire(timeout=self.max_wait_s):
+                raise ServingError(
+                    f"The model is busy: this request waited {self.max_wait_s:.0f} s for its turn.",
+                    hint="Try again in a minute, or use the vLLM backend for many users.",
+                )
+            try:
+                yield
+            finally:
+                self._lock.release()
+        finally:
+            with self._count_lock:
+                self._waiting -= 1
 
     def abort(self, request_id: str) -> None:
         event = self._aborts.get(request_id)

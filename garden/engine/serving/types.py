@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 BackendName = Literal["auto", "vllm", "transformers"]
 BACKENDS: tuple[str, ...] = ("auto", "vllm", "transformers")
 EngineState = Literal["loading", "ready", "failed", "unloaded"]
+LOAD_WAIT_S = 900.0  # the longest an answer waits for its model to load before it is refused
 
 
 @dataclass
@@ -141,7 +142,10 @@ class EngineStatus:
         if self.state == "failed":
             return f"❌ {self.model}: {self.error}" + (f" {self.hint}" if self.hint else "")
         if self.state == "loading":
-            return f"⏳ Loading {self.model}… ({self.reason})"
+            return (
+                f"⏳ Loading {self.model}… ({self.reason}; a question waits for it at most "
+                f"{LOAD_WAIT_S / 60:.0f} min, then asks you to retry)"
+            )
         if self.state == "unloaded":
             return f"{self.model} is not loaded."
         text = f"✅ {self.model} served by **{self.backend}** — {self.reason}"
