@@ -256,6 +256,11 @@ def submit_from_web(values: Mapping[str, object], *, settings: Settings | None =
     """Submit a run typed in a web form: the dataset must be an imported one and the base model
     a listed model or a hub id; a host path is refused before anything is read or queued."""
     checked = dict(values)
+    if "/" in str(values.get("lora_target_modules") or ""):
+        raise JobError(
+            "Target modules are module names, not paths.",
+            hint="Use names such as q_proj, v_proj, or all-linear.",
+        )
     checked["dataset"] = web.check_dataset(str(values.get("dataset") or ""), settings=settings)
     model = web.check_model(str(values.get("base_model") or ""), settings=settings)
     if model is None:

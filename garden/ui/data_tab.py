@@ -178,7 +178,7 @@ def _summary(view: InspectView) -> str:
     lines = [
         f"**Source:** {code(web.safe_text(view.source))} "
         f"({present.source_detail(view.source_kind, view.file_type)})",
-        f"**Format:** {code(view.format)} — confidence **{view.confidence:.0%}** ({text(view.detection)})",
+        f"**Format:** `{view.format}` — confidence **{view.confidence:.0%}** ({text(view.detection)})",
         present.rows_line(view.rows, view.valid_rows, view.invalid_rows, markdown=True),
     ]
     if view.columns:
