@@ -369,7 +369,9 @@ def _source_fields(settings: Settings) -> SourceFields:
     default_sample = "garden_facts" if "garden_facts" in [v for _, v in bundled] else None
     models = datasets.model_choices(settings=settings)
     kind = gr.Radio(SOURCE_KINDS, value=BUNDLED, label="Source")
-    upload = gr.File(label="Dataset file", file_types=FILE_TYPES, visible=False)
+    upload = gr.File(
+        label="Dataset file", file_types=FILE_TYPES, visible=False, elem_id="data-upload"
+    )
     sample = gr.Dropdown(
         bundled,
         value=default_sample or (bundled[0][1] if bundled else None),
@@ -403,14 +405,16 @@ def _inspect_section(settings: Settings) -> SourceFields:
             fields = _source_fields(settings)
             inspect_btn = gr.Button("Inspect", variant="primary")
         with gr.Column(scale=2):
-            summary = gr.Markdown("Choose a source and press **Inspect**.")
+            summary = gr.Markdown("Choose a source and press **Inspect**.", elem_id="data-summary")
             validation = gr.Markdown()
             histogram = gr.Plot(label="Token lengths")
     with gr.Tabs():
         with gr.Tab("Raw rows"):
-            raw_table = gr.Dataframe(interactive=False, wrap=True, max_height=400)
+            raw_table = gr.Dataframe(
+                interactive=False, wrap=True, max_height=400, elem_id="data-raw"
+            )
         with gr.Tab("Chat samples (rendered)"):
-            rendered = gr.Markdown()
+            rendered = gr.Markdown(elem_id="data-rendered")
     with gr.Row():
         prev_btn = gr.Button("◀ Previous", size="sm")
         page_label = gr.Markdown("Page 1 of 1")
