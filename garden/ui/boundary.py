@@ -85,7 +85,7 @@ def guard_stream(
     return wrap
 
 
-def text(value: object) -> str:
+def plain(value: object) -> str:
     """Untrusted text for a Markdown component: shown as typed, never as HTML or markup."""
     return MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(str(value), quote=False))
 

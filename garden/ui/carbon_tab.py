@@ -22,7 +22,7 @@ from garden.errors import GardenError
 from garden.services import carbon as carbon_service
 from garden.services.carbon import CarbonReport, CarbonRow, CarbonSummary, WhatIfGrid
 from garden.ui import carbon_charts
-from garden.ui.boundary import guard, one_line, text
+from garden.ui.boundary import guard, one_line, plain
 
 PERIODS: dict[str, float | None] = {
     "All time": None,
@@ -364,7 +364,7 @@ def _bind(
             live = carbon_service.live_power(settings=settings)
         except Exception as exc:  # the boundary: one line, trace to the log
             log.info("live power unavailable", exc_info=exc)
-            return gr.update(), f"_Live power unavailable: {text(one_line(exc, 'reading power'))}_"
+            return gr.update(), f"_Live power unavailable: {plain(one_line(exc, 'reading power'))}_"
         return carbon_charts.live_power(live), live_power_md(live)
 
     @guard("exporting the CSV", lambda _: gr.update(visible=False), settings)

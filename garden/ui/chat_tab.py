@@ -29,7 +29,7 @@ from garden.services.chat import (
     Conversation,
     GenerationSettings,
 )
-from garden.ui.boundary import guard, guard_stream, text
+from garden.ui.boundary import guard, guard_stream, plain
 
 POLL_SECONDS = 0.05
 LOAD_WAIT_S = 900.0
@@ -112,13 +112,13 @@ def _guarded(handlers: _Handlers, settings: Settings) -> None:
     handlers.refresh_models = guard("listing models", lambda _: (keep, keep), settings)(  # type: ignore[method-assign]
         handlers.refresh_models
     )
-    handlers.load = guard("loading the model", lambda m: f"❌ {text(m)}", settings)(handlers.load)  # type: ignore[method-assign]
-    handlers.unload = guard("unloading", lambda m: f"❌ {text(m)}", settings)(handlers.unload)  # type: ignore[method-assign]
+    handlers.load = guard("loading the model", lambda m: f"❌ {plain(m)}", settings)(handlers.load)  # type: ignore[method-assign]
+    handlers.unload = guard("unloading", lambda m: f"❌ {plain(m)}", settings)(handlers.unload)  # type: ignore[method-assign]
     handlers.poll = guard(  # type: ignore[method-assign]
-        "reading the model status", lambda m: (f"❌ {text(m)}", gr.Timer(active=False)), settings
+        "reading the model status", lambda m: (f"❌ {plain(m)}", gr.Timer(active=False)), settings
     )(handlers.poll)
     handlers.respond = guard_stream(  # type: ignore[method-assign]
-        "answering", lambda m: (keep, keep, keep, f"❌ {text(m)}", keep), settings
+        "answering", lambda m: (keep, keep, keep, f"❌ {plain(m)}", keep), settings
     )(handlers.respond)
     handlers.export = guard("exporting", lambda _: gr.update(visible=False), settings)(  # type: ignore[method-assign]
         handlers.export

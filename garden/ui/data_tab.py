@@ -20,7 +20,7 @@ from garden.config import Settings
 from garden.errors import DatasetError
 from garden.services import datasets, web
 from garden.services.datasets import DatasetSource, InspectView, SourceKind
-from garden.ui.boundary import code, code_block, report, text
+from garden.ui.boundary import code, code_block, plain, report
 
 UPLOAD, BUNDLED, HUB, IMPORTED = (
     "Upload a file",
@@ -171,25 +171,25 @@ def _uploaded(value: str) -> str:
 def _warn(exc: BaseException, doing: str, settings: Settings) -> str:
     """Report ``exc`` (one line, trace to the log) and show it as an error box."""
     message = report(exc, doing, settings)
-    return f"<div class='garden-error'>\n\n❌ {text(message)}\n\n</div>"
+    return f"<div class='garden-error'>\n\n❌ {plain(message)}\n\n</div>"
 
 
 def _summary(view: InspectView) -> str:
     lines = [
         f"**Source:** {code(web.safe_text(view.source))} "
         f"({present.source_detail(view.source_kind, view.file_type)})",
-        f"**Format:** `{view.format}` — confidence **{view.confidence:.0%}** ({text(view.detection)})",
+        f"**Format:** `{view.format}` — confidence **{view.confidence:.0%}** ({plain(view.detection)})",
         present.rows_line(view.rows, view.valid_rows, view.invalid_rows, markdown=True),
     ]
     if view.columns:
         lines.append("**Fields:** " + ", ".join(code(c) for c in view.columns[:30]))
     if len(view.candidates) > 1:
-        seen = ", ".join(f"{text(c.format)} {c.share:.0%}" for c in view.candidates)
+        seen = ", ".join(f"{plain(c.format)} {c.share:.0%}" for c in view.candidates)
         lines.append(f"**Formats seen:** {seen}")
     if tokens := present.tokens_line(view.token_stats, markdown=True):
         lines.append(tokens)
     if view.problem:
-        lines.append(f"\n❌ **Not usable:** {text(web.safe_text(view.problem))}")
+        lines.append(f"\n❌ **Not usable:** {plain(web.safe_text(view.problem))}")
     else:
         lines.append("\n✅ Usable: choose a name below and save it.")
     return "\n\n".join(lines)
@@ -204,7 +204,7 @@ def _validation(view: InspectView) -> str:
         if not counts:
             continue
         rows = "\n".join(
-            f"- **{text(i.location or 'file')}**: {text(web.safe_text(i.message))}"
+            f"- **{plain(i.location or 'file')}**: {plain(web.safe_text(i.message))}"
             for i in issues[:ISSUES_SHOWN]
         )
         more = present.issues_not_shown(counts, len(issues), ISSUES_SHOWN)
@@ -328,7 +328,7 @@ def run_save(settings: Settings, form: SaveForm, progress: datasets.Progress) ->
     except Exception as exc:
         return [_warn(exc, "saving the dataset", settings), *refreshed(settings)]
     gr.Info(f"Saved {view.name}: {view.train_rows:,} train and {view.eval_rows:,} eval rows.")
-    warnings = "".join(f"\n- {text(web.safe_text(w))}" for w in view.warnings[:10])
+    warnings = "".join(f"\n- {plain(web.safe_text(w))}" for w in view.warnings[:10])
     split = present.split_line(view.rows, view.train_rows, view.eval_rows, view.format)
     text = (
         f"✅ Saved **{view.name}** (`{view.id}`): {split}. "

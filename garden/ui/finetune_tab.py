@@ -18,7 +18,7 @@ from garden import present
 from garden.config import Settings
 from garden.services import training, web
 from garden.services.training import JobView, MetricPoint
-from garden.ui.boundary import code, guard, report, text
+from garden.ui.boundary import code, guard, plain, report
 
 DEFAULT_PRESET = "Quick CPU demo"
 FOLLOW_ACTIVE = ""
@@ -170,7 +170,7 @@ def status_markdown(job: JobView | None, settings: Settings | None = None) -> st
     if job is None:
         return NO_RUNS
     lines = [
-        f"### {text(job.name)} · `{job.status}`",
+        f"### {plain(job.name)} · `{job.status}`",
         f"<progress value='{job.step}' max='{job.total_steps or 1}' style='width:100%'></progress> "
         f"step **{job.step}/{job.total_steps or '?'}** ({100 * job.progress_fraction:.0f} %)",
     ]
@@ -180,13 +180,13 @@ def status_markdown(job: JobView | None, settings: Settings | None = None) -> st
     if job.backend:
         lines.append(
             f"Backend **{job.backend}** on {job.device or '?'} — "
-            + text(web.safe_text(job.backend_reason or "", settings=settings))
+            + plain(web.safe_text(job.backend_reason or "", settings=settings))
         )
     if job.output_dir and job.status == "completed":
         where = web.relative_path(job.output_dir, settings=settings)
         lines.append(f"Model saved to {code(where)} (listed in the Chat tab).")
     if job.error:
-        error = text(web.safe_text(job.error, settings=settings))
+        error = plain(web.safe_text(job.error, settings=settings))
         lines.append(f"> **{job.error_kind or 'error'}**: {error}")
     lines.append(f"<small>job `{job.id}`</small>")
     return "\n\n".join(lines)
@@ -301,7 +301,7 @@ class FineTuneTab:
         }
 
     def refused(self, message: str) -> dict[Component, Any]:
-        return {**self.refresh(None), self.view.status: f"> **Cannot start**: {text(message)}"}
+        return {**self.refresh(None), self.view.status: f"> **Cannot start**: {plain(message)}"}
 
     def start(self, *values: Any) -> dict[Component, Any]:
         """Start a run from the form: only an imported dataset and a listed or hub model."""
