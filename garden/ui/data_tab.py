@@ -20,7 +20,7 @@ from garden.config import Settings
 from garden.errors import DatasetError
 from garden.services import datasets, web
 from garden.services.datasets import DatasetSource, InspectView, SourceKind
-from garden.ui.boundary import code, code_block, plain, report
+from garden.ui.boundary import code, code_block, guard, plain, report
 
 UPLOAD, BUNDLED, HUB, IMPORTED = (
     "Upload a file",
@@ -480,4 +480,5 @@ def build(settings: Settings) -> None:
         partial(run_delete, settings), delete_choice, [delete_result, *catalog],
         api_name="data_delete",
     )  # fmt: skip
-    refresh_btn.click(partial(refreshed, settings), None, catalog, api_name="data_refresh")
+    keep = guard("listing datasets", lambda _: [gr.update()] * len(catalog), settings)
+    refresh_btn.click(keep(partial(refreshed, settings)), None, catalog, api_name="data_refresh")

@@ -197,3 +197,17 @@ def test_messages_show_no_absolute_server_path() -> None:
     text = web.safe_text(f"Model saved to {inside}. Upload /tmp/gradio/abc/my.jsonl: line 3")
     assert text == "Model saved to models/finetuned/run-1. Upload my.jsonl: line 3"
     assert web.relative_path(inside) == "models/finetuned/run-1"
+
+
+def test_ui_boundary_turns_any_exception_into_one_line(caplog: Any) -> None:
+    from garden.ui.boundary import guard
+
+    @guard("reading the file", lambda message: f"shown: {message}")
+    def handler() -> str:
+        raise PermissionError(13, "Permission denied", "/etc/shadow")
+
+    with pytest.warns(UserWarning), caplog.at_level("ERROR", logger="garden.ui"):
+        shown_text = handler()
+    assert "\n" not in shown_text and "/etc/shadow" not in shown_text
+    assert "PermissionError" in shown_text and "log" in shown_text  # what, and where to look
+    assert "Traceback" in caplog.text or caplog.records[0].exc_info  # the trace: log only
