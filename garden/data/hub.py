@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 from garden.data.sources import RawRow, Source
 from garden.errors import DatasetError
@@ -19,6 +21,30 @@ UNREACHABLE_WORDS = (
     "name or service not known",
     "localentrynotfound",
 )
+
+
+HUB_REPO = r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*"
+HUB_ID = re.compile(
+    rf"^(?P<id>{HUB_REPO})(?:@[A-Za-z0-9][A-Za-z0-9._-]*)?(?::[A-Za-z0-9][\w.\[\]%:-]*)?$"
+)
+
+
+def is_strict_hub_id(value: str) -> bool:
+    """``org/name[@subset][:split]`` with no ``..`` and no leading ``/`` or ``.``."""
+    return bool(HUB_ID.match(value)) and ".." not in value
+
+
+def check_remote(source: Source) -> None:
+    """Refuse a hub id that could be read from this machine: ``datasets.load_dataset`` opens
+    a local folder or file of the same name first, so such a name never reaches it."""
+    hub_id, subset = source.hub_id or "", source.subset or ""
+    looks_local = not HUB_ID.match(hub_id) or ".." in f"{hub_id}{subset}" or "/" in subset
+    if looks_local or Path(hub_id).exists() or Path(hub_id).is_symlink():
+        raise DatasetError(
+            f"{hub_id[:80]!r} is not a hub dataset id that can be loaded.",
+            hint="Use org/name, org/name:split or org/name@subset:split; "
+            "local files are uploaded, not named.",
+        )
 
 
 def hub_offline() -> bool:
@@ -56,6 +82,7 @@ def probe_hub(timeout_s: float = 3.0) -> OSError | None:
 
 
 def iter_hub(source: Source) -> Iterator[RawRow]:
+    check_remote(source)
     if hub_offline():
         raise hub_error(source, None)
     if (unreachable := probe_hub()) is not None:

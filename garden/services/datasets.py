@@ -6,6 +6,7 @@ id or an imported dataset); the CLI, the machine owner's tool, may also pass a l
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from garden import data
 from garden.config import Settings
 from garden.data import ReadOptions as ReadOptions  # how to read a source; front ends use it
 from garden.errors import DatasetError
+from garden.services import web
 from garden.services.base import View, resolve
 
 Progress = Callable[[float, str], None]
@@ -183,6 +185,7 @@ def inspect(
     rendered with the model's chat template.
     """
     settings = resolve(settings)
+    options = _web_options(source, options, settings)
     report = data.inspect_source(
         _source_ref(source, settings), options, settings=settings, progress=progress,
         rendered_samples=rendered_samples,
@@ -201,8 +204,9 @@ def import_dataset(
     Rows that cannot be used make the import fail, naming them, unless ``drop_invalid``.
     """
     settings = resolve(settings)
+    options = _web_options(request.source, request.options, settings)
     record = data.import_dataset(
-        _source_ref(request.source, settings), request.name, request.options,
+        _source_ref(request.source, settings), request.name, options,
         eval_fraction=request.eval_fraction, seed=request.seed,
         drop_invalid=request.drop_invalid, settings=settings, progress=progress,
     )  # fmt: skip
@@ -220,29 +224,46 @@ def _dataset_view(record: data.DatasetRecord) -> DatasetView:
     return DatasetView.model_validate(record.to_dict())
 
 
+def _web_options(
+    source: DatasetSource | str | Path, options: ReadOptions | None, settings: Settings
+) -> ReadOptions | None:
+    """For a web source, the tokenizer model too must be a listed model or a hub id."""
+    if not isinstance(source, DatasetSource) or options is None or not options.model:
+        return options
+    return dataclasses.replace(options, model=web.check_model(options.model, settings=settings))
+
+
+def _upload_path(value: str) -> Path:
+    """The uploaded file: a regular file the web server saved, never a link or a folder."""
+    if not value:
+        raise DatasetError(
+            "No file uploaded yet.",
+            hint="Drop a .jsonl, .json, .csv or .parquet file (optionally .gz) in the upload box.",
+        )
+    path = Path(value)
+    if not path.is_absolute() or path.is_symlink() or not path.is_file():
+        raise DatasetError(
+            f"The upload {path.name!r} is not an uploaded file.", hint="Upload the file again."
+        )
+    return path
+
+
 def _source_ref(source: DatasetSource | str | Path, settings: Settings) -> str | Path:
-    """What the engine reads for ``source``; a path or ref string is passed on as it is."""
+    """What the engine reads for ``source``; a path or ref string (CLI) is passed on as it is.
+
+    A ``DatasetSource`` (the web) never names a host path: hub ids are checked strictly.
+    """
     if not isinstance(source, DatasetSource):
         return source
     value = (source.value or "").strip()
     if source.kind == "upload":
-        if not value:
-            raise DatasetError(
-                "No file uploaded yet.",
-                hint="Drop a .jsonl, .json, .csv or .parquet file (optionally .gz) in the upload box.",
-            )
-        return value
+        return _upload_path(value)
     if source.kind == "bundled":
         if not value:
             raise DatasetError("No bundled sample chosen.", hint="Pick one in the list.")
         return f"bundled:{value}"
     if source.kind == "hub":
-        if not value:
-            raise DatasetError(
-                "No hub id typed.",
-                hint="Type an id such as org/name, org/name:split or org/name@subset:split.",
-            )
-        return f"hub:{value.removeprefix('hf://').removeprefix('hub:')}"
+        return f"hub:{web.check_hub_dataset(value)}"
     if not value:
         raise DatasetError(
             "No imported dataset chosen.", hint="Import one first, or pick another source."

@@ -24,6 +24,7 @@ from garden.engine.training import (
     queries,
 )
 from garden.errors import GardenError, JobError
+from garden.services import web
 from garden.services.base import View, resolve
 from garden.store import Store, get_store
 
@@ -47,6 +48,7 @@ __all__ = [
     "start_manager",
     "stop",
     "submit",
+    "submit_from_web",
     "wait",
 ]
 
@@ -248,6 +250,24 @@ def submit(spec: JobSpec, *, settings: Settings | None = None) -> JobView:
     """Plan and queue a run; raises typed errors (``JobError``, ``DatasetError`` …) for bad specs."""
     manager = get_job_manager(resolve(settings))
     return _view(manager.get(manager.submit(spec)))
+
+
+def submit_from_web(values: Mapping[str, object], *, settings: Settings | None = None) -> JobView:
+    """Submit a run typed in a web form: the dataset must be an imported one and the base model
+    a listed model or a hub id; a host path is refused before anything is read or queued."""
+    checked = dict(values)
+    if "/" in str(values.get("lora_target_modules") or ""):
+        raise JobError(
+            "Target modules are module names, not paths.",
+            hint="Use names such as q_proj, v_proj, or all-linear.",
+        )
+    checked["dataset"] = web.check_dataset(str(values.get("dataset") or ""), settings=settings)
+    model = web.check_model(str(values.get("base_model") or ""), settings=settings)
+    if model is None:
+        checked.pop("base_model", None)
+    else:
+        checked["base_model"] = model
+    return submit(build_spec(checked), settings=settings)
 
 
 def stop(job_id: str, *, settings: Settings | None = None) -> JobView:

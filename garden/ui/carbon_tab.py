@@ -6,6 +6,7 @@ tab only recompute a "what if" CO2 figure; measured energy is never rewritten.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, fields
 from typing import Any
@@ -21,6 +22,7 @@ from garden.errors import GardenError
 from garden.services import carbon as carbon_service
 from garden.services.carbon import CarbonReport, CarbonRow, CarbonSummary, WhatIfGrid
 from garden.ui import carbon_charts
+from garden.ui.boundary import guard, one_line, plain
 
 PERIODS: dict[str, float | None] = {
     "All time": None,
@@ -28,6 +30,7 @@ PERIODS: dict[str, float | None] = {
     "Last 7 days": 7 * 86400.0,
     "Last 30 days": 30 * 86400.0,
 }
+log = logging.getLogger("garden.ui.carbon")
 KIND_FILTERS = ("All", "training", "chat", "other")
 TABLE_COLUMNS = (
     "started",
@@ -324,6 +327,10 @@ def build(settings: Settings) -> None:
     _bind(settings, inputs, outputs, refresh, export, csv_file, live_plot, live_md)
 
 
+def _unchanged(_message: str) -> dict[Block, Any]:
+    return {}
+
+
 def _bind(
     settings: Settings,
     inputs: FilterInputs,
@@ -337,29 +344,30 @@ def _bind(
     fingerprint = gr.State("")
     panel_outputs = outputs.components_list()
 
+    @guard("reading the carbon records", _unchanged, settings)
     def refresh_view(values: dict[Block, Any]) -> dict[Block, Any]:
-        try:
-            return outputs.show(render(inputs.read(values), settings))
-        except Exception as exc:
-            gr.Warning(f"Could not read the carbon records: {exc}")
-            return {}
+        return outputs.show(render(inputs.read(values), settings))
 
+    @guard("checking for new carbon records", _unchanged, settings)
     def refresh_if_changed(values: dict[Block, Any]) -> dict[Block, Any]:
         current = carbon_service.fingerprint(settings=settings)
         if current == values[fingerprint]:
             return {}
         return {**refresh_view(values), fingerprint: current}
 
+    @guard("listing regions", lambda _: gr.update(), settings)
     def change_country(country: str) -> Any:
         return gr.update(choices=["", *carbon_service.regions(country or "")], value="")
 
     def refresh_live() -> tuple[Any, str]:
         try:
             live = carbon_service.live_power(settings=settings)
-        except Exception as exc:
-            return gr.update(), f"_Live power unavailable: {exc}_"
+        except Exception as exc:  # the boundary: one line, trace to the log
+            log.info("live power unavailable", exc_info=exc)
+            return gr.update(), f"_Live power unavailable: {plain(one_line(exc, 'reading power'))}_"
         return carbon_charts.live_power(live), live_power_md(live)
 
+    @guard("exporting the CSV", lambda _: gr.update(visible=False), settings)
     def do_export(rows: list[CarbonRow]) -> Any:
         if not rows:
             gr.Warning("Nothing to export: no carbon records match the filters.")
@@ -369,8 +377,10 @@ def _bind(
                 value=str(carbon_service.export_csv(rows, settings=settings)), visible=True
             )
         except OSError as exc:
+            log.warning("CSV export failed", exc_info=exc)
             gr.Warning(
-                f"Could not write the CSV ({exc}); check that STORAGE_ROOT/temp is writable."
+                f"Could not write the CSV ({exc.strerror or type(exc).__name__}); "
+                "check that STORAGE_ROOT/temp is writable."
             )
             return gr.update(visible=False)
 

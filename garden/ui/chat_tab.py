@@ -18,7 +18,7 @@ from gradio.blocks import Block
 
 from garden import present
 from garden.config import Settings
-from garden.errors import GardenError
+from garden.errors import GardenError, ModelLoadError
 from garden.services import chat
 from garden.services import models as model_service
 from garden.services.chat import (
@@ -29,6 +29,7 @@ from garden.services.chat import (
     Conversation,
     GenerationSettings,
 )
+from garden.ui.boundary import guard, guard_stream, plain
 
 POLL_SECONDS = 0.05
 LOAD_WAIT_S = 900.0
@@ -93,13 +94,41 @@ def status_text(model: str | None, backend: str, settings: Settings) -> str:
     return chat.engine_status(model, backend, settings=settings).text
 
 
+# Messages are text: no Markdown rendering, HTML sanitised, no custom tags kept.
+CHATBOT_TEXT: dict[str, Any] = {
+    "height": 420,
+    "buttons": ["copy"],
+    "render_markdown": False,
+    "sanitize_html": True,
+    "allow_tags": False,
+}
 SELECTION = ("model_a", "backend", "compare", "model_b")
 FORM_FIELDS = tuple(f.name for f in fields(ChatForm))
+
+
+def _guarded(handlers: _Handlers, settings: Settings) -> None:
+    """Every handler at the boundary: an exception becomes one line, its trace goes to the log."""
+    keep = gr.update()
+    handlers.refresh_models = guard("listing models", lambda _: (keep, keep), settings)(  # type: ignore[method-assign]
+        handlers.refresh_models
+    )
+    handlers.load = guard("loading the model", lambda m: f"❌ {plain(m)}", settings)(handlers.load)  # type: ignore[method-assign]
+    handlers.unload = guard("unloading", lambda m: f"❌ {plain(m)}", settings)(handlers.unload)  # type: ignore[method-assign]
+    handlers.poll = guard(  # type: ignore[method-assign]
+        "reading the model status", lambda m: (f"❌ {plain(m)}", gr.Timer(active=False)), settings
+    )(handlers.poll)
+    handlers.respond = guard_stream(  # type: ignore[method-assign]
+        "answering", lambda m: (keep, keep, keep, f"❌ {plain(m)}", keep), settings
+    )(handlers.respond)
+    handlers.export = guard("exporting", lambda _: gr.update(visible=False), settings)(  # type: ignore[method-assign]
+        handlers.export
+    )
 
 
 def build(settings: Settings) -> None:
     page = ChatPage(settings)
     handlers = _Handlers(page, settings)
+    _guarded(handlers, settings)
     selection, everything = page.inputs(*SELECTION), page.inputs(*FORM_FIELDS)
     page.compare.change(_toggle_compare, page.compare, [page.model_b, page.column_b])
     page.refresh_btn.click(handlers.refresh_models, None, [page.model_a, page.model_b])
@@ -160,14 +189,10 @@ class ChatPage:
         self.timer = gr.Timer(2.0, active=False)
         with gr.Row(equal_height=True):
             with gr.Column():
-                self.chat_a = gr.Chatbot(
-                    label="Model A", height=420, elem_id="chat-a", buttons=["copy"]
-                )
+                self.chat_a = gr.Chatbot(label="Model A", elem_id="chat-a", **CHATBOT_TEXT)
                 self.stats_a = gr.Markdown(elem_id="chat-stats-a")
             with gr.Column(visible=False) as self.column_b:
-                self.chat_b = gr.Chatbot(
-                    label="Model B", height=420, elem_id="chat-b", buttons=["copy"]
-                )
+                self.chat_b = gr.Chatbot(label="Model B", elem_id="chat-b", **CHATBOT_TEXT)
                 self.stats_b = gr.Markdown(elem_id="chat-stats-b")
         with gr.Row():
             self.message = gr.Textbox(
@@ -296,11 +321,22 @@ class _Handlers:
         fresh = model_choices(self.settings)
         return gr.update(choices=fresh), gr.update(choices=fresh)
 
+    def check_listed(self, form: ChatForm) -> None:
+        """Only listed models are served to the web: a typed folder or file never is."""
+        listed = {view.id for view in model_service.chat_choices(settings=self.settings)}
+        for name in form.picked:
+            if name not in listed:
+                raise ModelLoadError(
+                    f"{name[:80]!r} is not a listed model.",
+                    hint="Pick one in the list (↻ Models refreshes it).",
+                )
+
     def load(self, values: dict[Block, Any]) -> str:
         form = self.page.form(values)
         if not form.model_a:
             gr.Warning("Pick a model first.")
             return "Pick a model."
+        self.check_listed(form)
         try:
             for name in form.picked:
                 chat.load(name, form.backend, settings=self.settings)
@@ -342,6 +378,7 @@ class _Handlers:
             gr.Warning("Pick a model for every pane.")
             yield turn.frame(form.message)
             return
+        self.check_listed(form)
         question = ChatMessage(role="user", content=form.message)
         histories = turn.histories(len(form.panes))
         prompts = [[*chat.to_messages(history), question] for history in histories]

@@ -8,7 +8,6 @@ names are the parameter names of the ``data_inspect`` and ``data_save`` API endp
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -18,11 +17,10 @@ import gradio as gr
 
 from garden import present
 from garden.config import Settings
-from garden.errors import DatasetError, GardenError
-from garden.services import datasets
+from garden.errors import DatasetError
+from garden.services import datasets, web
 from garden.services.datasets import DatasetSource, InspectView, SourceKind
-
-log = logging.getLogger("garden.ui.data")
+from garden.ui.boundary import code, code_block, guard, plain, report
 
 UPLOAD, BUNDLED, HUB, IMPORTED = (
     "Upload a file",
@@ -75,6 +73,8 @@ class SourceForm:
                 f"Unknown source {self.kind_value!r}.", hint=f"Use one of: {', '.join(values)}."
             )
         kind, value = values[self.kind_value]
+        if kind == "upload" and value:
+            value = _uploaded(value)
         return DatasetSource(kind=kind, value=value)
 
     @property
@@ -153,38 +153,43 @@ class SourceFields:
         }
 
 
+def _uploaded(value: str) -> str:
+    """The upload's path, only if Gradio saved it in its upload folder (never a typed path)."""
+    from pathlib import Path
+
+    from gradio.utils import get_upload_folder
+
+    path, folder = Path(value), Path(get_upload_folder()).resolve()
+    if path.is_absolute() and not path.is_symlink() and path.resolve().is_relative_to(folder):
+        return str(path)
+    raise DatasetError("That file was not uploaded here.", hint="Upload it with the file box.")
+
+
 # presentation ------------------------------------------------------------------------
 
 
-def _error_box(exc: BaseException) -> str:
-    if isinstance(exc, GardenError):
-        hint = f"\n\n{exc.hint}" if exc.hint else ""
-        return f"<div class='garden-error'>\n\n❌ **{exc.message}**{hint}\n\n</div>"
-    return f"<div class='garden-error'>\n\n❌ **Unexpected error:** {type(exc).__name__}: {exc}\n\n</div>"
-
-
-def _warn(exc: BaseException) -> str:
-    if not isinstance(exc, GardenError):
-        log.exception("Data tab failure", exc_info=exc)
-    gr.Warning(exc.message if isinstance(exc, GardenError) else str(exc))
-    return _error_box(exc)
+def _warn(exc: BaseException, doing: str, settings: Settings) -> str:
+    """Report ``exc`` (one line, trace to the log) and show it as an error box."""
+    message = report(exc, doing, settings)
+    return f"<div class='garden-error'>\n\n❌ {plain(message)}\n\n</div>"
 
 
 def _summary(view: InspectView) -> str:
     lines = [
-        f"**Source:** `{view.source}` ({present.source_detail(view.source_kind, view.file_type)})",
-        f"**Format:** `{view.format}` — confidence **{view.confidence:.0%}** ({view.detection})",
+        f"**Source:** {code(web.safe_text(view.source))} "
+        f"({present.source_detail(view.source_kind, view.file_type)})",
+        f"**Format:** `{view.format}` — confidence **{view.confidence:.0%}** ({plain(view.detection)})",
         present.rows_line(view.rows, view.valid_rows, view.invalid_rows, markdown=True),
     ]
     if view.columns:
-        lines.append("**Fields:** " + ", ".join(f"`{c}`" for c in view.columns[:30]))
+        lines.append("**Fields:** " + ", ".join(code(c) for c in view.columns[:30]))
     if len(view.candidates) > 1:
-        seen = ", ".join(f"{c.format} {c.share:.0%}" for c in view.candidates)
+        seen = ", ".join(f"{plain(c.format)} {c.share:.0%}" for c in view.candidates)
         lines.append(f"**Formats seen:** {seen}")
     if tokens := present.tokens_line(view.token_stats, markdown=True):
         lines.append(tokens)
     if view.problem:
-        lines.append(f"\n❌ **Not usable:** {view.problem}")
+        lines.append(f"\n❌ **Not usable:** {plain(web.safe_text(view.problem))}")
     else:
         lines.append("\n✅ Usable: choose a name below and save it.")
     return "\n\n".join(lines)
@@ -199,7 +204,8 @@ def _validation(view: InspectView) -> str:
         if not counts:
             continue
         rows = "\n".join(
-            f"- **{i.location or 'file'}**: {i.message}" for i in issues[:ISSUES_SHOWN]
+            f"- **{plain(i.location or 'file')}**: {plain(web.safe_text(i.message))}"
+            for i in issues[:ISSUES_SHOWN]
         )
         more = present.issues_not_shown(counts, len(issues), ISSUES_SHOWN)
         extra = f"\n- … and {more:,} more (the CLI `model-garden data inspect` lists them)"
@@ -251,7 +257,8 @@ def _page(view: InspectView | None, page: int) -> list[Any]:
     )
     samples = view.rendered[start:end] if view else []
     rendered = "\n\n".join(
-        f"**Sample {start + i + 1}**\n```\n{text[:4000]}\n```" for i, text in enumerate(samples)
+        f"**Sample {start + i + 1}**\n{code_block(sample[:4000])}"
+        for i, sample in enumerate(samples)
     )
     label = f"Page {page + 1} of {_pages(view)}"
     return [table, rendered or "_No samples on this page._", label, page]
@@ -260,7 +267,7 @@ def _page(view: InspectView | None, page: int) -> list[Any]:
 def _datasets_table(settings: Settings) -> list[list[Any]]:
     return [
         [
-            d.id, d.name, d.format, d.rows, d.train_rows, d.eval_rows, d.source,
+            d.id, d.name, d.format, d.rows, d.train_rows, d.eval_rows, web.safe_text(d.source),
             present.local_time(d.created_at),
         ]
         for d in datasets.list_datasets(settings=settings)
@@ -294,7 +301,7 @@ def run_inspect(settings: Settings, form: SourceForm, progress: datasets.Progres
             settings=settings,
         )  # fmt: skip
     except Exception as exc:
-        return [_warn(exc), "", None, None, form.detected, *_page(None, 0)]
+        return [_warn(exc, "inspecting", settings), "", None, None, form.detected, *_page(None, 0)]
     detected = json.dumps(view.mapping, indent=1)
     return [
         _summary(view), _validation(view), _histogram(view), view, detected, *_page(view, 0)
@@ -319,9 +326,9 @@ def run_save(settings: Settings, form: SaveForm, progress: datasets.Progress) ->
     try:
         view = datasets.import_dataset(form.request, progress=progress, settings=settings)
     except Exception as exc:
-        return [_warn(exc), *refreshed(settings)]
+        return [_warn(exc, "saving the dataset", settings), *refreshed(settings)]
     gr.Info(f"Saved {view.name}: {view.train_rows:,} train and {view.eval_rows:,} eval rows.")
-    warnings = "".join(f"\n- {w}" for w in view.warnings[:10])
+    warnings = "".join(f"\n- {plain(web.safe_text(w))}" for w in view.warnings[:10])
     split = present.split_line(view.rows, view.train_rows, view.eval_rows, view.format)
     text = (
         f"✅ Saved **{view.name}** (`{view.id}`): {split}. "
@@ -335,7 +342,7 @@ def run_delete(settings: Settings, dataset_id: str | None) -> list[Any]:
     try:
         view = datasets.delete_dataset(dataset_id, settings=settings)
     except Exception as exc:
-        return [_warn(exc), *refreshed(settings)]
+        return [_warn(exc, "deleting the dataset", settings), *refreshed(settings)]
     gr.Info(f"Deleted {view.name}.")
     return [f"🗑️ Deleted **{view.name}** (`{view.id}`).", *refreshed(settings)]
 
@@ -362,7 +369,9 @@ def _source_fields(settings: Settings) -> SourceFields:
     default_sample = "garden_facts" if "garden_facts" in [v for _, v in bundled] else None
     models = datasets.model_choices(settings=settings)
     kind = gr.Radio(SOURCE_KINDS, value=BUNDLED, label="Source")
-    upload = gr.File(label="Dataset file", file_types=FILE_TYPES, visible=False)
+    upload = gr.File(
+        label="Dataset file", file_types=FILE_TYPES, visible=False, elem_id="data-upload"
+    )
     sample = gr.Dropdown(
         bundled,
         value=default_sample or (bundled[0][1] if bundled else None),
@@ -396,14 +405,16 @@ def _inspect_section(settings: Settings) -> SourceFields:
             fields = _source_fields(settings)
             inspect_btn = gr.Button("Inspect", variant="primary")
         with gr.Column(scale=2):
-            summary = gr.Markdown("Choose a source and press **Inspect**.")
+            summary = gr.Markdown("Choose a source and press **Inspect**.", elem_id="data-summary")
             validation = gr.Markdown()
             histogram = gr.Plot(label="Token lengths")
     with gr.Tabs():
         with gr.Tab("Raw rows"):
-            raw_table = gr.Dataframe(interactive=False, wrap=True, max_height=400)
+            raw_table = gr.Dataframe(
+                interactive=False, wrap=True, max_height=400, elem_id="data-raw"
+            )
         with gr.Tab("Chat samples (rendered)"):
-            rendered = gr.Markdown()
+            rendered = gr.Markdown(elem_id="data-rendered")
     with gr.Row():
         prev_btn = gr.Button("◀ Previous", size="sm")
         page_label = gr.Markdown("Page 1 of 1")
@@ -469,4 +480,5 @@ def build(settings: Settings) -> None:
         partial(run_delete, settings), delete_choice, [delete_result, *catalog],
         api_name="data_delete",
     )  # fmt: skip
-    refresh_btn.click(partial(refreshed, settings), None, catalog, api_name="data_refresh")
+    keep = guard("listing datasets", lambda _: [gr.update()] * len(catalog), settings)
+    refresh_btn.click(keep(partial(refreshed, settings)), None, catalog, api_name="data_refresh")

@@ -16,9 +16,9 @@ from gradio.components import Component
 
 from garden import present
 from garden.config import Settings
-from garden.errors import GardenError
-from garden.services import training
+from garden.services import training, web
 from garden.services.training import JobView, MetricPoint
+from garden.ui.boundary import code, guard, plain, report
 
 DEFAULT_PRESET = "Quick CPU demo"
 FOLLOW_ACTIVE = ""
@@ -79,13 +79,13 @@ class RunForm:
                 value=None,
                 label="Base model",
                 allow_custom_value=True,
-                info="Empty = the embedded default; a hub id also works",
+                info="Empty = the embedded default; a listed model or a hub id (org/name)",
             )
             self.dataset = gr.Dropdown(
                 training.dataset_choices(settings=settings),
                 label="Dataset",
                 allow_custom_value=True,
-                info="Imported in the Data tab, or a file path",
+                info="Imported in the Data tab (upload files there)",
             )
             self.refresh_choices = gr.Button("↻", scale=0, min_width=40)
         with gr.Row():
@@ -165,11 +165,12 @@ def spec_values(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def status_markdown(job: JobView | None) -> str:
+def status_markdown(job: JobView | None, settings: Settings | None = None) -> str:
+    """The run's status; no absolute server path: the output is shown relative to STORAGE_ROOT."""
     if job is None:
         return NO_RUNS
     lines = [
-        f"### {job.name} · `{job.status}`",
+        f"### {plain(job.name)} · `{job.status}`",
         f"<progress value='{job.step}' max='{job.total_steps or 1}' style='width:100%'></progress> "
         f"step **{job.step}/{job.total_steps or '?'}** ({100 * job.progress_fraction:.0f} %)",
     ]
@@ -178,12 +179,15 @@ def status_markdown(job: JobView | None) -> str:
         lines.append(" · ".join(facts))
     if job.backend:
         lines.append(
-            f"Backend **{job.backend}** on {job.device or '?'} — {job.backend_reason or ''}"
+            f"Backend **{job.backend}** on {job.device or '?'} — "
+            + plain(web.safe_text(job.backend_reason or "", settings=settings))
         )
     if job.output_dir and job.status == "completed":
-        lines.append(f"Model saved to `{job.output_dir}` (listed in the Chat tab).")
+        where = web.relative_path(job.output_dir, settings=settings)
+        lines.append(f"Model saved to {code(where)} (listed in the Chat tab).")
     if job.error:
-        lines.append(f"> **{job.error_kind or 'error'}**: {job.error}")
+        error = plain(web.safe_text(job.error, settings=settings))
+        lines.append(f"> **{job.error_kind or 'error'}**: {error}")
     lines.append(f"<small>job `{job.id}`</small>")
     return "\n\n".join(lines)
 
@@ -204,10 +208,13 @@ def run_row(job: JobView) -> list[Any]:
 
 
 def log_tail(job_id: str, settings: Settings) -> str:
-    return "\n".join(
-        f"{present.local_time(line.ts, '%H:%M:%S')} {line.level:7} "
-        f"{line.message.splitlines()[-1] if line.message else ''}"
-        for line in training.logs(job_id, limit=60, settings=settings)
+    return web.safe_text(
+        "\n".join(
+            f"{present.local_time(line.ts, '%H:%M:%S')} {line.level:7} "
+            f"{line.message.splitlines()[-1] if line.message else ''}"
+            for line in training.logs(job_id, limit=60, settings=settings)
+        ),
+        settings=settings,
     )
 
 
@@ -248,6 +255,8 @@ class FineTuneTab:
         self.settings = settings
         self.form = form
         self.view = view
+        keep = gr.update()
+        self._guarded_lists = guard("listing models", lambda _: (keep, keep), settings)(self._lists)
 
     def apply_preset(self, choice: str) -> dict[Component, Any]:
         for preset in training.presets():
@@ -259,12 +268,23 @@ class FineTuneTab:
         return {}
 
     def refresh_lists(self) -> tuple[Any, Any]:
+        return self._guarded_lists()
+
+    def _lists(self) -> tuple[Any, Any]:
         return (
             gr.update(choices=training.base_model_choices(settings=self.settings)),
             gr.update(choices=training.dataset_choices(settings=self.settings)),
         )
 
     def refresh(self, job_id: str | None, select: str | None = None) -> dict[Component, Any]:
+        """The viewed run; on a failure the view is left as it is and the cause is reported."""
+        try:
+            return self._refresh(job_id, select)
+        except Exception as exc:  # the boundary: one line, trace to the log
+            report(exc, "showing the runs", self.settings)
+            return {}
+
+    def _refresh(self, job_id: str | None, select: str | None) -> dict[Component, Any]:
         job = training.current_or_latest(job_id, settings=self.settings)
         jobs = training.list_jobs(limit=50, settings=self.settings)
         choices = [FOLLOW_ACTIVE, *[listed.id for listed in jobs]]
@@ -272,7 +292,7 @@ class FineTuneTab:
         points = training.metrics(job.id, settings=self.settings) if job else []
         loss, lr = curves(points)
         return {
-            self.view.status: status_markdown(job),
+            self.view.status: status_markdown(job, self.settings),
             self.view.loss_plot: loss,
             self.view.lr_plot: lr,
             self.view.logs: log_tail(job.id, self.settings) if job else "",
@@ -281,18 +301,18 @@ class FineTuneTab:
         }
 
     def refused(self, message: str) -> dict[Component, Any]:
-        return {**self.refresh(None), self.view.status: f"> **Cannot start**: {message}"}
+        return {**self.refresh(None), self.view.status: f"> **Cannot start**: {plain(message)}"}
 
     def start(self, *values: Any) -> dict[Component, Any]:
+        """Start a run from the form: only an imported dataset and a listed or hub model."""
         given = spec_values(dict(zip(FORM_FIELDS, values, strict=True)))
         if "dataset" not in given:
             gr.Warning("Pick a dataset first (import one in the Data tab).")
             return self.refused("no dataset picked.")
         try:
-            job = training.submit(training.build_spec(given), settings=self.settings)
-        except GardenError as exc:
-            gr.Warning(str(exc))
-            return self.refused(exc.message + (f"\n>\n> {exc.hint}" if exc.hint else ""))
+            job = training.submit_from_web(given, settings=self.settings)
+        except Exception as exc:  # the boundary: one line, trace to the log
+            return self.refused(report(exc, "starting the run", self.settings))
         gr.Info(f"Started {job.id}")
         return self.refresh(job.id, select=job.id)
 
@@ -303,8 +323,8 @@ class FineTuneTab:
             return self.refresh(job_id)
         try:
             action(job.id, settings=self.settings)
-        except GardenError as exc:
-            gr.Warning(str(exc))
+        except Exception as exc:  # the boundary: one line, trace to the log
+            report(exc, f"{action.__name__} {job.id}", self.settings)
         return self.refresh(job.id)
 
     def stop(self, job_id: str | None) -> dict[Component, Any]:
