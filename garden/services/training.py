@@ -37,6 +37,7 @@ __all__ = [
     "base_model_choices",
     "build_spec",
     "cancel",
+    "capped_for_demo",
     "current_or_latest",
     "dataset_choices",
     "get",
@@ -254,7 +255,8 @@ def submit(spec: JobSpec, *, settings: Settings | None = None) -> JobView:
 
 def submit_from_web(values: Mapping[str, object], *, settings: Settings | None = None) -> JobView:
     """Submit a run typed in a web form: the dataset must be an imported one and the base model
-    a listed model or a hub id; a host path is refused before anything is read or queued."""
+    a listed model or a hub id; a host path is refused before anything is read or queued. In a
+    public demo the run is capped at ``PUBLIC_DEMO_MAX_STEPS`` steps."""
     checked = dict(values)
     if "/" in str(values.get("lora_target_modules") or ""):
         raise JobError(
@@ -267,7 +269,15 @@ def submit_from_web(values: Mapping[str, object], *, settings: Settings | None =
         checked.pop("base_model", None)
     else:
         checked["base_model"] = model
-    return submit(build_spec(checked), settings=settings)
+    return submit(capped_for_demo(build_spec(checked), resolve(settings)), settings=settings)
+
+
+def capped_for_demo(spec: JobSpec, settings: Settings) -> JobSpec:
+    """In a public demo a run stops after ``PUBLIC_DEMO_MAX_STEPS`` steps at the most."""
+    if not settings.public_demo:
+        return spec
+    cap = settings.public_demo_max_steps
+    return spec.model_copy(update={"max_steps": min(spec.max_steps or cap, cap)})
 
 
 def stop(job_id: str, *, settings: Settings | None = None) -> JobView:

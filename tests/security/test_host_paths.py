@@ -211,3 +211,15 @@ def test_ui_boundary_turns_any_exception_into_one_line(caplog: Any) -> None:
     assert "\n" not in shown_text and "/etc/shadow" not in shown_text
     assert "PermissionError" in shown_text and "log" in shown_text  # what, and where to look
     assert "Traceback" in caplog.text or caplog.records[0].exc_info  # the trace: log only
+
+
+def test_a_public_demo_caps_the_steps_of_a_web_run() -> None:
+    from garden.config import Settings
+
+    spec = training.build_spec({"dataset": "facts", "max_steps": 500})
+    demo = Settings(_env_file=None, public_demo=True, public_demo_max_steps=20)
+    assert training.capped_for_demo(spec, demo).max_steps == 20
+    assert (
+        training.capped_for_demo(spec.model_copy(update={"max_steps": None}), demo).max_steps == 20
+    )
+    assert training.capped_for_demo(spec, Settings(_env_file=None)).max_steps == 500
