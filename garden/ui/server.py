@@ -8,6 +8,7 @@ import threading
 
 from garden.config import Settings, get_settings
 from garden.errors import ConfigError
+from garden.services import lifecycle
 
 log = logging.getLogger("garden")
 
@@ -78,6 +79,7 @@ def launch(
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
     auth = resolve_auth(settings)
+    lifecycle.install_signal_handlers()
     prepare_in_background(settings)
     recover_jobs_in_background(settings)
     app = build_app(settings)
