@@ -182,3 +182,44 @@ def test_version_2_database_moves_the_job_plan_out_of_progress(tmp_path: Path) -
     assert job.plan.model_path == plan["model_path"] and job.plan.eval_path is None
     assert (job.progress.step, job.progress.total_steps, job.progress.loss) == (4, 9, 1.5)
     assert job.spec is not None and job.spec.dataset == "ds-1"
+
+
+def test_version_3_database_gets_unique_names_without_losing_rows(tmp_path: Path) -> None:
+    db = tmp_path / "garden.db"
+    with sqlite3.connect(db) as conn:
+        for migration in MIGRATIONS[:3]:
+            for statement in migration.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute("PRAGMA user_version=3")
+        for ds_id in ("ds-1", "ds-2"):
+            conn.execute(
+                "INSERT INTO datasets (id, name, source, format, path, created_at)"
+                " VALUES (?, 'facts', 'f.jsonl', 'openai', '/d', 1.0)",
+                (ds_id,),
+            )
+        for job_id, status in (("job-1", "running"), ("job-2", "queued"), ("job-3", "failed")):
+            conn.execute(
+                "INSERT INTO jobs (id, name, status, spec_json, created_at)"
+                " VALUES (?, 'run', ?, '{}', 1.0)",
+                (job_id, status),
+            )
+
+    store = Store(db)
+    assert store.schema_version() == SCHEMA_VERSION
+    names = {row["id"]: row["name"] for row in store.query("SELECT id, name FROM datasets")}
+    assert names == {"ds-1": "facts", "ds-2": "facts-ds-2"}
+    jobs = {row["id"]: row["name"] for row in store.query("SELECT id, name FROM jobs")}
+    assert jobs == {"job-1": "run", "job-2": "run-job-2", "job-3": "run"}
+    row = {"id": "ds-3", "name": "facts", "source": "s", "format": "text", "path": "/p"}
+    with pytest.raises(sqlite3.IntegrityError):
+        store.insert("datasets", {**row, "created_at": 2.0})
+    with pytest.raises(sqlite3.IntegrityError):
+        store.insert(
+            "jobs",
+            {"id": "job-4", "name": "run", "status": "queued", "spec_json": {}, "created_at": 2.0},
+        )
+    store.insert(
+        "jobs",
+        {"id": "job-5", "name": "run", "status": "failed", "spec_json": {}, "created_at": 2.0},
+    )
