@@ -327,6 +327,7 @@ def test_incomplete_outputs_are_hidden_and_cleaned(settings, manager):
     assert "no-marker" not in names and not any(name.startswith(".") for name in names)
     busy = staging_dir(root / "busy", "job-busy")
     busy.mkdir()
+    (busy / "config.json").write_text("{}")
     owner = subprocess.Popen(["sleep", "60"])
     try:
         live = {"owner_pid": owner.pid, "owner_started": process_started(owner.pid)}

@@ -66,11 +66,13 @@ def test_sigterm_stops_everything_and_leaves_the_job_resumable(tmp_path, default
         deadline = time.monotonic() + SHUTDOWN_LIMIT_S
         while time.monotonic() < deadline and (app.process.poll() is None or alive(before)):
             time.sleep(0.2)
-        assert app.process.poll() is not None, "the app still runs 10 s after SIGTERM"
-        assert not alive(before), describe(alive(before))
+        log = app.log_tail(6000)
+        assert app.process.poll() is not None, f"the app still runs 10 s after SIGTERM:\n{log}"
+        assert not alive(before), (describe(alive(before)), log)
+        assert "Received SIGTERM: shutting down" in log, log
 
     job = job_record(settings, job_id)
-    assert job.status == "interrupted" and job.status in RESUMABLE_STATUSES, job
+    assert job.status == "interrupted" and job.status in RESUMABLE_STATUSES, (job, log)
     checkpoint = last_checkpoint(job.checkpoint_dir)
     assert checkpoint is not None and int(checkpoint.name.rsplit("-", 1)[1]) >= 2
     assert (checkpoint / "trainer_state.json").is_file()

@@ -360,8 +360,11 @@ class JobManager:
                     continue
                 except (EOFError, OSError):
                     break
-                ended = ended or isinstance(event, (DoneEvent, FailedEvent))
+                final = isinstance(event, (DoneEvent, FailedEvent))
+                ended = ended or final
                 self.journal.record(job_id, event)
+                if final and self._closing and self.get(job_id).status != "completed":
+                    self._mark_interrupted(job_id)  # stopped by the shutdown: resumable
             proc.join(timeout=30)
             if not ended and not self._closing:
                 self.journal.worker_died(job_id, proc.exitcode)
@@ -377,8 +380,11 @@ class JobManager:
             self._schedule()
 
     def shutdown(self, timeout: float = SHUTDOWN_GRACE_S) -> list[str]:
-        """For an app exit: running jobs save a checkpoint and stop, every job of this process
-        ends 'interrupted' (resumable), and no worker is left. Returns the ids it interrupted."""
+        """For an app exit: every job of this process ends 'interrupted' (resumable), running
+        ones first save a checkpoint, and no worker is left. Returns the ids it interrupted.
+
+        The jobs are marked before waiting, so the record is right even if the exit is cut short.
+        """
         with self._lock:
             self._closing = True
         me = self.me[0]
@@ -388,7 +394,7 @@ class JobManager:
             if job.status != "queued":
                 with contextlib.suppress(OSError):
                     (_flags_dir(job) / STOP_FLAG).touch()
-                self.journal.log(job.id, "The app is shutting down: saving a checkpoint")
+            self._mark_interrupted(job.id)
         deadline = time.monotonic() + timeout
         for thread in list(self._threads.values()):
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -396,19 +402,20 @@ class JobManager:
             if proc.is_alive() and proc.pid:
                 self.journal.log(job_id, "The worker did not stop in time: killed", "WARNING")
                 kill_tree(proc.pid, timeout=0.5, include_self=True)
-        for thread in list(self._threads.values()):
-            thread.join(1.0)
         for job in mine:
             checkpoint = last_checkpoint(job.checkpoint_dir)
-            where = f" from {checkpoint.name}" if checkpoint else ""
-            self.journal.end(
-                job.id,
-                "interrupted",
-                "The app shut down while this job was active.",
-                "interrupted",
-                message=f"Interrupted: the app shut down; resume to continue{where}",
-            )
+            if checkpoint is not None:
+                self.journal.log(job.id, f"Resume continues from {checkpoint.name}")
         return [job.id for job in mine]
+
+    def _mark_interrupted(self, job_id: str) -> None:
+        self.journal.end(
+            job_id,
+            "interrupted",
+            "The app shut down while this job was active.",
+            "interrupted",
+            message="Interrupted: the app is shutting down (saving a checkpoint); resume later",
+        )
 
 
 def shutdown_managers(timeout: float = SHUTDOWN_GRACE_S) -> list[str]:
