@@ -130,6 +130,17 @@ def test_new_ids_are_unique() -> None:
     assert len({new_id("job") for _ in range(1000)}) == 1000
 
 
+def _old_database(db: Path, version: int) -> sqlite3.Connection:
+    """A database as Model Garden left it at schema ``version``."""
+    conn = sqlite3.connect(db)
+    for migration in MIGRATIONS[:version]:
+        for statement in migration.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={version}")
+    return conn
+
+
 def test_version_2_database_moves_the_job_plan_out_of_progress(tmp_path: Path) -> None:
     db = tmp_path / "garden.db"
     plan = {
@@ -142,12 +153,7 @@ def test_version_2_database_moves_the_job_plan_out_of_progress(tmp_path: Path) -
         "data_format": "openai",
     }
     live = {"step": 4, "total_steps": 9, "loss": 1.5, "energy_kwh": 0.002}
-    with sqlite3.connect(db) as conn:
-        for migration in MIGRATIONS[:2]:
-            for statement in migration.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-        conn.execute("PRAGMA user_version=2")
+    with _old_database(db, 2) as conn:
         conn.execute(
             "INSERT INTO jobs (id, name, status, spec_json, progress_json, checkpoint_dir, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -186,12 +192,7 @@ def test_version_2_database_moves_the_job_plan_out_of_progress(tmp_path: Path) -
 
 def test_version_3_database_gets_unique_names_without_losing_rows(tmp_path: Path) -> None:
     db = tmp_path / "garden.db"
-    with sqlite3.connect(db) as conn:
-        for migration in MIGRATIONS[:3]:
-            for statement in migration.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-        conn.execute("PRAGMA user_version=3")
+    with _old_database(db, 3) as conn:
         for ds_id in ("ds-1", "ds-2"):
             conn.execute(
                 "INSERT INTO datasets (id, name, source, format, path, created_at)"

@@ -35,19 +35,6 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, poll: float 
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def app_settings(workdir: Path, default_model_path: Path) -> Any:
-    """Settings of an app storage under ``workdir`` that shares the session's prepared models."""
-    from garden.config import Settings
-
-    settings = Settings(
-        _env_file=None,
-        storage_root=workdir / "storage",
-        models_dir=default_model_path.parent.parent,
-    )
-    settings.ensure_storage()
-    return settings
-
-
 def app_env(settings: Any) -> dict[str, str]:
     return {"STORAGE_ROOT": str(settings.storage_root), "MODELS_DIR": str(settings.models_path)}
 

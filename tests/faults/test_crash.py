@@ -9,7 +9,7 @@ import psutil
 import pytest
 from conftest import running_app
 
-from faults.helpers import FACTS, RUN, alive, app_env, app_settings, job_record, wait_for
+from faults.helpers import FACTS, RUN, alive, app_env, job_record, wait_for
 
 
 def _start_form(**values):
@@ -23,13 +23,13 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_sigkill_then_restart_resumes_once_from_the_checkpoint(tmp_path, default_model_path):
+def test_sigkill_then_restart_resumes_once_from_the_checkpoint(tmp_path, isolated_settings):
     from gradio_client import Client
 
     from garden.data import import_dataset
     from garden.engine.training import last_checkpoint
 
-    settings = app_settings(tmp_path, default_model_path)
+    settings = isolated_settings
     dataset = import_dataset(FACTS, "facts-crash", settings=settings)
     form = {key: RUN[key] for key in RUN if key != "warmup_ratio"}
     with running_app(tmp_path, app_env(settings)) as first:

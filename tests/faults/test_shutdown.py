@@ -13,7 +13,6 @@ from faults.helpers import (
     RUN,
     alive,
     app_env,
-    app_settings,
     descendants,
     describe,
     job_record,
@@ -34,7 +33,7 @@ def _start_form(**values):
 
 
 @pytest.mark.slow
-def test_sigterm_stops_everything_and_leaves_the_job_resumable(tmp_path, default_model_path):
+def test_sigterm_stops_everything_and_leaves_the_job_resumable(tmp_path, isolated_settings):
     from gradio_client import Client
 
     from garden.data import import_dataset
@@ -42,7 +41,7 @@ def test_sigterm_stops_everything_and_leaves_the_job_resumable(tmp_path, default
     from garden.models import DEFAULT_MODEL_NAME
     from garden.services import training
 
-    settings = app_settings(tmp_path, default_model_path)
+    settings = isolated_settings
     dataset = import_dataset(FACTS, "facts-sigterm", settings=settings)
     with running_app(tmp_path, app_env(settings)) as app:
         client = Client(app.url, verbose=False)
