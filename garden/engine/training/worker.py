@@ -216,6 +216,7 @@ def _start_meter(task: TrainTask, emit: Emit) -> Any:
 def worker_main(task: TrainTask, events: Any) -> None:
     """Entry of the worker process: train one run of a job and report through ``events``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
 
     def emit(event: WorkerEvent) -> None:
         events.put(event)
@@ -310,4 +311,7 @@ def worker_main(task: TrainTask, events: Any) -> None:
             with contextlib.suppress(Exception):
                 carbon.stop()
         events.close()
-        events.join_thread()
+        if os.getppid() == parent:
+            events.join_thread()
+        else:  # nobody reads the queue any more: never block on a full pipe
+            events.cancel_join_thread()
