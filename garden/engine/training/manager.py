@@ -364,7 +364,7 @@ class JobManager:
                 ended = ended or final
                 self.journal.record(job_id, event)
                 if final and self._closing and self.get(job_id).status != "completed":
-                    self._mark_interrupted(job_id)  # stopped by the shutdown: resumable
+                    self._mark_interrupted(job_id, quiet=True)  # stopped by the shutdown
             proc.join(timeout=30)
             if not ended and not self._closing:
                 self.journal.worker_died(job_id, proc.exitcode)
@@ -408,7 +408,11 @@ class JobManager:
                 self.journal.log(job.id, f"Resume continues from {checkpoint.name}")
         return [job.id for job in mine]
 
-    def _mark_interrupted(self, job_id: str) -> None:
+    def _mark_interrupted(self, job_id: str, quiet: bool = False) -> None:
+        if quiet:
+            error = "The app shut down while this job was active."
+            self.journal.update(job_id, status="interrupted", error=error, error_kind="interrupted")
+            return
         self.journal.end(
             job_id,
             "interrupted",
