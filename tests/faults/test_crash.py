@@ -27,7 +27,8 @@ def test_sigkill_then_restart_resumes_once_from_the_checkpoint(tmp_path, isolate
     from gradio_client import Client
 
     from garden.data import import_dataset
-    from garden.engine.training import last_checkpoint
+    from garden.engine.training import JobManager, last_checkpoint
+    from garden.errors import JobError
 
     settings = isolated_settings
     dataset = import_dataset(FACTS, "facts-crash", settings=settings)
@@ -48,9 +49,11 @@ def test_sigkill_then_restart_resumes_once_from_the_checkpoint(tmp_path, isolate
     with running_app(tmp_path, app_env(settings)) as second:
         client = Client(second.url, verbose=False)
         wait_for(lambda: job_record(settings, job_id).status == "interrupted", 120, "recovery")
-        refused = client.predict(job_id, api_name="/resume_training")[0]
-        assert "still running" in refused, refused
+        client.predict(job_id, api_name="/resume_training")  # refused (shown as a warning)
         assert job_record(settings, job_id).status == "interrupted"
+        assert job_record(settings, job_id).pid == old.pid
+        with pytest.raises(JobError, match="still running"):
+            JobManager(settings).resume(job_id)
 
         os.kill(old.pid, signal.SIGCONT)  # it saves a checkpoint and exits (its app is gone)
         wait_for(lambda: _gone(old.pid), 300, "the old worker to exit")
@@ -59,8 +62,7 @@ def test_sigkill_then_restart_resumes_once_from_the_checkpoint(tmp_path, isolate
         saved_at = int(checkpoint.name.rsplit("-", 1)[1])
         assert saved_at >= 2
 
-        resumed = client.predict(job_id, api_name="/resume_training")[0]
-        assert "still running" not in resumed, resumed
+        client.predict(job_id, api_name="/resume_training")
         wait_for(
             lambda: job_record(settings, job_id).progress.step > saved_at,
             900,
