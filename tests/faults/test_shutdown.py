@@ -75,3 +75,16 @@ def test_sigterm_stops_everything_and_leaves_the_job_resumable(tmp_path, isolate
     checkpoint = last_checkpoint(job.checkpoint_dir)
     assert checkpoint is not None and int(checkpoint.name.rsplit("-", 1)[1]) >= 2
     assert (checkpoint / "trainer_state.json").is_file()
+
+
+def test_ctrl_c_stops_the_app_and_its_children(tmp_path, isolated_settings):
+    with running_app(tmp_path, app_env(isolated_settings)) as app:
+        before = descendants(app.process.pid)
+        app.process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + SHUTDOWN_LIMIT_S
+        while time.monotonic() < deadline and (app.process.poll() is None or alive(before)):
+            time.sleep(0.2)
+        log = app.log_tail(3000)
+        assert app.process.poll() == 0, log
+        assert not alive(before), (describe(alive(before)), log)
+        assert "Received SIGINT: shutting down" in log, log
