@@ -36,6 +36,7 @@ class Settings(BaseSettings):
 
     vllm_gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
     vllm_max_num_seqs: int = Field(256, ge=1)
+    max_loaded_models: int = Field(2, ge=1, description="chat engines kept loaded (LRU evicted)")
 
     carbon_tracking_enabled: bool = True
     carbon_tracking_interval: float = Field(15.0, gt=0.0, description="seconds")

@@ -14,7 +14,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -215,8 +215,54 @@ def _convert_gguf(gguf: Path, out_dir: Path, progress: ProgressCallback | None) 
     tokenizer.save_pretrained(out_dir)
 
 
+INCOMPLETE_PREFIX = ".incomplete-"
+REPLACED_PREFIX = ".replaced-"
+
+
+def staging_dir(output_dir: Path, job_id: str) -> Path:
+    """Where a run writes its outputs before they are complete: hidden, beside ``output_dir``."""
+    return output_dir.parent / f"{INCOMPLETE_PREFIX}{output_dir.name}--{job_id}"
+
+
+def publish_output(staging: Path, output_dir: Path) -> Path:
+    """Mark ``staging`` complete and rename it to ``output_dir`` (replacing an older output)."""
+    (staging / COMPLETE_MARKER).write_text(json.dumps({"completed_at": time.time()}))
+    aside = None
+    if output_dir.exists():
+        aside = output_dir.parent / f"{REPLACED_PREFIX}{output_dir.name}-{time.time_ns()}"
+        output_dir.rename(aside)
+    staging.rename(output_dir)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return output_dir
+
+
+def clean_incomplete_outputs(settings: Settings, keep: Collection[str] = ()) -> list[Path]:
+    """Delete our own unfinished output folders, except those of the job ids in ``keep``."""
+    removed: list[Path] = []
+    root = settings.finetuned_models_path
+    if not root.is_dir():
+        return removed
+    for entry in root.iterdir():
+        if entry.name.startswith(INCOMPLETE_PREFIX):
+            if entry.name.rsplit("--", 1)[-1] in keep:
+                continue
+        elif not entry.name.startswith(REPLACED_PREFIX):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def is_complete_output(path: Path) -> bool:
+    """A fine-tuned folder is complete once marked (older runs: once ``garden.json`` was written)."""
+    return (path / COMPLETE_MARKER).is_file() or (path / "garden.json").is_file()
+
+
 def _model_from_dir(path: Path, kind: str) -> ModelInfo | None:
     if not path.is_dir() or path.name.startswith("."):
+        return None
+    if kind == "finetuned" and not is_complete_output(path):
         return None
     meta = read_json(path / "garden.json")
     has_merged = (path / "config.json").is_file()

@@ -164,6 +164,23 @@ MIGRATIONS: list[str] = [
         )
     WHERE json_valid(progress_json) AND json_type(progress_json, '$.model_path') IS NOT NULL
     """,
+    # 4: process identity (pid + start time), and names made unique by the database. Older
+    # duplicates get the row id appended first, so an existing database still opens.
+    """
+    ALTER TABLE jobs ADD COLUMN pid_started REAL;
+    ALTER TABLE jobs ADD COLUMN owner_started REAL;
+    UPDATE datasets SET name = name || '-' || id
+    WHERE rowid NOT IN (SELECT min(rowid) FROM datasets GROUP BY name);
+    CREATE UNIQUE INDEX datasets_name ON datasets(name);
+    UPDATE jobs SET name = name || '-' || id
+    WHERE status IN ('queued', 'running', 'stopping')
+      AND rowid NOT IN (
+        SELECT min(rowid) FROM jobs WHERE status IN ('queued', 'running', 'stopping')
+        GROUP BY name
+      );
+    CREATE UNIQUE INDEX jobs_active_name ON jobs(name)
+    WHERE status IN ('queued', 'running', 'stopping')
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

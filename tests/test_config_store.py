@@ -130,6 +130,17 @@ def test_new_ids_are_unique() -> None:
     assert len({new_id("job") for _ in range(1000)}) == 1000
 
 
+def _old_database(db: Path, version: int) -> sqlite3.Connection:
+    """A database as Model Garden left it at schema ``version``."""
+    conn = sqlite3.connect(db)
+    for migration in MIGRATIONS[:version]:
+        for statement in migration.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={version}")
+    return conn
+
+
 def test_version_2_database_moves_the_job_plan_out_of_progress(tmp_path: Path) -> None:
     db = tmp_path / "garden.db"
     plan = {
@@ -142,12 +153,7 @@ def test_version_2_database_moves_the_job_plan_out_of_progress(tmp_path: Path) -
         "data_format": "openai",
     }
     live = {"step": 4, "total_steps": 9, "loss": 1.5, "energy_kwh": 0.002}
-    with sqlite3.connect(db) as conn:
-        for migration in MIGRATIONS[:2]:
-            for statement in migration.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-        conn.execute("PRAGMA user_version=2")
+    with _old_database(db, 2) as conn:
         conn.execute(
             "INSERT INTO jobs (id, name, status, spec_json, progress_json, checkpoint_dir, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -182,3 +188,39 @@ def test_version_2_database_moves_the_job_plan_out_of_progress(tmp_path: Path) -
     assert job.plan.model_path == plan["model_path"] and job.plan.eval_path is None
     assert (job.progress.step, job.progress.total_steps, job.progress.loss) == (4, 9, 1.5)
     assert job.spec is not None and job.spec.dataset == "ds-1"
+
+
+def test_version_3_database_gets_unique_names_without_losing_rows(tmp_path: Path) -> None:
+    db = tmp_path / "garden.db"
+    with _old_database(db, 3) as conn:
+        for ds_id in ("ds-1", "ds-2"):
+            conn.execute(
+                "INSERT INTO datasets (id, name, source, format, path, created_at)"
+                " VALUES (?, 'facts', 'f.jsonl', 'openai', '/d', 1.0)",
+                (ds_id,),
+            )
+        for job_id, status in (("job-1", "running"), ("job-2", "queued"), ("job-3", "failed")):
+            conn.execute(
+                "INSERT INTO jobs (id, name, status, spec_json, created_at)"
+                " VALUES (?, 'run', ?, '{}', 1.0)",
+                (job_id, status),
+            )
+
+    store = Store(db)
+    assert store.schema_version() == SCHEMA_VERSION
+    names = {row["id"]: row["name"] for row in store.query("SELECT id, name FROM datasets")}
+    assert names == {"ds-1": "facts", "ds-2": "facts-ds-2"}
+    jobs = {row["id"]: row["name"] for row in store.query("SELECT id, name FROM jobs")}
+    assert jobs == {"job-1": "run", "job-2": "run-job-2", "job-3": "run"}
+    row = {"id": "ds-3", "name": "facts", "source": "s", "format": "text", "path": "/p"}
+    with pytest.raises(sqlite3.IntegrityError):
+        store.insert("datasets", {**row, "created_at": 2.0})
+    with pytest.raises(sqlite3.IntegrityError):
+        store.insert(
+            "jobs",
+            {"id": "job-4", "name": "run", "status": "queued", "spec_json": {}, "created_at": 2.0},
+        )
+    store.insert(
+        "jobs",
+        {"id": "job-5", "name": "run", "status": "failed", "spec_json": {}, "created_at": 2.0},
+    )

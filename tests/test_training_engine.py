@@ -255,3 +255,91 @@ def test_gpu_memory_estimate_orders_methods_and_grows_with_batch():
     assert full > lora > qlora
     bigger = estimate_gpu_bytes(JobSpec(dataset="d", batch_size=32, max_seq_len=4096), weights)
     assert bigger > lora
+
+
+def _job_row(settings, job_id: str, **fields) -> dict:
+    from garden.store import now
+
+    return {
+        "id": job_id,
+        "name": job_id,
+        "status": "running",
+        "spec_json": {"dataset": "x"},
+        "checkpoint_dir": str(settings.checkpoints_path / job_id),
+        "created_at": now(),
+        **fields,
+    }
+
+
+def test_process_identity_is_pid_plus_start_time(settings, manager):
+    """A reused pid (alive, but started at another time) never keeps a dead job running."""
+    from garden.engine.training import JobManager
+    from garden.engine.training.procs import process_started, same_process
+
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        started = process_started(sleeper.pid)
+        assert started is not None and same_process(sleeper.pid, started)
+        assert not same_process(sleeper.pid, started - 100.0)
+        reused = {"owner_pid": sleeper.pid, "owner_started": started - 100.0}
+        live = {"owner_pid": sleeper.pid, "owner_started": started}
+        manager.store.insert("jobs", _job_row(settings, "job-reused", **reused))
+        manager.store.insert("jobs", _job_row(settings, "job-owned", **live))
+        restarted = JobManager(settings)
+        assert "job-reused" in restarted.recovered and "job-owned" not in restarted.recovered
+        assert restarted.get("job-reused").status == "interrupted"
+        assert restarted.get("job-owned").status == "running"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert "job-owned" in JobManager(settings).recovered
+
+
+def test_resume_refuses_while_the_old_worker_lives(settings, manager):
+    from garden.engine.training.procs import process_started
+
+    worker = subprocess.Popen(["sleep", "60"])
+    try:
+        row = {"status": "interrupted", "pid": worker.pid}
+        manager.store.insert(
+            "jobs", _job_row(settings, "job-alive", **row, pid_started=process_started(worker.pid))
+        )
+        with pytest.raises(JobError, match="still running") as info:
+            manager.resume("job-alive")
+        assert info.value.hint and manager.get("job-alive").status == "interrupted"
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def test_incomplete_outputs_are_hidden_and_cleaned(settings, manager):
+    from garden.engine.training import JobManager
+    from garden.engine.training.procs import process_started
+    from garden.models import COMPLETE_MARKER, list_models, publish_output, staging_dir
+
+    root = settings.finetuned_models_path
+    target = root / "half-done"
+    staging = staging_dir(target, "job-gone")
+    for folder in (staging, root / "no-marker"):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    names = {m.name for m in list_models(settings)}
+    assert "no-marker" not in names and not any(name.startswith(".") for name in names)
+    busy = staging_dir(root / "busy", "job-busy")
+    busy.mkdir()
+    (busy / "config.json").write_text("{}")
+    owner = subprocess.Popen(["sleep", "60"])
+    try:
+        live = {"owner_pid": owner.pid, "owner_started": process_started(owner.pid)}
+        manager.store.insert("jobs", _job_row(settings, "job-busy", **live))
+        JobManager(settings)  # on start: our own unfinished folders go, except a live job's
+        assert not staging.exists() and (root / "no-marker").exists() and busy.exists()
+    finally:
+        owner.kill()
+        owner.wait()
+        manager.store.delete("jobs", "job-busy")
+
+    busy_target = root / "busy"
+    publish_output(busy, busy_target)
+    assert (busy_target / COMPLETE_MARKER).is_file() and not busy.exists()
+    assert "busy" in {m.name for m in list_models(settings)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
@@ -84,7 +85,13 @@ def check_name(name: str, settings: Settings) -> str:
 
 
 def save_record(record: DatasetRecord, settings: Settings) -> None:
-    get_store(settings.db_path).insert("datasets", record.to_row())
+    try:
+        get_store(settings.db_path).insert("datasets", record.to_row())
+    except sqlite3.IntegrityError as exc:  # the database enforces unique names
+        raise DatasetError(
+            f"A dataset named {record.name!r} already exists.",
+            hint="Choose another name, or delete the existing dataset first.",
+        ) from exc
 
 
 def get_dataset(id_or_name: str, settings: Settings | None = None) -> DatasetRecord:

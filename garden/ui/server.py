@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from garden.config import Settings, get_settings
+from garden.services import lifecycle
 from garden.ui.auth import AuthGate, check_access, login_guard
 
 log = logging.getLogger("garden")
@@ -100,6 +101,7 @@ def launch(
 
     from garden.ui import app_css, app_theme, build_app
 
+    lifecycle.install_signal_handlers()
     prepare_in_background(settings)
     recover_jobs_in_background(settings)
     app = build_app(settings)

@@ -7,7 +7,9 @@ starts loading it in the background; ``peek_engine`` finds a live one without lo
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ from garden.engine.serving.engine import ChatEngine
 from garden.engine.serving.targets import ChatTarget, resolve_target
 from garden.errors import GardenError
 from garden.models import DEFAULT_MODEL_NAME, is_default_prepared
+
+log = logging.getLogger(__name__)
 
 # Which live engines a request for a backend may share: auto takes any engine of the base,
 # vllm also takes an auto engine that serves (or will serve) with vLLM.
@@ -26,7 +30,28 @@ SHAREABLE: dict[str, tuple[str, ...]] = {
 }
 
 _engines: dict[tuple[str, str], ChatEngine] = {}
+_last_used: dict[str, float] = {}  # engine id -> monotonic time of its last get/peek
 _registry_lock = threading.Lock()
+
+
+def _touch(engine: ChatEngine) -> ChatEngine:
+    _last_used[engine.id] = time.monotonic()
+    return engine
+
+
+def _pick_evictions(keep: ChatEngine, limit: int) -> list[ChatEngine]:
+    """Remove the least recently used engines beyond ``limit`` (never ``keep``); lock held."""
+    live = {id(e): e for e in _engines.values() if e.status.state not in ("failed", "unloaded")}
+    others = sorted(
+        (e for e in live.values() if e is not keep), key=lambda e: _last_used.get(e.id, 0.0)
+    )
+    evicted = others[: max(0, len(live) - limit)]
+    for key, value in list(_engines.items()):
+        if value in evicted:
+            del _engines[key]
+    for engine in evicted:
+        _last_used.pop(engine.id, None)
+    return evicted
 
 
 def _base_key(target: ChatTarget) -> str:
@@ -55,11 +80,15 @@ def get_engine(
                 continue
             if backend == "vllm" and kind == "auto" and engine.status.vllm_state == "failed":
                 continue
-            return engine
+            return _touch(engine)
         engine = ChatEngine(target.base_path, backend, settings=settings, vllm_options=vllm_options)
         if not _engines:
             atexit.register(shutdown_all)
-        _engines[(base, backend)] = engine
+        _engines[(base, backend)] = _touch(engine)
+        evicted = _pick_evictions(engine, settings.max_loaded_models)
+    for old in evicted:
+        log.info("Unloading chat engine %s (least recently used)", old.model_name)
+        old.unload()
     if load:
         engine.load()
     return engine
@@ -80,7 +109,7 @@ def peek_engine(
         for kind in SHAREABLE.get(backend, (backend,)):
             engine = _engines.get((base, kind))
             if engine is not None and engine.status.state != "unloaded":
-                return engine
+                return _touch(engine)
     return None
 
 
@@ -94,13 +123,18 @@ def unload_engine(engine: ChatEngine) -> None:
         for key, value in list(_engines.items()):
             if value is engine:
                 del _engines[key]
+        _last_used.pop(engine.id, None)
     engine.unload()
 
 
 def shutdown_all() -> None:
     """Unload every engine (vLLM's engine-core processes included)."""
     with _registry_lock:
-        engines = list(_engines.values())
+        engines = list({id(e): e for e in _engines.values()}.values())
         _engines.clear()
+        _last_used.clear()
     for engine in engines:
-        engine.unload()
+        try:
+            engine.unload()
+        except Exception as exc:  # one engine failing to stop must not keep the others alive
+            log.warning("Unloading chat engine %s failed: %s", engine.model_name, exc)

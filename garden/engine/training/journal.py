@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+from garden.engine.training.procs import process_started
 from garden.engine.training.queries import METRIC_COLUMNS, get_job
 from garden.engine.training.records import (
     CarbonEvent,
@@ -65,6 +66,7 @@ class Journal:
                 backend_reason=event.backend_reason,
                 device=f"{event.device} ({event.precision})",
                 pid=event.pid,
+                pid_started=process_started(event.pid),
             )
         elif isinstance(event, MetricsEvent):
             progress = get_job(self.store, job_id).progress.merged(event.metrics)

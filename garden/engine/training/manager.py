@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -23,7 +24,8 @@ from typing import Any
 from garden.config import Settings, get_settings
 from garden.engine.training import queries
 from garden.engine.training.journal import Journal
-from garden.engine.training.plan import plan_job
+from garden.engine.training.plan import JobPlan, plan_job
+from garden.engine.training.procs import kill_tree, process_started, same_process
 from garden.engine.training.records import DoneEvent, FailedEvent, JobProgress, JobRecord
 from garden.engine.training.spec import (
     ACTIVE_STATUSES,
@@ -35,24 +37,11 @@ from garden.engine.training.spec import (
 )
 from garden.engine.training.worker import TrainTask, worker_main
 from garden.errors import JobError
+from garden.models import clean_incomplete_outputs
 from garden.store import Store, get_store, new_id, now
 
-
-def pid_alive(pid: int | None) -> bool:
-    """True when ``pid`` is a live (not zombie) process."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
+# How long an app shutdown waits for running workers to save a checkpoint and exit.
+SHUTDOWN_GRACE_S = 7.0
 
 
 def last_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -84,7 +73,10 @@ class JobManager:
         self._threads: dict[str, threading.Thread] = {}
         self._procs: dict[str, BaseProcess] = {}
         self._poller: threading.Thread | None = None
+        self._closing = False
+        self.me = (os.getpid(), process_started(os.getpid()))
         self.recovered = self.recover()
+        self.cleaned = clean_incomplete_outputs(self.settings, keep=self._busy_job_ids())
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -120,6 +112,22 @@ class JobManager:
         """Plan and queue a job; returns its id. Raises typed errors for bad specs."""
         plan = plan_job(data, self.settings)
         job_id = new_id("job")
+        try:
+            self._insert_job(job_id, plan)
+        except sqlite3.IntegrityError as exc:  # another process took the name since planning
+            raise JobError(
+                f"A job named {plan.spec.name!r} is already queued or running.",
+                hint="Pick another run name.",
+            ) from exc
+        self.journal.log(
+            job_id, f"Queued {plan.spec.name} ({plan.spec.method} on {plan.model.name})"
+        )
+        for warning in plan.warnings:
+            self.journal.log(job_id, warning, "WARNING")
+        self._schedule()
+        return job_id
+
+    def _insert_job(self, job_id: str, plan: JobPlan) -> None:
         self.store.insert(
             "jobs",
             {
@@ -132,17 +140,11 @@ class JobManager:
                 "progress_json": JobProgress().model_dump(mode="json"),
                 "output_dir": str(plan.output_dir),
                 "checkpoint_dir": str(self.settings.checkpoints_path / job_id),
-                "owner_pid": os.getpid(),
+                "owner_pid": self.me[0],
+                "owner_started": self.me[1],
                 "created_at": now(),
             },
         )
-        self.journal.log(
-            job_id, f"Queued {plan.spec.name} ({plan.spec.method} on {plan.model.name})"
-        )
-        for warning in plan.warnings:
-            self.journal.log(job_id, warning, "WARNING")
-        self._schedule()
-        return job_id
 
     def stop(self, job_id: str) -> JobRecord:
         """Graceful stop: the worker saves a checkpoint and the adapter, then ends 'stopped'."""
@@ -171,7 +173,7 @@ class JobManager:
         proc = self._procs.get(job_id)
         if job.status != "queued" and proc is not None:
             proc.kill()
-        elif job.status != "queued" and pid_alive(job.pid):
+        elif job.status != "queued" and same_process(job.pid, job.pid_started):
             assert job.pid is not None
             os.kill(job.pid, signal.SIGKILL)
         else:
@@ -187,15 +189,22 @@ class JobManager:
                 f"Job {job_id} is {job.status}; only stopped, interrupted or failed jobs resume.",
                 hint="Start a new run instead." if job.status == "completed" else None,
             )
-        self.journal.update(
-            job_id,
-            status="queued",
-            owner_pid=os.getpid(),
-            error=None,
-            error_kind=None,
-            finished_at=None,
-            result_json=None,
+        if same_process(job.pid, job.pid_started):
+            raise JobError(
+                f"Job {job_id} cannot resume yet: its previous worker (process {job.pid}) is "
+                "still running.",
+                hint="It saves a checkpoint and exits by itself within a few minutes; "
+                "try again then, or cancel the job.",
+            )
+        marks = ", ".join("?" for _ in RESUMABLE_STATUSES)
+        changed = self.store.execute(
+            "UPDATE jobs SET status = 'queued', owner_pid = ?, owner_started = ?, error = NULL,"
+            " error_kind = NULL, finished_at = NULL, result_json = NULL"
+            f" WHERE id = ? AND status IN ({marks})",
+            (*self.me, job_id, *RESUMABLE_STATUSES),
         )
+        if not changed:
+            raise JobError(f"Job {job_id} was resumed by someone else.", hint="Refresh the list.")
         checkpoint = last_checkpoint(job.checkpoint_dir)
         where = f"checkpoint {checkpoint.name}" if checkpoint else "the start (no checkpoint yet)"
         self.journal.log(job_id, f"Resume queued from {where}")
@@ -205,14 +214,14 @@ class JobManager:
     def recover(self) -> list[str]:
         """Mark jobs left active by a dead process 'interrupted' (they can be resumed)."""
         marked = []
-        me = os.getpid()
+        me = self.me[0]
         for job in queries.jobs_with_status(self.store, ACTIVE_STATUSES):
             owner = job.owner_pid
-            if owner and owner != me and pid_alive(owner):
+            if owner and owner != me and same_process(owner, job.owner_started):
                 continue
             if owner == me and (job.id in self._threads or job.status == "queued"):
                 continue
-            if pid_alive(job.pid) and job.status != "queued":
+            if same_process(job.pid, job.pid_started) and job.status != "queued":
                 with contextlib.suppress(OSError):
                     (job.checkpoint_dir / STOP_FLAG).touch()
             self.journal.end(
@@ -227,24 +236,61 @@ class JobManager:
 
     # --- scheduling and supervision --------------------------------------------------------
 
-    def _running_count(self) -> int:
-        running = queries.jobs_with_status(self.store, ("running", "stopping"))
-        return sum(1 for job in running if job.owner_pid == os.getpid() or pid_alive(job.owner_pid))
+    def _busy_job_ids(self) -> set[str]:
+        """Jobs that are active, or whose worker still lives (it may be saving its outputs)."""
+        return {
+            job.id
+            for job in self.list_jobs(limit=10_000)
+            if job.status in ACTIVE_STATUSES or same_process(job.pid, job.pid_started)
+        }
 
     def _queued_here(self) -> list[str]:
         rows = self.store.query(
             "SELECT id FROM jobs WHERE status = 'queued' AND owner_pid = ? ORDER BY created_at",
-            (os.getpid(),),
+            (self.me[0],),
         )
         return [str(row["id"]) for row in rows]
 
+    def _claim(self) -> tuple[list[str], bool]:
+        """Count running jobs and mark this process's next queued ones running, atomically.
+
+        One ``BEGIN IMMEDIATE`` transaction holds the database's write lock from the count to the
+        update, so several processes on one database never run more than MAX_CONCURRENT_JOBS.
+        Returns the claimed ids and whether jobs of this process still wait.
+        """
+        me, started = self.me
+        with self.store.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id, status, owner_pid, owner_started FROM jobs"
+                " WHERE status IN ('queued', 'running', 'stopping') ORDER BY created_at"
+            ).fetchall()
+            running = sum(
+                1
+                for row in rows
+                if row["status"] != "queued"
+                and (row["owner_pid"] == me or same_process(row["owner_pid"], row["owner_started"]))
+            )
+            queued = [
+                row["id"] for row in rows if row["status"] == "queued" and row["owner_pid"] == me
+            ]
+            slots = max(0, self.settings.max_concurrent_jobs - running)
+            claimed = queued[:slots]
+            for job_id in claimed:
+                conn.execute(
+                    "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, ?),"
+                    " pid = NULL, pid_started = NULL, owner_started = ? WHERE id = ?",
+                    (now(), started, job_id),
+                )
+        return claimed, len(queued) > slots
+
     def _schedule(self) -> None:
         with self._lock:
-            queued = self._queued_here()
-            slots = max(0, self.settings.max_concurrent_jobs - self._running_count())
-            for job_id in queued[:slots]:
+            if self._closing:
+                return
+            claimed, waiting = self._claim()
+            for job_id in claimed:
                 self._start(job_id)
-            if len(queued) > slots:
+            if waiting:
                 self._ensure_poller()
 
     def _ensure_poller(self) -> None:
@@ -266,7 +312,6 @@ class JobManager:
         flags = _flags_dir(job)
         for flag in (STOP_FLAG, CANCEL_FLAG):
             (flags / flag).unlink(missing_ok=True)
-        self.journal.update(job_id, status="running", started_at=job.started_at or now(), pid=None)
         thread = threading.Thread(
             target=self._supervise, args=(job_id,), name=f"garden-job-{job_id}", daemon=True
         )
@@ -302,7 +347,7 @@ class JobManager:
             proc.daemon = True
             proc.start()
             self._procs[job_id] = proc
-            self.journal.update(job_id, pid=proc.pid)
+            self.journal.update(job_id, pid=proc.pid, pid_started=process_started(proc.pid))
             self.journal.log(
                 job_id, f"Worker process {proc.pid} started (raw output: {task.log_file})"
             )
@@ -315,10 +360,13 @@ class JobManager:
                     continue
                 except (EOFError, OSError):
                     break
-                ended = ended or isinstance(event, (DoneEvent, FailedEvent))
+                final = isinstance(event, (DoneEvent, FailedEvent))
+                ended = ended or final
                 self.journal.record(job_id, event)
+                if final and self._closing and self.get(job_id).status != "completed":
+                    self._mark_interrupted(job_id, quiet=True)  # stopped by the shutdown
             proc.join(timeout=30)
-            if not ended:
+            if not ended and not self._closing:
                 self.journal.worker_died(job_id, proc.exitcode)
         except Exception as exc:  # the supervisor itself must never take the app down
             self.journal.end(job_id, "failed", f"Supervisor error: {exc}", "error")
@@ -330,6 +378,58 @@ class JobManager:
             with contextlib.suppress(Exception):
                 events.close()
             self._schedule()
+
+    def shutdown(self, timeout: float = SHUTDOWN_GRACE_S) -> list[str]:
+        """For an app exit: every job of this process ends 'interrupted' (resumable), running
+        ones first save a checkpoint, and no worker is left. Returns the ids it interrupted.
+
+        The jobs are marked before waiting, so the record is right even if the exit is cut short.
+        """
+        with self._lock:
+            self._closing = True
+        me = self.me[0]
+        mine = [job for job in self.list_jobs(limit=1000) if job.owner_pid == me]
+        mine = [job for job in mine if job.status in ACTIVE_STATUSES]
+        for job in mine:
+            if job.status != "queued":
+                with contextlib.suppress(OSError):
+                    (_flags_dir(job) / STOP_FLAG).touch()
+            self._mark_interrupted(job.id)
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for job_id, proc in list(self._procs.items()):
+            if proc.is_alive() and proc.pid:
+                self.journal.log(job_id, "The worker did not stop in time: killed", "WARNING")
+                kill_tree(proc.pid, timeout=0.5, include_self=True)
+        for job in mine:
+            checkpoint = last_checkpoint(job.checkpoint_dir)
+            if checkpoint is not None:
+                self.journal.log(job.id, f"Resume continues from {checkpoint.name}")
+        return [job.id for job in mine]
+
+    def _mark_interrupted(self, job_id: str, quiet: bool = False) -> None:
+        if quiet:
+            error = "The app shut down while this job was active."
+            self.journal.update(job_id, status="interrupted", error=error, error_kind="interrupted")
+            return
+        self.journal.end(
+            job_id,
+            "interrupted",
+            "The app shut down while this job was active.",
+            "interrupted",
+            message="Interrupted: the app is shutting down (saving a checkpoint); resume later",
+        )
+
+
+def shutdown_managers(timeout: float = SHUTDOWN_GRACE_S) -> list[str]:
+    """Shut down every job manager of this process (see ``JobManager.shutdown``)."""
+    with _managers_lock:
+        managers = list(_managers.values())
+    interrupted: list[str] = []
+    for manager in managers:
+        interrupted.extend(manager.shutdown(timeout))
+    return interrupted
 
 
 _managers: dict[Path, JobManager] = {}

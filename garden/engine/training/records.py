@@ -112,7 +112,9 @@ class JobRecord(BaseModel):
     checkpoint_dir: Path
     output_dir: str | None = None
     pid: int | None = Field(None, description="The worker process")
+    pid_started: float | None = Field(None, description="The worker's start time (its identity)")
     owner_pid: int | None = Field(None, description="The app process that queued or runs it")
+    owner_started: float | None = Field(None, description="The owner's start time")
     error: str | None = None
     error_kind: str | None = None
     created_at: float

@@ -28,10 +28,15 @@ CARD_HYPERPARAMETERS = (
 
 
 def write_run_files(
-    job_id: str, spec: JobSpec, plan: PlannedRun, result: JobResult, status: str
+    job_id: str,
+    spec: JobSpec,
+    plan: PlannedRun,
+    result: JobResult,
+    status: str,
+    folder: Path | None = None,
 ) -> None:
-    """Describe a finished (or stopped) run in ``result.output_dir``."""
-    out = Path(result.output_dir)
+    """Describe a finished (or stopped) run in ``folder`` (default ``result.output_dir``)."""
+    out = folder or Path(result.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     hyperparameters = spec.model_dump(mode="json")
     meta = {

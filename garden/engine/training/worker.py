@@ -8,7 +8,9 @@ down. Every report is a ``WorkerEvent``; the last one is a ``DoneEvent`` or a ``
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -26,6 +28,7 @@ from garden.engine.training.backends import (
     run_backend,
     select_backend,
 )
+from garden.engine.training.procs import die_with_parent
 from garden.engine.training.records import (
     CarbonEvent,
     DoneEvent,
@@ -39,6 +42,7 @@ from garden.engine.training.records import (
 from garden.engine.training.runfiles import write_run_files
 from garden.engine.training.spec import STOP_FLAG, JobSpec
 from garden.errors import GardenError, JobError, OutOfMemoryError
+from garden.models import publish_output, staging_dir
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,65 @@ def classify_error(exc: BaseException) -> tuple[str, str, str | None]:
             "fine-tuning, or QLoRA on a GPU.",
         )
         return oom.kind, oom.message, oom.hint
-    if isinstance(exc, OSError) and exc.errno == 28:
-        return "disk_full", f"The disk is full ({exc}).", "Free some space and resume the job."
+    if _is_disk_full(exc):
+        return (
+            "disk_full",
+            f"Writing to disk failed: no space left or a file-size limit was hit ({text[:300]}).",
+            "Free some space (or raise the limit) and resume the job: it continues from the "
+            "last complete checkpoint.",
+        )
     if isinstance(exc, (KeyError, ValueError)) and ("messages" in lowered or "token" in lowered):
         return "bad_data", text, "Check the dataset in the Data tab and import it again."
     return "error", text, "See the job log for details."
+
+
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+DISK_FULL_TEXT = ("no space left", "file too large", "disk quota", "file write failed")
+# Tests set this to cap the size of every file the worker writes (RLIMIT_FSIZE): a full disk.
+MAX_FILE_BYTES_ENV = "GARDEN_FAULT_MAX_FILE_BYTES"
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it was raised from) is a full disk or size limit."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(part in str(seen).lower() for part in DISK_FULL_TEXT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _limit_file_size() -> None:
+    limit = os.environ.get(MAX_FILE_BYTES_ENV)
+    if not limit:
+        return
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
+
+
+def discard_incomplete_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """Remove ``checkpoint-*`` folders that a crash or a full disk left without their state."""
+    removed = []
+    for entry in checkpoint_dir.glob("checkpoint-*"):
+        if entry.is_dir() and not (entry / "trainer_state.json").is_file():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _stop_on_signal(flags_dir: Path) -> None:
+    """SIGTERM (also sent by the kernel when the app dies) asks the loop to save and stop."""
+
+    def handler(signum: int, frame: Any) -> None:
+        with contextlib.suppress(OSError):
+            (flags_dir / STOP_FLAG).touch()
+
+    signal.signal(signal.SIGTERM, handler)
+    die_with_parent(signal.SIGTERM)
 
 
 def _watch_parent(flags_dir: Path) -> None:
@@ -158,14 +216,21 @@ def _start_meter(task: TrainTask, emit: Emit) -> Any:
 def worker_main(task: TrainTask, events: Any) -> None:
     """Entry of the worker process: train one run of a job and report through ``events``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
 
     def emit(event: WorkerEvent) -> None:
         events.put(event)
 
+    _stop_on_signal(task.checkpoint_dir)
     threading.Thread(target=_watch_parent, args=(task.checkpoint_dir,), daemon=True).start()
     carbon: _Carbon | None = None
+    staging = staging_dir(task.output_dir, task.job_id)
     try:
         _redirect_output(task.log_file)
+        _limit_file_size()
+        for stale in discard_incomplete_checkpoints(task.checkpoint_dir):
+            emit(LogEvent(level="WARNING", message=f"Removed incomplete {stale.name}"))
+        shutil.rmtree(staging, ignore_errors=True)
         spec = task.spec
         backend, reason = select_backend(spec.backend, spec.method)
         import torch
@@ -199,7 +264,7 @@ def worker_main(task: TrainTask, events: Any) -> None:
             train_path=Path(task.plan.train_path),
             eval_path=Path(task.plan.eval_path) if task.plan.eval_path else None,
             data_format=task.plan.data_format,
-            output_dir=task.output_dir,
+            output_dir=staging,
             checkpoint_dir=task.checkpoint_dir,
             resume_from=task.resume_from,
             device=device,
@@ -221,7 +286,11 @@ def worker_main(task: TrainTask, events: Any) -> None:
             energy_kwh=energy_kwh,
             emissions_kg=emissions_kg,
             output_dir=str(task.output_dir),
-            adapter_dir=str(outcome.adapter_dir) if outcome.adapter_dir else None,
+            adapter_dir=(
+                str(task.output_dir / outcome.adapter_dir.relative_to(staging))
+                if outcome.adapter_dir
+                else None
+            ),
             merged=outcome.merged_dir is not None,
             backend=backend,
             backend_reason=reason,
@@ -229,9 +298,11 @@ def worker_main(task: TrainTask, events: Any) -> None:
             precision=precision,
         )
         status = "stopped" if outcome.stopped else "completed"
-        write_run_files(task.job_id, spec, task.plan, result, status)
+        write_run_files(task.job_id, spec, task.plan, result, status, folder=staging)
+        publish_output(staging, task.output_dir)
         emit(DoneEvent(status=status, result=result))
     except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
         kind, message, hint = classify_error(exc)
         emit(LogEvent(level="ERROR", message=traceback.format_exc()[-4000:]))
         emit(FailedEvent(error_kind=kind, error=message, hint=hint))
@@ -240,4 +311,7 @@ def worker_main(task: TrainTask, events: Any) -> None:
             with contextlib.suppress(Exception):
                 carbon.stop()
         events.close()
-        events.join_thread()
+        if os.getppid() == parent:
+            events.join_thread()
+        else:  # nobody reads the queue any more: never block on a full pipe
+            events.cancel_join_thread()
