@@ -65,10 +65,10 @@ def test_sigterm_stops_everything_and_leaves_the_job_resumable(tmp_path, isolate
         deadline = time.monotonic() + SHUTDOWN_LIMIT_S
         while time.monotonic() < deadline and (app.process.poll() is None or alive(before)):
             time.sleep(0.2)
-        log = app.log_tail(6000)
+        log = app.log.read_text(errors="replace")  # vLLM's load warnings can fill any tail
         assert app.process.poll() is not None, f"the app still runs 10 s after SIGTERM:\n{log}"
         assert not alive(before), (describe(alive(before)), log)
-        assert "Received SIGTERM: shutting down" in log, log
+        assert "Received SIGTERM: shutting down" in log, log[-6000:]
 
     job = job_record(settings, job_id)
     assert job.status == "interrupted" and job.status in RESUMABLE_STATUSES, (job, log)
