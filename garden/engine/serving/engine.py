@@ -194,12 +194,16 @@ class ChatEngine:
             **self.vllm_options,
         }
         for attempt in (1, 2):
+            if self.status.state == "unloaded":  # unloaded (or the app stopping) meanwhile
+                return
             backend = VllmBackend(self.base_path, **options)
             try:
                 backend.start()
                 break
             except BaseException as exc:
                 backend.shutdown()
+                if self.status.state == "unloaded":
+                    return
                 if attempt == 1 and _transient_install_error(exc):
                     log.warning("vLLM start hit a half-installed package, retrying: %s", exc)
                     time.sleep(5)
