@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from garden.config import Settings
+from garden.config import Settings, load_settings
+from garden.errors import ConfigError
 from garden.store import MIGRATIONS, SCHEMA_VERSION, TABLES, Store, new_id
 
 
@@ -41,10 +42,15 @@ def test_settings_from_env_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert settings.api_port == 7999
 
 
-def test_bad_settings_are_refused_with_the_name(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_settings_are_refused_with_the_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("LOG_LEVEL", "LOUD")
-    with pytest.raises(ValidationError, match="LOG_LEVEL"):
+    monkeypatch.chdir(tmp_path)  # no .env here
+    with pytest.raises(ValidationError):
         Settings(_env_file=None)
+    with pytest.raises(ConfigError, match=r"LOG_LEVEL: expected one of DEBUG.*\(got 'LOUD'\)"):
+        load_settings()
 
 
 def test_storage_layout_is_created(tmp_path: Path) -> None:
