@@ -32,7 +32,7 @@ from garden.engine.serving import (
     shutdown_all,
     unload_engine,
 )
-from garden.engine.serving.types import BackendName, message_text
+from garden.engine.serving.types import LOAD_WAIT_S, BackendName, message_text
 from garden.errors import GardenError, ServingError
 from garden.services.base import View, resolve
 
@@ -61,7 +61,7 @@ __all__ = [
     "wait_ready",
 ]
 
-LOAD_TIMEOUT_S = 900.0
+LOAD_TIMEOUT_S = LOAD_WAIT_S  # the longest an answer waits for its model (the engine's rule)
 
 
 class GenerationSettings(View):

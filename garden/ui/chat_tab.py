@@ -32,7 +32,6 @@ from garden.services.chat import (
 from garden.ui.boundary import guard, guard_stream, plain
 
 POLL_SECONDS = 0.05
-LOAD_WAIT_S = 900.0
 DEFAULTS = GenerationSettings()
 History = list[dict[str, Any]]
 _active: dict[str, list[AnswerStream]] = {}
@@ -407,7 +406,7 @@ class _Handlers:
     def _loading(self, model: str, backend: str) -> Iterator[str]:
         """Load ``model``; its status text every half second while it loads."""
         status = chat.load(model, backend, settings=self.settings)
-        deadline = time.monotonic() + LOAD_WAIT_S
+        deadline = time.monotonic() + chat.LOAD_TIMEOUT_S
         while status.state == "loading" and time.monotonic() < deadline:
             yield status.text
             time.sleep(0.5)
