@@ -232,14 +232,17 @@ class CarbonMeter:
             )
             with self._lock:
                 prev, self._prev = self._prev, sample
+                # A peer that started or stopped inside the interval shared part of it: divide
+                # by the larger count at either end, so overlapping meters never double-count.
+                peers_before, live_before = self._peers_same_pid, self._live_meters
                 self._refresh_peers()
                 if prev is None:
                     return
                 got = credit(
                     prev,
                     sample,
-                    meters_in_process=self._peers_same_pid,
-                    live_meters=self._live_meters,
+                    meters_in_process=max(peers_before, self._peers_same_pid),
+                    live_meters=max(live_before, self._live_meters),
                 )
                 reading = self._next_reading(got, sample)
                 self._readings.append(reading)
