@@ -71,17 +71,23 @@ def rows(n: int) -> list[dict]:
     return [base[i % len(base)] for i in range(n)]
 
 
-def run_ours(model_path: str, data: Path, args: argparse.Namespace, work: Path) -> dict:
+def run_ours(
+    model_path: str,
+    data: Path,
+    args: argparse.Namespace,
+    work: Path,
+    backend: str = "trl_peft",
+    device: str = "cpu",
+) -> dict:
     from garden.engine.training import JobSpec
-    from garden.engine.training.backends import TrainContext, choose_precision
-    from garden.engine.training.backends.trl_peft import train
+    from garden.engine.training.backends import TrainContext, choose_precision, run_backend
 
-    precision, _ = choose_precision("auto", "cpu")
+    precision, _ = choose_precision("auto", device)
     timer = make_timer()
     spec = JobSpec(
         name="bench",
         dataset=str(data),
-        backend="trl_peft",
+        backend=backend,
         max_steps=args.steps,
         epochs=1,
         batch_size=args.batch_size,
@@ -103,13 +109,13 @@ def run_ours(model_path: str, data: Path, args: argparse.Namespace, work: Path) 
         output_dir=work / "ours-out",
         checkpoint_dir=work / "ours-ckpt",
         resume_from=None,
-        device="cpu",
+        device=device,
         precision=precision,
         emit=lambda event: None,
         should_stop=lambda: False,
         extra={"callbacks": [timer], "skip_outputs": True},
     )
-    outcome = train(ctx)
+    outcome = run_backend(backend, ctx)
     return {"tok_s": timer.tokens_per_second, "precision": precision, "steps": outcome.steps}
 
 
