@@ -12,8 +12,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+from conftest import running_app
 
 from garden.deploy import APP_COMMAND, HEALTH_PATH
 
@@ -109,6 +111,27 @@ def test_dockerfile_runs_the_readme_command_on_the_port_and_volume(name: str) ->
         assert by_kind["FROM"][0].startswith("nvidia/cuda:")
     else:
         assert by_kind["FROM"][0] == "python:3.11-slim"
+
+
+@pytest.mark.slow
+def test_the_image_health_check_passes_on_an_app_with_auth_on(
+    default_model_path: Path, tmp_path: Path
+) -> None:
+    """The HEALTHCHECK command, run against a real app whose other routes all need a login."""
+    (health,) = [rest for keyword, rest in instructions("Dockerfile") if keyword == "HEALTHCHECK"]
+    command = json.loads(health.partition(" CMD ")[2])
+    env = {
+        "STORAGE_ROOT": str(tmp_path / "storage"),
+        "MODELS_DIR": str(default_model_path.parent.parent),
+        "ENABLE_AUTH": "true",
+        "AUTH_PASSWORD": "a long enough password",
+        "JWT_SECRET_KEY": "k" * 48,
+    }
+    with running_app(tmp_path, env) as app:
+        code = command[-1].replace(f":{PORT}/", f":{app.port}/")
+        probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert probe.returncode == 0, probe.stderr
+        assert httpx.get(f"{app.url}config", timeout=10).status_code == 401
 
 
 def test_hadolint_passes() -> None:
