@@ -28,6 +28,9 @@ APP_COMMAND = ("uv", "run", "app.py", "--host", "0.0.0.0")
 HEALTH_PATH = "/"
 SAFE_WORD = re.compile(r"^[A-Za-z0-9_./:=@+,-]+$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$")
+PLACEHOLDER = (
+    r"\{\{(?:(?P<escaped>(?!))|(?P<named>[a-z_][a-z0-9_]*)\}\}|(?P<braced>(?!))|(?P<invalid>))"
+)
 Strategy = Literal["auto", "ddp", "fsdp", "deepspeed"]
 
 
@@ -35,9 +38,7 @@ class RecipeTemplate(string.Template):
     """``{{name}}`` placeholders; anything else after ``{{`` is an error."""
 
     delimiter = "{{"
-    pattern = (
-        r"\{\{(?:(?P<escaped>(?!))|(?P<named>[a-z_][a-z0-9_]*)\}\}|(?P<braced>(?!))|(?P<invalid>))"  # type: ignore[assignment]
-    )
+    pattern = PLACEHOLDER  # type: ignore[assignment]  # string.Template compiles it
 
 
 class TrainRun(BaseModel):
