@@ -67,6 +67,8 @@ class TrainRun(BaseModel):
         args += ["--name", self.run_name, "--max-steps", str(self.max_steps)]
         args += ["--strategy", self.strategy, "--num-processes", str(processes)]
         args += ["--num-machines", str(machines)]
+        if processes * machines > 1:
+            args += ["--backend", "trl_peft"]  # Unsloth trains in one process only
         return args
 
 

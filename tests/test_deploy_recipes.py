@@ -70,6 +70,7 @@ def test_slurm_recipe_runs_one_launcher_per_node_with_its_rank(tmp_path: Path) -
         "--strategy": "ddp",
         "--num-processes": "4",
         "--num-machines": "3",
+        "--backend": "trl_peft",
         "--main-process-port": "29555",
         "--machine-rank": "$SLURM_NODEID",
         "--main-process-ip": "$MASTER_ADDR",
@@ -113,6 +114,7 @@ def test_kubernetes_recipe_is_valid_yaml_that_runs_the_image() -> None:
     assert command[:5] == ["uv", "run", "--no-sync", "model-garden", "train"]
     options = dict(zip(command[5::2], command[6::2], strict=True))
     assert options["--num-processes"] == "2" and options["--strategy"] == "fsdp"
+    assert options["--backend"] == "trl_peft"
     assert options["--dataset"] == "/data/storage/datasets/raw/chats.jsonl"
     claim_name = job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]
     assert claim_name["claimName"] == claim["metadata"]["name"]
