@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
         --no-sync) sync=0; shift ;;
         --dry-run) dry_run=1; shift ;;
         -h | --help)
-            sed -n '2,14p' "$0"
+            sed -n '2,13p' "$0"
             exit 0
             ;;
         *)
