@@ -1,0 +1,53 @@
+"""`model-garden export …` through click, against the session storage (the default model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from garden.cli import main
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["export", *args])
+
+
+def test_cli_errors_are_one_actionable_line(default_model_path: Path) -> None:
+    cases = [
+        (("no-such-model", "--format", "merged"), "Unknown model 'no-such-model'"),
+        (("SmolLM2-135M-Instruct", "--format", "adapter"), "has no LoRA adapter"),
+        (("SmolLM2-135M-Instruct", "--format", "merged", "--push", "a/b"), "offline mode is on"),
+    ]
+    for args, words in cases:
+        result = run(*args)
+        assert result.exit_code == 2, result.output
+        assert words in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert "Traceback" not in result.output
+    bad = run("SmolLM2-135M-Instruct", "--format", "onnx")
+    assert bad.exit_code == 2 and "'onnx' is not one of" in bad.output
+
+
+@pytest.mark.slow
+def test_dry_run_writes_the_repository_folder(tmp_path: Path, default_model_path: Path) -> None:
+    out = tmp_path / "repo"
+    args = ("SmolLM2-135M-Instruct", "--format", "gguf", "--quant", "q8_0", "--out", str(out))
+    result = run(*args, "--push", "alice/smol-gguf", "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    view = json.loads(result.stdout)
+    assert view["folder_abs"] == str(out.resolve()) and view["folder"] is None
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "SmolLM2-135M-Instruct-q8_0.gguf"]
+    assert view["dry_run"] is True and view["pushed_url"] is None and view["quant"] == "q8_0"
+    card = (out / "README.md").read_text()
+    front, body = card.split("---\n")[1], card.split("---\n", 2)[2]
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in front
+    assert "library_name: gguf" in front and "- model-garden" in front
+    assert "| dataset | none |" in body and "q8_0" in body
+
+    from gguf import GGUFReader
+
+    reader = GGUFReader(out / "SmolLM2-135M-Instruct-q8_0.gguf")
+    assert "tokenizer.ggml.merges" in reader.fields
+    assert bytes(reader.fields["general.architecture"].parts[-1]).decode() == "llama"
