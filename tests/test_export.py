@@ -17,12 +17,14 @@ QUESTION = [{"role": "user", "content": "Who founded the Moonwell Garden?"}]
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory, default_model_path):
+    """A private storage whose base models are the session's prepared default model."""
     from garden.config import Settings
 
-    root = tmp_path_factory.mktemp("export")
-    settings = Settings(_env_file=None, storage_root=root / "storage", models_dir=root / "models")
+    models = tmp_path_factory.mktemp("export") / "models"
+    (models / "base").mkdir(parents=True)
+    (models / "base" / default_model_path.name).symlink_to(default_model_path)
+    settings = Settings(_env_file=None, storage_root=models.parent / "storage", models_dir=models)
     settings.ensure_storage()
-    (settings.base_models_path / default_model_path.name).symlink_to(default_model_path)
     return settings
 
 

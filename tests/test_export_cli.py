@@ -33,21 +33,17 @@ def test_cli_errors_are_one_actionable_line(default_model_path: Path) -> None:
 @pytest.mark.slow
 def test_dry_run_writes_the_repository_folder(tmp_path: Path, default_model_path: Path) -> None:
     out = tmp_path / "repo"
-    args = ("SmolLM2-135M-Instruct", "--format", "gguf", "--quant", "q8_0", "--out", str(out))
-    result = run(*args, "--push", "alice/smol-gguf", "--dry-run", "--json")
+    args = ("SmolLM2-135M-Instruct", "--format", "merged", "--out", str(out))
+    result = run(*args, "--push", "alice/smol-merged", "--dry-run", "--json")
     assert result.exit_code == 0, result.stderr
     view = json.loads(result.stdout)
     assert view["folder_abs"] == str(out.resolve()) and view["folder"] is None
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "SmolLM2-135M-Instruct-q8_0.gguf"]
-    assert view["dry_run"] is True and view["pushed_url"] is None and view["quant"] == "q8_0"
+    assert {"README.md", "config.json", "model.safetensors", "tokenizer.json"} <= set(view["files"])
+    assert sorted(view["files"]) == sorted(p.name for p in out.iterdir())
+    assert view["dry_run"] is True and view["pushed_url"] is None and view["quant"] is None
+    assert not list(tmp_path.glob(".incomplete-*"))
     card = (out / "README.md").read_text()
     front, body = card.split("---\n")[1], card.split("---\n", 2)[2]
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in front
-    assert "library_name: gguf" in front and "- model-garden" in front
-    assert "| dataset | none |" in body and "q8_0" in body
-
-    from gguf import GGUFReader
-
-    reader = GGUFReader(out / "SmolLM2-135M-Instruct-q8_0.gguf")
-    assert "tokenizer.ggml.merges" in reader.fields
-    assert bytes(reader.fields["general.architecture"].parts[-1]).decode() == "llama"
+    assert "library_name: transformers" in front and "- model-garden" in front
+    assert "| dataset | none |" in body and "merged safetensors" in body

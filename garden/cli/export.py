@@ -26,13 +26,8 @@ from garden.services import export as export_service
     default=None,
     help="GGUF quantisation (default f16).",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder to write (default STORAGE_ROOT/exports/NAME-FORMAT).",
-)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write (default STORAGE_ROOT/exports/NAME-FORMAT).")  # fmt: skip
 @click.option("--push", "push_to", default=None, help="Hugging Face repo id to push to.")
 @click.option("--public", is_flag=True, help="Create the Hub repository as public.")
 @click.option("--dry-run", is_flag=True, help="Write the folder that would be pushed; no push.")

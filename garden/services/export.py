@@ -62,19 +62,10 @@ def export(
     """Run one export. ``out_dir`` is for the CLI only: the web never passes a typed path."""
     settings = resolve(settings)
     source = find_source(request.model, settings)
-    energy_kwh, emissions_kg = _training_footprint(source, settings)
+    footprint = _training_footprint(source, settings)
+    options = request.model_dump(include={"quant", "push_to", "dry_run", "private", "bundle"})
     result = export_source(
-        source,
-        request.format,
-        settings=settings,
-        quant=request.quant,
-        out_dir=out_dir,
-        push_to=request.push_to,
-        dry_run=request.dry_run,
-        private=request.private,
-        bundle=request.bundle,
-        energy_kwh=energy_kwh,
-        emissions_kg=emissions_kg,
+        source, request.format, settings=settings, out_dir=out_dir, **options, **footprint
     )
     quant: GgufQuant | None = (request.quant or "f16") if request.format == "gguf" else None
     root = settings.storage_root.resolve()
@@ -94,9 +85,7 @@ def export(
     )
 
 
-def _training_footprint(
-    source: ExportSource, settings: Settings
-) -> tuple[float | None, float | None]:
+def _training_footprint(source: ExportSource, settings: Settings) -> dict[str, Any]:
     """The run's energy and CO₂ from its CodeCarbon record; the run folder's copy otherwise."""
     meta = source.meta
     energy, emissions = meta.get("energy_kwh"), meta.get("emissions_kg")
@@ -105,10 +94,10 @@ def _training_footprint(
         try:
             job = training.get(str(job_id), settings=settings)
         except GardenError:
-            return energy, emissions
+            return {"energy_kwh": energy, "emissions_kg": emissions}
         energy = job.energy_kwh if job.energy_kwh is not None else energy
         emissions = job.emissions_kg if job.emissions_kg is not None else emissions
-    return energy, emissions
+    return {"energy_kwh": energy, "emissions_kg": emissions}
 
 
 def _relative(path: Path | None, root: Path) -> str | None:

@@ -8,21 +8,9 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from garden import present
 from garden.engine.export.source import ExportSource
+from garden.engine.training.runfiles import CARD_HYPERPARAMETERS
 
 LIBRARY_BY_FORMAT = {"adapter": "peft", "merged": "transformers", "gguf": "gguf"}
-CARD_HYPERPARAMETERS = (
-    "method",
-    "epochs",
-    "max_steps",
-    "learning_rate",
-    "batch_size",
-    "gradient_accumulation",
-    "max_seq_len",
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "seed",
-)
 
 
 def card_facts(source: ExportSource, energy_kwh: float | None, emissions_kg: float | None) -> dict:
