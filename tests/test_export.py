@@ -85,7 +85,7 @@ def test_adapter_zip_holds_the_peft_adapter_and_a_full_card(settings, run):
     assert meta["co2_eq_emissions"]["emissions"] > 0
     assert "garden-facts" in text and "learning_rate | 0.003" in text
     assert view.card["final_loss"] is not None and f"{view.card['final_loss']:.4f}" in text
-    assert view.card["energy_kwh"] == run.energy_kwh and run.energy_kwh > 0
+    assert view.card["energy_kwh"] == run.result.energy_kwh and run.result.energy_kwh > 0
 
 
 @pytest.mark.slow

@@ -15,17 +15,20 @@ def run(*args: str):
     return CliRunner().invoke(main, ["export", *args])
 
 
-def test_cli_errors_are_one_actionable_line(default_model_path: Path) -> None:
+def test_cli_errors_are_one_actionable_line(tmp_path: Path, default_model_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
     cases = [
         (("no-such-model", "--format", "merged"), "Unknown model 'no-such-model'"),
         (("SmolLM2-135M-Instruct", "--format", "adapter"), "has no LoRA adapter"),
         (("SmolLM2-135M-Instruct", "--format", "merged", "--push", "a/b"), "offline mode is on"),
+        (("SmolLM2-135M-Instruct", "--format", "merged", "--out", str(tmp_path)), "not an earlier"),
     ]
     for args, words in cases:
         result = run(*args)
         assert result.exit_code == 2, result.output
         assert words in result.stderr and result.stderr.count("\n") == 1, result.stderr
         assert "Traceback" not in result.output
+    assert (tmp_path / "notes.txt").read_text() == "mine"
     bad = run("SmolLM2-135M-Instruct", "--format", "onnx")
     assert bad.exit_code == 2 and "'onnx' is not one of" in bad.output
 

@@ -88,6 +88,7 @@ def export_source(
     folder = (
         out_dir or default_folder(source, export_format, quant, settings.exports_root)
     ).resolve()
+    _check_target(folder)
     facts = card_facts(source, energy_kwh, emissions_kg)
     with staged_folder(folder) as staging:
         note = _write_payload(source, export_format, quant, staging, settings)
@@ -104,6 +105,19 @@ def export_source(
         size_bytes=folder_size(folder),
         card=facts,
         pushed_url=pushed,
+    )
+
+
+def _check_target(folder: Path) -> None:
+    """Replace only an earlier export, never a folder of someone's own files."""
+    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+        return
+    card = folder / "README.md"
+    if folder.is_dir() and card.is_file() and "- model-garden" in card.read_text(errors="replace"):
+        return
+    raise ExportError(
+        f"{folder} already exists and is not an earlier export.",
+        hint="Choose a new or empty folder with --out, or leave it out.",
     )
 
 
