@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     import_concurrency: int = Field(2, ge=1, description="dataset inspects/imports at once")
     upload_cache_hours: float = Field(24.0, gt=0.0, description="age of purged Gradio uploads")
 
+    hf_token: SecretStr = Field(SecretStr(""), description="Hugging Face token for pushes")
+
     public_demo: bool = Field(False, description="public without auth, with demo limits")
     public_demo_max_steps: int = Field(50, ge=1, description="training steps cap in a demo")
     public_demo_max_upload_mb: int = Field(10, ge=1, description="upload cap in a demo")
@@ -111,6 +113,10 @@ class Settings(BaseSettings):
     @property
     def checkpoints_path(self) -> Path:
         return self.storage_root.resolve() / "checkpoints"
+
+    @property
+    def exports_root(self) -> Path:
+        return self.storage_root.resolve() / "exports"
 
     @property
     def temp_path(self) -> Path:

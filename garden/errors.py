@@ -53,3 +53,7 @@ class ServingError(GardenError, kind="serving"):
 
 class CarbonError(GardenError, kind="carbon"):
     """Carbon data cannot be computed or read."""
+
+
+class ExportError(GardenError, kind="export"):
+    """A model cannot be exported or pushed as asked."""

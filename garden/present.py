@@ -118,6 +118,16 @@ def number(value: float | None, pattern: str = "{:.4f}") -> str:
     return MISSING if value is None else pattern.format(value)
 
 
+def file_size(size_bytes: int) -> str:
+    """ "540.1 MB", "12.0 kB", "512 B"."""
+    value = float(size_bytes)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
 def duration(seconds: float | None) -> str:
     """ "42s", "3m05s", "2h04m"."""
     if seconds is None:

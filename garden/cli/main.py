@@ -8,6 +8,7 @@ from garden import __version__
 from garden.cli.carbon import carbon
 from garden.cli.chat import chat
 from garden.cli.data import data
+from garden.cli.export import export
 from garden.cli.models import models
 from garden.cli.output import boundary
 from garden.cli.train import jobs, train
@@ -44,5 +45,5 @@ def ui(host: str | None, port: int | None, share: bool, public_demo: bool) -> No
         launch(host=host, port=port, share=share, public_demo=public_demo)
 
 
-for group in (models, data, train, jobs, chat, carbon):
+for group in (models, data, train, jobs, chat, carbon, export):
     main.add_command(group)

@@ -19,6 +19,7 @@ from garden.config import Settings
 from garden.services import training, web
 from garden.services.training import JobView, MetricPoint
 from garden.ui.boundary import code, guard, plain, report
+from garden.ui.export_panel import ExportPanel
 
 DEFAULT_PRESET = "Quick CPU demo"
 FOLLOW_ACTIVE = ""
@@ -375,6 +376,7 @@ def build(settings: Settings) -> None:
         cancel_btn = gr.Button("✖ Cancel", variant="stop")
         resume_btn = gr.Button("⟳ Resume")
     view = _run_view()
+    ExportPanel(settings)
     tab = FineTuneTab(settings, form, view)
     shown, choices = view.components(), [form.base_model, form.dataset]
 

@@ -121,6 +121,6 @@ def launch(
         css=app_css(),
         show_error=True,
         prevent_thread_lock=prevent_thread_lock,
-        allowed_paths=[str(settings.temp_path)],
+        allowed_paths=[str(settings.temp_path), str(settings.exports_root)],
     )
     return app

@@ -1,0 +1,71 @@
+"""`model-garden export MODEL --format adapter|merged|gguf`: export a run or a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from garden import present
+from garden.cli.output import console, print_json
+from garden.services import export as export_service
+
+
+@click.command("export")
+@click.argument("model")
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(export_service.EXPORT_FORMATS),
+    required=True,
+    help="adapter (LoRA, zipped), merged (safetensors) or gguf.",
+)
+@click.option(
+    "--quant",
+    type=click.Choice(export_service.GGUF_QUANTS),
+    default=None,
+    help="GGUF quantisation (default f16).",
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write (default STORAGE_ROOT/exports/NAME-FORMAT).")  # fmt: skip
+@click.option("--push", "push_to", default=None, help="Hugging Face repo id to push to.")
+@click.option("--public", is_flag=True, help="Create the Hub repository as public.")
+@click.option("--dry-run", is_flag=True, help="Write the folder that would be pushed; no push.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def export(
+    model: str,
+    export_format: str,
+    quant: str | None,
+    out_dir: Path | None,
+    push_to: str | None,
+    public: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Export MODEL (a fine-tuned run or any listed model) as an adapter, merged model or GGUF."""
+    request = export_service.ExportRequest.model_validate(
+        {
+            "model": model,
+            "format": export_format,
+            "quant": quant,
+            "push_to": push_to,
+            "dry_run": dry_run,
+            "private": not public,
+        }
+    )
+    if as_json:
+        print_json(export_service.export(request, out_dir=out_dir))
+        return
+    with console.status(f"Exporting {model} ({export_format})…"):
+        view = export_service.export(request, out_dir=out_dir)
+    console.print(
+        f"[green]{view.model}[/] exported as {view.format} "
+        f"({present.file_size(view.size_bytes)}) to {view.folder_abs}",
+        highlight=False,
+    )
+    if view.download_abs:
+        console.print(f"Download: {view.download_abs}", highlight=False)
+    if view.pushed_url:
+        console.print(f"Pushed to {view.pushed_url}", highlight=False)
+    elif view.dry_run:
+        console.print(f"Dry run: the folder that would be pushed is {view.folder_abs}")

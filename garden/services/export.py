@@ -1,0 +1,109 @@
+"""Export a fine-tuned run or any listed model (adapter zip, merged safetensors, GGUF) and push
+it to the Hugging Face Hub. Front-end agnostic: the CLI, the Fine-tune tab and the REST API call
+:func:`export` with an :class:`ExportRequest` and read an :class:`ExportView` back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from garden.config import Settings
+from garden.engine.export import (
+    EXPORT_FORMATS,
+    GGUF_QUANTS,
+    ExportSource,
+    export_source,
+    find_source,
+)
+from garden.errors import GardenError
+from garden.services import training
+from garden.services.base import View, resolve
+
+__all__ = ["EXPORT_FORMATS", "GGUF_QUANTS", "ExportRequest", "ExportView", "export"]
+
+ExportFormat = Literal["adapter", "merged", "gguf"]
+GgufQuant = Literal["f16", "q8_0"]
+
+
+class ExportRequest(View):
+    """What to export and where to send it (no host paths: the CLI passes ``out_dir`` aside)."""
+
+    model: str = Field(description="A fine-tuned run or any listed model id or name")
+    format: ExportFormat
+    quant: GgufQuant | None = Field(None, description="GGUF only; f16 when not given")
+    push_to: str | None = Field(None, description="Hugging Face repository id to push to")
+    dry_run: bool = Field(False, description="Write the folder a push would send; push nothing")
+    private: bool = Field(True, description="Create the Hub repository as private")
+    bundle: bool = Field(False, description="Also zip a merged export for download")
+
+
+class ExportView(View):
+    """A finished export: its folder (the repository a push sends) and its download."""
+
+    model: str
+    format: ExportFormat
+    quant: GgufQuant | None = None
+    folder: str | None = Field(None, description="Relative to STORAGE_ROOT (None when outside)")
+    folder_abs: str
+    download: str | None = Field(None, description="File to download, relative to STORAGE_ROOT")
+    download_abs: str | None = None
+    files: list[str]
+    size_bytes: int
+    card: dict[str, Any] = Field(description="Facts in the model card (base model, losses, CO₂)")
+    pushed_url: str | None = None
+    dry_run: bool = False
+
+
+def export(
+    request: ExportRequest, *, out_dir: Path | None = None, settings: Settings | None = None
+) -> ExportView:
+    """Run one export. ``out_dir`` is for the CLI only: the web never passes a typed path."""
+    settings = resolve(settings)
+    source = find_source(request.model, settings)
+    footprint = _training_footprint(source, settings)
+    options = request.model_dump(include={"quant", "push_to", "dry_run", "private", "bundle"})
+    result = export_source(
+        source, request.format, settings=settings, out_dir=out_dir, **options, **footprint
+    )
+    quant: GgufQuant | None = (request.quant or "f16") if request.format == "gguf" else None
+    root = settings.storage_root.resolve()
+    return ExportView(
+        model=source.id,
+        format=request.format,
+        quant=quant,
+        folder=_relative(result.folder, root),
+        folder_abs=str(result.folder),
+        download=_relative(result.download, root),
+        download_abs=str(result.download) if result.download else None,
+        files=result.files,
+        size_bytes=result.size_bytes,
+        card=result.card,
+        pushed_url=result.pushed_url,
+        dry_run=request.dry_run,
+    )
+
+
+def _training_footprint(source: ExportSource, settings: Settings) -> dict[str, Any]:
+    """The run's energy and CO₂ from its CodeCarbon record; the run folder's copy otherwise."""
+    meta = source.meta
+    energy, emissions = meta.get("energy_kwh"), meta.get("emissions_kg")
+    job_id = meta.get("job_id")
+    if job_id:
+        try:
+            job = training.get(str(job_id), settings=settings)
+        except GardenError:
+            return {"energy_kwh": energy, "emissions_kg": emissions}
+        energy = job.energy_kwh if job.energy_kwh is not None else energy
+        emissions = job.emissions_kg if job.emissions_kg is not None else emissions
+    return {"energy_kwh": energy, "emissions_kg": emissions}
+
+
+def _relative(path: Path | None, root: Path) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return None
