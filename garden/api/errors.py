@@ -100,7 +100,7 @@ async def on_validation_error(request: Request, exc: Exception) -> Response:
     for error in exc.errors()[:5]:
         where = ".".join(str(part) for part in error.get("loc", ()))
         problems.append(
-            f"{where}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ')}"
+            f"{where}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ').rstrip('.')}"
         )
     return error_response(422, f"Invalid request: {'; '.join(problems)}.", HINTS[422])
 
