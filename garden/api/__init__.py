@@ -18,6 +18,7 @@ from garden.api.docs import docs_router
 from garden.api.errors import is_api_path
 from garden.api.routes import auth, chat, datasets, emissions, models, training
 from garden.api.security import BearerGate
+from garden.api.uploads import UploadLimit
 from garden.config import Settings
 from garden.services import auth as auth_service
 
@@ -55,5 +56,6 @@ def app_kwargs(settings: Settings) -> dict[str, Any]:
         "middleware": [
             Middleware(metrics.LatencyMiddleware),
             Middleware(BearerGate, settings=settings),
+            Middleware(UploadLimit, settings=settings),
         ],
     }

@@ -50,7 +50,10 @@ def samples() -> list[BundledSample]:
     return datasets.bundled_samples()
 
 
-@router.post("/inspect", summary="Inspect an uploaded file without saving it")
+@router.post(
+    "/inspect",
+    summary="Inspect an uploaded file without saving it",
+)
 def inspect_upload(
     file: Annotated[UploadFile, File(description="JSON, JSONL, CSV, Parquet or text (.gz too)")],
     options: Annotated[str | None, Form(description=OPTIONS_HELP)] = None,
@@ -67,7 +70,11 @@ def import_dataset(request: WebImportRequest) -> DatasetView:
     return public(datasets.import_dataset(request.to_import()))
 
 
-@router.post("/upload", status_code=201, summary="Import an uploaded file")
+@router.post(
+    "/upload",
+    status_code=201,
+    summary="Import an uploaded file",
+)
 def import_upload(
     file: Annotated[UploadFile, File(description="JSON, JSONL, CSV, Parquet or text (.gz too)")],
     name: Annotated[str, Form(description="The name to save it under")],
