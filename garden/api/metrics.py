@@ -50,6 +50,10 @@ class JobCollector(Collector):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    def describe(self) -> list[Metric]:
+        """Nothing: registering must not read the database (collecting does, at scrape time)."""
+        return []
+
     def collect(self) -> Iterator[Metric]:
         jobs = training.list_jobs(JOBS_SCRAPED, settings=self.settings)
         by_status = GaugeMetricFamily(
@@ -103,10 +107,14 @@ class JobCollector(Collector):
             yield family
 
 
+_installed: list[JobCollector] = []
+
+
 def install_collector(settings: Settings) -> None:
     """Register the job collector once per process."""
-    if not any(isinstance(c, JobCollector) for c in registry._collector_to_names):
-        registry.register(JobCollector(settings))
+    if not _installed:
+        _installed.append(JobCollector(settings))
+        registry.register(_installed[0])
 
 
 def route_template(scope: Scope) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Iterable
+from typing import Protocol, TypeVar
 
+from garden.api.errors import ApiError
 from garden.services import web
 from garden.services.base import View
 
@@ -28,3 +30,24 @@ def public(view: V) -> V:
 
 def public_list(views: list[V]) -> list[V]:
     return [public(view) for view in views]
+
+
+class Named(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=Named)
+
+
+def find(views: Iterable[N], id_or_name: str, what: str, list_route: str) -> N:
+    """The view whose id or name is ``id_or_name``; ``404`` naming ``list_route`` otherwise."""
+    for view in views:
+        if id_or_name in (view.id, view.name):
+            return view
+    raise ApiError(
+        404, f"There is no {what} {id_or_name[:80]!r}.", hint=f"GET {list_route} lists them."
+    )

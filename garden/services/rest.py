@@ -128,20 +128,9 @@ def job_event(job_id: str, *, settings: Settings | None = None) -> JobEvent:
     if eval_loss is None:
         logged = [p.eval_loss for p in training.metrics(job_id, settings=settings)]
         eval_loss = next((loss for loss in reversed(logged) if loss is not None), None)
-    return JobEvent(
-        job_id=job.id,
-        status=job.status,
-        step=job.step,
-        total_steps=job.total_steps,
-        loss=job.loss,
-        eval_loss=eval_loss,
-        tokens_per_second=job.tokens_per_second,
-        eta_s=job.eta_s,
-        energy_kwh=job.energy_kwh,
-        emissions_kg=job.emissions_kg,
-        error=job.error,
-        final=job.terminal,
-    )
+    own = {"job_id", "eval_loss", "final"}
+    shared = job.model_dump(include=set(JobEvent.model_fields) - own)
+    return JobEvent(**shared, job_id=job.id, eval_loss=eval_loss, final=job.terminal)
 
 
 class WebGenerationSettings(GenerationSettings):

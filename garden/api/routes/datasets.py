@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from garden.api.errors import ApiError
 from garden.api.uploads import saved_upload
-from garden.api.views import public, public_list
+from garden.api.views import find, public, public_list
 from garden.config import get_settings
 from garden.services import datasets
 from garden.services.datasets import BundledSample, DatasetSource, DatasetView, InspectView
@@ -21,12 +21,7 @@ OPTIONS_HELP = 'How to read the file, as JSON: {"mapping": â€¦, "max_seq_len": â
 
 
 def find_dataset(id_or_name: str) -> DatasetView:
-    for view in datasets.list_datasets():
-        if id_or_name in (view.id, view.name):
-            return view
-    raise ApiError(
-        404, f"There is no dataset {id_or_name[:80]!r}.", hint="GET /api/v1/datasets lists them."
-    )
+    return find(datasets.list_datasets(), id_or_name, "dataset", "/api/v1/datasets")
 
 
 def read_options(text: str | None) -> WebReadOptions:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from garden.api.errors import ApiError
-from garden.api.views import public, public_list
+from garden.api.views import find, public, public_list
 from garden.services import models
 from garden.services.models import ModelView
 
@@ -13,13 +12,7 @@ router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
 
 def find_model(id_or_name: str) -> ModelView:
-    """A listed model by id or name; 404 otherwise."""
-    for view in models.list_models():
-        if id_or_name in (view.id, view.name):
-            return view
-    raise ApiError(
-        404, f"There is no model {id_or_name[:80]!r}.", hint="GET /api/v1/models lists them."
-    )
+    return find(models.list_models(), id_or_name, "model", "/api/v1/models")
 
 
 @router.get("", summary="List models")
