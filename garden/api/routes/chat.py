@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from fastapi import APIRouter
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from garden.api.errors import ApiError, error_body
+from garden.api.errors import error_body
 from garden.api.metrics import CHAT_TOKENS_PER_SECOND, CHAT_TTFT_SECONDS
+from garden.api.views import find
 from garden.errors import GardenError
 from garden.services import chat, models
 from garden.services.chat import Answer, ChatRequest, ChatStats
@@ -19,17 +20,11 @@ router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
 
 
 def checked(request: ChatRequest) -> ChatRequest:
-    """The request, if its model is one the chat engine can serve (default: the embedded one)."""
-    if not request.model:
-        return request
-    for view in models.chat_choices():
-        if request.model in (view.id, view.name):
-            return request
-    raise ApiError(
-        404,
-        f"There is no chat model {request.model[:80]!r}.",
-        hint="GET /api/v1/models lists them (hub ids cannot chat offline).",
-    )
+    """The request, if its model is one the chat engine can serve (default: the embedded one;
+    hub ids cannot chat offline)."""
+    if request.model:
+        find(models.chat_choices(), request.model, "chat model", "/api/v1/models")
+    return request
 
 
 def observe(stats: ChatStats) -> None:
