@@ -123,7 +123,7 @@ def check_jwt_settings(settings: Settings) -> None:
     """With auth on, the REST API needs a signing key of 32+ characters (``ConfigError``)."""
     if not settings.enable_auth:
         return
-    if len(settings.jwt_secret_key.get_secret_value()) < MIN_JWT_SECRET_CHARS:
+    if len(settings.jwt_secret_key.get_secret_value().strip()) < MIN_JWT_SECRET_CHARS:
         raise ConfigError(
             f"ENABLE_AUTH is on but JWT_SECRET_KEY has fewer than {MIN_JWT_SECRET_CHARS} "
             "characters.",
