@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,9 @@ class Settings(BaseSettings):
     auth_password: SecretStr = SecretStr("")
     login_max_failures: int = Field(5, ge=1, description="failed logins before a lockout")
     login_lockout_seconds: float = Field(300.0, gt=0.0, description="lockout after failures")
+    jwt_secret_key: SecretStr = SecretStr("")
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_expiration_minutes: float = Field(60.0, gt=0.0, description="REST API token lifetime")
 
     queue_max_size: int = Field(64, ge=1, description="events waiting in the Gradio queue")
     chat_concurrency: int = Field(32, ge=1, description="chat answers generated at once")
@@ -155,7 +159,7 @@ def settings_error(exc: ValidationError) -> ConfigError:
     for error in exc.errors():
         name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
         value = error.get("input")
-        secret = "PASSWORD" in name
+        secret = "PASSWORD" in name or "SECRET" in name
         shown = f" (got {value!r})" if isinstance(value, (str, int, float)) and not secret else ""
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{name}: {message}{shown}")

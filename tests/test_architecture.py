@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 GARDEN = Path(__file__).resolve().parent.parent / "garden"
-FRONT_ENDS = ("ui", "cli")
+FRONT_ENDS = ("ui", "cli", "api")
 FORBIDDEN_IN_FRONT_ENDS = ("garden.store", "garden.engine", "garden.data", "garden.models")
 HEAVY = ("torch", "transformers", "vllm", "peft", "trl", "unsloth")
 MAX_LINES = 500

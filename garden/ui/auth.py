@@ -8,21 +8,18 @@ route: without a session only the login page, the login form and static assets a
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
-import logging
 import re
-import threading
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from garden.config import MIN_PASSWORD_CHARS, Settings
 from garden.errors import ConfigError
+from garden.services import auth
+from garden.services.auth import LoginGuard
 
-log = logging.getLogger("garden.auth")
+__all__ = ["AuthGate", "LoginGuard", "check_access", "exposure", "login_guard"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -83,88 +80,27 @@ def check_access(host: str, share: bool, space_id: str | None, settings: Setting
     )
 
 
-class LoginGuard:
-    """Gradio's ``auth=`` callable: constant-time check, failed logins rate-limited.
-
-    After ``max_failures`` failures for one user name within ``lockout_s`` seconds, that name is
-    refused for ``lockout_s`` seconds; ten times as many failures in total lock every name.
-    A refused login gets the same "Incorrect credentials" answer as a wrong password.
-    """
-
-    MAX_TRACKED_NAMES = 10_000
-
-    def __init__(
-        self,
-        username: str,
-        password: str,
-        max_failures: int = 5,
-        lockout_s: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._username = username.encode()
-        self._password = password.encode()
-        self.max_failures = max_failures
-        self.lockout_s = lockout_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failures: dict[str, deque[float]] = {}
-        self._all_failures: deque[float] = deque()
-
-    def __call__(self, username: str, password: str) -> bool:
-        now = self._clock()
-        with self._lock:
-            locked = self._locked(self._all_failures, self.max_failures * 10, now) or self._locked(
-                self._failures.get(username), self.max_failures, now
-            )
-        if locked:
-            log.warning("Login refused: too many failed attempts (user %r)", username[:64])
-            return False
-        good_name = hmac.compare_digest(username.encode(), self._username)
-        good_password = hmac.compare_digest(password.encode(), self._password)
-        if good_name and good_password:
-            with self._lock:
-                self._failures.pop(username, None)
-            return True
-        with self._lock:
-            self._record_failure(username, now)
-        return False
-
-    def _locked(self, failures: deque[float] | None, limit: int, now: float) -> bool:
-        if not failures:
-            return False
-        while failures and now - failures[0] > self.lockout_s:
-            failures.popleft()
-        return len(failures) >= limit
-
-    def _record_failure(self, username: str, now: float) -> None:
-        if username not in self._failures and len(self._failures) >= self.MAX_TRACKED_NAMES:
-            self._failures.pop(next(iter(self._failures)))
-        self._failures.setdefault(username, deque()).append(now)
-        self._all_failures.append(now)
-
-
 def login_guard(settings: Settings) -> LoginGuard | None:
-    if not settings.enable_auth:
-        return None
-    return LoginGuard(
-        settings.auth_username,
-        settings.auth_password.get_secret_value(),
-        max_failures=settings.login_max_failures,
-        lockout_s=settings.login_lockout_seconds,
-    )
+    """Gradio's ``auth=`` callable: the process-wide check the REST API shares."""
+    return auth.login_guard(settings=settings)
 
 
 class AuthGate:
-    """ASGI middleware: without a Gradio session cookie, only the login page's routes answer."""
+    """ASGI middleware: without a Gradio session cookie, only the login page's routes answer.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Paths for which ``passes`` is true (the REST API's) go on untouched: they check a bearer
+    token of their own.
+    """
+
+    def __init__(self, app: ASGIApp, passes: Callable[[str], bool] = lambda path: False) -> None:
         self.app = app
+        self.passes = passes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or _signed_in(scope):
+        path = scope.get("path", "")
+        if scope["type"] not in ("http", "websocket") or self.passes(path) or _signed_in(scope):
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
         elif path == "/" and scope.get("method") == "GET":

@@ -1,4 +1,10 @@
-"""Launching the app: host, port, share link, auth, Hugging Face Spaces."""
+"""Launching the app: host, port, share link, auth, Hugging Face Spaces, and the REST API.
+
+The REST API lives in the FastAPI app that Gradio's ``launch()`` builds (its ``app_kwargs``:
+routes, docs, exception handlers, middleware), not in an app of ours with Gradio mounted on it:
+``launch()`` alone starts the share tunnel, the upload-cache cleaner, the queue and the login
+routes, so ``--share``, Spaces and every Gradio behaviour stay exactly as they were, on one port.
+"""
 
 from __future__ import annotations
 
@@ -95,6 +101,9 @@ def launch(
     settings = startup_settings(public_demo)
     server_name = resolve_host(host, settings)
     check_access(server_name, share, os.environ.get("SPACE_ID"), settings)
+    from garden import api
+
+    rest = api.app_kwargs(settings)
     configure_logging(settings)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from starlette.middleware import Middleware
@@ -109,12 +118,14 @@ def launch(
     app.delete_cache = (3600, int(settings.upload_cache_hours * 3600))
     app.queue(max_size=settings.queue_max_size, default_concurrency_limit=8, api_open=False)
     auth = login_guard(settings)
+    if auth:
+        rest["middleware"].append(Middleware(AuthGate, passes=api.is_api_path))
     app.launch(
         server_name=server_name,
         server_port=port or settings.api_port,
         share=share,
         auth=auth,
-        app_kwargs={"middleware": [Middleware(AuthGate)]} if auth else None,
+        app_kwargs=rest,
         max_file_size=settings.max_upload_mb * 1024 * 1024,
         ssr_mode=False,
         theme=app_theme(),

@@ -1,0 +1,116 @@
+"""Training jobs: start, list, get with metrics, logs, stop, cancel, resume; live on a WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from garden.api.errors import ApiError, error_body
+from garden.api.views import public, public_list
+from garden.errors import GardenError, ModelLoadError
+from garden.services import rest, training
+from garden.services.rest import JobCreated, JobDetail, JobEvent
+from garden.services.training import JobSpec, JobView, LogLine, PresetView
+
+router = APIRouter(prefix="/api/v1/training", tags=["training"])
+live = APIRouter(tags=["training"])
+
+POLL_S = 1.0
+UNKNOWN_JOB = 4404
+
+
+def find_job(job_id: str) -> JobView:
+    job = training.current_or_latest(job_id) if job_id else None
+    if job is None:
+        raise ApiError(
+            404, f"There is no job {job_id[:80]!r}.", hint="GET /api/v1/training/jobs lists them."
+        )
+    return job
+
+
+@router.get("/presets", summary="Named sets of training settings")
+def presets() -> list[PresetView]:
+    return training.presets()
+
+
+@router.post("/jobs", status_code=201, summary="Start a training run")
+def start_job(
+    spec: JobSpec,
+    preset: Annotated[str | None, Query(description="Settings to start from")] = None,
+) -> JobCreated:
+    values: dict[str, Any] = spec.model_dump(exclude_unset=True)
+    if preset is not None:
+        chosen = {p.name: p.settings for p in training.presets()}
+        if preset not in chosen:
+            raise ApiError(422, f"Unknown preset {preset!r}.", hint="One of: " + ", ".join(chosen))
+        values = {**chosen[preset], **values}
+    try:
+        job = training.submit_from_web(values)
+    except ModelLoadError as exc:
+        raise ApiError(400, exc.message, hint=exc.hint) from None
+    return JobCreated(job_id=job.id, job=public(job))
+
+
+@router.get("/jobs", summary="List jobs, newest first")
+def list_jobs(
+    status: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> list[JobView]:
+    return public_list(training.list_jobs(limit, status))
+
+
+@router.get("/jobs/{job_id}", summary="Get a job with its metrics")
+def get_job(job_id: str) -> JobDetail:
+    find_job(job_id)
+    detail = rest.job_detail(job_id)
+    return detail.model_copy(update={"job": public(detail.job)})
+
+
+@router.get("/jobs/{job_id}/logs", summary="A job's log lines after after_id, oldest first")
+def job_logs(
+    job_id: str, after_id: int = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> list[LogLine]:
+    find_job(job_id)
+    return training.logs(job_id, after_id, limit)
+
+
+@router.post("/jobs/{job_id}/stop", summary="Stop gracefully: checkpoint, save, end 'stopped'")
+def stop_job(job_id: str) -> JobView:
+    return public(training.stop(find_job(job_id).id))
+
+
+@router.post("/jobs/{job_id}/cancel", summary="Cancel at once: nothing more is saved")
+def cancel_job(job_id: str) -> JobView:
+    return public(training.cancel(find_job(job_id).id))
+
+
+@router.post("/jobs/{job_id}/resume", summary="Queue a stopped, interrupted or failed job again")
+def resume_job(job_id: str) -> JobView:
+    return public(training.resume(find_job(job_id).id))
+
+
+@live.websocket("/ws/jobs/{job_id}")
+async def follow_job(websocket: WebSocket, job_id: str) -> None:
+    """Send a ``JobEvent`` whenever the job changes; the last one has ``final`` set."""
+    await websocket.accept()
+    try:
+        await run_in_threadpool(find_job, job_id)
+    except GardenError as exc:
+        await websocket.send_json(error_body(exc.message, exc.hint))
+        await websocket.close(UNKNOWN_JOB)
+        return
+    last: JobEvent | None = None
+    try:
+        while True:
+            event = await run_in_threadpool(rest.job_event, job_id)
+            if event != last:
+                await websocket.send_json(public(event).model_dump(mode="json"))
+                last = event
+            if event.final:
+                break
+            await asyncio.sleep(POLL_S)
+        await websocket.close()
+    except WebSocketDisconnect:
+        return

@@ -1,0 +1,66 @@
+"""The REST API's gate: with ENABLE_AUTH, every API path but the token route needs a bearer
+token (the docs, the OpenAPI schema, /metrics and the job WebSocket included)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from garden.api.errors import error_response, is_api_path
+from garden.config import Settings
+from garden.services import auth
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+TOKEN_PATH = "/api/v1/auth/token"
+POLICY_VIOLATION = 1008
+
+
+def bearer_token(scope: Scope) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header, or of a WebSocket's ``token`` query
+    parameter (browsers cannot set headers on a WebSocket)."""
+    for key, value in scope.get("headers", []):
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    if scope["type"] == "websocket":
+        from urllib.parse import parse_qs
+
+        tokens = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+        return tokens[0] if tokens else None
+    return None
+
+
+class BearerGate:
+    """ASGI middleware in front of the API paths; other paths go on to Gradio's own gate."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if (
+            not self.settings.enable_auth
+            or scope["type"] not in ("http", "websocket")
+            or not is_api_path(path)
+            or path == TOKEN_PATH
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            scope.setdefault("state", {})["user"] = auth.verify_token(
+                bearer_token(scope), settings=self.settings
+            )
+        except auth.AuthError as exc:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": POLICY_VIOLATION})
+            else:
+                await error_response(401, exc.message, exc.hint)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
