@@ -19,5 +19,5 @@ RUN uv sync --no-dev --no-cache
 VOLUME ["/data/storage"]
 EXPOSE 7860
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
-    CMD ["/app/.venv/bin/python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:7860/', timeout=4)"]
+    CMD ["/app/.venv/bin/python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:7860/api/v1/health', timeout=4)"]
 CMD ["uv", "run", "app.py", "--host", "0.0.0.0"]

@@ -25,7 +25,7 @@ from garden.errors import ConfigError
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
 APP_COMMAND = ("uv", "run", "app.py", "--host", "0.0.0.0")
-HEALTH_PATH = "/"
+HEALTH_PATH = "/api/v1/health"
 SAFE_WORD = re.compile(r"^[A-Za-z0-9_./:=@+,-]+$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$")
 PLACEHOLDER = (

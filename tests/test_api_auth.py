@@ -74,6 +74,12 @@ def test_every_api_path_needs_a_valid_token(secured: RunningApp, token: str) -> 
             assert_refused(client.get(path, headers=bearer(forged)), "not valid")
             assert client.get(path, headers=bearer(token)).status_code == 200, path
         assert client.get("config").status_code == 401, "Gradio's gate still guards Gradio"
+        health = client.get("api/v1/health")  # open to load balancers, says nothing private
+        assert health.status_code == 200 and set(health.json()) == {
+            "status",
+            "version",
+            "default_model_ready",
+        }
         assert client.get("config", headers=bearer(token)).status_code == 401
         for size in (1024 * 1024 + 1, 3 * 1024 * 1024):  # counted while saved; declared
             big = {"file": ("big.jsonl", b"x" * size, "application/jsonl")}

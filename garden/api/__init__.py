@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from garden.api import errors, metrics
 from garden.api.docs import docs_router
 from garden.api.errors import is_api_path
-from garden.api.routes import auth, chat, datasets, emissions, models, training
+from garden.api.routes import auth, chat, datasets, emissions, health, models, training
 from garden.api.security import BearerGate
 from garden.api.uploads import UploadLimit
 from garden.config import Settings
@@ -32,6 +32,7 @@ documented_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_err
 def router() -> APIRouter:
     """Every REST route (and the job WebSocket and /metrics)."""
     combined = APIRouter()
+    combined.include_router(health.router)
     combined.include_router(auth.router)
     for module in (datasets, training, models, chat, emissions):
         combined.include_router(module.router, dependencies=[Depends(documented_bearer)])

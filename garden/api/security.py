@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from garden.api.errors import error_response, is_api_path
+from garden.api.routes.health import HEALTH_PATH
 from garden.config import Settings
 from garden.services import auth
 
@@ -17,6 +18,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 TOKEN_PATH = "/api/v1/auth/token"
+OPEN_API_PATHS = frozenset({TOKEN_PATH, HEALTH_PATH})
 POLICY_VIOLATION = 1008
 
 
@@ -49,7 +51,7 @@ class BearerGate:
             not self.settings.enable_auth
             or scope["type"] not in ("http", "websocket")
             or not is_api_path(path)
-            or path == TOKEN_PATH
+            or path in OPEN_API_PATHS
         ):
             await self.app(scope, receive, send)
             return

@@ -149,3 +149,20 @@ class WebChatRequest(ChatRequest):
     """What to answer (``model``: a listed model's id or name; default: the embedded one)."""
 
     generation: WebGenerationSettings = Field(default_factory=WebGenerationSettings)
+
+
+class HealthView(View):
+    """What the open health route says: up, which version, whether the default model is ready."""
+
+    status: Literal["ok"] = "ok"
+    version: str
+    default_model_ready: bool
+
+    @classmethod
+    def current(cls, *, settings: Settings | None = None) -> HealthView:
+        from garden import __version__
+        from garden.services import models
+
+        return cls(
+            version=__version__, default_model_ready=models.is_default_prepared(settings=settings)
+        )
