@@ -191,15 +191,15 @@ def plan_serve(
             "the models.",
             hint="Pass --api-key KEY (clients send it as a bearer token), or serve on 127.0.0.1.",
         )
+    sizes = ParallelSizes.of(settings)
+    device, count = visible_devices()
+    if not ray:
+        check_parallel(sizes, device, count)
     target = resolve_target(model, settings)
     base_path = target.base_path
     adapters = _adapters(base_path, loras, settings)
     if loras is None and target.adapter_path and not adapters:
         adapters = [_adapter(target)]
-    sizes = ParallelSizes.of(settings)
-    device, count = visible_devices()
-    if not ray:
-        check_parallel(sizes, device, count)
     engine = VllmBackend(
         base_path,
         enable_lora=bool(adapters),
