@@ -187,12 +187,13 @@ class RemoteChats:
         self._aborted: set[str] = set()
 
     def abort(self, request_id: str) -> None:
+        """Close the request's stream (no-op for an unknown or finished request)."""
         with self._lock:
-            stream = self._live.get(request_id)
-            if stream is None:
-                return
-            self._aborted.add(request_id)
-        stream.close()
+            stream = self._live.pop(request_id, None)
+            if stream is not None:
+                self._aborted.add(request_id)
+        if stream is not None:
+            stream.close()
 
     def _stopped(self, request_id: str) -> bool:
         with self._lock:
@@ -225,6 +226,8 @@ class RemoteChats:
                     self._live[request_id] = stream
                 try:
                     for chunk in stream:
+                        if self._stopped(request_id):
+                            break
                         if chunk.usage is not None:
                             usage_tokens = chunk.usage.completion_tokens
                             stats.prompt_tokens = chunk.usage.prompt_tokens
@@ -242,13 +245,13 @@ class RemoteChats:
                     if not self._stopped(request_id):
                         raise
         finally:
-            stream_closed = self._finish(request_id)
+            aborted = self._finish(request_id)
         t_end = time.time()
         stats.tokens = usage_tokens if usage_tokens is not None else pieces
         stats.duration_s = round(t_end - t_start, 4)
         if t_end > t_start and stats.tokens:
             stats.tokens_per_second = round(stats.tokens / (t_end - t_start), 2)
-        stats.finish_reason = "abort" if stream_closed else (finish or "stop")
+        stats.finish_reason = "abort" if aborted else (finish or "stop")
         yield ChatDelta("", text, stats.tokens, done=True, stats=stats)
 
     def _finish(self, request_id: str) -> bool:
