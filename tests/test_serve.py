@@ -16,12 +16,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import free_port
+from conftest import RunningApp, free_port
 from test_serving_engine import train_adapter
 
 from garden.errors import ServingError
 from garden.services import chat
 from garden.services.chat import ChatMessage, ChatRequest, Endpoint, GenerationSettings
+from garden.services.endpoints import endpoint_models
 
 pytestmark = pytest.mark.slow
 
@@ -149,7 +150,7 @@ def test_openai_client_lists_the_models_and_both_answer(server: Server) -> None:
 
 
 def test_remote_backend_streams_the_answer(server: Server) -> None:
-    assert chat.endpoint_models(Endpoint(base_url=server.url, api_key=API_KEY))[0] == BASE
+    assert endpoint_models(Endpoint(base_url=server.url, api_key=API_KEY))[0] == BASE
     steps = list(chat.stream_answer(ask(server, RUN)))
     pieces = [step for step in steps if not step.done]
     assert len(pieces) > 1 and steps[-1].done
@@ -184,7 +185,7 @@ def test_remote_errors_are_one_clear_line(server: Server) -> None:
     assert BASE in (unknown.value.hint or "") and RUN in (unknown.value.hint or "")
     nobody = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(ServingError, match="Cannot reach"):
-        chat.endpoint_models(Endpoint(base_url=nobody))
+        endpoint_models(Endpoint(base_url=nobody))
 
 
 def test_chat_cli_answers_through_the_endpoint(server: Server) -> None:
@@ -197,6 +198,16 @@ def test_chat_cli_answers_through_the_endpoint(server: Server) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     data = json.loads(out.stdout)
     assert "Paris" in data["text"] and data["backend"] == "remote" and data["tokens"] > 0
+
+
+def test_chat_tab_lists_the_models_and_refuses_other_hosts(server: Server, app: RunningApp) -> None:
+    from gradio_client import Client
+
+    client = Client(app.url, verbose=False)
+    _, listed = client.predict(server.url, API_KEY, api_name="/remote_models")
+    assert BASE in listed and RUN in listed, listed
+    _, refused = client.predict("http://169.254.169.254/latest", "", api_name="/remote_models")
+    assert "may not call 169.254.169.254" in refused and "REMOTE_ENDPOINTS_ALLOWED" in refused
 
 
 def test_sigterm_stops_vllm_and_every_child(server: Server) -> None:

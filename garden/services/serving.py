@@ -64,10 +64,9 @@ class ServePlan(View):
     @property
     def command_line(self) -> str:
         """The command as a shell line (the API key, when needed, shown as ``…``)."""
-        env = dict(self.env)
+        prefix = [f"{key}={shlex.quote(value)}" for key, value in self.env.items()]
         if self.needs_api_key:
-            env[API_KEY_ENV] = "…"
-        prefix = [f"{key}={shlex.quote(value)}" for key, value in env.items()]
+            prefix.append(f"{API_KEY_ENV}=…")
         return " ".join([*prefix, shlex.join(self.argv)])
 
 

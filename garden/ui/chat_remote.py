@@ -77,7 +77,12 @@ class RemotePanel:
         listed = guard(
             "listing the endpoint's models", lambda m: (keep, f"❌ {plain(m)}"), settings
         )
-        self.list_btn.click(listed(list_models), [self.url, self.key], [self.model, self.status])
+        self.list_btn.click(
+            listed(list_models),
+            [self.url, self.key],
+            [self.model, self.status],
+            api_name="remote_models",
+        )
 
 
 def checked(url: str, key: str, settings: Settings) -> Endpoint:
