@@ -255,4 +255,9 @@ def serve(
             on_ready(models)
         return process.wait()
     finally:
-        stop_server(process)
+        while True:  # a second Ctrl-C must not leave vLLM's processes behind
+            try:
+                stop_server(process)
+                break
+            except KeyboardInterrupt:
+                continue
