@@ -37,6 +37,14 @@ class Settings(BaseSettings):
 
     vllm_gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
     vllm_max_num_seqs: int = Field(256, ge=1)
+    vllm_tensor_parallel_size: int = Field(1, ge=1, description="devices each layer is split over")
+    vllm_pipeline_parallel_size: int = Field(
+        1, ge=1, description="devices the layers are spread over"
+    )
+    vllm_data_parallel_size: int = Field(1, ge=1, description="replicas of the model")
+    remote_endpoints_allowed: str = Field(
+        "", description="hosts the Chat tab may call (comma list, * = any); default loopback"
+    )
     max_loaded_models: int = Field(2, ge=1, description="chat engines kept loaded (LRU evicted)")
 
     carbon_tracking_enabled: bool = True

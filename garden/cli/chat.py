@@ -11,7 +11,14 @@ from garden import present
 from garden.cli.output import err_console, fail, print_json
 from garden.errors import GardenError
 from garden.services import chat as chat_service
-from garden.services.chat import BACKENDS, ChatMessage, ChatRequest, GenerationSettings
+from garden.services.chat import (
+    BACKENDS,
+    ChatMessage,
+    ChatRequest,
+    Endpoint,
+    GenerationSettings,
+)
+from garden.services.endpoints import endpoint_models
 
 REPL_HELP = "Commands: /reset clears the conversation, /exit quits (or Ctrl-D)."
 
@@ -50,13 +57,34 @@ def _quiet_engines() -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object with the answer and figures."
 )
+@click.option(
+    "--endpoint",
+    default=None,
+    metavar="URL",
+    help="Chat with an OpenAI-compatible server instead (e.g. http://127.0.0.1:8000/v1); "
+    "--model is then one of its models (default: its first).",
+)
+@click.option(
+    "--api-key", default=None, envvar="GARDEN_ENDPOINT_API_KEY", help="The endpoint's API key."
+)
 def chat(
-    prompt: str | None, model: str | None, backend: str, as_json: bool, **generation: Any
+    prompt: str | None,
+    model: str | None,
+    backend: str,
+    as_json: bool,
+    endpoint: str | None,
+    api_key: str | None,
+    **generation: Any,
 ) -> None:
     """Chat with a model: answer PROMPT, or start a REPL when no prompt is given."""
     _quiet_engines()
     if prompt is not None and not prompt.strip():
         fail("The prompt is empty. Pass some text, or no prompt at all for the interactive REPL.")
+    if endpoint is not None:
+        _chat_remote(
+            prompt, model, Endpoint(base_url=endpoint, api_key=api_key), as_json, generation
+        )
+        return
     one_shot = prompt is not None
     effective = "transformers" if (one_shot and backend == "auto") else backend
     try:
@@ -78,17 +106,50 @@ def chat(
         chat_service.shutdown()
 
 
+def _chat_remote(
+    prompt: str | None,
+    model: str | None,
+    endpoint: Endpoint,
+    as_json: bool,
+    generation: dict[str, Any],
+) -> None:
+    """The same one-shot answer or REPL, from a remote OpenAI-compatible endpoint."""
+    try:
+        settings = GenerationSettings(**generation)
+        served = endpoint_models(endpoint)
+        name = model or served[0]
+        if not as_json:
+            err_console.print(
+                f"{endpoint.remote().base_url} serves {', '.join(served)}; chatting with {name}.",
+                highlight=False,
+            )
+        if prompt is not None:
+            messages = [ChatMessage(role="user", content=prompt)]
+            _answer(name, "remote", messages, settings, as_json, endpoint)
+        else:
+            _repl(name, "remote", settings, endpoint)
+    except GardenError as exc:
+        fail(exc)
+
+
 def _answer(
     model: str | None,
     backend: str,
     messages: list[ChatMessage],
     settings: GenerationSettings,
     as_json: bool,
+    endpoint: Endpoint | None = None,
 ) -> str:
     def show(text: str) -> None:
         click.echo(text, nl=False)
 
-    request = ChatRequest(model=model, backend=backend, messages=messages, generation=settings)
+    request = ChatRequest(
+        model=model,
+        backend="auto" if endpoint else backend,
+        messages=messages,
+        generation=settings,
+        endpoint=endpoint,
+    )
     reply = chat_service.answer(request, on_text=None if as_json else show)
     stats = reply.stats
     if as_json:
@@ -109,7 +170,12 @@ def _answer(
     return reply.text
 
 
-def _repl(model: str | None, backend: str, settings: GenerationSettings) -> None:
+def _repl(
+    model: str | None,
+    backend: str,
+    settings: GenerationSettings,
+    endpoint: Endpoint | None = None,
+) -> None:
     err_console.print(REPL_HELP, highlight=False)
     history: list[ChatMessage] = []
     while True:
@@ -129,7 +195,7 @@ def _repl(model: str | None, backend: str, settings: GenerationSettings) -> None
             continue
         history.append(ChatMessage(role="user", content=text))
         try:
-            reply = _answer(model, backend, history, settings, as_json=False)
+            reply = _answer(model, backend, history, settings, False, endpoint)
         except GardenError as exc:
             history.pop()
             err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)

@@ -11,6 +11,7 @@ from garden.cli.data import data
 from garden.cli.export import export
 from garden.cli.models import models
 from garden.cli.output import boundary
+from garden.cli.serve import serve
 from garden.cli.train import jobs, train
 
 
@@ -45,5 +46,5 @@ def ui(host: str | None, port: int | None, share: bool, public_demo: bool) -> No
         launch(host=host, port=port, share=share, public_demo=public_demo)
 
 
-for group in (models, data, train, jobs, chat, carbon, export):
+for group in (models, data, train, jobs, chat, serve, export, carbon):
     main.add_command(group)

@@ -32,9 +32,11 @@ from garden.engine.serving import (
     shutdown_all,
     unload_engine,
 )
+from garden.engine.serving.remote import remote_chats
 from garden.engine.serving.types import LOAD_WAIT_S, BackendName, message_text
 from garden.errors import GardenError, ServingError
 from garden.services.base import View, resolve
+from garden.services.endpoints import Endpoint
 
 __all__ = [
     "BACKENDS",
@@ -45,6 +47,7 @@ __all__ = [
     "ChatRequest",
     "ChatStats",
     "Conversation",
+    "Endpoint",
     "EngineStatusView",
     "GenerationSettings",
     "abort",
@@ -92,12 +95,24 @@ class ChatMessage(View):
 
 
 class ChatRequest(View):
-    """What to answer: a conversation, for a model (default: the embedded one) on a backend."""
+    """What to answer: a conversation, for a model (default: the embedded one) on a backend,
+    or for a model that a remote OpenAI-compatible ``endpoint`` serves (then ``model`` is the
+    endpoint's model name and ``backend`` is not used)."""
 
     model: str | None = None
     backend: BackendName = "auto"
     messages: list[ChatMessage]
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    endpoint: Endpoint | None = None
+
+    @model_validator(mode="after")
+    def _endpoint_names_its_model(self) -> ChatRequest:
+        if self.endpoint is not None and not (self.model or "").strip():
+            raise ServingError(
+                "No model picked for the remote endpoint.",
+                hint="Pick one of the models it serves (list them first).",
+            )
+        return self
 
 
 class Conversation(View):
@@ -253,6 +268,26 @@ def _deltas(
         )
 
 
+def _remote_deltas(request: ChatRequest, request_id: str) -> Iterator[AnswerDelta]:
+    """The answer of the request's remote endpoint (web callers check it first:
+    ``endpoints.check_endpoint``)."""
+    assert request.endpoint is not None and request.model
+    endpoint = request.endpoint.remote()
+    label = f"{request.model} @ {endpoint.host}"
+    steps = remote_chats.stream_chat(
+        endpoint,
+        request.model,
+        [m.model_dump() for m in request.messages],
+        request.generation.to_config(),
+        request_id,
+    )
+    for step in steps:
+        stats = ChatStats.of(step.stats, label) if step.stats is not None else None
+        yield AnswerDelta(
+            text=step.text, delta=step.delta, tokens=step.tokens, stats=stats, done=step.done
+        )
+
+
 def stream_answer(
     request: ChatRequest,
     *,
@@ -262,6 +297,9 @@ def stream_answer(
 ) -> Iterator[AnswerDelta]:
     """Load the model if needed and stream the answer; the last step has ``done`` set and
     carries the stats."""
+    if request.endpoint is not None:
+        yield from _remote_deltas(request, request_id or f"remote-{uuid.uuid4().hex[:12]}")
+        return
     engine, target = _engine(request.model, request.backend, settings)
     engine.wait_ready(timeout)
     yield from _deltas(engine, target, request, request_id)
@@ -284,6 +322,7 @@ def answer(
 
 def abort(model: str, backend: str, request_id: str, *, settings: Settings | None = None) -> None:
     """Stop a streaming answer; its stream ends with ``finish_reason == "abort"``."""
+    remote_chats.abort(request_id)
     engine = peek_engine(model, backend, resolve(settings))
     if engine is not None:
         engine.abort(request_id)
@@ -293,22 +332,25 @@ class AnswerStream:
     """An answer generating in a background thread; a front end polls ``text``, ``stats``,
     ``error`` and ``done`` while it runs."""
 
-    def __init__(self, engine: ChatEngine, request_id: str) -> None:
+    def __init__(
+        self, request_id: str, stop: Callable[[str], None], backend: Callable[[], str | None]
+    ) -> None:
         self.request_id = request_id
         self.text = ""
         self.stats: ChatStats | None = None
         self.error: str | None = None
         self.done = False
-        self._engine = engine
+        self._stop = stop
+        self._backend = backend
 
     @property
     def backend(self) -> str | None:
         """The backend serving the answer now."""
-        return self._engine.status.backend
+        return self._backend()
 
     def abort(self) -> None:
         if not self.done:
-            self._engine.abort(self.request_id)
+            self._stop(self.request_id)
 
     def run(self, deltas: Iterator[AnswerDelta]) -> None:
         try:
@@ -325,11 +367,17 @@ class AnswerStream:
 
 
 def start_answer(request: ChatRequest, *, settings: Settings | None = None) -> AnswerStream:
-    """Start answering in a background thread on a ready engine (``load`` it first)."""
-    engine, target = _engine(request.model, request.backend, settings)
-    engine.wait_ready(timeout=1)
-    stream = AnswerStream(engine, f"ui-{uuid.uuid4().hex[:12]}")
-    deltas = _deltas(engine, target, request, stream.request_id)
+    """Start answering in a background thread on a ready engine (``load`` it first), or on
+    the request's remote endpoint."""
+    request_id = f"ui-{uuid.uuid4().hex[:12]}"
+    if request.endpoint is not None:
+        stream = AnswerStream(request_id, remote_chats.abort, lambda: "remote")
+        deltas = _remote_deltas(request, request_id)
+    else:
+        engine, target = _engine(request.model, request.backend, settings)
+        engine.wait_ready(timeout=1)
+        stream = AnswerStream(request_id, engine.abort, lambda: engine.status.backend)
+        deltas = _deltas(engine, target, request, request_id)
     threading.Thread(
         target=stream.run, args=(deltas,), name=f"answer-{stream.request_id}", daemon=True
     ).start()

@@ -30,6 +30,7 @@ from garden.services.chat import (
     GenerationSettings,
 )
 from garden.ui.boundary import guard, guard_stream, plain
+from garden.ui.chat_remote import RemotePanel, endpoint_of
 
 POLL_SECONDS = 0.05
 DEFAULTS = GenerationSettings()
@@ -58,11 +59,16 @@ class ChatForm:
     repetition_penalty: float = DEFAULTS.repetition_penalty
     stop: str = ""
     seed: float | None = -1
+    remote_on: bool = False
+    remote_url: str = ""
+    remote_key: str = ""
+    remote_model: str | None = None
 
     @property
     def panes(self) -> list[str | None]:
-        """The model of each pane: A, and B when comparing."""
-        return [self.model_a, self.model_b] if self.compare else [self.model_a]
+        """The model of each pane: A (the remote model when on), and B when comparing."""
+        first = self.remote_model if self.remote_on else self.model_a
+        return [first, self.model_b] if self.compare else [first]
 
     @property
     def picked(self) -> list[str]:
@@ -146,6 +152,7 @@ def build(settings: Settings) -> None:
         lambda: ([], [], "", ""), None, [page.chat_a, page.chat_b, page.stats_a, page.stats_b]
     )
     page.export_btn.click(handlers.export, everything, page.export_file)
+    page.remote.bind(settings)
 
 
 class ChatPage:
@@ -206,6 +213,8 @@ class ChatPage:
             self.stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="chat-stop")
             self.clear_btn = gr.Button("Clear", scale=1, elem_id="chat-clear")
         self._generation_settings()
+        self.remote = RemotePanel()
+        self.remote_on, self.remote_url, self.remote_key, self.remote_model = self.remote.inputs()
         with gr.Row():
             self.export_btn = gr.Button("Export conversation (JSON)", size="sm", scale=0)
             self.export_file = gr.File(label="Conversation", visible=False, interactive=False)
@@ -323,7 +332,7 @@ class _Handlers:
     def check_listed(self, form: ChatForm) -> None:
         """Only listed models are served to the web: a typed folder or file never is."""
         listed = {view.id for view in model_service.chat_choices(settings=self.settings)}
-        for name in form.picked:
+        for name in form.picked[1:] if form.remote_on else form.picked:
             if name not in listed:
                 raise ModelLoadError(
                     f"{name[:80]!r} is not a listed model.",
@@ -388,11 +397,16 @@ class _Handlers:
         streams: list[AnswerStream | None] = []
         for i, name in enumerate(form.picked):
             try:
-                for text in self._loading(name, form.backend):
+                endpoint = endpoint_of(form, self.settings) if i == 0 else None
+                for text in [] if endpoint else self._loading(name, form.backend):
                     turn.stats[i] = text
                     yield turn.frame()
                 wanted = ChatRequest(
-                    model=name, backend=form.backend, messages=prompts[i], generation=generation
+                    model=name,
+                    backend=form.backend,
+                    messages=prompts[i],
+                    generation=generation,
+                    endpoint=endpoint,
                 )
                 stream = chat.start_answer(wanted, settings=self.settings)
             except GardenError as exc:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from garden.config import Settings, get_settings
+from garden.engine.serving.parallel import ParallelSizes
 from garden.engine.serving.targets import adapter_base, adapter_rank, check_adapter
 from garden.engine.serving.types import (
     BACKENDS,
@@ -191,6 +192,7 @@ class ChatEngine:
         options = {
             "max_num_seqs": self.settings.vllm_max_num_seqs,
             "gpu_memory_utilization": self.settings.vllm_gpu_memory_utilization,
+            "parallel": ParallelSizes.of(self.settings),
             **self.vllm_options,
         }
         for attempt in (1, 2):

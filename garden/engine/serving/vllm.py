@@ -20,11 +20,16 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from garden.engine.serving.parallel import (
+    ParallelSizes,
+    check_parallel,
+    engine_environment,
+    visible_devices,
+)
 from garden.engine.serving.types import Adapter, BackendChunk, GenerationRequest
 from garden.errors import ModelLoadError, OutOfMemoryError, ServingError
 
 UNIPROC_EXECUTOR = "vllm.v1.executor.uniproc_executor.UniProcExecutor"
-DEFAULT_CPU_KV_CACHE_GB = "1"
 _END = object()
 
 
@@ -64,6 +69,7 @@ class VllmBackend:
         gpu_memory_utilization: float = 0.9,
         enforce_eager: bool = True,
         single_process: bool = True,
+        parallel: ParallelSizes | None = None,
     ) -> None:
         self.model_path = model_path
         self.enable_lora = enable_lora
@@ -75,6 +81,7 @@ class VllmBackend:
         self.gpu_memory_utilization = gpu_memory_utilization
         self.enforce_eager = enforce_eager
         self.single_process = single_process
+        self.parallel = parallel or ParallelSizes()
         self.device = "cpu"
         self._llm: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -84,8 +91,9 @@ class VllmBackend:
         import torch
 
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device == "cpu":
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_CPU_KV_CACHE_GB)
+        check_parallel(self.parallel, *visible_devices())
+        for key, value in engine_environment(self.device).items():
+            os.environ.setdefault(key, value)
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         loop = asyncio.new_event_loop()
         self._loop = loop
@@ -108,16 +116,16 @@ class VllmBackend:
         async for _ in self._llm.generate({"prompt_token_ids": [1, 2, 3]}, params, "warm-up"):
             pass
 
-    async def _build(self) -> Any:
-        from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
-
+    def engine_kwargs(self) -> dict[str, Any]:
+        """The ``AsyncEngineArgs`` of this engine; ``model-garden serve`` passes the same ones
+        to vLLM's OpenAI server as flags."""
         kwargs: dict[str, Any] = {
             "model": self.model_path,
             "enforce_eager": self.enforce_eager,
             "max_num_seqs": self.max_num_seqs,
             "disable_log_stats": True,
             "enable_prefix_caching": True,
+            **self.parallel.engine_kwargs(),
         }
         if self.requested_max_len:
             kwargs["max_model_len"] = self.requested_max_len
@@ -127,8 +135,15 @@ class VllmBackend:
             )
         if self.device == "cuda":
             kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
-        elif self.single_process:
+        elif self.single_process and self.parallel.ranks == 1:
             kwargs["distributed_executor_backend"] = UNIPROC_EXECUTOR
+        return kwargs
+
+    async def _build(self) -> Any:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        kwargs = self.engine_kwargs()
         try:
             return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
         except Exception as exc:
