@@ -97,6 +97,14 @@ def test_full_script_import_train_follow_chat_emissions(
         ]
     assert kinds[-1] == "done" and kinds.count("delta") >= 1, kinds
 
+    exported = client.post("api/v1/exports", json={"model": "api-run", "format": "adapter"})
+    assert exported.status_code == 201, exported.text
+    done = exported.json()
+    assert done["card"] and "adapter_model.safetensors" in done["files"]
+    assert "/" not in done["download_url"].removeprefix("/api/v1/exports/files/")
+    archive = client.get(done["download_url"].lstrip("/"))
+    assert archive.status_code == 200 and archive.content[:2] == b"PK"
+
     rows = client.get("api/v1/emissions/records", params={"search": job_id}).json()
     assert [row["ref_id"] for row in rows] == [job_id]
     assert rows[0]["energy_kwh"] > 0 and rows[0]["emissions_kg"] > 0
@@ -152,6 +160,11 @@ def test_every_error_has_one_shape_and_its_status(client: httpx.Client) -> None:
     host_path = {"messages": chat["messages"], "model": "/etc/passwd"}
     assert_error(client.post("api/v1/chat", json=host_path), 404, "no chat model")
     assert_error(client.get("api/v1/emissions", params={"since": "not a date"}), 400)
+    assert_error(client.post("api/v1/exports", json={"model": "nope", "format": "gguf"}), 404)
+    export_base = {"model": "SmolLM2-135M-Instruct", "format": "adapter"}
+    assert_error(client.post("api/v1/exports", json=export_base), 400, "adapter")
+    for outside in ("../garden.db", "%2e%2e/garden.db", "nothing.zip"):
+        assert_error(client.get(f"api/v1/exports/files/{outside}"), 404)
 
 
 def test_unknown_job_on_the_websocket_gets_an_error_and_a_close(app: RunningApp) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.responses import Response
@@ -17,29 +17,15 @@ from starlette.routing import Match
 from garden.api.security import ASGIApp, Message, Receive, Scope, Send
 from garden.config import Settings
 from garden.services import training
+from garden.services.telemetry import registry
 
 JOBS_SCRAPED = 200
 STATUSES = ("queued", "running", "stopping", "completed", "stopped", "failed", "cancelled")
 
-registry = CollectorRegistry()
 REQUEST_SECONDS = Histogram(
     "garden_http_request_duration_seconds",
     "Time to answer an HTTP request, by method, route and status",
     ["method", "route", "status"],
-    registry=registry,
-)
-CHAT_TTFT_SECONDS = Histogram(
-    "garden_chat_time_to_first_token_seconds",
-    "Seconds from a chat request to its first generated token",
-    ["backend"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
-    registry=registry,
-)
-CHAT_TOKENS_PER_SECOND = Histogram(
-    "garden_chat_tokens_per_second",
-    "Generation speed of chat answers",
-    ["backend"],
-    buckets=(1, 5, 10, 20, 50, 100, 200, 500, 1000),
     registry=registry,
 )
 

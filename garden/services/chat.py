@@ -33,8 +33,9 @@ from garden.engine.serving import (
     unload_engine,
 )
 from garden.engine.serving.remote import remote_chats
-from garden.engine.serving.types import LOAD_WAIT_S, BackendName, message_text
+from garden.engine.serving.types import LOAD_WAIT_S, BackendName, ChatDelta, message_text
 from garden.errors import GardenError, ServingError
+from garden.services import telemetry
 from garden.services.base import View, resolve
 from garden.services.endpoints import Endpoint
 
@@ -261,11 +262,7 @@ def _deltas(
         adapter=target.adapter_path,
         request_id=request_id,
     )
-    for step in steps:
-        stats = ChatStats.of(step.stats, target.label) if step.stats is not None else None
-        yield AnswerDelta(
-            text=step.text, delta=step.delta, tokens=step.tokens, stats=stats, done=step.done
-        )
+    yield from _answer_deltas(steps, target.label)
 
 
 def _remote_deltas(request: ChatRequest, request_id: str) -> Iterator[AnswerDelta]:
@@ -281,8 +278,15 @@ def _remote_deltas(request: ChatRequest, request_id: str) -> Iterator[AnswerDelt
         request.generation.to_config(),
         request_id,
     )
+    yield from _answer_deltas(steps, label)
+
+
+def _answer_deltas(steps: Iterator[ChatDelta], label: str) -> Iterator[AnswerDelta]:
+    """The engine's steps as views; the finished answer is counted in the metrics."""
     for step in steps:
         stats = ChatStats.of(step.stats, label) if step.stats is not None else None
+        if stats is not None:
+            telemetry.observe_answer(stats)
         yield AnswerDelta(
             text=step.text, delta=step.delta, tokens=step.tokens, stats=stats, done=step.done
         )

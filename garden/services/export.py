@@ -17,11 +17,20 @@ from garden.engine.export import (
     export_source,
     find_source,
 )
-from garden.errors import GardenError
+from garden.errors import ExportError, GardenError
 from garden.services import training
 from garden.services.base import View, resolve
 
-__all__ = ["EXPORT_FORMATS", "GGUF_QUANTS", "ExportRequest", "ExportView", "export"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "GGUF_QUANTS",
+    "ExportRequest",
+    "ExportView",
+    "WebExportRequest",
+    "download_name",
+    "download_path",
+    "export",
+]
 
 ExportFormat = Literal["adapter", "merged", "gguf"]
 GgufQuant = Literal["f16", "q8_0"]
@@ -107,3 +116,43 @@ def _relative(path: Path | None, root: Path) -> str | None:
         return path.resolve().relative_to(root).as_posix()
     except ValueError:
         return None
+
+
+class WebExportRequest(View):
+    """An export asked for over the web: no folder and no push (a push would use the server's
+    Hub token; the CLI does that). A merged export is always zipped so it can be downloaded."""
+
+    model: str = Field(description="A fine-tuned run or any listed model id or name")
+    format: ExportFormat
+    quant: GgufQuant | None = Field(None, description="GGUF only; f16 when not given")
+
+    def request(self) -> ExportRequest:
+        return ExportRequest(model=self.model, format=self.format, quant=self.quant, bundle=True)
+
+
+DOWNLOAD_SUFFIXES = (".zip", ".gguf")
+
+
+def download_path(relative: str, *, settings: Settings | None = None) -> Path:
+    """The export file ``relative`` (to the exports folder, as in ``ExportView.download``'s tail)
+    names; ``ExportError`` for anything else, so the web can only fetch finished exports."""
+    root = resolve(settings).exports_root.resolve()
+    candidate = (root / relative).resolve()
+    if (
+        candidate.is_relative_to(root)
+        and candidate != root
+        and candidate.suffix in DOWNLOAD_SUFFIXES
+        and candidate.is_file()
+    ):
+        return candidate
+    raise ExportError(
+        f"There is no export file {relative[:80]!r}.",
+        hint="POST /api/v1/exports makes one; its `download_url` names the file.",
+    )
+
+
+def download_name(view: ExportView, *, settings: Settings | None = None) -> str | None:
+    """The export's download relative to the exports folder (what :func:`download_path` takes)."""
+    if view.download_abs is None:
+        return None
+    return _relative(Path(view.download_abs), resolve(settings).exports_root)

@@ -9,11 +9,10 @@ from fastapi import APIRouter
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from garden.api.errors import error_body
-from garden.api.metrics import CHAT_TOKENS_PER_SECOND, CHAT_TTFT_SECONDS
 from garden.api.views import find
 from garden.errors import GardenError
 from garden.services import chat, models
-from garden.services.chat import Answer, ChatRequest, ChatStats
+from garden.services.chat import Answer, ChatRequest
 from garden.services.rest import WebChatRequest
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
@@ -27,18 +26,9 @@ def checked(request: ChatRequest) -> ChatRequest:
     return request
 
 
-def observe(stats: ChatStats) -> None:
-    if stats.ttft_s is not None:
-        CHAT_TTFT_SECONDS.labels(stats.backend).observe(stats.ttft_s)
-    if stats.tokens_per_second is not None:
-        CHAT_TOKENS_PER_SECOND.labels(stats.backend).observe(stats.tokens_per_second)
-
-
 @router.post("", summary="Answer a conversation (waits for the whole answer)")
 def answer(request: WebChatRequest) -> Answer:
-    result = chat.answer(checked(request))
-    observe(result.stats)
-    return result
+    return chat.answer(checked(request))
 
 
 @router.post(
@@ -57,8 +47,6 @@ def stream(request: WebChatRequest) -> EventSourceResponse:
 def events(request: ChatRequest) -> Iterator[ServerSentEvent]:
     try:
         for delta in chat.stream_answer(request):
-            if delta.stats is not None:
-                observe(delta.stats)
             yield ServerSentEvent(
                 data=delta.model_dump_json(), event="done" if delta.done else "delta"
             )

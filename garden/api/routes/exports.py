@@ -1,0 +1,54 @@
+"""Exports: a run or any listed model as a zipped LoRA adapter, merged safetensors or GGUF, with
+its model card; the file is then downloaded. Pushing to the Hub is the CLI's
+(`model-garden export --push`), since it uses the server's token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from garden.api.errors import ApiError
+from garden.api.views import find
+from garden.errors import ExportError
+from garden.services import export, models
+from garden.services.base import View
+from garden.services.export import WebExportRequest
+
+router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
+FILES = "/api/v1/exports/files/"
+
+
+class ExportDone(View):
+    """A finished export as the API shows it: no server paths, a URL to download it from."""
+
+    model: str
+    format: str
+    quant: str | None
+    files: list[str]
+    size_bytes: int
+    card: dict[str, object]
+    download_url: str
+
+
+@router.post("", status_code=201, summary="Export a run or model (adapter, merged or GGUF)")
+def create(request: WebExportRequest) -> ExportDone:
+    find(models.list_models(), request.model, "model", "/api/v1/models")
+    done = export.export(request.request())
+    return ExportDone(
+        model=done.model,
+        format=done.format,
+        quant=done.quant,
+        files=done.files,
+        size_bytes=done.size_bytes,
+        card=done.card,
+        download_url=FILES + (export.download_name(done) or ""),
+    )
+
+
+@router.get("/files/{relative:path}", summary="Download an export's file")
+def download(relative: str) -> FileResponse:
+    try:
+        path = export.download_path(relative)
+    except ExportError as exc:
+        raise ApiError(404, exc.message, hint=exc.hint) from exc
+    return FileResponse(path, filename=path.name, media_type="application/octet-stream")
