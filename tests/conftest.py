@@ -7,6 +7,7 @@ engine code and in the app both point at the session's storage.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +23,11 @@ import httpx
 import pytest
 
 SESSION_ROOT = Path(tempfile.mkdtemp(prefix="garden-tests-"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's models, runs and exports take 1–2 GB: leave no copy behind."""
+    shutil.rmtree(SESSION_ROOT, ignore_errors=True)
 
 os.environ.update(
     {
