@@ -26,8 +26,6 @@ def summary(job: JobView) -> dict[str, Any]:
         "job_id": job.id,
         "status": job.status,
         "backend": job.backend,
-        "strategy": job.strategy,
-        "processes": job.processes,
         "first_loss": job.first_loss,
         "last_loss": job.loss,
         "final_eval_loss": job.eval_loss,
