@@ -90,7 +90,10 @@ def _layout(task: TrainTask) -> Layout:
 
 def _start(task: TrainTask, layout: Layout, address: str, key: bytes) -> subprocess.Popen[bytes]:
     task_file = Path(task.checkpoint_dir) / TASK_FILE
-    task_file.write_bytes(pickle.dumps(task))
+    task_file.unlink(missing_ok=True)
+    fd = os.open(task_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # settings hold secrets
+    with os.fdopen(fd, "wb") as handle:
+        pickle.dump(task, handle)
     env = {**os.environ, EVENTS_ADDRESS_ENV: address, EVENTS_KEY_ENV: key.hex()}
     if layout.device == "cpu":
         env["OMP_NUM_THREADS"] = str(threads_per_process(layout))
@@ -117,7 +120,10 @@ def run_distributed(
                 f"(machine {task.spec.machine_rank} of {layout.num_machines})"
             )
         )
-        done, failure = _relay(proc, inbox, emit, carbon)
+        try:
+            done, failure = _relay(proc, inbox, emit, carbon)
+        finally:
+            (Path(task.checkpoint_dir) / TASK_FILE).unlink(missing_ok=True)
     if failure is not None:
         error = f"Rank {failure.rank} (machine {failure.machine_rank}) failed: {failure.error}"
         return FailedEvent(error_kind=failure.error_kind, error=error, hint=failure.hint)
