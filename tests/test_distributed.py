@@ -33,22 +33,14 @@ def _storage(root: Path, default_model_path: Path):
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory, default_model_path):
-    return _storage(tmp_path_factory.mktemp("distributed"), default_model_path)
-
-
-@pytest.fixture(scope="module")
-def manager(settings):
+def manager(tmp_path_factory, default_model_path):
+    """A job manager on a storage of its own, with the facts dataset imported."""
+    from garden.data import import_dataset
     from garden.engine.training import get_job_manager
 
+    settings = _storage(tmp_path_factory.mktemp("distributed"), default_model_path)
+    import_dataset(FACTS, "garden-facts", settings=settings)
     return get_job_manager(settings)
-
-
-@pytest.fixture(scope="module")
-def facts(settings):
-    from garden.data import import_dataset
-
-    return import_dataset(FACTS, "garden-facts", settings=settings)
 
 
 def _run(manager, **values):
@@ -59,10 +51,10 @@ def _run(manager, **values):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_matches_one_process_of_the_same_global_batch(manager, facts):
+def test_two_process_ddp_matches_one_process_of_the_same_global_batch(manager):
     from garden.services import training
 
-    common = {**TINY, "dataset": facts.id, "max_steps": 3}
+    common = {**TINY, "dataset": "garden-facts", "max_steps": 3}
     one = _run(manager, **common, name="one-process", batch_size=4)
     two = _run(manager, **common, name="two-process", batch_size=2, num_processes=2)
     assert two.plan is not None and two.plan.strategy == "ddp" and two.plan.global_batch == 4
@@ -79,13 +71,13 @@ def test_two_process_ddp_matches_one_process_of_the_same_global_batch(manager, f
 
 
 @pytest.mark.slow
-def test_two_process_job_stops_with_one_checkpoint_and_resumes(manager, facts):
+def test_two_process_job_stops_with_one_checkpoint_and_resumes(manager):
     from garden.engine.training import last_checkpoint
 
     job_id = manager.submit(
         {
             **TINY,
-            "dataset": facts.id,
+            "dataset": "garden-facts",
             "name": "ddp-stop",
             "batch_size": 2,
             "num_processes": 2,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -23,12 +22,11 @@ from typing import Any
 from garden.engine.training.backends import choose_precision, run_backend, select_backend
 from garden.engine.training.distributed import EVENTS_ADDRESS_ENV, EVENTS_KEY_ENV
 from garden.engine.training.launcher import RankDone, RankFailure
-from garden.engine.training.procs import die_with_parent
 from garden.engine.training.records import LogEvent, StartedEvent, WorkerEvent
-from garden.engine.training.spec import STOP_FLAG
 from garden.engine.training.worker import (
     TrainTask,
     _limit_file_size,
+    _stop_on_signal,
     classify_error,
     train_context,
 )
@@ -60,15 +58,6 @@ def synced_stop(local: Callable[[], bool], device: str) -> Callable[[], bool]:
         return bool(wanted.item())
 
     return should_stop
-
-
-def _stop_on_sigterm(flags_dir: Path) -> None:
-    def handler(signum: int, frame: Any) -> None:
-        with contextlib.suppress(OSError):
-            (flags_dir / STOP_FLAG).touch()
-
-    signal.signal(signal.SIGTERM, handler)
-    die_with_parent(signal.SIGTERM)
 
 
 def run_rank(task: TrainTask, channel: Connection | None) -> int:
@@ -136,7 +125,7 @@ def run_rank(task: TrainTask, channel: Connection | None) -> int:
 
 def main(argv: list[str]) -> int:
     task: TrainTask = pickle.loads(Path(argv[1]).read_bytes())
-    _stop_on_sigterm(task.checkpoint_dir)
+    _stop_on_signal(task.checkpoint_dir)
     channel = _connect()
     try:
         return run_rank(task, channel)
