@@ -81,7 +81,7 @@ def test_two_process_job_stops_with_one_checkpoint_and_resumes(manager):
             "name": "ddp-stop",
             "batch_size": 2,
             "num_processes": 2,
-            "max_steps": 8,
+            "max_steps": 4,
             "checkpoint_interval": 100,
         }
     )
@@ -95,11 +95,11 @@ def test_two_process_job_stops_with_one_checkpoint_and_resumes(manager):
     assert stopped.status == "stopped", stopped.error
     checkpoints = list(stopped.checkpoint_dir.glob("checkpoint-*"))
     assert len(checkpoints) == 1 and last_checkpoint(stopped.checkpoint_dir) == checkpoints[0]
-    assert stopped.result is not None and 1 <= stopped.result.steps < 8
+    assert stopped.result is not None and 1 <= stopped.result.steps < 4
     manager.resume(job_id)
     done = manager.wait(job_id, timeout=1200)
     assert done.status == "completed", done.error
-    assert done.result is not None and done.result.steps == 8
+    assert done.result is not None and done.result.steps == 4
     assert any("Resuming from" in log.message for log in manager.logs(job_id, limit=1000))
 
 

@@ -95,6 +95,7 @@ def test_layout_resolves_strategy_for_the_devices():
         ({"num_processes": 2, "strategy": "deepspeed"}, [], "needs CUDA GPUs"),
         ({"num_processes": 2, "backend": "unsloth"}, [80 * GIB] * 2, "Unsloth backend"),
         ({"num_processes": 3}, [80 * GIB] * 2, "2 GPU(s) are visible"),
+        ({"num_processes": 1000}, [], "CPU processes and this machine has"),
     ],
 )
 def test_layout_refuses_what_cannot_run(values, gpus, words):

@@ -84,6 +84,12 @@ def plan_layout(spec: JobSpec, gpu_memories: list[int], model_bytes_per_gpu: int
             "GPU(s) are visible: one process drives one GPU.",
             hint=f"Set processes to at most {len(gpu_memories)}.",
         )
+    cores = physical_cores()
+    if device == "cpu" and processes > cores:
+        raise JobError(
+            f"This job asks for {processes} CPU processes and this machine has {cores} cores.",
+            hint=f"Set processes to at most {cores}: each CPU process needs a core of its own.",
+        )
     if spec.method == "qlora" and spec.strategy in ("fsdp", "deepspeed"):
         raise JobError(
             f"QLoRA with {spec.strategy} is not supported here.",
@@ -121,12 +127,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def threads_per_process(layout: Layout) -> int:
-    """CPU threads per rank: the machine's physical cores shared among its ranks."""
+def physical_cores() -> int:
     import psutil
 
-    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    return max(1, cores // layout.num_processes)
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def threads_per_process(layout: Layout) -> int:
+    """CPU threads per rank: the machine's physical cores shared among its ranks."""
+    return max(1, physical_cores() // layout.num_processes)
 
 
 def launch_command(spec: JobSpec, layout: Layout, task_file: Path) -> list[str]:
