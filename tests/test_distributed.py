@@ -59,6 +59,8 @@ def test_two_process_ddp_matches_one_process_of_the_same_global_batch(manager):
     two = _run(manager, **common, name="two-process", batch_size=2, num_processes=2)
     assert two.plan is not None and two.plan.strategy == "ddp" and two.plan.global_batch == 4
     assert one.result is not None and two.result is not None
+    for job in (one, two):
+        print(f"{job.name}: loss {job.result.first_loss:.4f} -> {job.result.final_loss:.4f}")
     assert two.result.final_loss < two.result.first_loss  # it learns
     # Accelerate shards each global batch of 4 as 2 + 2 in the same seeded order.
     assert two.result.first_loss == pytest.approx(one.result.first_loss, rel=0.05)
