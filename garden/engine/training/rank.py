@@ -60,6 +60,20 @@ def synced_stop(local: Callable[[], bool], device: str) -> Callable[[], bool]:
     return should_stop
 
 
+def load_indexed_cpu_locations() -> None:
+    """Let ``torch.load`` read ``cpu:N`` as the CPU.
+
+    On resume, transformers loads a distributed run's optimizer state onto ``args.device``,
+    which is ``cpu:0`` for a CPU rank, and torch's own CPU deserializer accepts only ``cpu``.
+    """
+    import torch.serialization
+
+    def deserialize(storage: Any, location: str) -> Any:
+        return storage if location.startswith("cpu:") else None
+
+    torch.serialization.register_package(5, lambda storage: None, deserialize)
+
+
 def run_rank(task: TrainTask, channel: Connection | None) -> int:
     """Train as this rank; returns the process exit code."""
     rank = int(os.environ.get("RANK", "0"))
@@ -86,6 +100,7 @@ def run_rank(task: TrainTask, channel: Connection | None) -> int:
             torch.cuda.set_device(local_rank)
         else:
             torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+            load_indexed_cpu_locations()
         backend, reason = select_backend(spec.backend, spec.method)
         if backend == "unsloth":
             backend, reason = "trl_peft", "auto: a multi-process run trains with TRL + PEFT"
