@@ -133,3 +133,21 @@ def test_two_machines_on_loopback_complete(tmp_path, default_model_path):
     assert Path(summaries[0]["output_dir"], "model.safetensors").is_file()
     assert not Path(summaries[1]["output_dir"]).exists()  # machine 0 writes the model
     assert summaries[1]["output_dir"].endswith("two-machines-machine1")
+
+
+@pytest.mark.slow
+def test_a_failing_rank_fails_the_job_saying_which_rank(manager, monkeypatch):
+    """Rank 0 cannot write its adapter (a file-size limit: a full disk); rank 1 ends fine."""
+    from garden.engine.training import RESUMABLE_STATUSES
+    from garden.engine.training.worker import MAX_FILE_BYTES_ENV
+
+    monkeypatch.setenv(MAX_FILE_BYTES_ENV, str(1_000_000))
+    job_id = manager.submit(
+        {**TINY, "dataset": "garden-facts", "name": "ddp-fails", "batch_size": 2,
+         "num_processes": 2, "max_steps": 1}
+    )  # fmt: skip
+    job = manager.wait(job_id, timeout=1200)
+    assert job.status == "failed" and job.status in RESUMABLE_STATUSES
+    assert (job.error or "").startswith("Rank 0 (machine 0) failed: Writing to disk failed")
+    assert job.error_kind == "disk_full" and "\n" not in (job.error or "")
+    assert manager.get(job_id).id == job_id  # the record is kept
