@@ -303,3 +303,14 @@ def job_facts(job: JobView) -> list[str]:
 def job_stats_line(job: JobView, separator: str = " · ") -> str:
     """ "step 3/10 · ETA 42s · loss 1.2345 · 120 tokens/s · energy 0.512 Wh · CO₂ 0.120 g"."""
     return separator.join([job_steps(job), *job_facts(job)])
+
+
+def job_layout(job: JobView) -> list[str]:
+    """ "DDP × 4 processes (2 machines)" and "global batch 32" for a multi-process run, else []."""
+    if job.processes <= 1 or not job.strategy:
+        return []
+    machines = f" ({job.machines} machines)" if job.machines > 1 else ""
+    facts = [f"{job.strategy.upper()} × {job.processes} processes{machines}"]
+    if job.global_batch:
+        facts.append(f"global batch {job.global_batch}")
+    return facts

@@ -64,6 +64,8 @@ def _form(**values):
         "precision": "auto",
         "backend": "auto",
         "checkpoint_interval": 0,
+        "num_processes": 1,
+        "strategy": "auto",
     }
     defaults.update(values)
     return [defaults[field] for field in FORM_FIELDS]

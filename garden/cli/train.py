@@ -126,6 +126,12 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option("--seed", type=int, default=None)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
 @click.option("--checkpoint-interval", type=int, default=None)
+@click.option("--num-processes", type=int, default=None, help="Training processes per machine.")
+@click.option("--num-machines", type=int, default=None, help="Machines in the run (default 1).")
+@click.option("--machine-rank", type=int, default=None, help="This machine's rank, from 0.")
+@click.option("--main-process-ip", default=None, help="Address of machine 0 (multi-machine).")
+@click.option("--main-process-port", type=int, default=None, help="Port on machine 0.")
+@click.option("--strategy", type=click.Choice(["auto", "ddp", "fsdp", "deepspeed"]), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 def train(preset: str | None, as_json: bool, **options: Any) -> None:
     """Fine-tune a model in the foreground (Ctrl-C stops gracefully and keeps a checkpoint)."""

@@ -82,6 +82,12 @@ class JobView(View):
     backend: str | None = None
     backend_reason: str | None = Field(None, description="Why this backend was chosen")
     device: str | None = None
+    strategy: str | None = Field(None, description="single, ddp, fsdp or deepspeed")
+    processes: int = Field(1, description="Training processes on all machines together")
+    machines: int = 1
+    global_batch: int | None = Field(
+        None, description="Examples per optimizer step: batch x processes x accumulation"
+    )
     output_dir: str | None = Field(None, description="Where the fine-tuned model is written")
     error: str | None = None
     error_kind: str | None = Field(None, description="out_of_memory, killed, bad_data, …")
@@ -150,6 +156,10 @@ def _view(job: JobRecord) -> JobView:
         eta_s=live.eta_s,
         energy_kwh=done.energy_kwh if done else live.energy_kwh,
         emissions_kg=done.emissions_kg if done else live.emissions_kg,
+        strategy=job.plan.strategy if job.plan else None,
+        processes=job.plan.world_size if job.plan else 1,
+        machines=job.plan.num_machines if job.plan else 1,
+        global_batch=job.plan.global_batch or None if job.plan else None,
     )
 
 

@@ -66,6 +66,8 @@ class RunForm:
     precision: gr.Dropdown
     backend: gr.Dropdown
     checkpoint_interval: gr.Number
+    num_processes: gr.Number
+    strategy: gr.Dropdown
 
     def __init__(self, settings: Settings) -> None:
         """Lay the form out: preset, model and data, then the settings (advanced ones folded)."""
@@ -130,6 +132,11 @@ class RunForm:
             self.checkpoint_interval = gr.Number(
                 0, label="Checkpoint every N steps (0 = CHECKPOINT_INTERVAL)", precision=0
             )
+        with gr.Row():
+            self.num_processes = gr.Number(1, label="Processes", precision=0, minimum=1)
+            self.strategy = gr.Dropdown(
+                ["auto", "ddp", "fsdp", "deepspeed"], value="auto", label="Strategy"
+            )
 
     def components(self) -> list[Component]:
         """The setting components, in ``FORM_FIELDS`` order (the API order of Start)."""
@@ -175,7 +182,7 @@ def status_markdown(job: JobView | None, settings: Settings | None = None) -> st
         f"<progress value='{job.step}' max='{job.total_steps or 1}' style='width:100%'></progress> "
         f"step **{job.step}/{job.total_steps or '?'}** ({100 * job.progress_fraction:.0f} %)",
     ]
-    facts = present.job_facts(job)
+    facts = [*present.job_facts(job), *present.job_layout(job)]
     if facts:
         lines.append(" · ".join(facts))
     if job.backend:

@@ -3,7 +3,9 @@
 A job is a row in ``jobs``. ``spec`` says what a job is, ``plan`` checks it before launch,
 ``manager`` queues and supervises jobs, ``worker`` trains one run in its own process with a
 backend from ``backends``, ``journal`` records what happens, ``queries`` reads it back, and
-``records`` holds the typed shapes all of these pass around.
+``records`` holds the typed shapes all of these pass around. A multi-process job is spread by
+``distributed`` (strategy, Accelerate config, command), started by ``launcher`` inside the
+worker through ``accelerate launch``, and trained by ``rank`` in every process.
 """
 
 from garden.engine.training.manager import JobManager, get_job_manager, last_checkpoint

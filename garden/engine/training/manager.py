@@ -12,7 +12,6 @@ import contextlib
 import multiprocessing
 import os
 import queue
-import signal
 import sqlite3
 import threading
 import time
@@ -122,6 +121,9 @@ class JobManager:
         self.journal.log(
             job_id, f"Queued {plan.spec.name} ({plan.spec.method} on {plan.model.name})"
         )
+        layout = plan.layout_line()
+        if layout:
+            self.journal.log(job_id, layout)
         for warning in plan.warnings:
             self.journal.log(job_id, warning, "WARNING")
         self._schedule()
@@ -171,11 +173,11 @@ class JobManager:
             raise JobError(f"Job {job_id} already ended ({job.status}).")
         (_flags_dir(job) / CANCEL_FLAG).touch()
         proc = self._procs.get(job_id)
-        if job.status != "queued" and proc is not None:
-            proc.kill()
+        if job.status != "queued" and proc is not None and proc.pid:
+            kill_tree(proc.pid, include_self=True, force=True)  # with any accelerate ranks
         elif job.status != "queued" and same_process(job.pid, job.pid_started):
             assert job.pid is not None
-            os.kill(job.pid, signal.SIGKILL)
+            kill_tree(job.pid, include_self=True, force=True)
         else:
             self.journal.update(job_id, status="cancelled", finished_at=now())
         self.journal.log(job_id, "Cancelled", "WARNING")

@@ -14,6 +14,7 @@ from typing import Any
 
 from garden.config import Settings, get_settings
 from garden.engine.training.backends import cuda_present
+from garden.engine.training.distributed import Layout, plan_layout
 from garden.engine.training.records import PlannedRun
 from garden.engine.training.spec import ACTIVE_STATUSES, JobSpec, parse_spec
 from garden.errors import DatasetError, DiskFullError, JobError, ModelLoadError, OutOfMemoryError
@@ -42,6 +43,19 @@ class JobPlan:
     dataset: DatasetRef
     output_dir: Path
     warnings: list[str] = field(default_factory=list)
+    layout: Layout = field(default_factory=lambda: Layout("single", 1, 1, "cpu"))
+
+    def layout_line(self) -> str | None:
+        """How the run is spread over processes, with its global batch; None for one process."""
+        layout, spec = self.layout, self.spec
+        if layout.world_size == 1:
+            return None
+        return (
+            f"{layout.strategy.upper()} on {layout.device}: {layout.num_processes} process(es) "
+            f"per machine x {layout.num_machines} machine(s); global batch = {spec.batch_size} "
+            f"per process x {layout.world_size} x {spec.gradient_accumulation} accumulation = "
+            f"{spec.batch_size * layout.world_size * spec.gradient_accumulation} examples per step"
+        )
 
     def planned_run(self) -> PlannedRun:
         """What the job row keeps of this plan (``jobs.plan_json``)."""
@@ -54,6 +68,12 @@ class JobPlan:
             dataset_id=self.dataset.id,
             dataset_name=self.dataset.name,
             data_format=self.dataset.format,
+            strategy=self.layout.strategy,
+            num_processes=self.layout.num_processes,
+            num_machines=self.layout.num_machines,
+            global_batch=self.spec.batch_size
+            * self.layout.world_size
+            * self.spec.gradient_accumulation,
         )
 
 
@@ -155,6 +175,10 @@ def plan_job(data: JobSpec | Mapping[str, Any], settings: Settings | None = None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         updates["name"] = f"{Path(model.name).name}-{dataset.name}-{stamp}"[:80]
         updates["name"] = re.sub(r"[^A-Za-z0-9._-]+", "-", updates["name"]).strip("-.")
+    if spec.machine_rank > 0:  # one job per machine: its name must not clash with machine 0's
+        base = updates.get("name", spec.name) or ""
+        suffix = f"-machine{spec.machine_rank}"
+        updates["name"] = base[: 80 - len(suffix)] + suffix
     spec = spec.model_copy(update=updates)
     assert spec.name is not None
     _check_lengths(spec, dataset, warnings)
@@ -174,9 +198,18 @@ def plan_job(data: JobSpec | Mapping[str, Any], settings: Settings | None = None
             hint="Pick another run name.",
         )
     _check_disk(spec, model_path, settings)
-    if cuda:
+    layout = _layout(spec, model_path, cuda)
+    if cuda and layout.strategy not in ("fsdp", "deepspeed"):
         _check_gpu_memory(spec, model_path)
-    return JobPlan(spec, model, model_path, dataset, output_dir, warnings)
+    return JobPlan(spec, model, model_path, dataset, output_dir, warnings, layout)
+
+
+def _layout(spec: JobSpec, model_path: str, cuda: bool) -> Layout:
+    gpus = _gpu_memories() if cuda else []
+    local = Path(model_path)
+    weights = _model_weight_bytes(local) if local.is_dir() else 0
+    layout = plan_layout(spec, gpus, estimate_gpu_bytes(spec, weights))
+    return layout
 
 
 def _check_lengths(spec: JobSpec, dataset: DatasetRef, warnings: list[str]) -> None:
@@ -225,6 +258,12 @@ def estimate_gpu_bytes(spec: JobSpec, weight_bytes: int, fp32_weights: bool = Tr
 
 
 def _gpu_total_bytes() -> int | None:
+    memories = _gpu_memories()
+    return memories[0] if memories else None
+
+
+def _gpu_memories() -> list[int]:
+    """Bytes of every GPU this process may use (``CUDA_VISIBLE_DEVICES`` respected)."""
     import subprocess
 
     try:
@@ -235,9 +274,14 @@ def _gpu_total_bytes() -> int | None:
             timeout=10,
             check=True,
         ).stdout
-        return int(out.split()[0]) * 1024 * 1024
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        return None
+        memories = [int(line) * 1024 * 1024 for line in out.split()]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        wanted = [int(part) for part in visible.split(",") if part.strip().isdigit()]
+        memories = [memories[i] for i in wanted if i < len(memories)]
+    return memories
 
 
 def _check_gpu_memory(spec: JobSpec, model_path: str) -> None:

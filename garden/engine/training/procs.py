@@ -48,8 +48,11 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
-def kill_tree(pid: int, timeout: float = 2.0, include_self: bool = False) -> list[int]:
-    """Terminate then kill every descendant of ``pid`` (and ``pid`` itself when asked).
+def kill_tree(
+    pid: int, timeout: float = 2.0, include_self: bool = False, force: bool = False
+) -> list[int]:
+    """Terminate then kill every descendant of ``pid`` (and ``pid`` itself when asked);
+    ``force`` kills at once, without asking them to end first.
 
     Returns the pids that were still alive when the kill started.
     """
@@ -60,10 +63,11 @@ def kill_tree(pid: int, timeout: float = 2.0, include_self: bool = False) -> lis
         return []
     if include_self:
         procs.append(root)
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    if not force:
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=0 if force else timeout)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()

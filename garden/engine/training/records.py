@@ -25,6 +25,16 @@ class PlannedRun(BaseModel):
     dataset_id: str
     dataset_name: str
     data_format: str
+    strategy: str = Field("single", description="single, ddp, fsdp or deepspeed")
+    num_processes: int = Field(1, description="Training processes per machine")
+    num_machines: int = 1
+    global_batch: int = Field(
+        0, description="Examples per optimizer step: batch per process x processes x accumulation"
+    )
+
+    @property
+    def world_size(self) -> int:
+        return self.num_processes * self.num_machines
 
 
 class StepMetrics(BaseModel):

@@ -6,7 +6,14 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from garden.errors import JobError
 from garden.models import DEFAULT_MODEL_NAME
@@ -94,6 +101,21 @@ class JobSpec(BaseModel):
     checkpoint_interval: int | None = Field(None, ge=1)
     save_total_limit: int = Field(2, ge=1, le=100)
     logging_steps: int = Field(1, ge=1)
+    num_processes: int = Field(1, ge=1, le=1024, description="Training processes per machine")
+    num_machines: int = Field(1, ge=1, le=1024)
+    machine_rank: int = Field(0, ge=0)
+    main_process_ip: str | None = None
+    main_process_port: int | None = Field(None, ge=1, le=65535)
+    strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = "auto"
+
+    @property
+    def world_size(self) -> int:
+        """Training processes on all machines together."""
+        return self.num_processes * self.num_machines
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
 
     @field_validator("name")
     @classmethod
@@ -113,6 +135,25 @@ class JobSpec(BaseModel):
         if not value or not value.strip():
             raise ValueError("pick a dataset (an imported dataset id or name, or a file path)")
         return value.strip()
+
+    @field_validator("main_process_ip")
+    @classmethod
+    def _ip_given(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @model_validator(mode="after")
+    def _machines_agree(self) -> JobSpec:
+        if self.machine_rank >= self.num_machines:
+            raise ValueError(
+                f"machine_rank {self.machine_rank} must be below num_machines "
+                f"{self.num_machines} (machines count from 0)"
+            )
+        if self.num_machines > 1 and (self.main_process_ip is None or not self.main_process_port):
+            raise ValueError(
+                "a run on several machines needs main_process_ip and main_process_port "
+                "(the address of machine 0, the same on every machine)"
+            )
+        return self
 
     @field_validator("lora_target_modules", mode="before")
     @classmethod

@@ -18,12 +18,13 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from garden.config import Settings
 from garden.engine.training.backends import (
     Emit,
     TrainContext,
+    TrainOutcome,
     choose_precision,
     run_backend,
     select_backend,
@@ -213,6 +214,65 @@ def _start_meter(task: TrainTask, emit: Emit) -> Any:
     return meter
 
 
+def train_context(
+    task: TrainTask, staging: Path, device: str, precision: str, emit: Emit
+) -> TrainContext:
+    """What the backend gets for this run; it stops when the job's stop flag appears."""
+    return TrainContext(
+        job_id=task.job_id,
+        spec=task.spec,
+        model_path=task.plan.model_path,
+        train_path=Path(task.plan.train_path),
+        eval_path=Path(task.plan.eval_path) if task.plan.eval_path else None,
+        data_format=task.plan.data_format,
+        output_dir=staging,
+        checkpoint_dir=task.checkpoint_dir,
+        resume_from=task.resume_from,
+        device=device,
+        precision=precision,
+        emit=emit,
+        should_stop=lambda: (task.checkpoint_dir / STOP_FLAG).exists(),
+    )
+
+
+def finish_run(
+    task: TrainTask,
+    outcome: TrainOutcome,
+    started: StartedEvent,
+    carbon: _Carbon,
+    staging: Path,
+    publish: bool = True,
+) -> DoneEvent:
+    """The run's result from the backend's outcome and the meter; its files published."""
+    energy_kwh, emissions_kg = carbon.stop()
+    adapter_dir = None
+    if publish and outcome.adapter_dir:
+        adapter_dir = str(task.output_dir / outcome.adapter_dir.relative_to(staging))
+    result = JobResult(
+        steps=outcome.steps,
+        first_loss=outcome.first_loss,
+        final_loss=outcome.final_loss,
+        final_eval_loss=outcome.final_eval_loss,
+        train_tokens=outcome.train_tokens,
+        train_seconds=round(outcome.train_seconds, 3),
+        tokens_per_second=round(outcome.tokens_per_second, 2),
+        energy_kwh=energy_kwh,
+        emissions_kg=emissions_kg,
+        output_dir=str(task.output_dir),
+        adapter_dir=adapter_dir,
+        merged=publish and outcome.merged_dir is not None,
+        backend=started.backend,
+        backend_reason=started.backend_reason,
+        device=started.device,
+        precision=started.precision,
+    )
+    status: Literal["completed", "stopped"] = "stopped" if outcome.stopped else "completed"
+    if publish:
+        write_run_files(task.job_id, task.spec, task.plan, result, status, folder=staging)
+        publish_output(staging, task.output_dir)
+    return DoneEvent(status=status, result=result)
+
+
 def worker_main(task: TrainTask, events: Any) -> None:
     """Entry of the worker process: train one run of a job and report through ``events``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -231,6 +291,12 @@ def worker_main(task: TrainTask, events: Any) -> None:
         for stale in discard_incomplete_checkpoints(task.checkpoint_dir):
             emit(LogEvent(level="WARNING", message=f"Removed incomplete {stale.name}"))
         shutil.rmtree(staging, ignore_errors=True)
+        if task.plan.world_size > 1:
+            from garden.engine.training.launcher import run_distributed
+
+            carbon = _Carbon(task, emit)
+            emit(run_distributed(task, emit, carbon, staging))
+            return
         spec = task.spec
         backend, reason = select_backend(spec.backend, spec.method)
         import torch
@@ -257,50 +323,13 @@ def worker_main(task: TrainTask, events: Any) -> None:
             )
         )
         carbon = _Carbon(task, emit)
-        ctx = TrainContext(
-            job_id=task.job_id,
-            spec=spec,
-            model_path=task.plan.model_path,
-            train_path=Path(task.plan.train_path),
-            eval_path=Path(task.plan.eval_path) if task.plan.eval_path else None,
-            data_format=task.plan.data_format,
-            output_dir=staging,
-            checkpoint_dir=task.checkpoint_dir,
-            resume_from=task.resume_from,
-            device=device,
-            precision=precision,
-            emit=emit,
-            should_stop=lambda: (task.checkpoint_dir / STOP_FLAG).exists(),
-            carbon=carbon.so_far,
-        )
+        ctx = train_context(task, staging, device, precision, emit)
+        ctx.carbon = carbon.so_far
         outcome = run_backend(backend, ctx)
-        energy_kwh, emissions_kg = carbon.stop()
-        result = JobResult(
-            steps=outcome.steps,
-            first_loss=outcome.first_loss,
-            final_loss=outcome.final_loss,
-            final_eval_loss=outcome.final_eval_loss,
-            train_tokens=outcome.train_tokens,
-            train_seconds=round(outcome.train_seconds, 3),
-            tokens_per_second=round(outcome.tokens_per_second, 2),
-            energy_kwh=energy_kwh,
-            emissions_kg=emissions_kg,
-            output_dir=str(task.output_dir),
-            adapter_dir=(
-                str(task.output_dir / outcome.adapter_dir.relative_to(staging))
-                if outcome.adapter_dir
-                else None
-            ),
-            merged=outcome.merged_dir is not None,
-            backend=backend,
-            backend_reason=reason,
-            device=device,
-            precision=precision,
+        started = StartedEvent(
+            backend=backend, backend_reason=reason, device=device, precision=precision, pid=0
         )
-        status = "stopped" if outcome.stopped else "completed"
-        write_run_files(task.job_id, spec, task.plan, result, status, folder=staging)
-        publish_output(staging, task.output_dir)
-        emit(DoneEvent(status=status, result=result))
+        emit(finish_run(task, outcome, started, carbon, staging))
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         kind, message, hint = classify_error(exc)

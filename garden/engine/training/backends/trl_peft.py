@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def load_model(ctx: TrainContext) -> tuple[Any, Any]:
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -178,6 +179,8 @@ def sft_config(ctx: TrainContext, has_eval: bool) -> Any:
         dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
         save_only_model=False,
+        save_on_each_node=bool(ctx.extra.get("save_on_each_node")),
+        ddp_find_unused_parameters=False if spec.distributed else None,
     )
 
 

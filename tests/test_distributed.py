@@ -1,0 +1,153 @@
+"""Distributed training on the CPU: real 2-process DDP runs (gloo) of the default model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import free_port
+
+FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
+TINY = {
+    "max_seq_len": 128,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "warmup_ratio": 0.0,
+    "learning_rate": 3e-3,
+    "seed": 7,
+}
+
+
+def _storage(root: Path, default_model_path: Path):
+    from garden.config import Settings
+
+    settings = Settings(_env_file=None, storage_root=root / "storage", max_concurrent_jobs=1)
+    settings.ensure_storage()
+    (settings.base_models_path / default_model_path.name).symlink_to(default_model_path)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def manager(tmp_path_factory, default_model_path):
+    """A job manager on a storage of its own, with the facts dataset imported."""
+    from garden.data import import_dataset
+    from garden.engine.training import get_job_manager
+
+    settings = _storage(tmp_path_factory.mktemp("distributed"), default_model_path)
+    import_dataset(FACTS, "garden-facts", settings=settings)
+    return get_job_manager(settings)
+
+
+def _run(manager, **values):
+    job_id = manager.submit(values)
+    job = manager.wait(job_id, timeout=1200)
+    assert job.status == "completed", (job.error, [log.message for log in manager.logs(job_id)])
+    return job
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process_of_the_same_global_batch(manager):
+    from garden.services import training
+
+    common = {**TINY, "dataset": "garden-facts", "max_steps": 3}
+    one = _run(manager, **common, name="one-process", batch_size=4)
+    two = _run(manager, **common, name="two-process", batch_size=2, num_processes=2)
+    assert two.plan is not None and two.plan.strategy == "ddp" and two.plan.global_batch == 4
+    assert one.result is not None and two.result is not None
+    for job in (one, two):
+        print(f"{job.name}: loss {job.result.first_loss:.4f} -> {job.result.final_loss:.4f}")
+    assert two.result.final_loss < two.result.first_loss  # it learns
+    # Accelerate shards each global batch of 4 as 2 + 2 in the same seeded order.
+    assert two.result.first_loss == pytest.approx(one.result.first_loss, rel=0.05)
+    assert two.result.final_loss == pytest.approx(one.result.final_loss, rel=0.15)
+    assert two.result.train_tokens == pytest.approx(one.result.train_tokens, rel=0.02)
+    assert (Path(two.result.output_dir) / "model.safetensors").is_file()
+    assert two.result.energy_kwh and two.result.energy_kwh > 0
+    view = training.get(two.id, settings=manager.settings)
+    assert (view.strategy, view.processes, view.global_batch) == ("ddp", 2, 4)
+
+
+@pytest.mark.slow
+def test_two_process_job_stops_with_one_checkpoint_and_resumes(manager):
+    from garden.engine.training import last_checkpoint
+
+    job_id = manager.submit(
+        {
+            **TINY,
+            "dataset": "garden-facts",
+            "name": "ddp-stop",
+            "batch_size": 2,
+            "num_processes": 2,
+            "max_steps": 4,
+            "checkpoint_interval": 100,
+        }
+    )
+    deadline = time.monotonic() + 900
+    while manager.get(job_id).progress.step < 1:
+        assert manager.get(job_id).status == "running", manager.get(job_id).error
+        assert time.monotonic() < deadline, "no step was trained"
+        time.sleep(0.5)
+    manager.stop(job_id)
+    stopped = manager.wait(job_id, timeout=600)
+    assert stopped.status == "stopped", stopped.error
+    checkpoints = list(stopped.checkpoint_dir.glob("checkpoint-*"))
+    assert len(checkpoints) == 1 and last_checkpoint(stopped.checkpoint_dir) == checkpoints[0]
+    assert stopped.result is not None and 1 <= stopped.result.steps < 4
+    manager.resume(job_id)
+    done = manager.wait(job_id, timeout=1200)
+    assert done.status == "completed", done.error
+    assert done.result is not None and done.result.steps == 4
+    assert any("Resuming from" in log.message for log in manager.logs(job_id, limit=1000))
+
+
+@pytest.mark.slow
+def test_two_machines_on_loopback_complete(tmp_path, default_model_path):
+    """Each "machine" is one `model-garden train` process with its own storage, as on a cluster
+    where every node runs the same command with its own --machine-rank (Accelerate's way)."""
+    port = free_port()
+    processes = []
+    for rank in (0, 1):
+        settings = _storage(tmp_path / f"machine{rank}", default_model_path)
+        env = {**os.environ, "STORAGE_ROOT": str(settings.storage_root)}
+        command = [
+            str(Path(sys.executable).parent / "model-garden"), "train",
+            "--dataset", str(FACTS), "--name", "two-machines", "--max-steps", "2",
+            "--batch-size", "2", "--max-seq-len", "128", "--lora-r", "8",
+            "--num-processes", "1", "--num-machines", "2", "--machine-rank", str(rank),
+            "--main-process-ip", "127.0.0.1", "--main-process-port", str(port), "--json",
+        ]  # fmt: skip
+        processes.append(
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        )
+    outputs = [proc.communicate(timeout=1200) for proc in processes]
+    for (_, err), proc in zip(outputs, processes, strict=True):
+        assert proc.returncode == 0, err.decode()[-3000:]
+    summaries = [json.loads(out) for out, _ in outputs]
+    assert [summary["status"] for summary in summaries] == ["completed", "completed"]
+    assert [summary["steps"] for summary in summaries] == [2, 2]
+    assert Path(summaries[0]["output_dir"], "model.safetensors").is_file()
+    assert not Path(summaries[1]["output_dir"]).exists()  # machine 0 writes the model
+    assert summaries[1]["output_dir"].endswith("two-machines-machine1")
+
+
+@pytest.mark.slow
+def test_a_failing_rank_fails_the_job_saying_which_rank(manager, monkeypatch):
+    """Rank 0 cannot write its adapter (a file-size limit: a full disk); rank 1 ends fine."""
+    from garden.engine.training import RESUMABLE_STATUSES
+    from garden.engine.training.worker import MAX_FILE_BYTES_ENV
+
+    monkeypatch.setenv(MAX_FILE_BYTES_ENV, str(1_000_000))
+    job_id = manager.submit(
+        {**TINY, "dataset": "garden-facts", "name": "ddp-fails", "batch_size": 2,
+         "num_processes": 2, "max_steps": 1}
+    )  # fmt: skip
+    job = manager.wait(job_id, timeout=1200)
+    assert job.status == "failed" and job.status in RESUMABLE_STATUSES
+    assert (job.error or "").startswith("Rank 0 (machine 0) failed: Writing to disk failed")
+    assert job.error_kind == "disk_full" and "\n" not in (job.error or "")
+    assert manager.get(job_id).id == job_id  # the record is kept
