@@ -29,6 +29,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """The session's models, runs and exports take 1–2 GB: leave no copy behind."""
     shutil.rmtree(SESSION_ROOT, ignore_errors=True)
 
+
 os.environ.update(
     {
         "HF_HUB_OFFLINE": "1",

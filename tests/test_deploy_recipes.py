@@ -75,6 +75,12 @@ def test_slurm_recipe_runs_one_launcher_per_node_with_its_rank(tmp_path: Path) -
         "--machine-rank": "$SLURM_NODEID",
         "--main-process-ip": "$MASTER_ADDR",
     }
+    from click.testing import CliRunner
+
+    from garden.cli.main import main
+
+    train_help = CliRunner().invoke(main, ["train", "--help"], terminal_width=200).output
+    assert all(option in train_help for option in options), "the CLI takes every flag it runs"
     assert 'cd "/shared/model-garden"' in text
     assert 'STORAGE_ROOT="/scratch/garden/node-$SLURM_NODEID"' in text
     script = tmp_path / "train.sbatch"
