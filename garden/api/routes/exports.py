@@ -34,15 +34,8 @@ class ExportDone(View):
 def create(request: WebExportRequest) -> ExportDone:
     find(models.list_models(), request.model, "model", "/api/v1/models")
     done = export.export(request.request())
-    return ExportDone(
-        model=done.model,
-        format=done.format,
-        quant=done.quant,
-        files=done.files,
-        size_bytes=done.size_bytes,
-        card=done.card,
-        download_url=FILES + (export.download_name(done) or ""),
-    )
+    shown = done.model_dump(include={"model", "format", "quant", "files", "size_bytes", "card"})
+    return ExportDone(**shown, download_url=FILES + (export.download_name(done) or ""))
 
 
 @router.get("/files/{relative:path}", summary="Download an export's file")
