@@ -147,6 +147,9 @@ def test_every_error_has_one_shape_and_its_status(client: httpx.Client) -> None:
     assert_error(client.get("api/v1/nothing-here"), 404)
     assert_error(client.post("api/v1/training/jobs", json={"name": "x"}), 422, "dataset")
     assert_error(client.post("api/v1/training/jobs", json={"dataset": "/etc/passwd"}), 400)
+    rendezvous = {"dataset": "ds-nope", "num_machines": 2, "main_process_ip": "10.0.0.9"}
+    rendezvous["main_process_port"] = 29500
+    assert_error(client.post("api/v1/training/jobs", json=rendezvous), 400, "several machines")
     body = {"dataset": "ds-nope", "base_model": "/etc"}
     assert_error(client.post("api/v1/training/jobs", json=body), 400)
     upload = {"source": {"kind": "upload", "value": "/etc/passwd"}, "name": "x"}

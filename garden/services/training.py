@@ -23,7 +23,7 @@ from garden.engine.training import (
     parse_spec,
     queries,
 )
-from garden.errors import GardenError, JobError
+from garden.errors import ConfigError, GardenError, JobError
 from garden.services import web
 from garden.services.base import View, resolve
 from garden.store import Store, get_store
@@ -263,6 +263,10 @@ def submit(spec: JobSpec, *, settings: Settings | None = None) -> JobView:
     return _view(manager.get(manager.submit(spec)))
 
 
+# A web visitor must not make the server join a rendezvous at a host they name.
+MACHINE_FIELDS = ("num_machines", "machine_rank", "main_process_ip", "main_process_port")
+
+
 def submit_from_web(values: Mapping[str, object], *, settings: Settings | None = None) -> JobView:
     """Submit a run typed in a web form: the dataset must be an imported one and the base model
     a listed model or a hub id; a host path is refused before anything is read or queued. In a
@@ -272,6 +276,11 @@ def submit_from_web(values: Mapping[str, object], *, settings: Settings | None =
         raise JobError(
             "Target modules are module names, not paths.",
             hint="Use names such as q_proj, v_proj, or all-linear.",
+        )
+    if any(values.get(key) not in (None, "", 0, 1) for key in MACHINE_FIELDS):
+        raise ConfigError(
+            "A run over several machines is started on each machine, not from the web.",
+            hint="Use `model-garden train --num-machines …` on every node (docs/scale.md).",
         )
     checked["dataset"] = web.check_dataset(str(values.get("dataset") or ""), settings=settings)
     model = web.check_model(str(values.get("base_model") or ""), settings=settings)
