@@ -314,3 +314,15 @@ def job_layout(job: JobView) -> list[str]:
     if job.global_batch:
         facts.append(f"global batch {job.global_batch}")
     return facts
+
+
+# The default model -------------------------------------------------------------------------
+
+
+def preparing_default(step: str, elapsed_s: float) -> str:
+    """What a Start pressed while the embedded default model is converted says meanwhile."""
+    doing = f": {step.rstrip('…. ')}" if step else ""
+    return (
+        f"⏳ **Preparing the default model** (first start only, usually 30–60 s; "
+        f"{duration(elapsed_s)} so far){doing}… The run starts by itself when it is ready."
+    )

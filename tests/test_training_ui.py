@@ -112,3 +112,44 @@ def test_start_a_run_from_the_tab_and_see_metrics_arrive(tab_app):
     metrics = training.metrics(job_id, settings=settings)
     assert [m.step for m in metrics if m.loss is not None] == [1, 2, 3]
     assert seen_running, "a second browser never saw the run while it was running"
+
+
+@pytest.mark.slow
+def test_start_while_the_default_model_is_prepared_says_so_at_once(tmp_path: Path) -> None:
+    """A fresh install: Start pressed while the embedded model is converted gets an immediate
+    "preparing" state with its progress, then goes on by itself once the model is ready."""
+    import fcntl
+
+    import gradio as gr
+    from gradio_client import Client
+
+    from garden.config import Settings
+    from garden.services import models
+    from garden.ui import finetune_tab
+
+    fresh = Settings(_env_file=None, storage_root=tmp_path / "storage")
+    fresh.ensure_storage()
+    assert models.default_model_status(settings=fresh).state == "not_started"
+    with gr.Blocks() as demo:
+        finetune_tab.build(fresh)
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    lock = (fresh.temp_path / ".prepare-default.lock").open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as if another start were still converting it
+        job = Client(url, verbose=False).submit(
+            *_form(dataset="not-imported"), api_name="/start_training"
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not job.outputs():
+            time.sleep(0.2)
+        first = job.outputs()[0][0]
+        assert "Preparing the default model" in first and "so far" in first, first
+        assert models.default_model_status(settings=fresh).state == "preparing"
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        final = job.result(timeout=600)[0]
+        assert "Cannot start" in final and "not-imported" in final, final
+        assert models.default_model_status(settings=fresh).state == "ready"
+    finally:
+        lock.close()
+        demo.close()

@@ -7,7 +7,7 @@ browser shows the same run live.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -16,7 +16,7 @@ from gradio.components import Component
 
 from garden import present
 from garden.config import Settings
-from garden.services import training, web
+from garden.services import models, training, web
 from garden.services.training import JobView, MetricPoint
 from garden.ui.boundary import code, guard, plain, report
 from garden.ui.export_panel import ExportPanel
@@ -299,8 +299,14 @@ class FineTuneTab:
         pick = gr.update(choices=choices, value=select) if select else gr.update(choices=choices)
         points = training.metrics(job.id, settings=self.settings) if job else []
         loss, lr = curves(points)
+        status = status_markdown(job, self.settings)
+        preparing = models.default_model_status(settings=self.settings)
+        if preparing.state == "preparing":
+            status = (
+                present.preparing_default(preparing.step, preparing.elapsed_s) + "\n\n" + status
+            )
         return {
-            self.view.status: status_markdown(job, self.settings),
+            self.view.status: status,
             self.view.loss_plot: loss,
             self.view.lr_plot: lr,
             self.view.logs: log_tail(job.id, self.settings) if job else "",
@@ -311,18 +317,28 @@ class FineTuneTab:
     def refused(self, message: str) -> dict[Component, Any]:
         return {**self.refresh(None), self.view.status: f"> **Cannot start**: {plain(message)}"}
 
-    def start(self, *values: Any) -> dict[Component, Any]:
-        """Start a run from the form: only an imported dataset and a listed or hub model."""
+    def start(self, *values: Any) -> Iterator[dict[Component, Any]]:
+        """Start a run from the form: only an imported dataset and a listed or hub model.
+
+        Pressed while the embedded default model is still being converted (the first minute of
+        a fresh install), it says so at once, shows the conversion's progress, then starts."""
         given = spec_values(dict(zip(FORM_FIELDS, values, strict=True)))
         if "dataset" not in given:
             gr.Warning("Pick a dataset first (import one in the Data tab).")
-            return self.refused("no dataset picked.")
+            yield self.refused("no dataset picked.")
+            return
         try:
+            if given.get("base_model") in (None, "default", models.DEFAULT_MODEL_NAME):
+                for status in models.wait_for_default(settings=self.settings):
+                    yield {
+                        self.view.status: present.preparing_default(status.step, status.elapsed_s)
+                    }
             job = training.submit_from_web(given, settings=self.settings)
         except Exception as exc:  # the boundary: one line, trace to the log
-            return self.refused(report(exc, "starting the run", self.settings))
+            yield self.refused(report(exc, "starting the run", self.settings))
+            return
         gr.Info(f"Started {job.id}")
-        return self.refresh(job.id, select=job.id)
+        yield self.refresh(job.id, select=job.id)
 
     def act(self, action: Callable[..., JobView], job_id: str | None) -> dict[Component, Any]:
         job = training.current_or_latest(job_id, settings=self.settings)
