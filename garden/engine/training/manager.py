@@ -174,7 +174,9 @@ class JobManager:
         (_flags_dir(job) / CANCEL_FLAG).touch()
         proc = self._procs.get(job_id)
         if job.status != "queued" and proc is not None and proc.pid:
-            kill_tree(proc.pid, include_self=True, force=True)  # with any accelerate ranks
+            kill_tree(proc.pid, force=True)  # any accelerate ranks first
+            proc.kill()  # not through psutil: it would reap the worker, and the supervisor's
+            # multiprocessing handle could then never see it end
         elif job.status != "queued" and same_process(job.pid, job.pid_started):
             assert job.pid is not None
             kill_tree(job.pid, include_self=True, force=True)
@@ -403,7 +405,8 @@ class JobManager:
         for job_id, proc in list(self._procs.items()):
             if proc.is_alive() and proc.pid:
                 self.journal.log(job_id, "The worker did not stop in time: killed", "WARNING")
-                kill_tree(proc.pid, timeout=0.5, include_self=True)
+                kill_tree(proc.pid, timeout=0.5)
+                proc.kill()
         for job in mine:
             checkpoint = last_checkpoint(job.checkpoint_dir)
             if checkpoint is not None:
