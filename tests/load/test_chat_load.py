@@ -32,7 +32,8 @@ def _text(message: dict[str, Any]) -> str:
 def _respond_args(model: str, message: str) -> tuple[Any, ...]:
     """The inputs of the Chat tab's send event, in its API order (see ``view_api``)."""
     # model, backend, compare, model B, chat A, chat B, message, system prompt, temperature,
-    # top-p, top-k, max new tokens, repetition penalty, seed, stop strings
+    # top-p, top-k, max new tokens, repetition penalty, seed, stop strings, then the remote
+    # endpoint's base URL, API key, model and "use for Model A"
     return (
         model,
         "vllm",
@@ -49,6 +50,10 @@ def _respond_args(model: str, message: str) -> tuple[Any, ...]:
         1.0,
         0,
         "",
+        "",
+        "",
+        None,
+        False,
     )
 
 
