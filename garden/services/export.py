@@ -30,6 +30,7 @@ __all__ = [
     "download_name",
     "download_path",
     "export",
+    "export_for_web",
 ]
 
 ExportFormat = Literal["adapter", "merged", "gguf"]
@@ -156,3 +157,13 @@ def download_name(view: ExportView, *, settings: Settings | None = None) -> str 
     if view.download_abs is None:
         return None
     return _relative(Path(view.download_abs), resolve(settings).exports_root)
+
+
+def export_for_web(request: WebExportRequest, *, settings: Settings | None = None) -> ExportView:
+    """An export asked for over the web (the tab or the REST API): only a listed model, never a
+    folder of the server a visitor names; no push; always a file to download."""
+    from garden.services import web
+
+    model = web.check_model(request.model, settings=settings) or request.model
+    checked = request.model_copy(update={"model": model})
+    return export(checked.request(), settings=settings)

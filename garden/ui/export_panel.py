@@ -70,15 +70,14 @@ class ExportPanel:
     def run(self, model: str | None, export_format: str, quant: str) -> tuple[str, Any]:
         if not model:
             return "Pick a run or a model to export.", None
-        request = export_service.ExportRequest.model_validate(
+        request = export_service.WebExportRequest.model_validate(
             {
                 "model": model,
                 "format": export_format,
                 "quant": quant if export_format == "gguf" else None,
-                "bundle": True,
             }
         )
-        view = export_service.export(request, settings=self.settings)
+        view = export_service.export_for_web(request, settings=self.settings)
         line = (
             f"Exported {code(view.model)} as {view.format} "
             f"({present.file_size(view.size_bytes)}) to {code(view.folder or view.format)}: "

@@ -33,7 +33,7 @@ class ExportDone(View):
 @router.post("", status_code=201, summary="Export a run or model (adapter, merged or GGUF)")
 def create(request: WebExportRequest) -> ExportDone:
     find(models.list_models(), request.model, "model", "/api/v1/models")
-    done = export.export(request.request())
+    done = export.export_for_web(request)
     shown = done.model_dump(include={"model", "format", "quant", "files", "size_bytes", "card"})
     return ExportDone(**shown, download_url=FILES + (export.download_name(done) or ""))
 
