@@ -3,6 +3,7 @@ runs and remembered hub ids."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,8 +27,11 @@ __all__ = [
     "list_models",
     "model_ids",
     "prepare_default",
+    "prepare_in_background",
     "wait_for_default",
 ]
+
+log = logging.getLogger("garden.models")
 
 ModelKind = Literal["default", "base", "finetuned", "hub"]
 KIND_TAGS = {"default": "default", "base": "base", "finetuned": "fine-tuned", "hub": "hub"}
@@ -178,7 +182,7 @@ def wait_for_default(
                 hint="See the log; `model-garden models prepare` retries it.",
             )
         if status.state == "not_started":
-            _start_preparing(settings)
+            prepare_in_background(settings=settings)
             continue
         if time.monotonic() > deadline:
             raise ModelLoadError(
@@ -188,21 +192,29 @@ def wait_for_default(
         time.sleep(poll_s)
 
 
-def _start_preparing(settings: Settings) -> None:
+def prepare_in_background(
+    progress: Callable[[str], None] | None = None, *, settings: Settings | None = None
+) -> None:
+    """Convert the default model in a background thread, unless one is already at it; its
+    progress shows in :func:`default_model_status` (and goes to ``progress``)."""
+    settings = resolve(settings)
     preparation = _preparation_of(settings)
     with preparation.lock:
         if preparation.thread is not None and preparation.thread.is_alive():
             return
         preparation.started, preparation.step = time.monotonic(), ""
         thread = threading.Thread(
-            target=_prepare_quietly, args=(settings,), name="prepare-default-model", daemon=True
+            target=_prepare_logged,
+            args=(settings, progress),
+            name="prepare-default-model",
+            daemon=True,
         )
         preparation.thread = thread
     thread.start()
 
 
-def _prepare_quietly(settings: Settings) -> None:
+def _prepare_logged(settings: Settings, progress: Callable[[str], None] | None) -> None:
     try:
-        prepare_default(settings=settings)
-    except Exception:  # recorded in the status the waiting front end reads
-        return
+        prepare_default(progress, settings=settings)
+    except Exception as exc:  # also recorded in the status a waiting front end reads
+        log.error("Preparing the default model failed: %s", exc)

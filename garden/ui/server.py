@@ -57,21 +57,6 @@ def limit_events(app: Any, settings: Settings) -> None:
             fn.concurrency_id, fn.concurrency_limit = group, limits[group]
 
 
-def prepare_in_background(settings: Settings) -> threading.Thread:
-    """Convert the embedded default model without delaying the first HTTP answer."""
-    from garden.services import models
-
-    def run() -> None:
-        try:
-            models.prepare_default(log.info, settings=settings)
-        except Exception as exc:  # shown in the UI when a tab needs the model
-            log.error("Preparing the default model failed: %s", exc)
-
-    thread = threading.Thread(target=run, name="prepare-default-model", daemon=True)
-    thread.start()
-    return thread
-
-
 def recover_jobs_in_background(settings: Settings) -> threading.Thread:
     """Start the job manager: runs left active by a previous app become interrupted (resumable)."""
 
@@ -108,10 +93,11 @@ def launch(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from starlette.middleware import Middleware
 
+    from garden.services import models
     from garden.ui import app_css, app_theme, build_app
 
     lifecycle.install_signal_handlers()
-    prepare_in_background(settings)
+    models.prepare_in_background(log.info, settings=settings)  # the UI answers meanwhile
     recover_jobs_in_background(settings)
     app = build_app(settings)
     limit_events(app, settings)
