@@ -8,7 +8,6 @@ route: without a session only the login page, the login form and static assets a
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -18,6 +17,7 @@ from garden.config import MIN_PASSWORD_CHARS, Settings
 from garden.errors import ConfigError
 from garden.services import auth
 from garden.services.auth import LoginGuard
+from garden.services.serving import is_loopback
 
 __all__ = ["AuthGate", "LoginGuard", "check_access", "exposure", "login_guard"]
 
@@ -35,15 +35,6 @@ OPEN_PATHS = frozenset(
 OPEN_PREFIXES = ("/assets/", "/static/", "/svelte/")
 API_INFO = re.compile(rb"window\.gradio_api_info = .*?;</script>", re.DOTALL)
 NO_API_INFO = b"window.gradio_api_info = {};</script>"
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name other than localhost may resolve anywhere
-        return False
 
 
 def exposure(host: str, share: bool, space_id: str | None) -> str | None:
