@@ -29,7 +29,7 @@ UPLOAD, BUNDLED, HUB, IMPORTED = (
     "Imported dataset",
 )
 SOURCE_KINDS = [UPLOAD, BUNDLED, HUB, IMPORTED]
-FILE_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".parquet", ".gz", ".ndjson"]
+FILE_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".parquet", ".gz", ".ndjson", ".txt", ".md"]
 PAGE_SIZE = 5
 PREVIEW_SAMPLES = 50
 ISSUES_SHOWN = 30
