@@ -163,7 +163,8 @@ def _write_dataset(
     if scan.errors.total and not drop_invalid:
         examples = "; ".join(str(issue) for issue in scan.errors.items[:3])
         raise DatasetError(
-            f"{scan.errors.total} of {scan.rows} rows cannot be used ({examples}).",
+            f"{scan.errors.total} of {scan.rows} rows cannot be used ({examples}) "
+            f"in {src.path.name if src.path is not None and src.kind == 'file' else src.label}.",
             hint="Fix those rows, or import with 'drop invalid rows' (CLI: --drop-invalid) to "
             "skip them. `model-garden data inspect` lists every problem.",
         )
