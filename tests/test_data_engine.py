@@ -89,7 +89,8 @@ def test_sharegpt_with_aliases_and_tool_turns(tmp_path: Path, settings) -> None:
     assert report.samples[0]["messages"][2] == {
         "role": "assistant", "content": "Let me check.", "tool_calls": calls,
     }  # fmt: skip
-    assert report.samples[0]["messages"][3] == {"role": "tool", "content": "sunny", "name": "weather"}
+    tool_turn = {"role": "tool", "content": "sunny", "name": "weather"}
+    assert report.samples[0]["messages"][3] == tool_turn
     assert not report.warning_counts
 
 

@@ -19,7 +19,7 @@ from garden.data.formats import FORMATS
 from garden.data.importer import import_dataset
 from garden.data.inspection import inspect_source
 from garden.data.kinds import DATASET_KINDS, DatasetKind
-from garden.data.preview import Preview, preview_samples
+from garden.data.preview import preview_samples
 from garden.data.report import InspectReport, Issue
 from garden.data.scan import ReadOptions, is_eval_row
 from garden.data.tokens import render_samples
@@ -33,7 +33,6 @@ __all__ = [
     "DatasetRecord",
     "InspectReport",
     "Issue",
-    "Preview",
     "ReadOptions",
     "dataset_choices",
     "delete_dataset",

@@ -253,7 +253,7 @@ def render_preview(
     """Processed samples as previews: pairs split into prompt, chosen and rejected, tool
     conversations rendered through ``model``'s chat template with their tools passed."""
     previews = data.preview_samples(samples, model, resolve(settings))
-    return [SamplePreview.model_validate(dataclasses.asdict(p)) for p in previews]
+    return [SamplePreview.model_validate(preview) for preview in previews]
 
 
 def _dataset_view(record: data.DatasetRecord) -> DatasetView:
