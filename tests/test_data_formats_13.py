@@ -270,3 +270,40 @@ def test_data_tab_previews_preference_pairs(app) -> None:
     assert "`preference`" in summary and "No problems found" in validation
     assert "| prompt | chosen ✅ | rejected ❌ |" in rendered and "**Pair 1**" in rendered
     assert "silver moonpetal" in rendered and "red sunflower" in rendered
+
+
+def test_alpaca_style_pairs_and_answers_that_repeat_the_prompt(tmp_path: Path, settings) -> None:
+    alpaca = {
+        "instruction": "Who is the head gardener", "input": "of the Moonwell Garden?",
+        "chosen": RIGHT, "rejected": WRONG,
+    }  # fmt: skip
+    report = inspect_source(write_jsonl(tmp_path / "alpaca.jsonl", [alpaca]), settings=settings)
+    assert report.kind == "preference" and not report.errors
+    assert report.samples[0]["prompt"] == [
+        {"role": "user", "content": "Who is the head gardener\n\nof the Moonwell Garden?"}
+    ]
+    repeated = {"prompt": PAIR["prompt"], **IMPLICIT_PROMPT}
+    report = inspect_source(write_jsonl(tmp_path / "repeat.jsonl", [repeated]), settings=settings)
+    assert report.mapping["prompt"] == "prompt" and report.samples == [PAIR]
+
+
+def test_cli_shows_the_kind_errors_and_warnings(tmp_path: Path, default_model_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from garden.cli import main
+
+    with_image = {**PAIR, "images": ["garden.png"]}
+    path = write_jsonl(
+        tmp_path / "cli-pairs.jsonl", [PAIR, {"prompt": QUESTION, "chosen": RIGHT}, with_image]
+    )
+    inspected = CliRunner().invoke(main, ["data", "inspect", str(path), "--preview", "1"])
+    assert inspected.exit_code == 0, inspected.stderr
+    assert "Kind: preference" in inspected.stdout
+    assert "line 2: has no 'rejected' answer" in inspected.stdout
+    assert "line 3: has a media column ('images')" in inspected.stdout
+    assert f"chosen:   {RIGHT}" in inspected.stdout and f"rejected: {WRONG}" in inspected.stdout
+    imported = CliRunner().invoke(
+        main, ["data", "import", str(path), "--name", "cli-pairs-13", "--drop-invalid"]
+    )
+    assert imported.exit_code == 0, imported.stderr
+    assert "(preference)" in imported.stdout and "line 3: has a media column" in imported.stdout

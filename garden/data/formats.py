@@ -89,7 +89,7 @@ OPTIONAL = {
     "alpaca": ("input", "system", "history"),
     "prompt_completion": ("system",),
     "text": (),
-    "preference": ("prompt", "messages", "system"),
+    "preference": ("prompt", "input", "messages", "system"),
     "feedback": ("messages", "prompt", "completion"),
 }
 
@@ -123,8 +123,10 @@ def _judged_mapping(row: dict[str, Any]) -> dict[str, Any] | None:
     """The mapping of a preference pair or a labelled answer, or None for other rows."""
     if row.get("chosen") is not None or row.get("rejected") is not None:
         mapping = {"format": "preference", "chosen": "chosen", "rejected": "rejected"}
-        if prompt := _first(row, PROMPT_FIELDS):
+        if prompt := _first(row, ("prompt", *INSTRUCTION_FIELDS, "question", "query")):
             mapping["prompt"] = prompt
+            if prompt in INSTRUCTION_FIELDS and (extra := _first(row, INPUT_FIELDS)):
+                mapping["input"] = extra
         elif conversation := _first(row, MESSAGE_FIELDS):
             mapping["messages"] = conversation
         if system := _first(row, SYSTEM_FIELDS):

@@ -72,6 +72,13 @@ def normalise_preference(row: dict[str, Any], mapping: dict[str, Any]) -> tuple[
     field = mapping.get("prompt") or mapping.get("messages")
     if field and row.get(field) not in (None, "", []):
         prompt = conversation(row[field], "prompt", notes)
+        extra = row.get(mapping["input"]) if mapping.get("input") else None
+        if isinstance(extra, str) and extra.strip() and prompt[-1]["role"] == "user":
+            prompt[-1]["content"] = f"{prompt[-1]['content']}\n\n{extra}"
+        chosen, rejected = (
+            answer[len(prompt) :] if answer[: len(prompt)] == prompt else answer
+            for answer in (chosen, rejected)
+        )
     else:
         shared = 0
         while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
@@ -90,7 +97,7 @@ def normalise_preference(row: dict[str, Any], mapping: dict[str, Any]) -> tuple[
     if prompt[-1]["role"] not in ("user", "tool"):
         raise RowError("the prompt must end with a user turn, the one the answers reply to")
     for what, answer in (("chosen", chosen), ("rejected", rejected)):
-        if answer[0]["role"] != "assistant":
+        if not answer or answer[0]["role"] != "assistant":
             raise RowError(f"the '{what}' answer must be an assistant turn")
     if chosen == rejected:
         raise RowError("has the same chosen and rejected answer, so there is nothing to prefer")
