@@ -71,9 +71,10 @@ def test_openai_jsonl(tmp_path: Path, settings) -> None:
 
 def test_sharegpt_with_aliases_and_tool_turns(tmp_path: Path, settings) -> None:
     sharegpt = {"role": "from", "content": "value"}
+    call = json.dumps({"name": "weather", "arguments": {"city": "Oslo"}})
     first = turns(
-        "system: Be brief.", "human: Weather?", "gpt: Let me check.", "tool: sunny", "gpt: Sunny.",
-        **sharegpt,
+        "system: Be brief.", "human: Weather?", "gpt: Let me check.", f"function_call: {call}",
+        "tool: sunny", "gpt: Sunny.", **sharegpt,
     )  # fmt: skip
     rows = [
         {"conversations": first},
@@ -83,9 +84,14 @@ def test_sharegpt_with_aliases_and_tool_turns(tmp_path: Path, settings) -> None:
     assert report.format == "sharegpt"
     assert report.mapping["messages"] == "conversations"
     roles = [m["role"] for m in report.samples[0]["messages"]]
-    assert roles == ["system", "user", "assistant", "user", "assistant"]
-    assert report.samples[0]["messages"][3]["content"] == "Tool result:\nsunny"
-    assert report.warning_counts.get("converted") == 1
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    calls = [{"type": "function", "function": {"name": "weather", "arguments": {"city": "Oslo"}}}]
+    assert report.samples[0]["messages"][2] == {
+        "role": "assistant", "content": "Let me check.", "tool_calls": calls,
+    }  # fmt: skip
+    tool_turn = {"role": "tool", "content": "sunny", "name": "weather"}
+    assert report.samples[0]["messages"][3] == tool_turn
+    assert not report.warning_counts
 
 
 def test_alpaca_with_input_system_and_history(tmp_path: Path, settings) -> None:

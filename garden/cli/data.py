@@ -104,6 +104,7 @@ def inspect_cmd(source: str, as_json: bool, read: datasets.ReadOptions, preview:
                 "raw_preview": view.raw_preview[:5],
                 "samples": view.samples[:5],
                 "rendered": view.rendered[:2],
+                "previews": view.previews[:2],
             }
         )
         print_json(shortened.model_dump(mode="json", exclude={"token_lengths"}))
@@ -111,18 +112,35 @@ def inspect_cmd(source: str, as_json: bool, read: datasets.ReadOptions, preview:
         _print_report(view)
         for number, text in enumerate(view.rendered[:preview], 1):
             console.rule(f"sample {number} as the model sees it", style="dim")
-            console.print(
-                text if len(text) < 3000 else text[:3000] + " …", markup=False, highlight=False
-            )
+            console.print(_short(text), markup=False, highlight=False)
+            if number <= len(view.previews):
+                _print_preview(view.previews[number - 1])
     if not view.usable:
         fail(f"{view.problem} Fix the file or the mapping (--mapping).")
+
+
+def _short(text: str, limit: int = 3000) -> str:
+    return text if len(text) < limit else text[:limit] + " …"
+
+
+def _print_preview(preview: datasets.SamplePreview) -> None:
+    """What the rendering alone does not show: a pair's answers, a label, tools and calls."""
+    if preview.kind == "preference":
+        console.print(f"chosen:   {_short(preview.chosen, 500)}", markup=False, highlight=False)
+        console.print(f"rejected: {_short(preview.rejected, 500)}", markup=False, highlight=False)
+    if preview.label is not None:
+        console.print(f"label: {'true (good)' if preview.label else 'false (bad)'}")
+    if preview.tools:
+        console.print(f"tools: {', '.join(preview.tools)}", markup=False, highlight=False)
+    for call in preview.calls:
+        console.print(f"call: {_short(call, 300)}", markup=False, highlight=False)
 
 
 def _print_report(view: datasets.InspectView) -> None:
     detail = present.source_detail(view.source_kind, view.file_type)
     console.print(f"[bold]{view.source}[/] ({detail})")
     console.print(
-        f"Format: [green]{view.format}[/] (confidence {view.confidence:.0%}; {view.detection})",
+        f"Kind: [green]{view.kind}[/] · Format: [green]{view.format}[/] (confidence {view.confidence:.0%}; {view.detection})",
         highlight=False,
     )
     console.print(f"Mapping: {json.dumps(view.mapping)}", highlight=False)
@@ -178,7 +196,10 @@ def import_cmd(
         print_json(view)
         return
     split = present.split_line(view.rows, view.train_rows, view.eval_rows, view.format)
-    console.print(f"Saved [green]{view.name}[/] as [bold]{view.id}[/]: {split}", highlight=False)
+    console.print(
+        f"Saved [green]{view.name}[/] as [bold]{view.id}[/] ({view.kind}): {split}",
+        highlight=False,
+    )
     for warning in view.warnings[:10]:
         console.print(f"  [yellow]warning[/] {warning}", highlight=False)
 
@@ -191,10 +212,19 @@ def list_cmd(as_json: bool) -> None:
     if as_json:
         print_json(found)
         return
-    table = Table("id", "name", "format", "rows", "train", "eval", "source", title="Datasets")
+    table = Table(
+        "id", "name", "kind", "format", "rows", "train", "eval", "source", title="Datasets"
+    )
     for d in found:
         table.add_row(
-            d.id, d.name, d.format, f"{d.rows:,}", f"{d.train_rows:,}", f"{d.eval_rows:,}", d.source
+            d.id,
+            d.name,
+            d.kind,
+            d.format,
+            f"{d.rows:,}",
+            f"{d.train_rows:,}",
+            f"{d.eval_rows:,}",
+            d.source,
         )
     console.print(table)
 

@@ -18,14 +18,18 @@ from garden.data.catalog import (
 from garden.data.formats import FORMATS
 from garden.data.importer import import_dataset
 from garden.data.inspection import inspect_source
+from garden.data.kinds import DATASET_KINDS, DatasetKind
+from garden.data.preview import preview_samples
 from garden.data.report import InspectReport, Issue
 from garden.data.scan import ReadOptions, is_eval_row
 from garden.data.tokens import render_samples
 from garden.data.uploads import sanitize_filename, save_upload
 
 __all__ = [
+    "DATASET_KINDS",
     "FORMATS",
     "BundledDataset",
+    "DatasetKind",
     "DatasetRecord",
     "InspectReport",
     "Issue",
@@ -38,6 +42,7 @@ __all__ = [
     "is_eval_row",
     "list_bundled",
     "list_datasets",
+    "preview_samples",
     "read_rows",
     "render_samples",
     "sanitize_filename",

@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from garden.config import Settings, get_settings
+from garden.data.formats import KIND_BY_FORMAT
+from garden.data.kinds import DatasetKind, row_kind
 from garden.errors import DatasetError
 from garden.store import get_store
 
 # The fields stored as JSON, in columns named ``<field>_json``, and what a missing value reads as.
 JSON_FIELDS: dict[str, type] = {"mapping": dict, "token_stats": dict, "warnings": list}
 STORE_COLUMNS = {name: f"{name}_json" for name in JSON_FIELDS}
+# Fields not stored in the store but derived on read (``kind``: from the processed rows).
+DERIVED_FIELDS = ("kind",)
 
 
 @dataclass
@@ -37,6 +41,7 @@ class DatasetRecord:
     created_at: float
     raw_path: str | None = None
     warnings: list[str] = field(default_factory=list)
+    kind: DatasetKind = "chat"
 
     @property
     def train_path(self) -> Path:
@@ -53,10 +58,15 @@ class DatasetRecord:
         }
         for name, empty in JSON_FIELDS.items():
             values[name] = values[name] or empty()
+        values["kind"] = processed_kind(Path(values["path"]), values["format"])
         return cls(**values)
 
     def to_row(self) -> dict[str, Any]:
-        return {STORE_COLUMNS.get(name, name): value for name, value in asdict(self).items()}
+        return {
+            STORE_COLUMNS.get(name, name): value
+            for name, value in asdict(self).items()
+            if name not in DERIVED_FIELDS
+        }
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -65,7 +75,20 @@ class DatasetRecord:
         return data
 
 
-FIELD_NAMES = tuple(f.name for f in fields(DatasetRecord))
+FIELD_NAMES = tuple(f.name for f in fields(DatasetRecord) if f.name not in DERIVED_FIELDS)
+
+
+def processed_kind(folder: Path, fmt: str) -> DatasetKind:
+    """The kind of a processed dataset, from its first row (by its format when unreadable)."""
+    for name in ("train.jsonl", "eval.jsonl"):
+        try:
+            with (folder / name).open(encoding="utf-8") as handle:
+                line = handle.readline()
+            if line.strip():
+                return row_kind(json.loads(line))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            continue
+    return KIND_BY_FORMAT.get(fmt, "chat")
 
 
 def check_name(name: str, settings: Settings) -> str:
@@ -121,7 +144,8 @@ def list_datasets(settings: Settings | None = None) -> list[DatasetRecord]:
 def dataset_choices(settings: Settings | None = None) -> list[tuple[str, str]]:
     """``(label, id)`` pairs for a dropdown, newest first."""
     return [
-        (f"{d.name} — {d.rows:,} rows, {d.format} ({d.id})", d.id) for d in list_datasets(settings)
+        (f"{d.name} — {d.rows:,} rows, {d.kind}, {d.format} ({d.id})", d.id)
+        for d in list_datasets(settings)
     ]
 
 

@@ -1,13 +1,17 @@
-"""Format detection and normalisation of rows to chat messages (or plain text).
+"""Format detection and normalisation of rows to the kinds of ``kinds.py``.
 
 A *mapping* says which field plays which part. Its ``format`` key is one of ``FORMATS``; the
 other keys depend on it:
 
 - ``openai`` / ``sharegpt``: ``messages`` (the list field), ``role`` and ``content`` (keys of
-  each turn), optional ``system`` (a top-level system prompt field).
+  each turn), optional ``system`` (a top-level system prompt field) and ``tools``; tool calls
+  and results are kept as tool turns.
 - ``alpaca``: ``instruction``, ``output``, optional ``input``, ``system``, ``history``.
 - ``prompt_completion``: ``prompt``, ``completion``, optional ``system``.
 - ``text``: ``text``.
+- ``preference``: ``chosen``, ``rejected``, optional ``prompt`` or ``messages`` (the shared
+  conversation), ``system``; without a prompt field the shared first turns are the prompt.
+- ``feedback``: ``label`` and either ``messages`` or ``prompt``/``completion``.
 """
 
 from __future__ import annotations
@@ -18,10 +22,32 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from garden.data.kinds import DatasetKind
+from garden.data.preference import coerce_label, normalise_feedback, normalise_preference
+from garden.data.row_errors import RowError
+from garden.data.tool_calls import parse_tools
+from garden.data.turns import (
+    TURN_CONTENT_KEYS,
+    TURN_ROLE_KEYS,
+    check_order,
+    normalise_turns,
+    text_of,
+)
 from garden.errors import DatasetError
 
-FORMATS = ("openai", "sharegpt", "alpaca", "prompt_completion", "text")
+__all__ = ["RowError", "check_order"]
+
+FORMATS = ("openai", "sharegpt", "alpaca", "prompt_completion", "text", "preference", "feedback")
 CHAT_FORMATS = ("openai", "sharegpt", "alpaca", "prompt_completion")
+KIND_BY_FORMAT: dict[str, DatasetKind] = {
+    "text": "text",
+    "preference": "preference",
+    "feedback": "feedback",
+}
+EXPECTED = (
+    "messages/conversations, instruction/output, prompt/completion, prompt/chosen/rejected, "
+    "messages or prompt/completion with a label, or text"
+)
 
 MESSAGE_FIELDS = (
     "messages",
@@ -32,14 +58,12 @@ MESSAGE_FIELDS = (
     "dialogue",
     "turns",
 )
-TURN_ROLE_KEYS = ("role", "from", "speaker", "author", "sender")
-TURN_CONTENT_KEYS = ("content", "value", "text", "message", "utterance")
 SYSTEM_FIELDS = ("system", "system_prompt", "instructions_system")
 INSTRUCTION_FIELDS = ("instruction", "instructions")
 INPUT_FIELDS = ("input", "context")
 OUTPUT_FIELDS = ("output", "response", "answer", "completion")
 PROMPT_FIELDS = ("prompt", "question", "query", "input")
-COMPLETION_FIELDS = ("completion", "response", "answer", "output", "chosen")
+COMPLETION_FIELDS = ("completion", "response", "answer", "output")
 TEXT_FIELDS = ("text", "content", "document", "body")
 CANONICAL = {
     "openai": {"messages": "messages", "role": "role", "content": "content"},
@@ -47,6 +71,8 @@ CANONICAL = {
     "alpaca": {"instruction": "instruction", "input": "input", "output": "output"},
     "prompt_completion": {"prompt": "prompt", "completion": "completion"},
     "text": {"text": "text"},
+    "preference": {"chosen": "chosen", "rejected": "rejected"},
+    "feedback": {"label": "label"},
 }
 REQUIRED = {
     "openai": ("messages",),
@@ -54,43 +80,18 @@ REQUIRED = {
     "alpaca": ("instruction", "output"),
     "prompt_completion": ("prompt", "completion"),
     "text": ("text",),
+    "preference": ("chosen", "rejected"),
+    "feedback": ("label",),
 }
 OPTIONAL = {
-    "openai": ("role", "content", "system"),
-    "sharegpt": ("role", "content", "system"),
+    "openai": ("role", "content", "system", "tools"),
+    "sharegpt": ("role", "content", "system", "tools"),
     "alpaca": ("input", "system", "history"),
     "prompt_completion": ("system",),
     "text": (),
+    "preference": ("prompt", "input", "messages", "system"),
+    "feedback": ("messages", "prompt", "completion"),
 }
-ROLE_ALIASES = {
-    "system": "system",
-    "user": "user",
-    "human": "user",
-    "prompter": "user",
-    "person": "user",
-    "customer": "user",
-    "assistant": "assistant",
-    "gpt": "assistant",
-    "bot": "assistant",
-    "model": "assistant",
-    "ai": "assistant",
-    "chatgpt": "assistant",
-    "bard": "assistant",
-    "bing": "assistant",
-    "gpt-4": "assistant",
-    "function_call": "assistant",
-    "tool_call": "assistant",
-    "tool": "tool",
-    "function": "tool",
-    "observation": "tool",
-    "ipython": "tool",
-    "function_response": "tool",
-    "tool_response": "tool",
-}
-
-
-class RowError(Exception):
-    """A row that cannot become a training sample; the message is shown with its location."""
 
 
 @dataclass
@@ -118,8 +119,31 @@ def _as_list(value: Any) -> Any:
     return value
 
 
+def _judged_mapping(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The mapping of a preference pair or a labelled answer, or None for other rows."""
+    if row.get("chosen") is not None or row.get("rejected") is not None:
+        mapping = {"format": "preference", "chosen": "chosen", "rejected": "rejected"}
+        if prompt := _first(row, ("prompt", *INSTRUCTION_FIELDS, "question", "query")):
+            mapping["prompt"] = prompt
+            if prompt in INSTRUCTION_FIELDS and (extra := _first(row, INPUT_FIELDS)):
+                mapping["input"] = extra
+        elif conversation := _first(row, MESSAGE_FIELDS):
+            mapping["messages"] = conversation
+        if system := _first(row, SYSTEM_FIELDS):
+            mapping["system"] = system
+        return mapping
+    chat = _first(row, MESSAGE_FIELDS)
+    if "label" in row and (chat or ("prompt" in row and "completion" in row)):
+        return {"format": "feedback", "label": "label"} | (
+            {"messages": chat} if chat else {"prompt": "prompt", "completion": "completion"}
+        )
+    return None
+
+
 def row_mapping(row: dict[str, Any]) -> dict[str, Any] | None:
     """The mapping one row fits best, or None when it fits no known format."""
+    if judged := _judged_mapping(row):
+        return judged
     for name in MESSAGE_FIELDS:
         turns = _as_list(row.get(name))
         if isinstance(turns, list) and turns and all(isinstance(t, dict) for t in turns):
@@ -135,6 +159,8 @@ def row_mapping(row: dict[str, Any]) -> dict[str, Any] | None:
                 }
                 if system := _first(row, SYSTEM_FIELDS):
                     mapping["system"] = system
+                if row.get("tools") not in (None, "", []):
+                    mapping["tools"] = "tools"
                 return mapping
     instruction = _first(row, INSTRUCTION_FIELDS)
     output = _first(row, OUTPUT_FIELDS)
@@ -161,6 +187,14 @@ def row_mapping(row: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def seen_fields(rows: list[dict[str, Any]], most: int = 12, longest: int = 30) -> str:
+    """The rows' field names for a one-line message: the first ``most``, each cut short."""
+    names = sorted({" ".join(str(key).split()) for row in rows for key in row})
+    shown = [name if len(name) <= longest else name[: longest - 1] + "…" for name in names[:most]]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return (", ".join(shown) or "none") + more
+
+
 def detect_format(rows: list[dict[str, Any]]) -> Detection:
     """Pick the format most sample rows fit; confidence is the share that fits (x0.9 for aliases)."""
     if not rows:
@@ -171,11 +205,10 @@ def detect_format(rows: list[dict[str, Any]]) -> Detection:
     mappings = [row_mapping(row) for row in rows]
     formats = Counter(m["format"] for m in mappings if m)
     if not formats:
-        columns = sorted({key for row in rows for key in row})
         raise DatasetError(
-            f"The format was not recognised (fields: {', '.join(columns[:20]) or 'none'}).",
-            hint="Set the mapping yourself: which field is the instruction/prompt and which the "
-            "answer, or rename fields to messages, instruction/output, prompt/completion or text.",
+            f"The format was not recognised: saw fields {seen_fields(rows)}; expected {EXPECTED}.",
+            hint="Set the mapping yourself (which field is the prompt and which the answer), "
+            "or rename the fields.",
         )
     fmt, hits = formats.most_common(1)[0]
     same = [m for m in mappings if m and m["format"] == fmt]
@@ -197,7 +230,11 @@ def complete_mapping(mapping: dict[str, Any], columns: Iterable[str]) -> dict[st
     mapping = {k: v for k, v in mapping.items() if v not in (None, "")}
     fmt = mapping.get("format")
     if fmt is None:
-        if "messages" in mapping:
+        if "chosen" in mapping or "rejected" in mapping:
+            fmt = "preference"
+        elif "label" in mapping:
+            fmt = "feedback"
+        elif "messages" in mapping:
             fmt = "sharegpt" if mapping.get("role") == "from" else "openai"
         elif "instruction" in mapping:
             fmt = "alpaca"
@@ -241,124 +278,86 @@ def complete_mapping(mapping: dict[str, Any], columns: Iterable[str]) -> dict[st
 # normalisation -----------------------------------------------------------------------
 
 
-def _text(value: Any, what: str, notes: list[str], *, required: bool = True) -> str:
-    if value is None:
-        if required:
-            raise RowError(f"has no {what}")
-        return ""
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, bool):
-        raise RowError(f"has a true/false value as {what}, expected text")
-    elif isinstance(value, int | float):
-        notes.append(f"the number in {what} was used as text")
-        text = str(value)
-    elif isinstance(value, list) and all(isinstance(p, dict) and "text" in p for p in value):
-        text = "\n".join(str(p["text"]) for p in value)
-    else:
-        kind = {"dict": "an object", "list": "a list"}.get(
-            type(value).__name__, type(value).__name__
-        )
-        raise RowError(f"has {kind} as {what}, expected text")
-    if required and not text.strip():
-        raise RowError(f"has an empty {what}")
-    return text
-
-
 def normalise(row: dict[str, Any], mapping: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """One row as ``{"messages": [...]}`` or ``{"text": ...}``, plus notes worth a warning."""
-    notes: list[str] = []
+    """One row in its kind's shape (see ``kinds.py``), plus notes worth a warning."""
     fmt = mapping["format"]
+    if fmt == "preference":
+        return normalise_preference(row, mapping)
+    if fmt == "feedback":
+        return normalise_feedback(row, mapping)
+    notes: list[str] = []
     if fmt == "text":
-        return {"text": _text(row.get(mapping["text"]), f"'{mapping['text']}'", notes)}, notes
-    messages: list[dict[str, str]] = []
+        return {"text": text_of(row.get(mapping["text"]), f"'{mapping['text']}'", notes)}, notes
+    _refuse_bad_label(row)
+    messages: list[dict[str, Any]] = []
     system_field = mapping.get("system")
     if system_field and row.get(system_field) not in (None, ""):
         messages.append(
-            {"role": "system", "content": _text(row[system_field], "system prompt", notes)}
+            {"role": "system", "content": text_of(row[system_field], "system prompt", notes)}
         )
+    tools = None
     if fmt in ("openai", "sharegpt"):
+        tools = parse_tools(row.get(mapping.get("tools", "tools")))
         turns = _as_list(row.get(mapping["messages"]))
         if turns is None:
             raise RowError(f"has no '{mapping['messages']}' field")
         if not isinstance(turns, list) or not turns:
             raise RowError(f"'{mapping['messages']}' must be a non-empty list of turns")
-        for number, turn in enumerate(turns, 1):
-            if not isinstance(turn, dict):
-                raise RowError(
-                    f"turn {number} is not an object with {mapping['role']}/{mapping['content']}"
-                )
-            role_value = turn.get(mapping["role"])
-            if not isinstance(role_value, str):
-                raise RowError(f"turn {number} has no '{mapping['role']}'")
-            role = ROLE_ALIASES.get(role_value.strip().lower())
-            if role is None:
-                raise RowError(f"turn {number} has the unknown role {role_value!r}")
-            content = _text(turn.get(mapping["content"]), f"content in turn {number}", notes)
-            if role == "tool":
-                notes.append("a tool result was kept as a user turn")
-                role, content = "user", f"Tool result:\n{content}"
-            messages.append({"role": role, "content": content})
+        declared = {tool["function"]["name"] for tool in tools} if tools else None
+        messages += normalise_turns(
+            turns, mapping["role"], mapping["content"], notes, declared=declared
+        )
     elif fmt == "alpaca":
-        history = row.get(mapping["history"]) if mapping.get("history") else None
-        history = _as_list(history)
-        if history not in (None, "", []):
-            if not isinstance(history, list) or not all(
-                isinstance(pair, list | tuple) and len(pair) == 2 for pair in history
-            ):
-                raise RowError("'history' must be a list of [instruction, answer] pairs")
-            for user, answer in history:
-                messages.append({"role": "user", "content": _text(user, "history question", notes)})
-                messages.append(
-                    {"role": "assistant", "content": _text(answer, "history answer", notes)}
-                )
-        instruction = _text(row.get(mapping["instruction"]), f"'{mapping['instruction']}'", notes)
-        extra = ""
-        if mapping.get("input"):
-            extra = _text(row.get(mapping["input"]), f"'{mapping['input']}'", notes, required=False)
-        user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-        messages.append({"role": "user", "content": user})
-        messages.append(
-            {
-                "role": "assistant",
-                "content": _text(row.get(mapping["output"]), f"'{mapping['output']}'", notes),
-            }
-        )
+        messages += _alpaca_turns(row, mapping, notes)
     else:
+        prompt, completion = mapping["prompt"], mapping["completion"]
+        messages.append({"role": "user", "content": text_of(row.get(prompt), f"'{prompt}'", notes)})
         messages.append(
-            {
-                "role": "user",
-                "content": _text(row.get(mapping["prompt"]), f"'{mapping['prompt']}'", notes),
-            }
+            {"role": "assistant", "content": text_of(row.get(completion), f"'{completion}'", notes)}
         )
-        messages.append(
-            {
-                "role": "assistant",
-                "content": _text(
-                    row.get(mapping["completion"]), f"'{mapping['completion']}'", notes
-                ),
-            }
-        )
-    return {"messages": check_order(messages, notes)}, notes
+    sample: dict[str, Any] = {"messages": check_order(messages, notes)}
+    if tools:
+        sample["tools"] = tools
+    return sample, notes
 
 
-def check_order(messages: list[dict[str, str]], notes: list[str]) -> list[dict[str, str]]:
-    """System first (optional), then user and assistant alternating, ending on the assistant."""
-    body = messages[1:] if messages and messages[0]["role"] == "system" else messages
-    for number, message in enumerate(body, 2 if body is not messages else 1):
-        if message["role"] == "system":
-            raise RowError(f"roles out of order: a system message at turn {number}, not first")
-    if not any(m["role"] == "assistant" for m in body):
-        raise RowError("has no assistant turn, so there is nothing to learn")
-    if body[0]["role"] != "user":
-        raise RowError("roles out of order: the conversation must start with a user turn")
-    for number in range(1, len(body)):
-        if body[number]["role"] == body[number - 1]["role"]:
-            raise RowError(
-                f"roles out of order: two {body[number]['role']} turns in a row "
-                f"(turns {number} and {number + 1})"
+def _refuse_bad_label(row: dict[str, Any]) -> None:
+    """A row labelled false is a bad example (KTO): it must never become an SFT example."""
+    if "label" not in row:
+        return
+    try:
+        good = coerce_label(row["label"])
+    except RowError:
+        return
+    if not good:
+        raise RowError(
+            "is labelled false (an answer marked bad), so it must not be trained on as an "
+            "example; import the file as labelled feedback (KTO) or drop the row"
+        )
+
+
+def _alpaca_turns(row: dict[str, Any], mapping: dict[str, Any], notes: list[str]) -> list[dict]:
+    messages: list[dict[str, Any]] = []
+    history = row.get(mapping["history"]) if mapping.get("history") else None
+    history = _as_list(history)
+    if history not in (None, "", []):
+        if not isinstance(history, list) or not all(
+            isinstance(pair, list | tuple) and len(pair) == 2 for pair in history
+        ):
+            raise RowError("'history' must be a list of [instruction, answer] pairs")
+        for user, answer in history:
+            messages.append({"role": "user", "content": text_of(user, "history question", notes)})
+            messages.append(
+                {"role": "assistant", "content": text_of(answer, "history answer", notes)}
             )
-    if body[-1]["role"] == "user":
-        notes.append("the last user turn has no answer and was dropped")
-        messages = messages[:-1]
+    instruction = text_of(row.get(mapping["instruction"]), f"'{mapping['instruction']}'", notes)
+    extra = ""
+    if mapping.get("input"):
+        extra = text_of(row.get(mapping["input"]), f"'{mapping['input']}'", notes, required=False)
+    user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+    messages.append({"role": "user", "content": user})
+    output = mapping["output"]
+    messages.append(
+        {"role": "assistant", "content": text_of(row.get(output), f"'{output}'", notes)}
+    )
     return messages

@@ -13,7 +13,7 @@ from typing import Any
 
 from garden.config import Settings, get_settings
 from garden.data.catalog import DatasetRecord, check_name, save_record
-from garden.data.formats import Detection
+from garden.data.formats import KIND_BY_FORMAT, Detection
 from garden.data.limits import check_free_space, writing
 from garden.data.report import IssueLog
 from garden.data.scan import (
@@ -163,7 +163,8 @@ def _write_dataset(
     if scan.errors.total and not drop_invalid:
         examples = "; ".join(str(issue) for issue in scan.errors.items[:3])
         raise DatasetError(
-            f"{scan.errors.total} of {scan.rows} rows cannot be used ({examples}).",
+            f"{scan.errors.total} of {scan.rows} rows cannot be used ({examples}) "
+            f"in {src.path.name if src.path is not None and src.kind == 'file' else src.label}.",
             hint="Fix those rows, or import with 'drop invalid rows' (CLI: --drop-invalid) to "
             "skip them. `model-garden data inspect` lists every problem.",
         )
@@ -202,6 +203,7 @@ def _write_dataset(
         created_at=now(),
         raw_path=str(raw_path) if raw_path else None,
         warnings=warnings,
+        kind=KIND_BY_FORMAT.get(detection.format, "chat"),
     )
     meta = record.to_dict() | {
         "source_rows": scan.rows,

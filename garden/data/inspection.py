@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from garden.config import Settings, get_settings
+from garden.data.formats import KIND_BY_FORMAT
 from garden.data.report import InspectReport, IssueLog
 from garden.data.scan import (
     Progress,
@@ -55,6 +56,7 @@ def inspect_source(
         source_kind=src.kind,
         file_type=src.file_type,
         format=detection.format,
+        kind=KIND_BY_FORMAT.get(detection.format, "chat"),
         confidence=detection.confidence,
         mapping=detection.mapping,
         detection=detection.reason,

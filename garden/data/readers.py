@@ -73,6 +73,8 @@ class RowReader:
                 yield from _iter_jsonl(handle)
             elif source.file_type == "json":
                 yield from _iter_json(handle, name)
+            elif source.file_type == "txt":
+                yield from _iter_text_blocks(handle)
             else:
                 yield from _iter_csv(handle, "\t" if source.file_type == "tsv" else ",", name)
 
@@ -216,6 +218,47 @@ def _iter_jsonl(handle: IO[bytes]) -> Iterator[RawRow]:
         data, error, note = _parse_json_object(text)
         yield RawRow(index, location, data, error, note)
         index += 1
+
+
+def _iter_text_blocks(handle: IO[bytes]) -> Iterator[RawRow]:
+    """A plain text corpus: one ``{"text": ...}`` document per blank-line-separated block."""
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="strict", newline=None)
+    lines: list[str] = []
+    size = start = index = 0
+    line_no = 0
+
+    def block() -> RawRow:
+        location = f"line {start}"
+        if size > MAX_LINE_BYTES:
+            return RawRow(
+                index, location, None, f"is a block longer than {MAX_LINE_BYTES >> 20} MB"
+            )
+        return RawRow(index, location, {"text": "".join(lines).strip()})
+
+    try:
+        while True:
+            line = text.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                break
+            line_no += 1
+            if line.strip():
+                if not lines and size == 0:
+                    start = line_no
+                if size <= MAX_LINE_BYTES:
+                    lines.append(line)
+                size += len(line)
+                continue
+            if size:
+                yield block()
+                index += 1
+                lines, size = [], 0
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"The text file is not valid UTF-8 (near line {line_no + 1}).",
+            hint="Re-save the file as UTF-8.",
+        ) from exc
+    if size:
+        yield block()
 
 
 def _iter_json(handle: IO[bytes], name: str) -> Iterator[RawRow]:

@@ -46,6 +46,7 @@ class InspectReport:
     source_kind: str
     file_type: str | None
     format: str
+    kind: str
     confidence: float
     mapping: dict[str, Any]
     detection: str

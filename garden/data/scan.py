@@ -25,6 +25,7 @@ from garden.data.formats import (
     normalise,
     row_mapping,
 )
+from garden.data.media import MEDIA_WARNING, find_media
 from garden.data.readers import RowReader
 from garden.data.report import IssueLog
 from garden.data.sources import RawRow, Source, resolve_source
@@ -186,6 +187,8 @@ def scan_rows(
             )
         for note in notes:
             scan.warnings.add("converted", note, row.location)
+        if media := find_media(row.data):
+            scan.warnings.add("multimodal", MEDIA_WARNING.format(what=media), row.location)
         key = int.from_bytes(
             hashlib.blake2b(json.dumps(sample, sort_keys=True).encode(), digest_size=8).digest(),
             "big",

@@ -27,6 +27,9 @@ FILE_TYPES = {
     ".tsv": "tsv",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".txt": "txt",
+    ".text": "txt",
+    ".md": "txt",
 }
 HUB_PATTERN = re.compile(
     r"^(?:hf://|hub:)?(?P<id>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<subset>[\w.-]+))?(?::(?P<split>[\w.\[\]%:-]+))?$"
@@ -61,7 +64,7 @@ class Source:
     kind: str  # file | bundled | hub
     ref: str
     path: Path | None = None
-    file_type: str | None = None  # jsonl | json | csv | tsv | parquet
+    file_type: str | None = None  # jsonl | json | csv | tsv | parquet | txt
     compressed: bool = False
     hub_id: str | None = None
     subset: str | None = None
@@ -217,7 +220,7 @@ def _checked_file(path: Path, settings: Settings, kind: str, ref: str | None) ->
         if file_type is None:
             raise DatasetError(
                 f"Cannot tell what kind of file {path.name} is.",
-                hint="Use .jsonl, .json, .csv or .parquet (optionally .gz).",
+                hint="Use .jsonl, .json, .csv, .parquet or .txt (optionally .gz).",
             )
     return Source(
         kind=kind,

@@ -5,11 +5,13 @@ Only the tokenizer is loaded (lazily, once per model), never the weights.
 
 from __future__ import annotations
 
+import json
 import statistics
 from functools import lru_cache
 from typing import Any
 
 from garden.config import Settings, get_settings
+from garden.data.kinds import row_kind
 from garden.errors import DatasetError, GardenError
 
 SAMPLE_OVERHEAD_BYTES = 64  # chat-template markup per message, an upper bound in bytes
@@ -38,13 +40,42 @@ def get_tokenizer(model: str | None, settings: Settings) -> Any:
         ) from exc
 
 
+def render_messages(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    *,
+    add_generation_prompt: bool = False,
+) -> str:
+    """A conversation through the model's chat template, its tools passed to the template.
+
+    The one place samples meet the template (to become the tool-aware renderer at merge).
+    """
+    if getattr(tokenizer, "chat_template", None):
+        return str(
+            tokenizer.apply_chat_template(
+                messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+        )
+    return "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in messages)
+
+
+def conversation(sample: dict[str, Any]) -> list[dict[str, Any]]:
+    """The longest conversation a processed sample trains on (a pair: with its longer answer)."""
+    kind = row_kind(sample)
+    if kind == "preference":
+        longer = max(sample["chosen"], sample["rejected"], key=lambda turns: len(json.dumps(turns)))
+        return [*sample["prompt"], *longer]
+    if kind == "feedback":
+        return [*sample["prompt"], *sample["completion"]]
+    return list(sample["messages"])
+
+
 def render(tokenizer: Any, sample: dict[str, Any]) -> str:
     """A sample as the model will see it in training."""
-    if "text" in sample:
+    if row_kind(sample) == "text":
         return str(sample["text"])
-    if getattr(tokenizer, "chat_template", None):
-        return str(tokenizer.apply_chat_template(sample["messages"], tokenize=False))
-    return "\n".join(f"{m['role']}: {m['content']}" for m in sample["messages"])
+    return render_messages(tokenizer, conversation(sample), sample.get("tools"))
 
 
 def count_tokens(tokenizer: Any, samples: list[dict[str, Any]]) -> list[int]:
@@ -57,10 +88,12 @@ def count_tokens(tokenizer: Any, samples: list[dict[str, Any]]) -> list[int]:
 
 def byte_bound(sample: dict[str, Any]) -> int:
     """An upper bound on a sample's token count (byte-level BPE never has more tokens than bytes)."""
-    if "text" in sample:
+    if row_kind(sample) == "text":
         return len(sample["text"].encode("utf-8")) + SAMPLE_OVERHEAD_BYTES
-    return sum(
-        len(m["content"].encode("utf-8")) + SAMPLE_OVERHEAD_BYTES for m in sample["messages"]
+    tools = len(json.dumps(sample["tools"]).encode("utf-8")) if sample.get("tools") else 0
+    return tools + sum(
+        len(json.dumps(m, ensure_ascii=False).encode("utf-8")) + SAMPLE_OVERHEAD_BYTES
+        for m in conversation(sample)
     )
 
 

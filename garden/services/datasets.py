@@ -15,6 +15,7 @@ from pydantic import Field
 
 from garden import data
 from garden.config import Settings
+from garden.data import DatasetKind
 from garden.data import ReadOptions as ReadOptions  # how to read a source; front ends use it
 from garden.errors import DatasetError
 from garden.services import web
@@ -68,13 +69,31 @@ class FormatCandidate(View):
     share: float
 
 
+class SamplePreview(View):
+    """A processed sample as a person checks it: ``rendered`` through the model's chat template
+    (tools passed); a pair's ``prompt`` (last turn), ``chosen`` and ``rejected`` answers; a
+    labelled answer's ``chosen`` text and ``label``; a tool conversation's tools and calls."""
+
+    kind: DatasetKind
+    rendered: str
+    prompt: str = ""
+    chosen: str = ""
+    rejected: str = ""
+    rendered_prompt: str = ""
+    label: bool | None = None
+    tools: list[str] = Field(default_factory=list)
+    calls: list[str] = Field(default_factory=list)
+
+
 class InspectView(View):
-    """What a source holds and what is wrong with it (nothing is saved)."""
+    """What a source holds and what is wrong with it (nothing is saved). ``kind`` is what its
+    rows become (``chat``, ``text``, ``preference`` or ``feedback``)."""
 
     source: str
     source_kind: str
     file_type: str | None
     format: str
+    kind: DatasetKind
     confidence: float
     detection: str
     mapping: dict[str, str]
@@ -95,15 +114,18 @@ class InspectView(View):
     raw_preview: list[dict[str, Any]]
     samples: list[dict[str, Any]]
     rendered: list[str]
+    previews: list[SamplePreview] = Field(default_factory=list)
 
 
 class DatasetView(View):
-    """An imported dataset: its train/eval split as JSONL files, ready for fine-tuning."""
+    """An imported dataset: its train/eval split as JSONL files, ready for fine-tuning, and the
+    kind of its rows (which training objectives fit it: ``garden.data.kinds``)."""
 
     id: str
     name: str
     source: str
     format: str
+    kind: DatasetKind
     mapping: dict[str, str]
     rows: int
     train_rows: int
@@ -190,7 +212,12 @@ def inspect(
         _source_ref(source, settings), options, settings=settings, progress=progress,
         rendered_samples=rendered_samples,
     )  # fmt: skip
-    return InspectView.model_validate(report.to_dict())
+    previews: list[SamplePreview] = []
+    if report.rendered:  # the tokenizer loaded
+        shown = report.samples[:rendered_samples]
+        model = options.model if options else None
+        previews = render_preview(shown, model=model, settings=settings)
+    return InspectView.model_validate(report.to_dict() | {"previews": previews})
 
 
 def import_dataset(
@@ -218,6 +245,15 @@ def render_samples(
 ) -> list[str]:
     """Samples as ``model`` sees them in training (rendered with its chat template)."""
     return data.render_samples(samples, model, resolve(settings))
+
+
+def render_preview(
+    samples: list[dict[str, Any]], *, model: str | None = None, settings: Settings | None = None
+) -> list[SamplePreview]:
+    """Processed samples as previews: pairs split into prompt, chosen and rejected, tool
+    conversations rendered through ``model``'s chat template with their tools passed."""
+    previews = data.preview_samples(samples, model, resolve(settings))
+    return [SamplePreview.model_validate(preview) for preview in previews]
 
 
 def _dataset_view(record: data.DatasetRecord) -> DatasetView:

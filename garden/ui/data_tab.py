@@ -20,7 +20,8 @@ from garden.config import Settings
 from garden.errors import DatasetError
 from garden.services import datasets, web
 from garden.services.datasets import DatasetSource, InspectView, SourceKind
-from garden.ui.boundary import code, code_block, guard, plain, report
+from garden.ui.boundary import code, guard, plain, report
+from garden.ui.data_preview import samples_markdown
 
 UPLOAD, BUNDLED, HUB, IMPORTED = (
     "Upload a file",
@@ -29,20 +30,24 @@ UPLOAD, BUNDLED, HUB, IMPORTED = (
     "Imported dataset",
 )
 SOURCE_KINDS = [UPLOAD, BUNDLED, HUB, IMPORTED]
-FILE_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".parquet", ".gz", ".ndjson"]
+FILE_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".parquet", ".gz", ".ndjson", ".txt", ".md"]
 PAGE_SIZE = 5
 PREVIEW_SAMPLES = 50
 ISSUES_SHOWN = 30
-DATASET_HEADERS = ["id", "name", "format", "rows", "train", "eval", "source", "created"]
+DATASET_HEADERS = ["id", "name", "kind", "format", "rows", "train", "eval", "source", "created"]
 INTRO = (
-    "### Data\nBring a dataset: alpaca, ShareGPT, OpenAI messages, prompt/completion or plain "
-    "text, as JSONL, JSON, CSV or Parquet. Model Garden detects the format, shows every "
-    "problem with its row number, and saves a clean train/eval split."
+    "### Data\nBring a dataset: alpaca, ShareGPT, OpenAI messages (tool calls included), "
+    "prompt/completion, preference pairs (chosen/rejected), labelled answers (KTO) or plain "
+    "text, as JSONL, JSON, CSV, Parquet or .txt. Model Garden detects the format, shows every "
+    "problem with its row number, and saves a clean train/eval split. This app trains text "
+    "models: rows with images or audio keep their text only, with a warning."
 )
 MAPPING_HELP = (
     "Edit the mapping to override detection. Keys by format — "
-    "`openai`/`sharegpt`: messages, role, content, system · `alpaca`: instruction, input, "
-    "output, system, history · `prompt_completion`: prompt, completion, system · `text`: text."
+    "`openai`/`sharegpt`: messages, role, content, system, tools · `alpaca`: instruction, input, "
+    "output, system, history · `prompt_completion`: prompt, completion, system · `text`: text · "
+    "`preference`: chosen, rejected, prompt or messages, system · `feedback`: label, messages or "
+    "prompt/completion."
 )
 
 
@@ -178,7 +183,7 @@ def _summary(view: InspectView) -> str:
     lines = [
         f"**Source:** {code(web.safe_text(view.source))} "
         f"({present.source_detail(view.source_kind, view.file_type)})",
-        f"**Format:** `{view.format}` — confidence **{view.confidence:.0%}** ({plain(view.detection)})",
+        f"**Kind:** `{view.kind}` · **Format:** `{view.format}` — confidence **{view.confidence:.0%}** ({plain(view.detection)})",
         present.rows_line(view.rows, view.valid_rows, view.invalid_rows, markdown=True),
     ]
     if view.columns:
@@ -255,11 +260,7 @@ def _page(view: InspectView | None, page: int) -> list[Any]:
     table = pd.DataFrame(
         [[_cell(row.get(key)) for key in headers] for row in rows], columns=headers
     )
-    samples = view.rendered[start:end] if view else []
-    rendered = "\n\n".join(
-        f"**Sample {start + i + 1}**\n{code_block(sample[:4000])}"
-        for i, sample in enumerate(samples)
-    )
+    rendered = samples_markdown(view, start, end)
     label = f"Page {page + 1} of {_pages(view)}"
     return [table, rendered or "_No samples on this page._", label, page]
 
@@ -267,7 +268,7 @@ def _page(view: InspectView | None, page: int) -> list[Any]:
 def _datasets_table(settings: Settings) -> list[list[Any]]:
     return [
         [
-            d.id, d.name, d.format, d.rows, d.train_rows, d.eval_rows, web.safe_text(d.source),
+            d.id, d.name, d.kind, d.format, d.rows, d.train_rows, d.eval_rows, web.safe_text(d.source),
             present.local_time(d.created_at),
         ]
         for d in datasets.list_datasets(settings=settings)
