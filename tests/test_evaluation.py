@@ -26,15 +26,12 @@ def settings(tmp_path_factory, default_model_path):
     from garden.config import Settings
 
     root = tmp_path_factory.mktemp("evaluation")
-    settings = Settings(
-        _env_file=None,
-        storage_root=root / "storage",
-        models_dir=root / "models",
-        eval_max_prompts=PROMPTS,
-        eval_max_new_tokens=24,
-    )
+    limits = {"eval_max_prompts": PROMPTS, "eval_max_new_tokens": 24}
+    paths = {"storage_root": root / "storage", "models_dir": root / "models"}
+    settings = Settings(_env_file=None, **paths, **limits)
     settings.ensure_storage()
-    (settings.base_models_path / default_model_path.name).symlink_to(default_model_path)
+    base = settings.base_models_path / default_model_path.name
+    base.symlink_to(default_model_path)
     return settings
 
 

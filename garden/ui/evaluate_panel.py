@@ -58,12 +58,12 @@ class EvaluatePanel:
         self.settings = settings
         with gr.Accordion("Evaluate", open=False, elem_id="evaluate-panel"):
             gr.Markdown(INTRO)
-            with gr.Row():
-                self.run = gr.Dropdown(self.choices(), label="Run", scale=4, elem_id="evaluate-run")
-                self.refresh = gr.Button("↻ Refresh list", scale=1)
-                self.button = gr.Button(
-                    "Evaluate", variant="primary", scale=1, elem_id="evaluate-btn"
+            with gr.Row(equal_height=True):
+                self.run = gr.Dropdown(
+                    choices=self.choices(), label="Completed run", elem_id="evaluate-run", scale=4
                 )
+                self.button = gr.Button("Evaluate", elem_id="evaluate-btn", variant="primary")
+                self.refresh = gr.Button("↻ Refresh list")
             self.status = gr.Markdown(elem_id="evaluate-status")
             self.pairs = gr.Dataframe(
                 headers=PAIR_COLUMNS,
