@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from garden.errors import DatasetError, JobError
-from garden.services import evaluation, training
+from garden.services import carbon, evaluation, training
+from garden.ui.carbon_charts import loss_vs_co2
 
 FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
 PROMPTS = 4
@@ -26,7 +27,7 @@ def settings(tmp_path_factory, default_model_path):
     from garden.config import Settings
 
     root = tmp_path_factory.mktemp("evaluation")
-    limits = {"eval_max_prompts": PROMPTS, "eval_max_new_tokens": 24}
+    limits = {"eval_after_training": True, "eval_max_prompts": PROMPTS, "eval_max_new_tokens": 24}
     paths = {"storage_root": root / "storage", "models_dir": root / "models"}
     settings = Settings(_env_file=None, **paths, **limits)
     settings.ensure_storage()
@@ -85,6 +86,10 @@ def test_every_completed_run_is_evaluated_and_stored(settings, run):
     assert listed.eval_rouge_l == stored.rouge_l and listed.eval_exact_match == stored.exact_match
     logs = [line.message for line in training.logs(run.id, settings=settings)]
     assert any(line.startswith("Evaluation: eval loss") for line in logs), logs[-5:]
+    rows = carbon.report(settings=settings).rows
+    assert [row.eval_rouge_l for row in rows if row.ref_id == run.id] == [stored.rouge_l]
+    chart = loss_vs_co2(rows)
+    assert chart.data[0].name == "ROUGE-L" and list(chart.data[0].y) == [stored.rouge_l]
 
 
 @pytest.mark.slow

@@ -58,6 +58,7 @@ class EvaluationView(View):
     status: str = Field(description="completed or failed")
     eval_loss: float | None = None
     perplexity: float | None = None
+    loss_rows: int = Field(0, description="Held-out rows the loss was computed on")
     rouge_l: float | None = Field(None, description="Mean ROUGE-L F1 of tuned answers, 0..1")
     exact_match: float | None = Field(None, description="Share of normalised exact matches")
     contains_match: float | None = None
