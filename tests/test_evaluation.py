@@ -16,6 +16,7 @@ import pytest
 from garden.errors import DatasetError, JobError
 from garden.services import carbon, evaluation, training
 from garden.ui.carbon_charts import loss_vs_co2
+from garden.ui.evaluate_panel import metrics_markdown, pair_rows
 
 FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
 PROMPTS = 4
@@ -86,6 +87,9 @@ def test_every_completed_run_is_evaluated_and_stored(settings, run):
     assert listed.eval_rouge_l == stored.rouge_l and listed.eval_exact_match == stored.exact_match
     logs = [line.message for line in training.logs(run.id, settings=settings)]
     assert any(line.startswith("Evaluation: eval loss") for line in logs), logs[-5:]
+    shown = metrics_markdown(stored)
+    assert f"ROUGE-L **{stored.rouge_l:.3f}**" in shown and "in the training run" in shown
+    assert pair_rows(stored) == [[p.prompt, p.reference, p.base, p.tuned] for p in stored.pairs]
     rows = carbon.report(settings=settings).rows
     assert [row.eval_rouge_l for row in rows if row.ref_id == run.id] == [stored.rouge_l]
     chart = loss_vs_co2(rows)
