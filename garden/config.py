@@ -68,6 +68,13 @@ class Settings(BaseSettings):
 
     hf_token: SecretStr = Field(SecretStr(""), description="Hugging Face token for pushes")
 
+    eval_after_training: bool = Field(True, description="evaluate every completed run")
+    eval_max_prompts: int = Field(16, ge=1, description="held-out prompts answered per eval")
+    eval_max_new_tokens: int = Field(64, ge=1, description="tokens per answer in an eval")
+    eval_judge_url: str = Field("", description="OpenAI-compatible judge endpoint (optional)")
+    eval_judge_model: str = Field("", description="the judge endpoint's model name")
+    eval_judge_api_key: SecretStr = Field(SecretStr(""), description="the judge's API key")
+
     public_demo: bool = Field(False, description="public without auth, with demo limits")
     public_demo_max_steps: int = Field(50, ge=1, description="training steps cap in a demo")
     public_demo_max_upload_mb: int = Field(10, ge=1, description="upload cap in a demo")

@@ -25,6 +25,7 @@ TABLES = (
     "job_logs",
     "emissions",
     "emission_readings",
+    "evaluations",
 )
 
 MIGRATIONS: list[str] = [
@@ -180,6 +181,25 @@ MIGRATIONS: list[str] = [
       );
     CREATE UNIQUE INDEX jobs_active_name ON jobs(name)
     WHERE status IN ('queued', 'running', 'stopping')
+    """,
+    # 5: evaluations of a job's fine-tuned model (the newest one is shown with the run)
+    """
+    CREATE TABLE evaluations (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        dataset_id TEXT,
+        status TEXT NOT NULL,          -- completed | failed
+        eval_loss REAL,
+        perplexity REAL,
+        rouge_l REAL,
+        exact_match REAL,
+        judge_win_rate REAL,
+        n INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        result_json TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX evaluations_job ON evaluations(job_id, created_at)
     """,
 ]
 

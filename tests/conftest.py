@@ -39,6 +39,8 @@ os.environ.update(
         "TOKENIZERS_PARALLELISM": "false",
         "STORAGE_ROOT": str(SESSION_ROOT / "storage"),
         "CARBON_TRACKING_INTERVAL": "1",
+        # Runs are evaluated at their end only where a test asks (tests/test_evaluation.py).
+        "EVAL_AFTER_TRAINING": "false",
     }
 )
 for name in [key for key in os.environ if key.startswith("CODECARBON_")]:

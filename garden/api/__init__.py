@@ -16,7 +16,17 @@ from starlette.middleware import Middleware
 from garden.api import errors, metrics
 from garden.api.docs import docs_router
 from garden.api.errors import is_api_path
-from garden.api.routes import auth, chat, datasets, emissions, exports, health, models, training
+from garden.api.routes import (
+    auth,
+    chat,
+    datasets,
+    emissions,
+    evaluation,
+    exports,
+    health,
+    models,
+    training,
+)
 from garden.api.security import BearerGate
 from garden.api.uploads import UploadLimit
 from garden.config import Settings
@@ -34,7 +44,7 @@ def router() -> APIRouter:
     combined = APIRouter()
     combined.include_router(health.router)
     combined.include_router(auth.router)
-    for module in (datasets, training, models, chat, emissions, exports):
+    for module in (datasets, training, evaluation, models, chat, emissions, exports):
         combined.include_router(module.router, dependencies=[Depends(documented_bearer)])
     combined.include_router(training.live)
     combined.include_router(metrics.router)

@@ -8,6 +8,7 @@ from garden import __version__
 from garden.cli.carbon import carbon
 from garden.cli.chat import chat
 from garden.cli.data import data
+from garden.cli.eval import eval_command
 from garden.cli.export import export
 from garden.cli.models import models
 from garden.cli.output import boundary
@@ -46,5 +47,5 @@ def ui(host: str | None, port: int | None, share: bool, public_demo: bool) -> No
         launch(host=host, port=port, share=share, public_demo=public_demo)
 
 
-for group in (models, data, train, jobs, chat, serve, export, carbon):
+for group in (models, data, train, jobs, chat, serve, export, carbon, eval_command):
     main.add_command(group)

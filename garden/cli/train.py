@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from garden import present
+from garden.cli.eval import evaluation_line
 from garden.cli.output import console, err_console, fail, print_json
 from garden.errors import GardenError
 from garden.services import training
@@ -188,6 +189,8 @@ def jobs_show(job_id: str, as_json: bool) -> None:
         if value:
             table.add_row(key, str(value))
     table.add_row("stats", present.job_stats_line(job))
+    if job.eval_rouge_l is not None or job.eval_perplexity is not None:
+        table.add_row("evaluation", evaluation_line(job))
     console.print(table)
     for line in logs:
         console.print(f"{line.level} {line.message}", highlight=False, markup=False)

@@ -17,8 +17,10 @@ from garden.data.limits import temp_file
 from garden.engine.carbon import grid, records
 from garden.engine.carbon import report as engine_report
 from garden.engine.carbon.records import CarbonRecord
+from garden.engine.evaluation.storage import latest_completed
 from garden.present import Equivalents, equivalents
 from garden.services.base import View, resolve
+from garden.store import get_store
 
 LIVE_READINGS = 600
 
@@ -46,6 +48,7 @@ class CarbonRow(View):
     status: str
     unavailable_reason: str | None
     final_eval_loss: float | None
+    eval_rouge_l: float | None = None
     whatif_emissions_kg: float | None
 
     @property
@@ -131,14 +134,23 @@ def report(
     found = records.list_records(
         settings, since=start, until=until, kind=kind or None, search=search
     )
-    losses = records.final_eval_losses(
-        [r.ref_id for r in found if r.kind == "training" and r.ref_id], settings
-    )
-    rows = [_row(record, losses.get(record.ref_id or ""), what_if) for record in found]
+    job_ids = [r.ref_id for r in found if r.kind == "training" and r.ref_id]
+    losses = records.final_eval_losses(job_ids, settings)
+    evaluated = latest_completed(get_store(settings.db_path), job_ids)
+    rouge = {job_id: row["rouge_l"] for job_id, row in evaluated.items()}
+    rows = [
+        _row(record, losses.get(record.ref_id or ""), what_if, rouge.get(record.ref_id or ""))
+        for record in found
+    ]
     return CarbonReport(rows=rows, summary=summarize(rows))
 
 
-def _row(record: CarbonRecord, eval_loss: float | None, what_if: WhatIfGrid | None) -> CarbonRow:
+def _row(
+    record: CarbonRecord,
+    eval_loss: float | None,
+    what_if: WhatIfGrid | None,
+    rouge_l: float | None = None,
+) -> CarbonRow:
     whatif = None
     if what_if is not None:
         whatif = grid.what_if(record, what_if.country, what_if.region, what_if.pue).emissions_kg
@@ -150,6 +162,7 @@ def _row(record: CarbonRecord, eval_loss: float | None, what_if: WhatIfGrid | No
             "machine_energy_kwh": ((record.data or {}).get("machine") or {}).get("energy_kwh"),
             "status": engine_report.shown_status(record),
             "final_eval_loss": eval_loss,
+            "eval_rouge_l": rouge_l,
             "whatif_emissions_kg": whatif,
         }
     )

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import Field
 
 from garden.config import Settings
+from garden.engine.evaluation.storage import latest_completed
 from garden.engine.training import (
     ACTIVE_STATUSES,
     PRESETS,
@@ -91,6 +93,10 @@ class JobView(View):
     output_dir: str | None = Field(None, description="Where the fine-tuned model is written")
     error: str | None = None
     error_kind: str | None = Field(None, description="out_of_memory, killed, bad_data, …")
+    eval_perplexity: float | None = Field(None, description="Newest evaluation's perplexity")
+    eval_rouge_l: float | None = Field(None, description="Newest evaluation's ROUGE-L, 0..1")
+    eval_exact_match: float | None = None
+    eval_judge_win_rate: float | None = None
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
@@ -141,11 +147,16 @@ class LogLine(View):
     message: str
 
 
-def _view(job: JobRecord) -> JobView:
+def _view(job: JobRecord, evaluation: Mapping[str, Any] | None = None) -> JobView:
     """The one place where a job's result, once there, wins over its live progress."""
     done, live = job.result, job.progress
+    scores = evaluation or {}
     return JobView(
         **job.model_dump(include=set(JobView.model_fields)),
+        eval_perplexity=scores.get("perplexity"),
+        eval_rouge_l=scores.get("rouge_l"),
+        eval_exact_match=scores.get("exact_match"),
+        eval_judge_win_rate=scores.get("judge_win_rate"),
         step=done.steps if done else live.step,
         total_steps=live.total_steps,
         loss=done.final_loss if done else live.loss,
@@ -202,15 +213,23 @@ def dataset_choices(*, settings: Settings | None = None) -> list[tuple[str, str]
 # --- reading -------------------------------------------------------------------------------
 
 
+def _evaluated(store: Store, jobs: list[JobRecord]) -> list[JobView]:
+    """Views of ``jobs`` with their newest completed evaluation's scores."""
+    scores = latest_completed(store, [job.id for job in jobs])
+    return [_view(job, scores.get(job.id)) for job in jobs]
+
+
 def get(job_id: str, *, settings: Settings | None = None) -> JobView:
-    return _view(queries.get_job(_store(settings), job_id))
+    store = _store(settings)
+    return _evaluated(store, [queries.get_job(store, job_id)])[0]
 
 
 def list_jobs(
     limit: int = 50, status: str | None = None, *, settings: Settings | None = None
 ) -> list[JobView]:
     """Jobs, newest first."""
-    return [_view(job) for job in queries.list_jobs(_store(settings), limit, status)]
+    store = _store(settings)
+    return _evaluated(store, queries.list_jobs(store, limit, status))
 
 
 def current_or_latest(
@@ -220,14 +239,14 @@ def current_or_latest(
     store = _store(settings)
     if job_id:
         try:
-            return _view(queries.get_job(store, job_id))
+            return _evaluated(store, [queries.get_job(store, job_id)])[0]
         except JobError:
             return None
     job = queries.active_job(store)
     if job is None:
         recent = queries.list_jobs(store, limit=1)
         job = recent[0] if recent else None
-    return _view(job) if job is not None else None
+    return _evaluated(store, [job])[0] if job is not None else None
 
 
 def metrics(job_id: str, *, settings: Settings | None = None) -> list[MetricPoint]:
@@ -316,4 +335,5 @@ def resume(job_id: str, *, settings: Settings | None = None) -> JobView:
 
 def wait(job_id: str, timeout: float | None = None, *, settings: Settings | None = None) -> JobView:
     """Block until the job ends, or ``timeout`` seconds pass; the job as it then stands."""
-    return _view(get_job_manager(resolve(settings)).wait(job_id, timeout))
+    job = get_job_manager(resolve(settings)).wait(job_id, timeout)
+    return _evaluated(_store(settings), [job])[0]

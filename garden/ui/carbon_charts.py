@@ -113,25 +113,55 @@ def _component_kwh(row: CarbonRow, name: str) -> float | None:
 
 
 def loss_vs_co2(rows: list[CarbonRow]) -> go.Figure:
-    trained = [r for r in rows if r.kind == "training" and r.final_eval_loss is not None]
-    if not trained:
-        return empty_figure(
-            "No fine-tuning run with an eval loss yet: train with an eval split to compare"
+    """Quality per gram: each run's ROUGE-L (its newest evaluation) against its CO₂e; a run
+    without an evaluation shows its final eval loss on a second axis instead."""
+    trained = [r for r in rows if r.kind == "training"]
+    scored = [r for r in trained if r.eval_rouge_l is not None]
+    fallback = [r for r in trained if r.eval_rouge_l is None and r.final_eval_loss is not None]
+    if not scored and not fallback:
+        return empty_figure("No evaluated fine-tuning run yet: train with an eval split to compare")
+    fig = go.Figure()
+    if scored:
+        fig.add_trace(
+            _quality_trace(scored, [r.eval_rouge_l for r in scored], "ROUGE-L", "#059669")
         )
-    fig = go.Figure(
-        go.Scatter(
-            x=[_grams(r.emissions_kg) for r in trained],
-            y=[r.final_eval_loss for r in trained],
-            mode="markers+text",
-            text=[r.label or r.ref_id for r in trained],
-            textposition="top center",
-            marker={"size": 12, "color": "#059669"},
-            hovertemplate="%{text}<br>%{x:.4g} g CO₂e<br>eval loss %{y:.4f}<extra></extra>",
-        )
-    )
+        fig.update_yaxes(title="ROUGE-L (higher is better)", rangemode="tozero")
+    if fallback:
+        losses = [r.final_eval_loss for r in fallback]
+        fig.add_trace(_quality_trace(fallback, losses, "eval loss", "#a8a29e"))
+        if scored:
+            fig.data[-1].update(yaxis="y2")
+            fig.update_layout(
+                yaxis2={
+                    "title": "eval loss, runs not evaluated",
+                    "overlaying": "y",
+                    "side": "right",
+                }
+            )
+        else:
+            fig.update_yaxes(title="final eval loss (lower is better)")
     fig.update_xaxes(title="g CO₂e", rangemode="tozero")
-    fig.update_yaxes(title="final eval loss (lower is better)")
-    return _layout(fig, "Quality per gram: final eval loss vs CO₂e")
+    metric = "ROUGE-L" if scored else "final eval loss"
+    return _layout(fig, f"Quality per gram: {metric} vs CO₂e")
+
+
+def _quality_trace(
+    rows: list[CarbonRow], values: list[float | None], metric: str, colour: str
+) -> go.Scatter:
+    grams = [_grams(r.emissions_kg) for r in rows]
+    per_gram = [v / g if v is not None and g else None for v, g in zip(values, grams, strict=True)]
+    return go.Scatter(
+        x=grams,
+        y=values,
+        name=metric,
+        mode="markers+text",
+        text=[r.label or r.ref_id for r in rows],
+        customdata=per_gram,
+        textposition="top center",
+        marker={"size": 12, "color": colour},
+        hovertemplate=f"%{{text}}<br>%{{x:.4g}} g CO₂e<br>{metric} %{{y:.4f}}"
+        f"<br>{metric} per g %{{customdata:.4g}}<extra></extra>",
+    )
 
 
 def live_power(live: LivePower) -> go.Figure:

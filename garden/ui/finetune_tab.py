@@ -19,6 +19,7 @@ from garden.config import Settings
 from garden.services import models, training, web
 from garden.services.training import JobView, MetricPoint
 from garden.ui.boundary import code, guard, plain, report
+from garden.ui.evaluate_panel import EvaluatePanel
 from garden.ui.export_panel import ExportPanel
 
 DEFAULT_PRESET = "Quick CPU demo"
@@ -33,6 +34,8 @@ RUN_COLUMNS = [
     "steps",
     "final loss",
     "eval loss",
+    "perplexity",
+    "ROUGE-L",
     "energy",
     "CO₂",
 ]
@@ -210,6 +213,8 @@ def run_row(job: JobView) -> list[Any]:
         job.step,
         present.number(job.loss),
         present.number(job.eval_loss),
+        present.number(job.eval_perplexity, "{:.2f}"),
+        present.number(job.eval_rouge_l, "{:.3f}"),
         present.energy(job.energy_kwh),
         present.co2(job.emissions_kg),
     ]
@@ -399,6 +404,7 @@ def build(settings: Settings) -> None:
         cancel_btn = gr.Button("✖ Cancel", variant="stop")
         resume_btn = gr.Button("⟳ Resume")
     view = _run_view()
+    EvaluatePanel(settings)
     ExportPanel(settings)
     tab = FineTuneTab(settings, form, view)
     shown, choices = view.components(), [form.base_model, form.dataset]

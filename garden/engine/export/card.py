@@ -4,20 +4,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from garden import present
+from garden.config import Settings
+from garden.engine.evaluation.storage import latest_completed
 from garden.engine.export.source import ExportSource
 from garden.engine.training.runfiles import CARD_HYPERPARAMETERS
+from garden.store import get_store
 
 LIBRARY_BY_FORMAT = {"adapter": "peft", "merged": "transformers", "gguf": "gguf"}
+EVAL_FACTS = ("dataset_id", "eval_loss", "perplexity", "rouge_l", "exact_match", "n")
+# (fact, model-index metric type, shown name)
+INDEX_METRICS = (
+    ("eval_loss", "loss", "Eval loss"),
+    ("perplexity", "perplexity", "Perplexity"),
+    ("rouge_l", "rougeL", "ROUGE-L"),
+    ("exact_match", "exact_match", "Exact match"),
+)
 
 
-def card_facts(source: ExportSource, energy_kwh: float | None, emissions_kg: float | None) -> dict:
-    """The facts a card states, as plain data (also returned to the caller)."""
+def card_facts(
+    source: ExportSource,
+    energy_kwh: float | None,
+    emissions_kg: float | None,
+    settings: Settings | None = None,
+) -> dict:
+    """The facts a card states, as plain data (also returned to the caller); with ``settings``
+    also the run's newest evaluation."""
     meta = source.meta
     spec: dict[str, Any] = meta.get("hyperparameters") or {}
+    evaluation = None
+    if settings is not None and meta.get("job_id"):
+        row = latest_completed(get_store(settings.db_path), [meta["job_id"]]).get(meta["job_id"])
+        evaluation = {key: row[key] for key in EVAL_FACTS} if row else None
     return {
+        "evaluation": evaluation,
         "base_model": source.base_model_id,
         "dataset": meta.get("dataset_name") or meta.get("dataset_id"),
         "dataset_id": meta.get("dataset_id"),
@@ -39,6 +61,10 @@ def model_card(source: ExportSource, export_format: str, facts: dict, file_note:
             "source": "CodeCarbon",
             "training_type": "fine-tuning",
         }
+    evaluation = facts.get("evaluation")
+    if evaluation:
+        extra["eval_results"] = _eval_results(evaluation, facts["dataset"])
+        extra["model_name"] = source.name
     data = ModelCardData(
         base_model=facts["base_model"],
         library_name=LIBRARY_BY_FORMAT[export_format],
@@ -66,7 +92,7 @@ def model_card(source: ExportSource, export_format: str, facts: dict, file_note:
 | final eval loss | {present.number(facts["final_eval_loss"])} |
 | energy (training) | {present.energy(facts["energy_kwh"])} |
 | CO₂ (training) | {present.co2(facts["emissions_kg"])} |
-
+{_evaluation_rows(evaluation)}
 | hyperparameter | value |
 |---|---|
 {rows or "| none | - |"}
@@ -74,6 +100,34 @@ def model_card(source: ExportSource, export_format: str, facts: dict, file_note:
 {file_note}
 """
     return f"---\n{data.to_yaml()}\n---\n{body}"
+
+
+def _eval_results(evaluation: dict[str, Any], dataset: str | None) -> list[EvalResult]:
+    """The evaluation as Hub ``model-index`` results (text generation on the held-out split)."""
+    return [
+        EvalResult(
+            task_type="text-generation",
+            dataset_type=str(evaluation["dataset_id"]),
+            dataset_name=f"{dataset or evaluation['dataset_id']} (held-out split)",
+            dataset_split="eval",
+            metric_type=metric,
+            metric_name=name,
+            metric_value=round(float(evaluation[key]), 6),
+        )
+        for key, metric, name in INDEX_METRICS
+        if evaluation.get(key) is not None
+    ]
+
+
+def _evaluation_rows(evaluation: dict[str, Any] | None) -> str:
+    if not evaluation:
+        return "| evaluation | none |\n"
+    return (
+        f"| perplexity (held-out) | {present.number(evaluation['perplexity'], '{:.2f}')} |\n"
+        f"| ROUGE-L ({evaluation['n']} held-out prompts) | "
+        f"{present.number(evaluation['rouge_l'], '{:.3f}')} |\n"
+        f"| exact match | {present.number(evaluation['exact_match'], '{:.3f}')} |\n"
+    )
 
 
 def card_front_matter(text: str) -> dict[str, Any]:

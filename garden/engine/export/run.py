@@ -89,7 +89,7 @@ def export_source(
         out_dir or default_folder(source, export_format, quant, settings.exports_root)
     ).resolve()
     _check_target(folder)
-    facts = card_facts(source, energy_kwh, emissions_kg)
+    facts = card_facts(source, energy_kwh, emissions_kg, settings)
     with staged_folder(folder) as staging:
         note = _write_payload(source, export_format, quant, staging, settings)
         (staging / "README.md").write_text(

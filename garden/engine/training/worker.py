@@ -273,6 +273,10 @@ def finish_run(
     return DoneEvent(status=status, result=result)
 
 
+def _log_to(emit: Emit) -> Any:
+    return lambda level, message: emit(LogEvent(level=level, message=message))
+
+
 def worker_main(task: TrainTask, events: Any) -> None:
     """Entry of the worker process: train one run of a job and report through ``events``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -326,6 +330,12 @@ def worker_main(task: TrainTask, events: Any) -> None:
         ctx = train_context(task, staging, device, precision, emit)
         ctx.carbon = carbon.so_far
         outcome = run_backend(backend, ctx)
+        if not outcome.stopped:
+            from garden.engine.evaluation.after_training import evaluate_after_training
+
+            evaluate_after_training(
+                task.job_id, spec, task.plan, staging, task.settings, _log_to(emit)
+            )
         started = StartedEvent(
             backend=backend, backend_reason=reason, device=device, precision=precision, pid=0
         )
