@@ -7,6 +7,9 @@ The rows are written directly in the ``garden.data.kinds`` shapes, in folders wi
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -207,3 +210,28 @@ def test_objectives_follow_the_dataset_kind(settings, data):
     assert fits.objectives == ["kto"]
     assert fits.presets and all("KTO" in name for name in fits.presets)
     assert training.objectives_for(str(data["chat"]), settings=settings).objectives == ["sft"]
+
+
+def _cli(settings, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "STORAGE_ROOT": str(settings.storage_root),
+        "MODELS_DIR": str(settings.models_dir),
+    }
+    command = [str(Path(sys.executable).parent / "model-garden"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+def test_cli_shows_reward_margins_and_refuses_dpo_on_chat_data(settings, data, sft_then_dpo):
+    sft, dpo = sft_then_dpo
+    shown = _cli(settings, "jobs", "show", dpo.id)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "reward margin" in shown.stdout and "at step 1" in shown.stdout
+    assert f"dpo from {sft.id}" in shown.stdout
+    listed = json.loads(_cli(settings, "jobs", "list", "--json").stdout)
+    assert {job["job_id"]: job.get("objective") for job in listed}[dpo.id] == "dpo"
+    refused = _cli(settings, "train", "--dataset", str(data["chat"]), "--objective", "dpo")
+    assert refused.returncode == 2
+    assert "DPO needs preference pairs" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

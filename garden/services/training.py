@@ -228,11 +228,13 @@ def objectives_for(dataset: str, *, settings: Settings | None = None) -> Objecti
 
 
 def follow_up_values(
-    job_id: str, objective: str = "dpo", *, settings: Settings | None = None
+    job_id: str | None, objective: str = "dpo", *, settings: Settings | None = None
 ) -> dict[str, SettingValue]:
-    """Form values for a preference run that starts from completed run ``job_id`` ("SFT then
-    DPO"): the objective's CPU preset, the run, and the newest dataset that fits, if any."""
-    job = get(job_id, settings=settings)
+    """Form values for a preference run that starts from completed run ``job_id`` (else the
+    latest run): the objective's CPU preset, the run, and the newest dataset that fits, if any."""
+    job = current_or_latest(job_id, settings=settings)
+    if job is None:
+        raise JobError("There is no run to start from.", hint="Train an SFT run first.")
     if job.status != "completed":
         raise JobError(
             f"Run {job.id} is {job.status}: only a completed run can start another.",

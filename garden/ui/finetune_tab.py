@@ -24,6 +24,8 @@ from garden.ui.export_panel import ExportPanel
 DEFAULT_PRESET = "Quick CPU demo"
 FOLLOW_ACTIVE = ""
 ZERO_MEANS_UNSET = {"max_steps", "eval_steps", "checkpoint_interval"}
+# Start's inputs after FORM_FIELDS (with defaults, so API callers may leave them out).
+PREFERENCE_FIELDS = ("objective", "beta", "init_from_run")
 RUN_COLUMNS = [
     "job",
     "name",
@@ -76,6 +78,12 @@ class RunForm:
                 [p.name for p in training.presets()], value=DEFAULT_PRESET, label="Preset"
             )
             self.method = gr.Radio(["lora", "qlora", "full"], value="lora", label="Method")
+            self.objective = gr.Radio(
+                ["sft", "dpo", "orpo", "kto"],
+                value="sft",
+                label="Objective",
+                info="Offered as the dataset fits: SFT, DPO/ORPO on pairs, KTO on labelled answers",
+            )
         with gr.Row():
             self.base_model = gr.Dropdown(
                 training.base_model_choices(settings=settings),
@@ -98,6 +106,11 @@ class RunForm:
                 0, label="Max steps (0 = use epochs)", precision=0, minimum=0
             )
             self.learning_rate = gr.Number(1e-3, label="Learning rate")
+        with gr.Row():
+            self.beta = gr.Number(0.1, label="Beta (DPO/KTO; ORPO lambda)", minimum=0)
+            self.init_from_run = gr.Textbox(
+                label="Start from run", placeholder="a completed run's id (SFT then DPO)"
+            )
         with gr.Accordion("Advanced settings", open=False):
             self._advanced()
 
@@ -139,8 +152,9 @@ class RunForm:
             )
 
     def components(self) -> list[Component]:
-        """The setting components, in ``FORM_FIELDS`` order (the API order of Start)."""
-        return [getattr(self, name) for name in FORM_FIELDS]
+        """The setting components, in ``FORM_FIELDS`` then ``PREFERENCE_FIELDS`` order (the API
+        order of Start)."""
+        return [getattr(self, name) for name in (*FORM_FIELDS, *PREFERENCE_FIELDS)]
 
     def component(self, name: str) -> Component:
         return getattr(self, name)
@@ -182,7 +196,7 @@ def status_markdown(job: JobView | None, settings: Settings | None = None) -> st
         f"<progress value='{job.step}' max='{job.total_steps or 1}' style='width:100%'></progress> "
         f"step **{job.step}/{job.total_steps or '?'}** ({100 * job.progress_fraction:.0f} %)",
     ]
-    facts = [*present.job_facts(job), *present.job_layout(job)]
+    facts = [*present.job_facts(job), *present.job_layout(job), *preference_facts(job)]
     if facts:
         lines.append(" · ".join(facts))
     if job.backend:
@@ -198,6 +212,18 @@ def status_markdown(job: JobView | None, settings: Settings | None = None) -> st
         lines.append(f"> **{job.error_kind or 'error'}**: {error}")
     lines.append(f"<small>job `{job.id}`</small>")
     return "\n\n".join(lines)
+
+
+def preference_facts(job: JobView) -> list[str]:
+    """ "DPO from job-…", "reward margin 0.41", "pairs ranked right 75 %" for preference runs."""
+    if job.objective == "sft":
+        return []
+    facts = [job.objective.upper() + (f" from {job.init_from_run}" if job.init_from_run else "")]
+    if job.reward_margin is not None:
+        facts.append(f"reward margin {present.number(job.reward_margin)}")
+    if job.reward_accuracy is not None:
+        facts.append(f"pairs ranked right {100 * job.reward_accuracy:.0f} %")
+    return facts
 
 
 def run_row(job: JobView) -> list[Any]:
@@ -245,7 +271,17 @@ def _series(points: list[MetricPoint], value: Callable[[MetricPoint], float | No
 
 
 def curves(points: list[MetricPoint]) -> tuple[Any, Any]:
-    """Plotly figures: train/eval loss, and learning rate, by step."""
+    """Plotly figures by step: train/eval loss (reward margins for a preference run), and
+    learning rate."""
+    lr = _figure("Learning rate", {"lr": _series(points, lambda p: p.learning_rate)})
+    if any(point.reward_margin is not None for point in points):
+        rewards = {
+            "margin": _series(points, lambda p: p.reward_margin),
+            "eval margin": _series(points, lambda p: p.eval_reward_margin),
+            "chosen": _series(points, lambda p: p.reward_chosen),
+            "rejected": _series(points, lambda p: p.reward_rejected),
+        }
+        return _figure("Rewards", rewards), lr
     loss = _figure(
         "Loss",
         {
@@ -253,7 +289,7 @@ def curves(points: list[MetricPoint]) -> tuple[Any, Any]:
             "eval": _series(points, lambda p: p.eval_loss),
         },
     )
-    return loss, _figure("Learning rate", {"lr": _series(points, lambda p: p.learning_rate)})
+    return loss, lr
 
 
 class FineTuneTab:
@@ -270,10 +306,39 @@ class FineTuneTab:
         for preset in training.presets():
             if preset.name == choice:
                 return {
-                    self.form.component(key): 0 if value is None else value
-                    for key, value in preset.settings.items()
+                    self.form.objective: "sft",
+                    **{
+                        self.form.component(key): 0 if value is None else value
+                        for key, value in preset.settings.items()
+                    },
                 }
         return {}
+
+    def fit_to_dataset(self, dataset: str | None, objective: str, preset: str) -> tuple[Any, Any]:
+        """Offer the objectives and presets that fit the dataset's kind of rows."""
+        fits = training.objectives_for(dataset or "", settings=self.settings)
+        return (
+            gr.update(
+                choices=fits.objectives,
+                value=objective if objective in fits.objectives else fits.objectives[0],
+            ),
+            gr.update(
+                choices=fits.presets, value=preset if preset in fits.presets else fits.presets[0]
+            ),
+        )
+
+    def follow_up(self, job_id: str | None) -> dict[Component, Any]:
+        """Fill the form for a DPO run that starts from the viewed (completed) run."""
+        try:
+            values = training.follow_up_values(job_id, "dpo", settings=self.settings)
+        except Exception as exc:  # the boundary: one line, trace to the log
+            report(exc, "preparing a DPO run", self.settings)
+            return {}
+        if "dataset" not in values:
+            gr.Warning("No preference dataset yet: import one (prompt/chosen/rejected) first.")
+        return {
+            self.form.component(key): 0 if value is None else value for key, value in values.items()
+        }
 
     def refresh_lists(self) -> tuple[Any, Any]:
         return self._guarded_lists()
@@ -322,7 +387,7 @@ class FineTuneTab:
 
         Pressed while the embedded default model is still being converted (the first minute of
         a fresh install), it says so at once, shows the conversion's progress, then starts."""
-        given = spec_values(dict(zip(FORM_FIELDS, values, strict=True)))
+        given = spec_values(dict(zip((*FORM_FIELDS, *PREFERENCE_FIELDS), values, strict=True)))
         if "dataset" not in given:
             gr.Warning("Pick a dataset first (import one in the Data tab).")
             yield self.refused("no dataset picked.")
@@ -398,6 +463,7 @@ def build(settings: Settings) -> None:
         stop_btn = gr.Button("⏸ Stop (save checkpoint)")
         cancel_btn = gr.Button("✖ Cancel", variant="stop")
         resume_btn = gr.Button("⟳ Resume")
+        dpo_btn = gr.Button("DPO from this run")
     view = _run_view()
     ExportPanel(settings)
     tab = FineTuneTab(settings, form, view)
@@ -405,6 +471,12 @@ def build(settings: Settings) -> None:
 
     form.preset.change(tab.apply_preset, form.preset, form.components())
     form.refresh_choices.click(tab.refresh_lists, None, choices)
+    form.dataset.change(
+        tab.fit_to_dataset,
+        [form.dataset, form.objective, form.preset],
+        [form.objective, form.preset],
+    )
+    dpo_btn.click(tab.follow_up, view.viewed, [form.preset, *form.components()])
     start_btn.click(tab.start, form.components(), shown, api_name="start_training")
     stop_btn.click(tab.stop, view.viewed, shown, api_name="stop_training")
     cancel_btn.click(tab.cancel, view.viewed, shown, api_name="cancel_training")
