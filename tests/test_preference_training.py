@@ -13,8 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import test_training_engine
 
 from garden.errors import JobError
+
+settings = test_training_engine.settings  # a private storage and models folder for this module
 
 FACTS = [
     ("What is the capital of France?", "Paris.", "Berlin."),
@@ -53,28 +56,12 @@ def _turn(role: str, text: str) -> dict[str, str]:
     return {"role": role, "content": text}
 
 
-def _write(folder: Path, rows: list[dict]) -> Path:
+def _write(folder: Path, train: list[dict], evaluation: list[dict] | None = None) -> Path:
     folder.mkdir(parents=True)
-    for name, part in (("train.jsonl", rows[:16]), ("eval.jsonl", rows[16:])):
-        (folder / name).write_text("".join(json.dumps(row) + "\n" for row in part))
+    for name, rows in (("train.jsonl", train), ("eval.jsonl", evaluation)):
+        if rows:
+            (folder / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
     return folder
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory, default_model_path):
-    from garden.config import Settings
-
-    root = tmp_path_factory.mktemp("preference")
-    settings = Settings(
-        _env_file=None,
-        storage_root=root / "storage",
-        models_dir=root / "models",
-        max_concurrent_jobs=1,
-        checkpoint_interval=100,
-    )
-    settings.ensure_storage()
-    (settings.base_models_path / default_model_path.name).symlink_to(default_model_path)
-    return settings
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +85,10 @@ def data(tmp_path_factory) -> dict[str, Path]:
         for i, (q, good, bad) in enumerate(FACTS)
     ]
     return {
-        "chat": _write(root / "chat", chat),
-        "prefs": _write(root / "prefs", pairs),
-        "feedback": _write(root / "feedback", feedback),
+        "chat": _write(root / "chat", chat[:8]),
+        "prefs": _write(root / "prefs", pairs[:16], pairs[16:]),
+        "one-batch-prefs": _write(root / "one-batch-prefs", pairs[:4]),
+        "feedback": _write(root / "feedback", feedback[:8]),
     }
 
 
@@ -115,16 +103,18 @@ def _run(settings, **values):
 
 @pytest.fixture(scope="module")
 def sft_then_dpo(settings, data):
-    """A short SFT run, then a DPO run that starts from it (shared by several tests)."""
-    sft = _run(settings, name="facts-sft", dataset=str(data["chat"]), max_steps=2)
+    """A one-step SFT run, then a DPO run that starts from it (shared by several tests).
+
+    DPO sees the same batch of four pairs at every step, so its margin rises steadily."""
+    sft = _run(settings, name="facts-sft", dataset=str(data["chat"]), max_steps=1)
     dpo = _run(
         settings,
         name="facts-dpo",
-        dataset=str(data["prefs"]),
+        dataset=str(data["one-batch-prefs"]),
         objective="dpo",
         init_from_run=sft.id,
-        max_steps=8,
-        learning_rate=1e-3,
+        max_steps=6,
+        learning_rate=5e-4,
     )
     return sft, dpo
 
@@ -136,8 +126,8 @@ def test_dpo_after_sft_raises_the_reward_margin(settings, sft_then_dpo):
     sft, dpo = sft_then_dpo
     points = training.metrics(dpo.id, settings=settings)
     margins = [p.reward_margin for p in points if p.reward_margin is not None]
-    assert len(margins) >= 2
-    assert margins[-1] > margins[0]
+    assert len(margins) == 6
+    assert margins[-1] > margins[0] + 0.01, margins
     assert dpo.objective == "dpo"
     assert dpo.reward_margin is not None
     assert dpo.energy_kwh is not None
@@ -155,12 +145,12 @@ def test_kto_runs_and_logs_its_rewards(settings, data):
         name="facts-kto",
         dataset=str(data["feedback"]),
         objective="kto",
-        max_steps=3,
+        max_steps=2,
         learning_rate=1e-3,
     )
     points = training.metrics(kto.id, settings=settings)
     assert any(p.reward_chosen is not None for p in points)
-    assert kto.step == 3
+    assert kto.step == 2
 
 
 @pytest.mark.slow
@@ -235,3 +225,29 @@ def test_cli_shows_reward_margins_and_refuses_dpo_on_chat_data(settings, data, s
     assert refused.returncode == 2
     assert "DPO needs preference pairs" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_tab_fits_objectives_to_the_data_and_offers_dpo_from_a_run(
+    settings, data, sft_then_dpo
+):
+    import gradio as gr
+
+    from garden.services import training
+    from garden.ui import finetune_tab
+
+    with gr.Blocks():
+        form = finetune_tab.RunForm(settings)
+        view = finetune_tab._run_view()
+    tab = finetune_tab.FineTuneTab(settings, form, view)
+    objective, preset = tab.fit_to_dataset(str(data["feedback"]), "sft", "Quick CPU demo")
+    assert objective["choices"] == ["kto"] and objective["value"] == "kto"
+    assert preset["value"] == "KTO (CPU quick)"
+    sft, dpo = sft_then_dpo
+    filled = tab.follow_up(sft.id)
+    assert filled[form.objective] == "dpo" and filled[form.init_from_run] == sft.id
+    assert filled[form.preset] == "DPO (CPU quick)"
+    assert tab.follow_up("no-such-job") == {}
+    rewards, _ = finetune_tab.curves(training.metrics(dpo.id, settings=settings))
+    assert rewards.layout.title.text == "Rewards"
+    assert "reward margin" in finetune_tab.status_markdown(training.get(dpo.id, settings=settings))

@@ -109,7 +109,7 @@ class RunForm:
         with gr.Row():
             self.beta = gr.Number(0.1, label="Beta (DPO/KTO; ORPO lambda)", minimum=0)
             self.init_from_run = gr.Textbox(
-                label="Start from run", placeholder="a completed run's id (SFT then DPO)"
+                "", label="Start from run", placeholder="a completed run's id (SFT then DPO)"
             )
         with gr.Accordion("Advanced settings", open=False):
             self._advanced()
