@@ -234,7 +234,7 @@ def test_the_tab_fits_objectives_to_the_data_and_offers_dpo_from_a_run(
     import gradio as gr
 
     from garden.services import training
-    from garden.ui import finetune_tab
+    from garden.ui import finetune_tab, run_charts
 
     with gr.Blocks():
         form = finetune_tab.RunForm(settings)
@@ -248,6 +248,6 @@ def test_the_tab_fits_objectives_to_the_data_and_offers_dpo_from_a_run(
     assert filled[form.objective] == "dpo" and filled[form.init_from_run] == sft.id
     assert filled[form.preset] == "DPO (CPU quick)"
     assert tab.follow_up("no-such-job") == {}
-    rewards, _ = finetune_tab.curves(training.metrics(dpo.id, settings=settings))
+    rewards, _ = run_charts.curves(training.metrics(dpo.id, settings=settings))
     assert rewards.layout.title.text == "Rewards"
     assert "reward margin" in finetune_tab.status_markdown(training.get(dpo.id, settings=settings))

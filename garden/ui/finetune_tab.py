@@ -17,9 +17,10 @@ from gradio.components import Component
 from garden import present
 from garden.config import Settings
 from garden.services import models, training, web
-from garden.services.training import JobView, MetricPoint
+from garden.services.training import JobView
 from garden.ui.boundary import code, guard, plain, report
 from garden.ui.export_panel import ExportPanel
+from garden.ui.run_charts import curves
 
 DEFAULT_PRESET = "Quick CPU demo"
 FOLLOW_ACTIVE = ""
@@ -250,46 +251,6 @@ def log_tail(job_id: str, settings: Settings) -> str:
         ),
         settings=settings,
     )
-
-
-def _figure(title: str, series: dict[str, tuple[list[int], list[float]]]) -> Any:
-    import plotly.graph_objects as go
-
-    figure = go.Figure()
-    for name, (steps, values) in series.items():
-        if steps:
-            figure.add_trace(go.Scatter(x=steps, y=values, name=name, mode="lines+markers"))
-    figure.update_layout(
-        title=title, xaxis_title="step", height=300, margin={"l": 40, "r": 10, "t": 40, "b": 30}
-    )
-    return figure
-
-
-def _series(points: list[MetricPoint], value: Callable[[MetricPoint], float | None]) -> Any:
-    known = [(point.step, value(point)) for point in points if value(point) is not None]
-    return [step for step, _ in known], [v for _, v in known]
-
-
-def curves(points: list[MetricPoint]) -> tuple[Any, Any]:
-    """Plotly figures by step: train/eval loss (reward margins for a preference run), and
-    learning rate."""
-    lr = _figure("Learning rate", {"lr": _series(points, lambda p: p.learning_rate)})
-    if any(point.reward_margin is not None for point in points):
-        rewards = {
-            "margin": _series(points, lambda p: p.reward_margin),
-            "eval margin": _series(points, lambda p: p.eval_reward_margin),
-            "chosen": _series(points, lambda p: p.reward_chosen),
-            "rejected": _series(points, lambda p: p.reward_rejected),
-        }
-        return _figure("Rewards", rewards), lr
-    loss = _figure(
-        "Loss",
-        {
-            "train": _series(points, lambda p: p.loss),
-            "eval": _series(points, lambda p: p.eval_loss),
-        },
-    )
-    return loss, lr
 
 
 class FineTuneTab:
