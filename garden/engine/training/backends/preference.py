@@ -9,6 +9,7 @@ trainers run (Unsloth patches them); nothing here is specific to it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from garden.engine.training.backends import TrainContext, TrainOutcome
@@ -47,7 +48,7 @@ def objective_arguments(ctx: TrainContext) -> dict[str, Any]:
     return values
 
 
-def _rows(ctx: TrainContext, path: Any) -> list[dict[str, Any]]:
+def _rows(ctx: TrainContext, path: Path | None) -> list[dict[str, Any]]:
     """The rows with the fields the objective's trainer reads (``tools`` kept when present)."""
     fields = (
         ("prompt", "completion", "label")
