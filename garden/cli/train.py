@@ -37,7 +37,31 @@ def summary(job: JobView) -> dict[str, Any]:
         "emissions_kg": job.emissions_kg,
         "output_dir": job.output_dir,
         "error": job.error,
+    } | preference_summary(job)
+
+
+def preference_summary(job: JobView) -> dict[str, Any]:
+    """The reward figures of a preference run (nothing for SFT)."""
+    if job.objective == "sft":
+        return {}
+    return {
+        "objective": job.objective,
+        "init_from_run": job.init_from_run,
+        "reward_margin": job.reward_margin,
+        "reward_accuracy": job.reward_accuracy,
     }
+
+
+def margins_line(job_id: str) -> str | None:
+    """ "0.0000 at step 1 → 0.8123 at step 8" (and the eval margin) for a preference run."""
+    points = training.metrics(job_id)
+    train = [(p.step, p.reward_margin) for p in points if p.reward_margin is not None]
+    evals = [p.eval_reward_margin for p in points if p.eval_reward_margin is not None]
+    if not train:
+        return None
+    (first_step, first), (last_step, last) = train[0], train[-1]
+    line = f"{first:.4f} at step {first_step} → {last:.4f} at step {last_step}"
+    return line + (f"; eval {evals[-1]:.4f}" if evals else "")
 
 
 def follow(job_id: str, quiet: bool) -> JobView:
@@ -108,6 +132,14 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option("--name", default=None, help="Run name (folder under models/finetuned).")
 @click.option("--preset", type=click.Choice([p.name for p in training.presets()]), default=None)
 @click.option("--method", type=click.Choice(["lora", "qlora", "full"]), default=None)
+@click.option(
+    "--objective",
+    type=click.Choice(["sft", "dpo", "orpo", "kto"]),
+    default=None,
+    help="sft (default); dpo/orpo on preference pairs; kto on answers labelled good or bad.",
+)
+@click.option("--beta", type=float, default=None, help="DPO/KTO beta, ORPO lambda (0.1).")
+@click.option("--init-from", "init_from_run", default=None, help="Start from this completed run.")
 @click.option("--backend", type=click.Choice(["auto", "trl_peft", "unsloth"]), default=None)
 @click.option("--epochs", type=float, default=None)
 @click.option("--max-steps", type=int, default=None)
@@ -191,6 +223,13 @@ def jobs_show(job_id: str, as_json: bool) -> None:
     table.add_row("stats", present.job_stats_line(job))
     if job.eval_rouge_l is not None or job.eval_perplexity is not None:
         table.add_row("evaluation", evaluation_line(job))
+    if job.objective != "sft":
+        table.add_row(
+            "objective", job.objective + (f" from {job.init_from_run}" if job.init_from_run else "")
+        )
+        table.add_row("reward margin", margins_line(job_id) or "not logged yet")
+        if job.reward_accuracy is not None:
+            table.add_row("reward accuracy", f"{job.reward_accuracy:.0%}")
     console.print(table)
     for line in logs:
         console.print(f"{line.level} {line.message}", highlight=False, markup=False)

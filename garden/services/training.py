@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from garden.config import Settings
+from garden.data.kinds import OBJECTIVES_BY_KIND
 from garden.engine.evaluation.storage import latest_completed
 from garden.engine.training import (
     ACTIVE_STATUSES,
@@ -25,6 +27,7 @@ from garden.engine.training import (
     parse_spec,
     queries,
 )
+from garden.engine.training.spec import OBJECTIVES, preset_objective
 from garden.errors import ConfigError, GardenError, JobError
 from garden.services import web
 from garden.services.base import View, resolve
@@ -35,6 +38,7 @@ __all__ = [
     "JobView",
     "LogLine",
     "MetricPoint",
+    "ObjectiveChoices",
     "PresetView",
     "base_model_choices",
     "build_spec",
@@ -42,10 +46,12 @@ __all__ = [
     "capped_for_demo",
     "current_or_latest",
     "dataset_choices",
+    "follow_up_values",
     "get",
     "list_jobs",
     "logs",
     "metrics",
+    "objectives_for",
     "presets",
     "resume",
     "start_manager",
@@ -71,6 +77,10 @@ class JobView(View):
     id: str
     name: str
     status: str
+    objective: str = Field("sft", description="sft, dpo, orpo or kto")
+    init_from_run: str | None = Field(None, description="The run this one started from")
+    reward_margin: float | None = Field(None, description="Preference runs: latest reward margin")
+    reward_accuracy: float | None = Field(None, description="Share of pairs ranked right")
     step: int = 0
     total_steps: int | None = None
     loss: float | None = Field(None, description="Latest train loss; the final one once ended")
@@ -138,6 +148,19 @@ class MetricPoint(View):
     tokens_per_second: float | None = None
     energy_kwh: float | None = Field(None, description="Energy so far")
     emissions_kg: float | None = None
+    reward_chosen: float | None = Field(None, description="Preference runs only")
+    reward_rejected: float | None = None
+    reward_margin: float | None = None
+    reward_accuracy: float | None = None
+    eval_reward_margin: float | None = None
+
+
+class ObjectiveChoices(View):
+    """What a dataset can train: its kind of rows, the objectives and presets that fit it."""
+
+    kind: str | None = Field(None, description="chat, text, preference or feedback")
+    objectives: list[str]
+    presets: list[str]
 
 
 class LogLine(View):
@@ -171,6 +194,10 @@ def _view(job: JobRecord, evaluation: Mapping[str, Any] | None = None) -> JobVie
         processes=job.plan.world_size if job.plan else 1,
         machines=job.plan.num_machines if job.plan else 1,
         global_batch=job.plan.global_batch or None if job.plan else None,
+        objective=job.spec.objective if job.spec else "sft",
+        init_from_run=job.spec.init_from_run if job.spec else None,
+        reward_margin=live.reward_margin,
+        reward_accuracy=live.reward_accuracy,
     )
 
 
@@ -188,6 +215,50 @@ def presets() -> list[PresetView]:
 def build_spec(values: Mapping[str, object], preset: str | None = None) -> JobSpec:
     """A checked ``JobSpec`` from ``values`` over ``preset``; ``JobError`` names bad fields."""
     return parse_spec(values, preset)
+
+
+def objectives_for(dataset: str, *, settings: Settings | None = None) -> ObjectiveChoices:
+    """The objectives and presets that fit ``dataset`` (an imported id or name, or a folder).
+
+    Every objective is offered when the dataset cannot be read (the plan then says why)."""
+    from garden.engine.training.plan import dataset_kind, resolve_dataset
+
+    kind = None
+    objectives: tuple[str, ...] = OBJECTIVES
+    if dataset and not Path(dataset).is_file():
+        try:
+            kind = dataset_kind(resolve_dataset(dataset, resolve(settings)))
+            objectives = OBJECTIVES_BY_KIND[kind]
+        except (GardenError, OSError, ValueError):
+            kind = None
+    return ObjectiveChoices(
+        kind=kind,
+        objectives=list(objectives),
+        presets=[name for name in PRESETS if preset_objective(name) in objectives],
+    )
+
+
+def follow_up_values(
+    job_id: str | None, objective: str = "dpo", *, settings: Settings | None = None
+) -> dict[str, SettingValue]:
+    """Form values for a preference run that starts from completed run ``job_id`` (else the
+    latest run): the objective's CPU preset, the run, and the newest dataset that fits, if any."""
+    job = current_or_latest(job_id, settings=settings)
+    if job is None:
+        raise JobError("There is no run to start from.", hint="Train an SFT run first.")
+    if job.status != "completed":
+        raise JobError(
+            f"Run {job.id} is {job.status}: only a completed run can start another.",
+            hint="Pick a completed run in the runs table.",
+        )
+    preset = f"{objective.upper()} (CPU quick)"
+    values: dict[str, SettingValue] = {**PRESETS[preset], "init_from_run": job.id}
+    values["preset"] = preset
+    for _, dataset_id in dataset_choices(settings=settings):
+        if objective in objectives_for(dataset_id, settings=settings).objectives:
+            values["dataset"] = dataset_id
+            break
+    return values
 
 
 def base_model_choices(*, settings: Settings | None = None) -> list[str]:

@@ -17,14 +17,17 @@ from gradio.components import Component
 from garden import present
 from garden.config import Settings
 from garden.services import models, training, web
-from garden.services.training import JobView, MetricPoint
+from garden.services.training import JobView
 from garden.ui.boundary import code, guard, plain, report
 from garden.ui.evaluate_panel import EvaluatePanel
 from garden.ui.export_panel import ExportPanel
+from garden.ui.run_charts import curves
 
 DEFAULT_PRESET = "Quick CPU demo"
 FOLLOW_ACTIVE = ""
 ZERO_MEANS_UNSET = {"max_steps", "eval_steps", "checkpoint_interval"}
+# Start's inputs after FORM_FIELDS (with defaults, so API callers may leave them out).
+PREFERENCE_FIELDS = ("objective", "beta", "init_from_run")
 RUN_COLUMNS = [
     "job",
     "name",
@@ -79,6 +82,12 @@ class RunForm:
                 [p.name for p in training.presets()], value=DEFAULT_PRESET, label="Preset"
             )
             self.method = gr.Radio(["lora", "qlora", "full"], value="lora", label="Method")
+            self.objective = gr.Radio(
+                ["sft", "dpo", "orpo", "kto"],
+                value="sft",
+                label="Objective",
+                info="Offered as the dataset fits: SFT, DPO/ORPO on pairs, KTO on labelled answers",
+            )
         with gr.Row():
             self.base_model = gr.Dropdown(
                 training.base_model_choices(settings=settings),
@@ -101,6 +110,11 @@ class RunForm:
                 0, label="Max steps (0 = use epochs)", precision=0, minimum=0
             )
             self.learning_rate = gr.Number(1e-3, label="Learning rate")
+        with gr.Row():
+            self.beta = gr.Number(0.1, label="Beta (DPO/KTO; ORPO lambda)", minimum=0)
+            self.init_from_run = gr.Textbox(
+                "", label="Start from run", placeholder="a completed run's id (SFT then DPO)"
+            )
         with gr.Accordion("Advanced settings", open=False):
             self._advanced()
 
@@ -142,8 +156,9 @@ class RunForm:
             )
 
     def components(self) -> list[Component]:
-        """The setting components, in ``FORM_FIELDS`` order (the API order of Start)."""
-        return [getattr(self, name) for name in FORM_FIELDS]
+        """The setting components, in ``FORM_FIELDS`` then ``PREFERENCE_FIELDS`` order (the API
+        order of Start)."""
+        return [getattr(self, name) for name in (*FORM_FIELDS, *PREFERENCE_FIELDS)]
 
     def component(self, name: str) -> Component:
         return getattr(self, name)
@@ -185,7 +200,7 @@ def status_markdown(job: JobView | None, settings: Settings | None = None) -> st
         f"<progress value='{job.step}' max='{job.total_steps or 1}' style='width:100%'></progress> "
         f"step **{job.step}/{job.total_steps or '?'}** ({100 * job.progress_fraction:.0f} %)",
     ]
-    facts = [*present.job_facts(job), *present.job_layout(job)]
+    facts = [*present.job_facts(job), *present.job_layout(job), *preference_facts(job)]
     if facts:
         lines.append(" · ".join(facts))
     if job.backend:
@@ -201,6 +216,18 @@ def status_markdown(job: JobView | None, settings: Settings | None = None) -> st
         lines.append(f"> **{job.error_kind or 'error'}**: {error}")
     lines.append(f"<small>job `{job.id}`</small>")
     return "\n\n".join(lines)
+
+
+def preference_facts(job: JobView) -> list[str]:
+    """ "DPO from job-…", "reward margin 0.41", "pairs ranked right 75 %" for preference runs."""
+    if job.objective == "sft":
+        return []
+    facts = [job.objective.upper() + (f" from {job.init_from_run}" if job.init_from_run else "")]
+    if job.reward_margin is not None:
+        facts.append(f"reward margin {present.number(job.reward_margin)}")
+    if job.reward_accuracy is not None:
+        facts.append(f"pairs ranked right {100 * job.reward_accuracy:.0f} %")
+    return facts
 
 
 def run_row(job: JobView) -> list[Any]:
@@ -231,36 +258,6 @@ def log_tail(job_id: str, settings: Settings) -> str:
     )
 
 
-def _figure(title: str, series: dict[str, tuple[list[int], list[float]]]) -> Any:
-    import plotly.graph_objects as go
-
-    figure = go.Figure()
-    for name, (steps, values) in series.items():
-        if steps:
-            figure.add_trace(go.Scatter(x=steps, y=values, name=name, mode="lines+markers"))
-    figure.update_layout(
-        title=title, xaxis_title="step", height=300, margin={"l": 40, "r": 10, "t": 40, "b": 30}
-    )
-    return figure
-
-
-def _series(points: list[MetricPoint], value: Callable[[MetricPoint], float | None]) -> Any:
-    known = [(point.step, value(point)) for point in points if value(point) is not None]
-    return [step for step, _ in known], [v for _, v in known]
-
-
-def curves(points: list[MetricPoint]) -> tuple[Any, Any]:
-    """Plotly figures: train/eval loss, and learning rate, by step."""
-    loss = _figure(
-        "Loss",
-        {
-            "train": _series(points, lambda p: p.loss),
-            "eval": _series(points, lambda p: p.eval_loss),
-        },
-    )
-    return loss, _figure("Learning rate", {"lr": _series(points, lambda p: p.learning_rate)})
-
-
 class FineTuneTab:
     """The tab's event handlers over ``garden.services.training``."""
 
@@ -275,10 +272,39 @@ class FineTuneTab:
         for preset in training.presets():
             if preset.name == choice:
                 return {
-                    self.form.component(key): 0 if value is None else value
-                    for key, value in preset.settings.items()
+                    self.form.objective: "sft",
+                    **{
+                        self.form.component(key): 0 if value is None else value
+                        for key, value in preset.settings.items()
+                    },
                 }
         return {}
+
+    def fit_to_dataset(self, dataset: str | None, objective: str, preset: str) -> tuple[Any, Any]:
+        """Offer the objectives and presets that fit the dataset's kind of rows."""
+        fits = training.objectives_for(dataset or "", settings=self.settings)
+        return (
+            gr.update(
+                choices=fits.objectives,
+                value=objective if objective in fits.objectives else fits.objectives[0],
+            ),
+            gr.update(
+                choices=fits.presets, value=preset if preset in fits.presets else fits.presets[0]
+            ),
+        )
+
+    def follow_up(self, job_id: str | None) -> dict[Component, Any]:
+        """Fill the form for a DPO run that starts from the viewed (completed) run."""
+        try:
+            values = training.follow_up_values(job_id, "dpo", settings=self.settings)
+        except Exception as exc:  # the boundary: one line, trace to the log
+            report(exc, "preparing a DPO run", self.settings)
+            return {}
+        if "dataset" not in values:
+            gr.Warning("No preference dataset yet: import one (prompt/chosen/rejected) first.")
+        return {
+            self.form.component(key): 0 if value is None else value for key, value in values.items()
+        }
 
     def refresh_lists(self) -> tuple[Any, Any]:
         return self._guarded_lists()
@@ -327,7 +353,7 @@ class FineTuneTab:
 
         Pressed while the embedded default model is still being converted (the first minute of
         a fresh install), it says so at once, shows the conversion's progress, then starts."""
-        given = spec_values(dict(zip(FORM_FIELDS, values, strict=True)))
+        given = spec_values(dict(zip((*FORM_FIELDS, *PREFERENCE_FIELDS), values, strict=True)))
         if "dataset" not in given:
             gr.Warning("Pick a dataset first (import one in the Data tab).")
             yield self.refused("no dataset picked.")
@@ -403,6 +429,7 @@ def build(settings: Settings) -> None:
         stop_btn = gr.Button("⏸ Stop (save checkpoint)")
         cancel_btn = gr.Button("✖ Cancel", variant="stop")
         resume_btn = gr.Button("⟳ Resume")
+        dpo_btn = gr.Button("DPO from this run")
     view = _run_view()
     EvaluatePanel(settings)
     ExportPanel(settings)
@@ -411,6 +438,12 @@ def build(settings: Settings) -> None:
 
     form.preset.change(tab.apply_preset, form.preset, form.components())
     form.refresh_choices.click(tab.refresh_lists, None, choices)
+    form.dataset.change(
+        tab.fit_to_dataset,
+        [form.dataset, form.objective, form.preset],
+        [form.objective, form.preset],
+    )
+    dpo_btn.click(tab.follow_up, view.viewed, [form.preset, *form.components()])
     start_btn.click(tab.start, form.components(), shown, api_name="start_training")
     stop_btn.click(tab.stop, view.viewed, shown, api_name="stop_training")
     cancel_btn.click(tab.cancel, view.viewed, shown, api_name="cancel_training")

@@ -8,6 +8,7 @@ from typing import Any
 from garden.engine.training.procs import process_started
 from garden.engine.training.queries import METRIC_COLUMNS, get_job
 from garden.engine.training.records import (
+    REWARD_METRICS,
     CarbonEvent,
     DoneEvent,
     FailedEvent,
@@ -20,7 +21,7 @@ from garden.engine.training.records import (
 from garden.engine.training.spec import CANCEL_FLAG
 from garden.store import Store, now
 
-EXTRA_METRICS = {"eta_s", "train_tokens", "total_steps"}
+EXTRA_METRICS = {"eta_s", "train_tokens", "total_steps", *REWARD_METRICS}
 
 
 def _signal_name(code: int) -> str:

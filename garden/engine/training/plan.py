@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from garden.config import Settings, get_settings
+from garden.data.kinds import OBJECTIVES_BY_KIND, DatasetKind, row_kind
 from garden.engine.training.backends import cuda_present
 from garden.engine.training.distributed import Layout, plan_layout
+from garden.engine.training.queries import get_job
 from garden.engine.training.records import PlannedRun
 from garden.engine.training.spec import ACTIVE_STATUSES, JobSpec, parse_spec
 from garden.errors import DatasetError, DiskFullError, JobError, ModelLoadError, OutOfMemoryError
@@ -116,12 +118,94 @@ def resolve_dataset(ref: str, settings: Settings) -> DatasetRef:
     return _dataset_from_record(get_dataset(ref, settings))
 
 
-def _sniff_format(path: Path) -> str:
+def _first_row(path: Path) -> dict[str, Any]:
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             if line.strip():
-                return "text" if "text" in json.loads(line) else "openai"
+                row = json.loads(line)
+                if isinstance(row, dict):
+                    return row
+                break
     raise DatasetError(f"{path} is empty.", hint="Import a dataset with at least one row.")
+
+
+def _sniff_format(path: Path) -> str:
+    kind = row_kind(_first_row(path))
+    return "openai" if kind == "chat" else kind
+
+
+KIND_NAMES: dict[DatasetKind, str] = {
+    "chat": "chat data",
+    "text": "plain text",
+    "preference": "preference pairs (prompt/chosen/rejected)",
+    "feedback": "answers labelled good or bad (prompt/completion/label)",
+}
+OBJECTIVE_NEEDS = {
+    "sft": "chat or text rows",
+    "dpo": KIND_NAMES["preference"],
+    "orpo": KIND_NAMES["preference"],
+    "kto": KIND_NAMES["feedback"],
+}
+
+
+def dataset_kind(dataset: DatasetRef) -> DatasetKind:
+    """The kind of a dataset's processed rows, by its first training row."""
+    return row_kind(_first_row(dataset.train_path))
+
+
+def _check_objective(spec: JobSpec, dataset: DatasetRef) -> None:
+    """The objective must fit the dataset's kind of rows, and run in one process."""
+    kind = dataset_kind(dataset)
+    fits = OBJECTIVES_BY_KIND[kind]
+    objective = spec.objective.upper()
+    if spec.objective not in fits:
+        raise JobError(
+            f"{objective} needs {OBJECTIVE_NEEDS[spec.objective]}; dataset {dataset.name} is "
+            f"{KIND_NAMES[kind]}.",
+            hint=f"Import a dataset of that kind, or choose {' or '.join(fits).upper()}.",
+        )
+    if spec.objective == "sft":
+        return
+    if spec.distributed:
+        raise JobError(
+            f"{objective} runs in one training process for now.",
+            hint="Set processes and machines to 1.",
+        )
+    if spec.objective == "kto" and spec.batch_size < 2:
+        raise JobError(
+            "KTO needs a batch size of at least 2 (it estimates its KL term within a batch).",
+            hint="Raise the batch size to 2 or more.",
+        )
+
+
+def _init_model(spec: JobSpec, model: ModelInfo, settings: Settings) -> tuple[JobSpec, str]:
+    """The fine-tuned model of ``spec.init_from_run`` to start from, checked; its base kept."""
+    store = get_store(settings.db_path)
+    ref = spec.init_from_run or ""
+    rows = store.query(
+        "SELECT id FROM jobs WHERE id = ? OR name = ? ORDER BY created_at DESC LIMIT 1", (ref, ref)
+    )
+    if not rows:
+        raise JobError(
+            f"Run {ref!r} to start from does not exist.",
+            hint="Run `model-garden jobs list` and pass the id of a completed run.",
+        )
+    run = get_job(store, rows[0]["id"])
+    if run.status != "completed" or run.result is None or not run.result.merged:
+        raise JobError(
+            f"Run {run.id} ({run.name}) is {run.status}, so it has no finished model to start from.",
+            hint="Pick a completed run, or resume that one until it completes.",
+        )
+    run_base = run.spec.base_model if run.spec else None
+    if run_base is not None and "base_model" not in spec.model_fields_set:
+        spec = spec.model_copy(update={"base_model": run_base})
+    elif run_base is not None and resolve_model(run_base, settings).id != model.id:
+        raise JobError(
+            f"Run {run.id} was trained from {run_base}, and this run's base model is "
+            f"{spec.base_model}.",
+            hint=f"Use base model {run_base}, or leave the base model empty.",
+        )
+    return spec, run.result.output_dir
 
 
 def _model_weight_bytes(path: Path) -> int:
@@ -149,7 +233,13 @@ def plan_job(data: JobSpec | Mapping[str, Any], settings: Settings | None = None
     if spec.lora_alpha < spec.lora_r / 16:
         warnings.append("LoRA alpha is far below r: updates will be tiny.")
     model = resolve_model(spec.base_model, settings)
-    if model.kind == "hub":
+    init_path = None
+    if spec.init_from_run:
+        spec, init_path = _init_model(spec, model, settings)
+        model = resolve_model(spec.base_model, settings)
+    if init_path is not None:
+        model_path = init_path
+    elif model.kind == "hub":
         model_path = model.id
         if os.environ.get("HF_HUB_OFFLINE") == "1":
             warnings.append(f"{model.id} is a hub id and the hub is offline: it must be cached.")
@@ -161,6 +251,7 @@ def plan_job(data: JobSpec | Mapping[str, Any], settings: Settings | None = None
                 hint="Resume or rerun that job so it finishes and saves its merged model.",
             )
     dataset = resolve_dataset(spec.dataset, settings)
+    _check_objective(spec, dataset)
     if dataset.format == "text" and spec.assistant_only_loss:
         raise JobError(
             f"Dataset {dataset.name} is plain text, so it has no assistant turns to train on.",

@@ -70,11 +70,11 @@ def active_job(store: Store) -> JobRecord | None:
 
 
 def read_metrics(store: Store, job_id: str) -> list[MetricRecord]:
-    columns = ", ".join(("ts", *METRIC_COLUMNS))
+    columns = ", ".join(("ts", *METRIC_COLUMNS, "data_json"))
     rows = store.query(
         f"SELECT {columns} FROM job_metrics WHERE job_id = ? ORDER BY step, id", (job_id,)
     )
-    return [MetricRecord.model_validate(row) for row in rows]
+    return [MetricRecord.model_validate({**(row.pop("data_json") or {}), **row}) for row in rows]
 
 
 def read_logs(store: Store, job_id: str, after_id: int = 0, limit: int = 200) -> list[LogRecord]:

@@ -54,6 +54,27 @@ class StepMetrics(BaseModel):
     eta_s: float | None = None
     energy_kwh: float | None = Field(None, description="Energy so far, all runs of the job")
     emissions_kg: float | None = None
+    reward_chosen: float | None = Field(None, description="Preference runs: mean chosen reward")
+    reward_rejected: float | None = None
+    reward_margin: float | None = Field(None, description="Mean chosen minus rejected reward")
+    reward_accuracy: float | None = Field(None, description="Share of pairs ranked right")
+    eval_reward_margin: float | None = None
+
+
+# TRL's log keys of the preference trainers (DPO, ORPO, KTO), and the metric each one sets.
+REWARD_LOG_KEYS = {
+    "rewards/chosen": "reward_chosen",
+    "rewards/rejected": "reward_rejected",
+    "rewards/margins": "reward_margin",
+    "rewards/accuracies": "reward_accuracy",
+    "eval_rewards/margins": "eval_reward_margin",
+}
+REWARD_METRICS = frozenset(REWARD_LOG_KEYS.values())
+
+
+def reward_metrics(logs: dict[str, Any]) -> dict[str, float]:
+    """The reward metrics a preference trainer logged (none for SFT)."""
+    return {name: float(logs[key]) for key, name in REWARD_LOG_KEYS.items() if key in logs}
 
 
 class JobProgress(StepMetrics):

@@ -67,6 +67,51 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+OBJECTIVES = ("sft", "dpo", "orpo", "kto")
+# Short runs of the default model on the CPU; the GPU variants go through the Unsloth backend.
+_PREFERENCE_CPU: dict[str, Any] = {
+    "method": "lora",
+    "epochs": 1.0,
+    "max_steps": 8,
+    "learning_rate": 2e-4,
+    "lr_scheduler": "constant",
+    "warmup_ratio": 0.0,
+    "batch_size": 4,
+    "gradient_accumulation": 1,
+    "max_seq_len": 256,
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "precision": "auto",
+    "backend": "trl_peft",
+}
+_PREFERENCE_GPU: dict[str, Any] = {
+    **_PREFERENCE_CPU,
+    "epochs": 1.0,
+    "max_steps": None,
+    "learning_rate": 5e-5,
+    "lr_scheduler": "cosine",
+    "warmup_ratio": 0.1,
+    "batch_size": 8,
+    "gradient_accumulation": 2,
+    "max_seq_len": 1024,
+    "backend": "unsloth",
+}
+PRESETS.update(
+    {
+        "DPO (CPU quick)": {**_PREFERENCE_CPU, "objective": "dpo", "beta": 0.1},
+        "ORPO (CPU quick)": {**_PREFERENCE_CPU, "objective": "orpo", "beta": 0.1},
+        "KTO (CPU quick)": {**_PREFERENCE_CPU, "objective": "kto", "beta": 0.1},
+        "DPO (GPU, Unsloth)": {**_PREFERENCE_GPU, "objective": "dpo", "beta": 0.1},
+        "ORPO (GPU, Unsloth)": {**_PREFERENCE_GPU, "objective": "orpo", "beta": 0.1},
+        "KTO (GPU, Unsloth)": {**_PREFERENCE_GPU, "objective": "kto", "beta": 0.1},
+    }
+)
+
+
+def preset_objective(name: str) -> str:
+    """The objective a preset trains with (``sft`` unless it names one)."""
+    return str(PRESETS.get(name, {}).get("objective", "sft"))
+
 
 class JobSpec(BaseModel):
     """What to train and how. Stored with the job (``jobs.spec_json``)."""
@@ -77,6 +122,16 @@ class JobSpec(BaseModel):
     base_model: str = DEFAULT_MODEL_NAME
     dataset: str
     method: Literal["lora", "qlora", "full"] = "lora"
+    objective: Literal["sft", "dpo", "orpo", "kto"] = "sft"
+    beta: float = Field(
+        0.1,
+        gt=0,
+        le=100,
+        description="DPO/KTO deviation from the reference; ORPO's odds-ratio weight (lambda)",
+    )
+    init_from_run: str | None = Field(
+        None, description="A completed run whose fine-tuned model this run starts from"
+    )
     backend: Literal["auto", "trl_peft", "unsloth"] = "auto"
     epochs: float = Field(1.0, gt=0, le=1000)
     max_steps: int | None = Field(None, ge=1)
@@ -135,6 +190,11 @@ class JobSpec(BaseModel):
         if not value or not value.strip():
             raise ValueError("pick a dataset (an imported dataset id or name, or a file path)")
         return value.strip()
+
+    @field_validator("init_from_run")
+    @classmethod
+    def _run_given(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @field_validator("main_process_ip")
     @classmethod

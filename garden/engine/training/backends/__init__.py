@@ -124,6 +124,10 @@ def run_backend(name: str, ctx: TrainContext) -> TrainOutcome:
         from garden.engine.training.backends import unsloth
 
         return unsloth.train(ctx)
+    if ctx.spec.objective != "sft":
+        from garden.engine.training.backends import preference
+
+        return preference.train(ctx)
     from garden.engine.training.backends import trl_peft
 
     return trl_peft.train(ctx)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from garden.engine.training.backends import TrainContext, TrainOutcome
-from garden.engine.training.records import MetricsEvent, StepMetrics
+from garden.engine.training.records import MetricsEvent, StepMetrics, reward_metrics
 from garden.engine.training.spec import JobSpec
 
 DEFAULT_SAVE_STEPS = 500
@@ -143,9 +143,22 @@ def sft_config(ctx: TrainContext, has_eval: bool) -> Any:
     from trl import SFTConfig
 
     spec = ctx.spec
+    return SFTConfig(
+        **trainer_arguments(ctx, has_eval),
+        max_length=spec.max_seq_len,
+        packing=spec.packing,
+        packing_strategy="bfd",
+        eval_packing=False,
+        completion_only_loss=False,
+    )
+
+
+def trainer_arguments(ctx: TrainContext, has_eval: bool) -> dict[str, Any]:
+    """The ``TrainingArguments`` every objective shares (SFT and the preference trainers)."""
+    spec = ctx.spec
     eval_steps = spec.eval_steps if has_eval else None
     batch = spec.batch_size
-    return SFTConfig(
+    return dict(
         output_dir=str(ctx.checkpoint_dir),
         max_steps=spec.max_steps or -1,
         num_train_epochs=spec.epochs,
@@ -167,11 +180,6 @@ def sft_config(ctx: TrainContext, has_eval: bool) -> Any:
         fp16=ctx.precision == "fp16",
         use_cpu=ctx.device == "cpu",
         gradient_checkpointing=False,
-        max_length=spec.max_seq_len,
-        packing=spec.packing,
-        packing_strategy="bfd",
-        eval_packing=False,
-        completion_only_loss=False,
         seed=spec.seed,
         data_seed=spec.seed,
         report_to="none",
@@ -240,6 +248,7 @@ def make_callback(ctx: TrainContext) -> Any:
                 eta_s=eta_s,
                 energy_kwh=energy,
                 emissions_kg=emissions,
+                **reward_metrics(logs),
             )
             self.history.append(metrics)
             ctx.emit(MetricsEvent(metrics=metrics))
@@ -269,8 +278,6 @@ def score_only_labelled_positions() -> None:
 
 def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainOutcome:
     """Train one job with SFTTrainer; ``model``/``tokenizer`` may come pre-built (Unsloth)."""
-    import torch
-    from datasets import Dataset
     from trl import SFTTrainer
 
     spec = ctx.spec
@@ -297,14 +304,29 @@ def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainO
         f"Tokenised {len(train_rows)} train / {len(eval_rows)} eval examples "
         f"({sum(len(r['input_ids']) for r in train_rows)} train tokens per epoch)"
     )
-    args = sft_config(ctx, has_eval=bool(eval_rows))
-    peft_config = None
-    if spec.method in ("lora", "qlora") and not hasattr(model, "peft_config"):
-        peft_config = lora_config(spec)
     if ctx.device == "cpu":
         score_only_labelled_positions()
+    args = sft_config(ctx, has_eval=bool(eval_rows))
+    return run_trainer(SFTTrainer, ctx, model, tokenizer, args, train_rows, eval_rows)
+
+
+def run_trainer(
+    trainer_class: Any,
+    ctx: TrainContext,
+    model: Any,
+    tokenizer: Any,
+    args: Any,
+    train_rows: list[dict[str, Any]],
+    eval_rows: list[dict[str, Any]],
+) -> TrainOutcome:
+    """Build a TRL trainer (a new LoRA adapter unless the model has one) and run it to the end."""
+    from datasets import Dataset
+
+    peft_config = None
+    if ctx.spec.method in ("lora", "qlora") and not hasattr(model, "peft_config"):
+        peft_config = lora_config(ctx.spec)
     callback = make_callback(ctx)
-    trainer = SFTTrainer(
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(train_rows),
@@ -313,6 +335,15 @@ def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainO
         peft_config=peft_config,
         callbacks=[callback, *ctx.extra.get("callbacks", [])],
     )
+    return finish_training(ctx, trainer, tokenizer, callback, has_eval=bool(eval_rows))
+
+
+def finish_training(
+    ctx: TrainContext, trainer: Any, tokenizer: Any, callback: Any, has_eval: bool
+) -> TrainOutcome:
+    """Run ``trainer`` (resuming when asked), then evaluate, save and sum up the run."""
+    import torch
+
     resume = None
     if ctx.resume_from is not None:
         resume = str(ctx.resume_from)
@@ -323,7 +354,7 @@ def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainO
     state = trainer.state
     stopped = callback.stopped
     final_eval_loss = None
-    if eval_rows and not stopped:
+    if has_eval and not stopped:
         ctx.log("Final evaluation")
         final_eval_loss = trainer.evaluate().get("eval_loss")
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]

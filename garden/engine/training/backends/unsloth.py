@@ -39,4 +39,8 @@ def train(ctx: TrainContext) -> TrainOutcome:
             use_gradient_checkpointing=False,
             random_state=spec.seed,
         )
+    if spec.objective != "sft":
+        from garden.engine.training.backends import preference
+
+        return preference.train(ctx, model=model, tokenizer=tokenizer)
     return trl_peft.train(ctx, model=model, tokenizer=tokenizer)

@@ -1,0 +1,49 @@
+"""The Fine-tune tab's charts of a run: loss (reward margins for a preference run) and learning
+rate, by step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from garden.services.training import MetricPoint
+
+
+def _figure(title: str, series: dict[str, tuple[list[int], list[float]]]) -> Any:
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for name, (steps, values) in series.items():
+        if steps:
+            figure.add_trace(go.Scatter(x=steps, y=values, name=name, mode="lines+markers"))
+    figure.update_layout(
+        title=title, xaxis_title="step", height=300, margin={"l": 40, "r": 10, "t": 40, "b": 30}
+    )
+    return figure
+
+
+def _series(points: list[MetricPoint], value: Callable[[MetricPoint], float | None]) -> Any:
+    known = [(point.step, value(point)) for point in points if value(point) is not None]
+    return [step for step, _ in known], [v for _, v in known]
+
+
+def curves(points: list[MetricPoint]) -> tuple[Any, Any]:
+    """Plotly figures by step: train/eval loss (reward margins for a preference run), and
+    learning rate."""
+    lr = _figure("Learning rate", {"lr": _series(points, lambda p: p.learning_rate)})
+    if any(point.reward_margin is not None for point in points):
+        rewards = {
+            "margin": _series(points, lambda p: p.reward_margin),
+            "eval margin": _series(points, lambda p: p.eval_reward_margin),
+            "chosen": _series(points, lambda p: p.reward_chosen),
+            "rejected": _series(points, lambda p: p.reward_rejected),
+        }
+        return _figure("Rewards", rewards), lr
+    loss = _figure(
+        "Loss",
+        {
+            "train": _series(points, lambda p: p.loss),
+            "eval": _series(points, lambda p: p.eval_loss),
+        },
+    )
+    return loss, lr
