@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 CACHE_FOLDER = "onnx-int4"
 BUILD_TIMEOUT_S = 900
 # Block-wise int4 weights with int8 activations in the matmuls: the fastest CPU kernels.
-BUILDER_OPTIONS = ("-p", "int4", "-e", "cpu", "--extra_options", "int4_accuracy_level=4")
+BUILDER_OPTIONS = ("-p", "int4", "-e", "cpu", "--extra_options", "accuracy_level=4")
 _build_lock = threading.Lock()
 
 
@@ -88,5 +88,10 @@ def ensure_onnx_copy(base_path: str | Path, settings: Settings) -> Path:
                 hint="The onnx backend serves llama-style models only; use transformers or vLLM.",
             )
         shutil.rmtree(partial / "cache", ignore_errors=True)
-        partial.rename(target)
+        try:
+            partial.rename(target)
+        except OSError:  # another process finished the same copy first
+            shutil.rmtree(partial, ignore_errors=True)
+            if not (target / "genai_config.json").is_file():
+                raise
         return target
