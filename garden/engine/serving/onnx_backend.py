@@ -137,14 +137,12 @@ class OnnxBackend:
         yield BackendChunk(delta="", tokens=count, finish_reason=reason)
 
     def abort(self, request_id: str) -> None:
-        event = self._aborts.get(request_id)
-        if event is not None:
-            event.set()
+        self._aborts.get(request_id, threading.Event()).set()
 
     def shutdown(self) -> None:
+        self._model = self._tokenizer = None
         for event in list(self._aborts.values()):
             event.set()
-        self._model = self._tokenizer = None
 
 
 def start_fast_backend(base_path: str, settings: Settings) -> OnnxBackend | None:
