@@ -10,11 +10,10 @@ vLLM apply LoRA adapters; transformers answers while vLLM is still starting.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from garden.engine.serving.types import Adapter, Backend, EngineStatus
 
-ServingName = Literal["onnx", "vllm", "transformers"]
 MANY_STREAMS = 4  # concurrent answers from which vLLM's batching beats one-stream ONNX decoding
 
 
