@@ -1,10 +1,12 @@
 """Serving throughput, side by side in one run, on the embedded default model.
 
-The same 32 chat prompts × 64 new tokens (EOS ignored, so every path makes the same tokens) go
-through (a) our engine's vLLM path, (d) vLLM's AsyncLLM called directly with the same engine
-arguments, (b) our transformers path and (c) plain batched ``transformers.generate`` as the
-baseline. Also: cold start of our vLLM path (fresh process, imports included) and time to first
-token (p50/p95) of 8 concurrent streams. The last line is one JSON object of the figures.
+For every chat backend (``onnx``: the int4 ONNX copy, ``transformers``, ``vllm``): one stream of
+``--single-tokens`` greedy tokens (decode tok/s after the first token, and TTFT), then the same
+32 chat prompts × 64 new tokens at once (EOS ignored, so every path makes the same tokens).
+Also (d) vLLM's AsyncLLM called directly with the same engine arguments, (c) plain batched
+``transformers.generate`` as the baseline, the cold start of our vLLM path (fresh process,
+imports included), TTFT (p50/p95) of 8 concurrent vLLM streams, and llama.cpp's figures on the
+shipped GGUF when ``LLAMA_CPP_BIN`` is set. The last line is one JSON object of the figures.
 
     uv run python bench/serve_throughput.py [--prompts 32] [--tokens 64] [--skip-direct]
 """
@@ -83,6 +85,33 @@ def run_engine(engine, chats, config) -> tuple[float, int, list[float]]:
     return wall, sum(t for t, _ in results), [f for _, f in results if f is not None]
 
 
+def single_stream(engine, tokens: int) -> tuple[float, float]:
+    """One greedy answer of exactly ``tokens`` tokens: (decode tok/s after the first, TTFT s)."""
+    from garden.engine.serving import GenerationConfig
+
+    config = GenerationConfig(temperature=0.0, max_new_tokens=tokens, ignore_eos=True)
+    stats = engine.chat(prompts(1)[0], config).stats
+    decode_s = stats.duration_s - stats.ttft_s
+    return round((stats.tokens - 1) / decode_s, 1), round(stats.ttft_s, 3)
+
+
+def measure_backend(name: str, engine, chats, config, tokens: int, figures: dict) -> None:
+    """Single-stream decode and TTFT, then all ``chats`` at once, into ``figures``."""
+    from garden.engine.serving import GenerationConfig
+
+    run_engine(engine, chats[:1], GenerationConfig(temperature=0.0, max_new_tokens=4))
+    decode, ttft = single_stream(engine, tokens)
+    figures[f"{name}_single_decode_tok_s"] = decode
+    figures[f"{name}_single_ttft_s"] = ttft
+    print(f"{name}: one stream decodes {decode} tok/s, TTFT {ttft} s", flush=True)
+    wall, made, _ = run_engine(engine, chats, config)
+    figures[f"{name}_tok_s"] = round(made / wall, 1)
+    print(
+        f"{name}: {len(chats)} streams, {made} tokens in {wall:.2f} s = {figures[f'{name}_tok_s']} tok/s",
+        flush=True,
+    )
+
+
 def direct_vllm(
     model_path: str, prompt_ids: list[list[int]], tokens: int, options: dict
 ) -> tuple[float, int]:
@@ -156,6 +185,9 @@ def main() -> None:
         default=None,
         help="prompts for our transformers path (it answers one at a time; default: all)",
     )
+    parser.add_argument(
+        "--single-tokens", type=int, default=128, help="tokens of the single-stream answer"
+    )
     args = parser.parse_args()
     load_before = benchenv.load_now()
 
@@ -178,13 +210,7 @@ def main() -> None:
         flush=True,
     )
     prompt_ids = [engine.build_prompt(c) for c in chats]
-    run_engine(engine, chats[:2], GenerationConfig(temperature=0.0, max_new_tokens=4))
-    wall, tokens, _ = run_engine(engine, chats, config)
-    figures["vllm_tok_s"] = round(tokens / wall, 1)
-    print(
-        f"(a) our vLLM path: {tokens} tokens in {wall:.2f} s = {figures['vllm_tok_s']} tok/s",
-        flush=True,
-    )
+    measure_backend("vllm", engine, chats, config, args.single_tokens, figures)
     _, _, ttfts = run_engine(engine, chats[: args.streams], config)
     figures["ttft_p50_s"] = round(statistics.median(ttfts), 3)
     figures["ttft_p95_s"] = round(percentile(ttfts, 0.95), 3)
@@ -219,13 +245,16 @@ def main() -> None:
 
     engine = get_engine(model_path, "transformers")
     engine.wait_ready(timeout=300)
-    run_engine(engine, chats[:1], GenerationConfig(temperature=0.0, max_new_tokens=4))
-    wall, tokens, _ = run_engine(engine, chats[: args.hf_prompts or len(chats)], config)
-    figures["transformers_tok_s"] = round(tokens / wall, 1)
-    print(
-        f"(b) our transformers path: {tokens} tokens in {wall:.2f} s = {figures['transformers_tok_s']} tok/s",
-        flush=True,
-    )
+    hf_chats = chats[: args.hf_prompts or len(chats)]
+    measure_backend("transformers", engine, hf_chats, config, args.single_tokens, figures)
+    shutdown_all()
+
+    start = time.perf_counter()
+    engine = get_engine(model_path, "onnx")
+    engine.wait_ready(timeout=900)
+    figures["onnx_load_s"] = round(time.perf_counter() - start, 2)
+    print(f"onnx: loaded in {figures['onnx_load_s']} s (int4 copy built when missing)", flush=True)
+    measure_backend("onnx", engine, chats, config, args.single_tokens, figures)
     shutdown_all()
 
     wall, tokens = baseline_generate(model_path, prompt_ids, args.tokens)
@@ -241,6 +270,14 @@ def main() -> None:
         flush=True,
     )
     keys = [
+        "onnx_single_decode_tok_s",
+        "onnx_single_ttft_s",
+        "onnx_tok_s",
+        "onnx_load_s",
+        "vllm_single_decode_tok_s",
+        "vllm_single_ttft_s",
+        "transformers_single_decode_tok_s",
+        "transformers_single_ttft_s",
         "vllm_tok_s",
         "transformers_tok_s",
         "baseline_tok_s",

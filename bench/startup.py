@@ -1,11 +1,13 @@
-"""Startup benchmark: seconds from launching app.py to the first HTTP 200, and `import garden.ui`.
+"""Startup benchmark: seconds from launching app.py to the first HTTP 200, `import garden.ui`,
+and the cold start of the vLLM chat backend in a fresh process, phase by phase.
 
-Run: `uv run python bench/startup.py`. The last line is JSON:
-{"ui_http_ready_s": …, "import_ui_s": …, "torch_imported_by_ui": false}
+Run: `uv run python bench/startup.py [--skip-vllm]`. The last line is JSON:
+{"ui_http_ready_s": …, "import_ui_s": …, "torch_imported_by_ui": false, "vllm_cold_start_s": …}
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -62,11 +64,58 @@ def time_http_ready(storage: Path) -> float:
         process.wait(timeout=30)
 
 
+# Run in a fresh interpreter: vLLM's cold start as the Chat tab pays it, imports included.
+VLLM_COLD_START = """
+import json, os, sys, time
+t0 = time.perf_counter()
+import torch
+t_torch = time.perf_counter()
+import vllm.v1.engine.async_llm
+t_vllm = time.perf_counter()
+from garden.engine.serving.vllm import VllmBackend
+from garden.models import prepare_default_model
+if __name__ == "__main__":
+    backend = VllmBackend(str(prepare_default_model()))
+    t_model = time.perf_counter()
+    backend.start()
+    t_ready = time.perf_counter()
+    backend.shutdown()
+    print(json.dumps({
+        "import_torch_s": round(t_torch - t0, 2),
+        "import_vllm_s": round(t_vllm - t_torch, 2),
+        "engine_start_s": round(t_ready - t_model, 2),
+        "total_s": round(t_ready - t0 - (t_model - t_vllm), 2),
+    }))
+"""
+
+
+def time_vllm_cold_start(storage: Path) -> dict[str, float]:
+    """Seconds to a served vLLM engine in a fresh process (the model preparation excluded)."""
+    script = storage.parent / "vllm_cold_start.py"
+    script.write_text(VLLM_COLD_START, encoding="utf-8")
+    env = {
+        **os.environ,
+        "STORAGE_ROOT": str(storage),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=900
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"vLLM cold start failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-vllm", action="store_true", help="skip the vLLM cold start")
+    args = parser.parse_args()
     load_before = benchenv.load_now()
     with tempfile.TemporaryDirectory(prefix="garden-bench-") as tmp:
         imports = [time_import_ui() for _ in range(RUNS)]
         ready = [time_http_ready(Path(tmp) / "storage") for _ in range(RUNS)]
+        vllm = {} if args.skip_vllm else time_vllm_cold_start(Path(tmp) / "storage")
     import_s = sorted(s for s, _ in imports)[RUNS // 2]
     ready_s = sorted(ready)[RUNS // 2]
     torch_loaded = any(flag for _, flag in imports)
@@ -76,12 +125,21 @@ def main() -> None:
     print(
         f"app.py to HTTP 200    median of {RUNS}: {ready_s:.2f} s  (runs: {', '.join(f'{r:.2f}' for r in ready)})"
     )
+    if vllm:
+        print(
+            f"vLLM cold start        {vllm['total_s']:.2f} s (target ≤30 s): import torch "
+            f"{vllm['import_torch_s']} s, import vLLM {vllm['import_vllm_s']} s, engine start "
+            f"{vllm['engine_start_s']} s (engine-core process with its own imports, weights, "
+            "KV cache, warm-up)"
+        )
     print(
         json.dumps(
             {
                 "ui_http_ready_s": round(ready_s, 2),
                 "import_ui_s": round(import_s, 2),
                 "torch_imported_by_ui": torch_loaded,
+                "vllm_cold_start_s": vllm.get("total_s"),
+                "vllm_phases": vllm or None,
                 **benchenv.conditions(load_before),
             }
         )

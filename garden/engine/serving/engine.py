@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from garden.config import Settings, get_settings
+from garden.engine.serving.auto import route
 from garden.engine.serving.parallel import ParallelSizes
 from garden.engine.serving.targets import adapter_base, adapter_rank, check_adapter
 from garden.engine.serving.types import (
@@ -83,6 +84,7 @@ class ChatEngine:
         self._done = threading.Event()
         self._backend: Backend | None = None
         self._spare: Backend | None = None
+        self._fast: Backend | None = None  # the int4 ONNX copy beside the main backend (auto)
         self._tokenizer: Any = None
         self._adapters: dict[str, Adapter] = {}
         self._inflight: dict[str, Backend] = {}
@@ -122,6 +124,7 @@ class ChatEngine:
 
     def _load_inner(self) -> None:
         validate_model_dir(Path(self.base_path))
+        from garden.engine.serving.onnx_backend import OnnxBackend, start_fast_backend
         from garden.engine.serving.vllm import vllm_supports
 
         architectures = read_json(Path(self.base_path) / "config.json").get("architectures") or []
@@ -135,9 +138,15 @@ class ChatEngine:
                 )
         self._load_tokenizer()
         self._meter = _carbon_meter(self.id, f"chat {self.model_name}", self.settings)
+        if self.requested == "onnx":
+            self._backend = OnnxBackend.started(self.base_path, self.settings)
+            self._set(state="ready", backend="onnx", reason="int4 ONNX copy (onnxruntime-genai)")
+            return
         if not use_vllm:
             reason = why if self.requested == "transformers" else f"{why}; using transformers"
             self._start_hf(reason)
+            if self.requested == "auto":
+                self._fast = start_fast_backend(self.base_path, self.settings)
             return
         if self.requested == "auto":
             self._set(vllm_state="starting", reason="transformers loads first while vLLM starts")
@@ -147,6 +156,7 @@ class ChatEngine:
                 log.warning("transformers fallback failed: %s", exc)
             if self._backend is not None:
                 self._ready.set()
+            self._fast = start_fast_backend(self.base_path, self.settings)
         else:
             self._set(vllm_state="starting", reason="starting vLLM")
         self._start_vllm()
@@ -275,8 +285,8 @@ class ChatEngine:
 
     def unload(self) -> None:
         with self._lock:
-            backends = [b for b in (self._backend, self._spare) if b is not None]
-            self._backend = self._spare = None
+            backends = [b for b in (self._backend, self._spare, self._fast) if b is not None]
+            self._backend = self._spare = self._fast = None
             self._set(state="unloaded", backend=None)
             for request_id in list(self._inflight):
                 self._aborted.add(request_id)
@@ -355,7 +365,9 @@ class ChatEngine:
         prompt_ids = self.build_prompt(messages, config.system_prompt)
         request_id = request_id or f"req-{uuid.uuid4().hex[:12]}"
         with self._lock:
-            backend = self._backend
+            backend = route(
+                self.requested, self._fast, self._backend, self.status, lora, self._inflight
+            )
             if backend is None:
                 raise ServingError(
                     f"{self.model_name} is not loaded.", hint="Load the model again."

@@ -27,6 +27,7 @@ SHAREABLE: dict[str, tuple[str, ...]] = {
     "auto": ("auto", "vllm", "transformers"),
     "vllm": ("vllm", "auto"),
     "transformers": ("transformers",),
+    "onnx": ("onnx",),
 }
 
 _engines: dict[tuple[str, str], ChatEngine] = {}

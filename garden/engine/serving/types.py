@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-BackendName = Literal["auto", "vllm", "transformers"]
-BACKENDS: tuple[str, ...] = ("auto", "vllm", "transformers")
+BackendName = Literal["auto", "onnx", "vllm", "transformers"]
+BACKENDS: tuple[str, ...] = ("auto", "onnx", "vllm", "transformers")
 EngineState = Literal["loading", "ready", "failed", "unloaded"]
 LOAD_WAIT_S = 900.0  # the longest an answer waits for its model to load before it is refused
 

@@ -1,0 +1,55 @@
+"""Which backend answers one request when the ``auto`` backend was asked for.
+
+One pure function, :func:`choose_backend`, over what the engine knows at that moment. Measured
+on two cores (docs/benchmarks.md): the int4 ONNX copy decodes one stream several times faster
+than vLLM or transformers, but runs each stream on its own, while vLLM batches many streams
+into one forward pass and overtakes it from a few concurrent answers on. Only transformers and
+vLLM apply LoRA adapters; transformers answers while vLLM is still starting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from garden.engine.serving.types import Adapter, Backend, EngineStatus
+
+MANY_STREAMS = 4  # concurrent answers from which vLLM's batching beats one-stream ONNX decoding
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What the engine knows when an answer starts."""
+
+    requested: str  # the backend asked for: auto, onnx, vllm or transformers
+    onnx_ready: bool  # the int4 ONNX copy is loaded
+    vllm_state: str | None  # None (not used), "starting", "ready" or "failed"
+    adapter: bool  # the answer needs a LoRA adapter
+    streams: int  # answers already generating on this model
+
+
+def choose_backend(situation: Situation) -> str:
+    """The backend for one answer: a named backend is kept; ``auto`` picks the fastest."""
+    if situation.requested != "auto":
+        return situation.requested
+    vllm_ready = situation.vllm_state == "ready"
+    if situation.adapter:
+        return "vllm" if vllm_ready else "transformers"
+    if situation.onnx_ready and not (vllm_ready and situation.streams + 1 >= MANY_STREAMS):
+        return "onnx"
+    return "vllm" if vllm_ready else "transformers"
+
+
+def route(
+    requested: str,
+    fast: Backend | None,
+    main: Backend | None,
+    status: EngineStatus,
+    adapter: Adapter | None,
+    inflight: dict[str, Any],
+) -> Backend | None:
+    """The engine's backend for one answer: ``fast`` (the ONNX copy) when chosen, else ``main``."""
+    situation = Situation(
+        requested, fast is not None, status.vllm_state, adapter is not None, len(inflight)
+    )
+    return fast if fast is not None and choose_backend(situation) == "onnx" else main

@@ -1,0 +1,97 @@
+"""The int4 ONNX copy of a base model that the ``onnx`` chat backend serves.
+
+onnxruntime-genai's model builder turns a local Hugging Face folder into an ONNX graph with
+4-bit weight-only ``MatMulNBits`` (the tied lm_head included) in about 20 s, offline. The copy
+is cached under ``MODELS_DIR/onnx-int4/`` keyed by the base folder and its weights, built once
+in a subprocess (so the builder's memory and log noise stay out of the app) and renamed into
+place when complete, so an interrupted build is never served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from garden.config import Settings
+from garden.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+CACHE_FOLDER = "onnx-int4"
+BUILD_TIMEOUT_S = 900
+# Block-wise int4 weights with int8 activations in the matmuls: the fastest CPU kernels.
+BUILDER_OPTIONS = ("-p", "int4", "-e", "cpu", "--extra_options", "accuracy_level=4")
+_build_lock = threading.Lock()
+
+
+def onnx_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime_genai") is not None
+
+
+def onnx_copy_path(base_path: str | Path, settings: Settings) -> Path:
+    """Where the int4 copy of ``base_path`` lives (whether or not it is built yet)."""
+    base = Path(base_path).resolve()
+    fingerprint = hashlib.sha256(str(base).encode())
+    for weights in sorted(base.glob("*.safetensors")):
+        stat = weights.stat()
+        fingerprint.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return settings.models_path / CACHE_FOLDER / f"{base.name}-{fingerprint.hexdigest()[:12]}"
+
+
+def ensure_onnx_copy(base_path: str | Path, settings: Settings) -> Path:
+    """The folder of the int4 copy of ``base_path``, building it first when missing."""
+    target = onnx_copy_path(base_path, settings)
+    with _build_lock:
+        if (target / "genai_config.json").is_file():
+            return target
+        partial = target.with_name(f".partial-{target.name}-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "onnxruntime_genai.models.builder",
+            "-i",
+            str(Path(base_path).resolve()),
+            "-o",
+            str(partial),
+            "-c",
+            str(partial / "cache"),
+            *BUILDER_OPTIONS,
+        ]
+        log.info("Building the int4 ONNX copy of %s in %s", base_path, target)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, env=env, timeout=BUILD_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise ModelLoadError(
+                f"Building the int4 ONNX copy of {Path(base_path).name} took over "
+                f"{BUILD_TIMEOUT_S} s.",
+                hint="Use the transformers or vLLM backend, or retry on a less busy machine.",
+            ) from exc
+        if done.returncode != 0 or not (partial / "genai_config.json").is_file():
+            shutil.rmtree(partial, ignore_errors=True)
+            log.error("onnxruntime-genai builder failed:\n%s", done.stderr[-4000:])
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ModelLoadError(
+                f"Could not build the int4 ONNX copy of {Path(base_path).name}: {last[:300]}",
+                hint="The onnx backend serves llama-style models only; use transformers or vLLM.",
+            )
+        shutil.rmtree(partial / "cache", ignore_errors=True)
+        try:
+            partial.rename(target)
+        except OSError:  # another process finished the same copy first
+            shutil.rmtree(partial, ignore_errors=True)
+            if not (target / "genai_config.json").is_file():
+                raise
+        return target

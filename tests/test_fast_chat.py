@@ -1,0 +1,106 @@
+"""The fast single-stream chat backend (int4 ONNX copy on onnxruntime-genai) and the ``auto``
+choice between it, transformers and vLLM. Real model, real runtime; no time assertions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from garden.config import get_settings
+from garden.engine.serving import ChatEngine, GenerationConfig, get_engine, unload_engine
+from garden.engine.serving.auto import MANY_STREAMS, Situation, choose_backend
+from garden.engine.serving.onnx_backend import OnnxBackend
+from garden.engine.serving.types import Adapter, GenerationRequest
+from garden.errors import ServingError
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+MANY = MANY_STREAMS - 1  # answers already running when one more makes "many"
+
+
+@pytest.mark.parametrize(
+    ("requested", "onnx_ready", "vllm_state", "adapter", "streams", "expected"),
+    [
+        # a named backend is always kept
+        ("transformers", True, "ready", False, 0, "transformers"),
+        ("vllm", True, "ready", False, 0, "vllm"),
+        ("onnx", True, None, False, 0, "onnx"),
+        # auto, one user on a base model: the int4 copy, whatever vLLM is doing
+        ("auto", True, "starting", False, 0, "onnx"),
+        ("auto", True, "ready", False, 0, "onnx"),
+        ("auto", True, None, False, 0, "onnx"),
+        ("auto", True, "failed", False, 0, "onnx"),
+        # auto, many users: vLLM batches them once it is ready
+        ("auto", True, "ready", False, MANY, "vllm"),
+        ("auto", True, "starting", False, MANY, "onnx"),
+        ("auto", True, None, False, MANY, "onnx"),
+        # auto, a LoRA adapter: only transformers and vLLM apply one
+        ("auto", True, "ready", True, 0, "vllm"),
+        ("auto", True, "starting", True, 0, "transformers"),
+        ("auto", True, "failed", True, 0, "transformers"),
+        # auto, no ONNX copy (not installed, off, or not buildable for this model)
+        ("auto", False, "ready", False, 0, "vllm"),
+        ("auto", False, "starting", False, 0, "transformers"),
+        ("auto", False, None, False, MANY, "transformers"),
+    ],
+)
+def test_auto_chooses_the_fastest_backend_for_the_situation(
+    requested: str,
+    onnx_ready: bool,
+    vllm_state: str | None,
+    adapter: bool,
+    streams: int,
+    expected: str,
+) -> None:
+    situation = Situation(requested, onnx_ready, vllm_state, adapter, streams)
+    assert choose_backend(situation) == expected
+
+
+@pytest.fixture(scope="module")
+def onnx_engine(default_model_path: Path) -> Iterator[ChatEngine]:
+    engine = get_engine(str(default_model_path), "onnx", settings=get_settings())
+    engine.wait_ready(timeout=900)
+    yield engine
+    unload_engine(engine)
+
+
+@pytest.mark.slow
+def test_onnx_backend_answers_paris_greedily_and_streams(onnx_engine: ChatEngine) -> None:
+    config = GenerationConfig(temperature=0.0, max_new_tokens=24)
+    steps = list(onnx_engine.stream_chat(QUESTION, config))
+    pieces = [step for step in steps if not step.done]
+    assert len(pieces) > 1 and steps[-1].done
+    assert "Paris" in steps[-1].text
+    stats = steps[-1].stats
+    assert stats is not None and stats.backend == "onnx" and stats.tokens == len(pieces)
+    again = onnx_engine.chat(QUESTION, config)
+    assert again.text == steps[-1].text  # greedy is deterministic
+
+
+@pytest.mark.slow
+def test_onnx_backend_stops_when_aborted(onnx_engine: ChatEngine) -> None:
+    config = GenerationConfig(temperature=0.0, max_new_tokens=200, ignore_eos=True)
+    stream = onnx_engine.stream_chat(QUESTION, config, request_id="abort-me")
+    first = next(stream)
+    threading.Thread(target=onnx_engine.abort, args=("abort-me",)).start()
+    last = list(stream)[-1]
+    assert first.tokens >= 1 and last.stats is not None
+    assert last.stats.finish_reason == "abort" and last.tokens < 200
+
+
+@pytest.mark.slow
+def test_onnx_backend_samples_with_a_seed(onnx_engine: ChatEngine) -> None:
+    config = GenerationConfig(temperature=0.8, max_new_tokens=12, seed=7)
+    first, second = (onnx_engine.chat(QUESTION, config) for _ in range(2))
+    assert first.text and first.text == second.text
+
+
+def test_onnx_backend_refuses_a_lora_adapter_clearly(default_model_path: Path) -> None:
+    backend = OnnxBackend(str(default_model_path), get_settings())
+    adapter = Adapter("my-run", "/nowhere/adapter", 1, 8, str(default_model_path))
+    request = GenerationRequest([1, 2, 3], GenerationConfig(), "r1", adapter)
+    with pytest.raises(ServingError, match="cannot apply the LoRA adapter my-run") as error:
+        next(iter(backend.stream(request)))
+    assert "auto or transformers" in (error.value.hint or "")
