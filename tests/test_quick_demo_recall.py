@@ -35,20 +35,12 @@ def test_a_recall_is_a_key_word_anywhere_in_the_answer():
     assert not probe.recalled("There are five ponds.")
 
 
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory, default_model_path):
-    from garden.config import Settings
-
-    root = tmp_path_factory.mktemp("quick-demo")
-    settings = Settings(_env_file=None, storage_root=root / "storage", models_dir=root / "models")
-    settings.ensure_storage()
-    (settings.base_models_path / default_model_path.name).symlink_to(default_model_path)
-    return settings
-
-
 @pytest.mark.slow
-def test_the_quick_demo_recalls_at_least_10_of_12_facts(settings):
-    spec = training.build_spec({"dataset": str(FACTS), "name": "demo"}, preset="Quick CPU demo")
+def test_the_quick_demo_recalls_at_least_10_of_12_facts(isolated_settings):
+    settings = isolated_settings
+    spec = training.build_spec(
+        {"dataset": str(FACTS), "name": "quick-demo-recall"}, preset="Quick CPU demo"
+    )
     job = training.submit(spec, settings=settings)
     done = training.wait(job.id, timeout=1800, settings=settings)
     assert done.status == "completed", done.error
