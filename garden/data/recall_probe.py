@@ -58,7 +58,7 @@ def ask(model_dir: Path | str, probes: tuple[Probe, ...] = PROBES) -> list[Probe
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), padding_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     prompts = [
         tokenizer.apply_chat_template(
             [{"role": "user", "content": probe.question}],
