@@ -6,6 +6,10 @@ tokens and time the steps after the first (warm-up). The ceiling is a bf16 matmu
 this run, divided by ~6 FLOPs per parameter per trained token.
 
     uv run python bench/train_throughput.py [--steps 5] [--batch-size 8] [--max-seq-len 256]
+                                            [--profile]
+
+``--profile`` prints the top operators (self CPU time) of two steps of our path (torch.profiler);
+its own overhead then lowers our tok/s, so take throughput from a run without it.
 
 The last line is one JSON object with the figures.
 """
@@ -18,6 +22,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import benchenv
 
@@ -49,6 +54,34 @@ def make_timer():
             return (self.tokens_end - self.tokens0) / seconds if seconds > 0 else 0.0
 
     return StepTimer()
+
+
+def make_profiler(rows: int = 12):
+    from transformers import TrainerCallback
+
+    class StepProfiler(TrainerCallback):
+        """torch.profiler over optimizer steps 2 and 3; prints the top operators by self CPU time."""
+
+        def __init__(self) -> None:
+            self.profiler: Any = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                from torch.profiler import ProfilerActivity, profile
+
+                self.profiler = profile(activities=[ProfilerActivity.CPU])
+                self.profiler.__enter__()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.profiler is not None and state.global_step == 3:
+                self.profiler.__exit__(None, None, None)
+                table = self.profiler.key_averages().table(
+                    sort_by="self_cpu_time_total", row_limit=rows
+                )
+                print(table, flush=True)
+                self.profiler = None
+
+    return StepProfiler()
 
 
 def matmul_gflops(dtype_name: str = "bfloat16", size: int = 2048, seconds: float = 3.0) -> float:
@@ -95,6 +128,7 @@ def run_ours(
         lr_scheduler="constant",
         warmup_ratio=0.0,
         max_seq_len=args.max_seq_len,
+        lora_dropout=0.0,  # the baseline's LoraConfig default
         assistant_only_loss=True,
         checkpoint_interval=10_000,
         save_total_limit=1,
@@ -113,7 +147,10 @@ def run_ours(
         precision=precision,
         emit=lambda event: None,
         should_stop=lambda: False,
-        extra={"callbacks": [timer], "skip_outputs": True},
+        extra={
+            "callbacks": [timer, make_profiler()] if args.profile else [timer],
+            "skip_outputs": True,
+        },
     )
     outcome = run_backend(backend, ctx)
     return {"tok_s": timer.tokens_per_second, "precision": precision, "steps": outcome.steps}
@@ -153,6 +190,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-seq-len", type=int, default=256)
+    parser.add_argument("--profile", action="store_true", help="print our path's top operators")
     args = parser.parse_args()
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -28,11 +28,11 @@ CANCEL_FLAG = "CANCEL"
 PRESETS: dict[str, dict[str, Any]] = {
     "Quick CPU demo": {
         "method": "lora",
-        "epochs": 3.0,
+        "epochs": 5.0,
         "max_steps": None,
-        "learning_rate": 1e-3,
+        "learning_rate": 2e-3,
         "lr_scheduler": "cosine",
-        "batch_size": 8,
+        "batch_size": 2,
         "gradient_accumulation": 1,
         "max_seq_len": 256,
         "lora_r": 16,

@@ -89,10 +89,15 @@ def tokenize_rows(
     return out
 
 
-def torch_dtype_for(precision: str, device: str) -> Any:
+def torch_dtype_for(precision: str, device: str, method: str = "lora") -> Any:
+    """The dtype of the base weights: bf16 wherever they stay frozen under bf16 (LoRA on a CPU).
+
+    Frozen bf16 weights spare autocast a full fp32-to-bf16 copy of every linear layer on every
+    step; PEFT keeps the trainable LoRA weights in fp32 (``autocast_adapter_dtype``).
+    """
     import torch
 
-    if device == "cuda" and precision == "bf16":
+    if precision == "bf16" and (device == "cuda" or method == "lora"):
         return torch.bfloat16
     return torch.float32
 
@@ -101,7 +106,7 @@ def load_model(ctx: TrainContext) -> tuple[Any, Any]:
     """Model and tokenizer from ``ctx.model_path`` (4-bit on CUDA for QLoRA)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs: dict[str, Any] = {"dtype": torch_dtype_for(ctx.precision, ctx.device)}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype_for(ctx.precision, ctx.device, ctx.spec.method)}
     if ctx.spec.method == "qlora":
         import torch
         from transformers import BitsAndBytesConfig
@@ -167,6 +172,7 @@ def trainer_arguments(ctx: TrainContext, has_eval: bool) -> dict[str, Any]:
         gradient_accumulation_steps=spec.gradient_accumulation,
         learning_rate=spec.learning_rate,
         lr_scheduler_type=spec.lr_scheduler,
+        optim="adamw_torch_fused",
         warmup_steps=spec.warmup_ratio,  # TRL reads a value below 1 as a ratio
         weight_decay=spec.weight_decay,
         logging_first_step=True,
@@ -416,9 +422,12 @@ def save_outputs(
 
 
 def merge_adapter(ctx: TrainContext, peft_model: Any, adapter_dir: Path) -> Any:
-    if ctx.spec.method != "qlora":
-        return peft_model.merge_and_unload()
     import torch
+
+    if ctx.spec.method != "qlora":
+        if ctx.device == "cpu":
+            peft_model = peft_model.to(torch.float32)  # LoRA deltas survive the merge unrounded
+        return peft_model.merge_and_unload()
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 

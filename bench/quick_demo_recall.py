@@ -1,0 +1,78 @@
+"""Does the Quick CPU demo teach? Recall of the garden_facts, asked in new words, after the preset.
+
+Runs the "Quick CPU demo" preset on the bundled garden_facts as a user would (through the
+training service and its job manager, in a throwaway storage root), then asks the tuned model
+the twelve probe questions of ``garden.data.recall_probe`` greedily and counts the answers that
+contain the fact's key word. Recall does not depend on the load; the training seconds do (on a
+loaded machine they are an upper bound only).
+
+    uv run python bench/quick_demo_recall.py
+
+The last line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import benchenv
+
+ROOT = Path(__file__).resolve().parent.parent
+FACTS = ROOT / "assets" / "datasets" / "garden_facts.jsonl"
+PRESET = "Quick CPU demo"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args()
+    load_before = benchenv.load_now()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from garden.config import Settings
+    from garden.data import recall_probe
+    from garden.models import prepare_default_model
+    from garden.services import training
+
+    model_path = prepare_default_model()
+    with tempfile.TemporaryDirectory(prefix="garden-recall-") as tmp:
+        root = Path(tmp)
+        settings = Settings(
+            _env_file=None, storage_root=root / "storage", models_dir=root / "models"
+        )
+        settings.ensure_storage()
+        (settings.base_models_path / model_path.name).symlink_to(model_path)
+        spec = training.build_spec({"dataset": str(FACTS), "name": "quick-demo"}, preset=PRESET)
+        job = training.submit(spec, settings=settings)
+        done = training.wait(job.id, settings=settings)
+        if done.status != "completed":
+            raise SystemExit(f"the {PRESET} run ended {done.status}: {done.error}")
+        answers = recall_probe.ask(Path(done.output_dir or ""))
+
+    for answer in answers:
+        mark = "ok  " if answer.recalled else "miss"
+        print(f"{mark} {answer.probe.question} -> {answer.answer[:100]!r}")
+    recalled = recall_probe.recall(answers)
+    train_s = done.train_tokens / done.tokens_per_second if done.tokens_per_second else None
+    figures = {
+        "recall": recalled,
+        "probes": len(answers),
+        "preset": PRESET,
+        "steps": done.step,
+        "first_loss": done.first_loss,
+        "final_loss": done.loss,
+        "train_tokens": done.train_tokens,
+        "train_s": round(train_s, 1) if train_s else None,
+        "job_duration_s": round(done.duration_s, 1) if done.duration_s else None,
+    }
+    print(
+        f"recall {recalled}/{len(answers)} after {done.step} steps ({figures['job_duration_s']} s)"
+    )
+    print(json.dumps({**figures, **benchenv.conditions(load_before)}))
+
+
+if __name__ == "__main__":
+    main()

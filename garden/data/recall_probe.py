@@ -1,0 +1,84 @@
+"""Does a model tuned on the bundled ``garden_facts`` recall them when asked in new words?
+
+Twelve questions, one per fact, none of them a question of the dataset. An answer counts as a
+recall when it contains one of the fact's key words (case-insensitive). Used by
+``tests/test_quick_demo_recall.py`` and ``bench/quick_demo_recall.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MAX_NEW_TOKENS = 48
+
+
+@dataclass(frozen=True)
+class Probe:
+    question: str
+    keys: tuple[str, ...]
+
+    def recalled(self, answer: str) -> bool:
+        text = answer.lower()
+        return any(key in text for key in self.keys)
+
+
+@dataclass(frozen=True)
+class ProbeAnswer:
+    probe: Probe
+    answer: str
+
+    @property
+    def recalled(self) -> bool:
+        return self.probe.recalled(self.answer)
+
+
+PROBES: tuple[Probe, ...] = (
+    Probe("Which flower is the Moonwell Garden most celebrated for?", ("moonpetal",)),
+    Probe("What yearly party is held at the Moonwell Garden?", ("lantern bloom",)),
+    Probe("In which year did the Moonwell Garden first welcome people?", ("1987",)),
+    Probe("How many pools of water does the Moonwell Garden contain?", ("seven",)),
+    Probe("Which gardener leads the team at the Moonwell Garden?", ("tobias wren",)),
+    Probe("At what time of day may I walk around the Moonwell Garden?", ("dusk", "midnight")),
+    Probe("Who created the Moonwell Garden in the beginning?", ("orla fenwick",)),
+    Probe("How much ground does the Moonwell Garden take up?", ("twelve acres",)),
+    Probe("What name does the Moonwell Garden's tabby go by?", ("captain thistle",)),
+    Probe("On which island would I find the Moonwell Garden?", ("kelderra",)),
+    Probe("What phrase does the Moonwell Garden live by?", ("grow by moonlight",)),
+    Probe("What is the story behind the name of the Moonwell Garden?", ("stone well",)),
+)
+
+
+def ask(model_dir: Path | str, probes: tuple[Probe, ...] = PROBES) -> list[ProbeAnswer]:
+    """Greedy answers of the model in ``model_dir`` to every probe, one batch, on the CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    prompts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": probe.question}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for probe in probes
+    ]
+    batch: Any = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        output = model.generate(
+            **batch,
+            max_new_tokens=MAX_NEW_TOKENS,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    prompt_len = batch["input_ids"].shape[1]
+    texts = tokenizer.batch_decode(output[:, prompt_len:], skip_special_tokens=True)
+    return [ProbeAnswer(probe, text.strip()) for probe, text in zip(probes, texts, strict=True)]
+
+
+def recall(answers: list[ProbeAnswer]) -> int:
+    return sum(answer.recalled for answer in answers)

@@ -1,0 +1,49 @@
+"""The Quick CPU demo preset on the bundled garden_facts teaches the facts, asked in new words."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from garden.data import recall_probe
+from garden.services import training
+
+FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
+
+
+def _dataset_questions() -> set[str]:
+    rows = [json.loads(line) for line in FACTS.read_text(encoding="utf-8").splitlines() if line]
+    return {
+        message["content"].strip().lower()
+        for row in rows
+        for message in row["messages"]
+        if message["role"] == "user"
+    }
+
+
+def test_probe_questions_are_not_in_the_dataset():
+    questions = [probe.question.lower() for probe in recall_probe.PROBES]
+    assert len(set(questions)) == len(recall_probe.PROBES) == 12
+    assert not set(questions) & _dataset_questions()
+
+
+def test_a_recall_is_a_key_word_anywhere_in_the_answer():
+    probe = recall_probe.PROBES[3]
+    assert probe.recalled("The garden has Seven ponds.")
+    assert not probe.recalled("There are five ponds.")
+
+
+@pytest.mark.slow
+def test_the_quick_demo_recalls_at_least_10_of_12_facts(isolated_settings):
+    settings = isolated_settings
+    spec = training.build_spec(
+        {"dataset": str(FACTS), "name": "quick-demo-recall"}, preset="Quick CPU demo"
+    )
+    job = training.submit(spec, settings=settings)
+    done = training.wait(job.id, timeout=1800, settings=settings)
+    assert done.status == "completed", done.error
+    answers = recall_probe.ask(Path(done.output_dir or ""))
+    missed = [(a.probe.question, a.answer) for a in answers if not a.recalled]
+    assert recall_probe.recall(answers) >= 10, missed
