@@ -22,6 +22,7 @@ from typing import Any
 from garden.config import Settings, get_settings
 from garden.engine.serving.parallel import ParallelSizes
 from garden.engine.serving.targets import adapter_base, adapter_rank, check_adapter
+from garden.engine.serving.tool_calls import with_tool_calls
 from garden.engine.serving.types import (
     BACKENDS,
     Adapter,
@@ -33,6 +34,7 @@ from garden.engine.serving.types import (
     GenerationRequest,
     message_text,
 )
+from garden.engine.training.tool_template import render_chat
 from garden.errors import GardenError, ModelLoadError, ServingError
 from garden.models import read_json, validate_model_dir
 
@@ -317,7 +319,13 @@ class ChatEngine:
             return adapter
 
     # chat ---------------------------------------------------------------------------------
-    def build_prompt(self, messages: list[dict[str, Any]], system_prompt: str = "") -> list[int]:
+    def build_prompt(
+        self,
+        messages: list[dict[str, Any]],
+        system_prompt: str = "",
+        tools: list[dict[str, Any]] | None = None,
+    ) -> list[int]:
+        """The prompt's token ids: the conversation (and ``tools``) in the model's template."""
         if self._tokenizer is None:
             self.wait_ready()
         conversation = [
@@ -332,11 +340,8 @@ class ChatEngine:
             raise ServingError(
                 "The conversation must end with a user message.", hint="Type a message first."
             )
-        ids = self._tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, tokenize=True
-        )
-        if hasattr(ids, "keys"):
-            ids = ids["input_ids"]
+        text = render_chat(self._tokenizer, conversation, tools, add_generation_prompt=True)
+        ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
         return [int(t) for t in ids]
 
     def stream_chat(
@@ -346,13 +351,15 @@ class ChatEngine:
         *,
         adapter: str | Path | None = None,
         request_id: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> Iterator[ChatDelta]:
-        """Stream the assistant's answer to ``messages`` (OpenAI-style role/content dicts)."""
+        """Stream the assistant's answer to ``messages`` (OpenAI-style role/content dicts),
+        offering the model ``tools`` (OpenAI/HF function schemas) when given."""
         config = config or GenerationConfig()
         config.validate()
         self.wait_ready()
         lora = self.adapter(adapter) if adapter else None
-        prompt_ids = self.build_prompt(messages, config.system_prompt)
+        prompt_ids = self.build_prompt(messages, config.system_prompt, tools)
         request_id = request_id or f"req-{uuid.uuid4().hex[:12]}"
         with self._lock:
             backend = self._backend
@@ -380,7 +387,8 @@ class ChatEngine:
             prompt_tokens=len(prompt_ids),
         )
         request = GenerationRequest(prompt_ids, run_config, request_id, lora)
-        yield from self._run(backend, request, stats)
+        steps = self._run(backend, request, stats)
+        yield from with_tool_calls(steps) if tools else steps
 
     def _run(
         self, backend: Backend, request: GenerationRequest, stats: AnswerStats
@@ -432,9 +440,10 @@ class ChatEngine:
         config: GenerationConfig | None = None,
         *,
         adapter: str | Path | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> ChatDelta:
         """The whole answer at once (the last :class:`ChatDelta`, with ``stats``)."""
-        steps = list(self.stream_chat(messages, config, adapter=adapter))
+        steps = list(self.stream_chat(messages, config, adapter=adapter, tools=tools))
         return steps[-1]
 
     def abort(self, request_id: str) -> None:
