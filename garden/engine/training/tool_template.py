@@ -207,11 +207,14 @@ def _call_from_value(value: Any, what: str) -> tuple[ToolCall | None, str | None
 
 
 def _looks_like_call(value: Any) -> bool:
-    if not isinstance(value, dict):
+    """A ``{"name", "arguments"}`` object (or ``parameters`` that are not a JSON Schema)."""
+    if isinstance(value, dict) and isinstance(value.get("function"), dict):
+        value = value["function"]
+    if not isinstance(value, dict) or "name" not in value:
         return False
-    return "function" in value or (
-        "name" in value and ("arguments" in value or "parameters" in value)
-    )
+    parameters = value.get("parameters")
+    schema = isinstance(parameters, dict) and "properties" in parameters
+    return "arguments" in value or (parameters is not None and not schema)
 
 
 def _bare_json_calls(text: str) -> tuple[list[ToolCall], list[str]]:
