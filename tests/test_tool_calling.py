@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_training_engine as training
 from conftest import ROOT, RunningApp
 
 from garden.engine.training.backends.trl_peft import encode_chat
@@ -25,6 +26,7 @@ from garden.errors import ServingError
 from garden.services.tools import SAMPLE_TOOLS, ToolCallView, parse_tools, undeclared_calls
 
 TOOLS = SAMPLE_TOOLS
+settings, manager = training.settings, training.manager  # module-scoped fixtures, shared
 CITIES = {
     "Paris": "18 C, sunny",
     "Berlin": "12 C, cloudy",
@@ -40,18 +42,21 @@ CITIES = {
     "Seoul": "15 C, hazy",
 }
 CONVERSIONS = [
-    (5, "km", "miles", "3.11"),
-    (10, "kg", "pounds", "22.05"),
-    (100, "fahrenheit", "celsius", "37.78"),
-    (3, "feet", "meters", "0.91"),
-    (2, "liters", "gallons", "0.53"),
-    (7, "miles", "km", "11.27"),
-    (50, "pounds", "kg", "22.68"),
-    (12, "inches", "cm", "30.48"),
-    (30, "celsius", "fahrenheit", "86"),
-    (8, "meters", "feet", "26.25"),
-    (4, "gallons", "liters", "15.14"),
-    (1, "mile", "meters", "1609.34"),
+    line.split()
+    for line in """
+    5 km miles 3.11
+    10 kg pounds 22.05
+    100 fahrenheit celsius 37.78
+    3 feet meters 0.91
+    2 liters gallons 0.53
+    7 miles km 11.27
+    50 pounds kg 22.68
+    12 inches cm 30.48
+    30 celsius fahrenheit 86
+    8 meters feet 26.25
+    4 gallons liters 15.14
+    1 mile meters 1609.34
+    """.strip().splitlines()
 ]
 
 
@@ -87,7 +92,7 @@ def tool_rows() -> list[dict]:
         tool_row(
             f"Convert {value} {source} to {target}.",
             "convert_units",
-            {"value": value, "from_unit": source, "to_unit": target},
+            {"value": float(value), "from_unit": source, "to_unit": target},
             result,
             f"{value} {source} is {result} {target}.",
         )
@@ -193,33 +198,14 @@ def test_loss_mask_covers_the_calls_and_answers_not_the_tools_or_results(tokeniz
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory, default_model_path: Path) -> Any:
-    from garden.config import Settings
-
-    root = tmp_path_factory.mktemp("tools")
-    settings = Settings(
-        _env_file=None,
-        storage_root=root / "storage",
-        models_dir=root / "models",
-        max_concurrent_jobs=1,
-        checkpoint_interval=1000,
-    )
-    settings.ensure_storage()
-    (settings.base_models_path / default_model_path.name).symlink_to(default_model_path)
-    return settings
-
-
-@pytest.fixture(scope="module")
-def tuned(settings: Any) -> Iterator[str]:
+def tuned(settings: Any, manager: Any) -> Iterator[str]:
     """A LoRA run on the tool rows; yields its name, with its chat engine unloaded after."""
-    from garden.engine.training import get_job_manager
     from garden.services import chat
 
     data = settings.storage_root / "tool-rows"
     data.mkdir()
     lines = (json.dumps(row) + "\n" for row in tool_rows())
     (data / "train.jsonl").write_text("".join(lines), encoding="utf-8")
-    manager = get_job_manager(settings)
     spec = {
         "name": "tools-run",
         "dataset": str(data),

@@ -22,6 +22,11 @@ from garden.services.chat import (
 from garden.services.endpoints import endpoint_models
 from garden.services.tools import ToolSchema, read_tools
 
+TOOLS_FILE = click.Path(dir_okay=False, path_type=Path)
+TOOLS_HELP = (
+    "Offer the model these tools (a JSON list of OpenAI-style function schemas); "
+    "its tool calls are printed as calls."
+)
 REPL_HELP = "Commands: /reset clears the conversation, /exit quits (or Ctrl-D)."
 
 
@@ -69,15 +74,7 @@ def _quiet_engines() -> None:
 @click.option(
     "--api-key", default=None, envvar="GARDEN_ENDPOINT_API_KEY", help="The endpoint's API key."
 )
-@click.option(
-    "--tools",
-    "tools_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    metavar="FILE.json",
-    help="Offer the model these tools (a JSON list of OpenAI-style function schemas); "
-    "its tool calls are printed as calls.",
-)
+@click.option("--tools", "tools_file", type=TOOLS_FILE, metavar="FILE.json", help=TOOLS_HELP)
 def chat(
     prompt: str | None,
     model: str | None,
