@@ -216,10 +216,10 @@ class ChatPage:
             self.stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="chat-stop")
             self.clear_btn = gr.Button("Clear", scale=1, elem_id="chat-clear")
         self._generation_settings()
-        self.tools = ToolsPanel()
-        self.tools_json = self.tools.code
         self.remote = RemotePanel()
         self.remote_on, self.remote_url, self.remote_key, self.remote_model = self.remote.inputs()
+        self.tools = ToolsPanel()
+        self.tools_json = self.tools.code
         with gr.Row():
             self.export_btn = gr.Button("Export conversation (JSON)", size="sm", scale=0)
             self.export_file = gr.File(label="Conversation", visible=False, interactive=False)
