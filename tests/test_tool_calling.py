@@ -182,6 +182,19 @@ def test_bad_tool_schemas_are_one_line_errors(text: str, words: str) -> None:
     assert words in message and "tools.json" in message and "\n" not in message
 
 
+def test_chat_requests_take_tools_on_every_route_but_a_remote_endpoint() -> None:
+    from garden.services.chat import ChatRequest
+    from garden.services.rest import WebChatRequest
+
+    body = {"messages": [{"role": "user", "content": "Weather in Oslo?"}], "tools": TOOLS}
+    request = WebChatRequest.model_validate(body)
+    assert request.tool_dicts() == TOOLS
+    assert ChatRequest.model_validate({**body, "tools": None}).tool_dicts() is None
+    remote = {"base_url": "http://127.0.0.1:9/v1"}
+    with pytest.raises(ServingError, match="not to a remote endpoint"):
+        ChatRequest.model_validate({**body, "model": "m", "endpoint": remote})
+
+
 def test_loss_mask_covers_the_calls_and_answers_not_the_tools_or_results(tokenizer: Any) -> None:
     row = tool_rows()[1]
     encoded = encode_chat(tokenizer, row["messages"], True, row["tools"])
@@ -209,8 +222,8 @@ def tuned(settings: Any, manager: Any) -> Iterator[str]:
     spec = {
         "name": "tools-run",
         "dataset": str(data),
-        "max_steps": 30,
-        "learning_rate": 1e-3,
+        "max_steps": 12,
+        "learning_rate": 2e-3,
         "batch_size": 4,
         "max_seq_len": 512,
         "packing": True,
