@@ -311,7 +311,7 @@ def test_chat_tab_takes_tool_schemas_and_answers(app: RunningApp, browser: Any) 
         editor = page.locator("#chat-tools .cm-content")
         editor.click()
         page.keyboard.press("ControlOrMeta+a")
-        page.keyboard.type('[{"type": "function"')
+        page.keyboard.type("nope")
         page.wait_for_function(
             "() => (document.querySelector('#chat-tools-check')?.innerText || '')"
             ".includes('not valid JSON')",
