@@ -171,7 +171,7 @@ def test_parse_tool_calls_reads_blocks_and_json_objects_and_explains_bad_ones() 
         ("[{", "not valid JSON"),
         ('[{"type": "function", "function": {"name": "two words"}}]', "not a function name"),
         ('[{"function": {"name": "f", "parameters": {"type": "string"}}}]', '"type": "object"'),
-        ('"get_weather"', "must be a JSON list"),
+        ('"get_weather"', "must hold a JSON list"),
         (json.dumps(TOOLS + TOOLS[:1]), "more than once"),
     ],
 )
@@ -317,6 +317,7 @@ def test_chat_tab_takes_tool_schemas_and_answers(app: RunningApp, browser: Any) 
             ".includes('not valid JSON')",
             timeout=60_000,
         )
-        assert check.inner_text().count("\n") == 0
+        errors = [line for line in check.inner_text().splitlines() if "❌" in line]
+        assert len(errors) == 1 and "the Tools box is not valid JSON" in errors[0]
     finally:
         page.close()

@@ -121,13 +121,13 @@ def parse_tools(text: str, source: str = "the tool schemas") -> list[ToolSchema]
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ServingError(
-            f"{source} are not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).",
+            f"{source} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).",
             hint=TOOLS_HINT,
         ) from None
     if isinstance(value, dict):
         value = value.get("tools", [value])
     if not isinstance(value, list):
-        raise ServingError(f"{source} must be a JSON list of tools.", hint=TOOLS_HINT)
+        raise ServingError(f"{source} must hold a JSON list of tools.", hint=TOOLS_HINT)
     tools = []
     for number, item in enumerate(value, start=1):
         if isinstance(item, dict) and "function" not in item and "name" in item:
@@ -145,7 +145,7 @@ def parse_tools(text: str, source: str = "the tool schemas") -> list[ToolSchema]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise ServingError(
-            f"{source} name the tool {', '.join(twice)} more than once.", hint=TOOLS_HINT
+            f"{source} names the tool {', '.join(twice)} more than once.", hint=TOOLS_HINT
         )
     return tools
 
