@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -19,7 +20,13 @@ from garden.services.chat import (
     GenerationSettings,
 )
 from garden.services.endpoints import endpoint_models
+from garden.services.tools import ToolSchema, read_tools
 
+TOOLS_FILE = click.Path(dir_okay=False, path_type=Path)
+TOOLS_HELP = (
+    "Offer the model these tools (a JSON list of OpenAI-style function schemas); "
+    "its tool calls are printed as calls."
+)
 REPL_HELP = "Commands: /reset clears the conversation, /exit quits (or Ctrl-D)."
 
 
@@ -67,6 +74,7 @@ def _quiet_engines() -> None:
 @click.option(
     "--api-key", default=None, envvar="GARDEN_ENDPOINT_API_KEY", help="The endpoint's API key."
 )
+@click.option("--tools", "tools_file", type=TOOLS_FILE, metavar="FILE.json", help=TOOLS_HELP)
 def chat(
     prompt: str | None,
     model: str | None,
@@ -74,12 +82,21 @@ def chat(
     as_json: bool,
     endpoint: str | None,
     api_key: str | None,
+    tools_file: Path | None,
     **generation: Any,
 ) -> None:
     """Chat with a model: answer PROMPT, or start a REPL when no prompt is given."""
     _quiet_engines()
     if prompt is not None and not prompt.strip():
         fail("The prompt is empty. Pass some text, or no prompt at all for the interactive REPL.")
+    tools: list[ToolSchema] | None = None
+    if tools_file is not None:
+        if endpoint is not None:
+            fail("--tools works with models served here, not with --endpoint. Drop one of them.")
+        try:
+            tools = read_tools(tools_file)
+        except GardenError as exc:
+            fail(exc)
     if endpoint is not None:
         _chat_remote(
             prompt, model, Endpoint(base_url=endpoint, api_key=api_key), as_json, generation
@@ -97,9 +114,9 @@ def chat(
             err_console.print(status.text.replace("**", ""), highlight=False)
         if prompt is not None:
             messages = [ChatMessage(role="user", content=prompt)]
-            _answer(model, effective, messages, settings, as_json)
+            _answer(model, effective, messages, settings, as_json, tools=tools)
         else:
-            _repl(model, effective, settings)
+            _repl(model, effective, settings, tools=tools)
     except GardenError as exc:
         fail(exc)
     finally:
@@ -139,7 +156,10 @@ def _answer(
     settings: GenerationSettings,
     as_json: bool,
     endpoint: Endpoint | None = None,
+    tools: list[ToolSchema] | None = None,
 ) -> str:
+    """Print the answer (and its tool calls); the reply as the next turn's assistant text."""
+
     def show(text: str) -> None:
         click.echo(text, nl=False)
 
@@ -149,6 +169,7 @@ def _answer(
         messages=messages,
         generation=settings,
         endpoint=endpoint,
+        tools=tools,
     )
     reply = chat_service.answer(request, on_text=None if as_json else show)
     stats = reply.stats
@@ -162,12 +183,18 @@ def _answer(
                 "ttft_s": stats.ttft_s,
                 "tokens_per_second": stats.tokens_per_second,
                 "energy_kwh": stats.energy_kwh,
+                **({"tool_calls": [c.model_dump() for c in reply.tool_calls]} if tools else {}),
+                **({"tool_problems": reply.tool_problems} if reply.tool_problems else {}),
             }
         )
     else:
+        for call in reply.tool_calls:
+            click.echo(("\n" if reply.text else "") + call.title(), nl=False)
         click.echo()
+        for problem in reply.tool_problems:
+            err_console.print(f"[yellow]Tool call not used:[/] {problem}", highlight=False)
         err_console.print(f"[dim]{present.answer_stats(stats)}[/]", highlight=False)
-    return reply.text
+    return "\n".join([reply.text, *(call.as_text() for call in reply.tool_calls)]).strip()
 
 
 def _repl(
@@ -175,6 +202,7 @@ def _repl(
     backend: str,
     settings: GenerationSettings,
     endpoint: Endpoint | None = None,
+    tools: list[ToolSchema] | None = None,
 ) -> None:
     err_console.print(REPL_HELP, highlight=False)
     history: list[ChatMessage] = []
@@ -195,7 +223,7 @@ def _repl(
             continue
         history.append(ChatMessage(role="user", content=text))
         try:
-            reply = _answer(model, backend, history, settings, False, endpoint)
+            reply = _answer(model, backend, history, settings, False, endpoint, tools)
         except GardenError as exc:
             history.pop()
             err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)

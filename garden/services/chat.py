@@ -38,6 +38,7 @@ from garden.errors import GardenError, ServingError
 from garden.services import telemetry
 from garden.services.base import View, resolve
 from garden.services.endpoints import Endpoint
+from garden.services.tools import ToolCallView, ToolSchema, undeclared_calls
 
 __all__ = [
     "BACKENDS",
@@ -51,6 +52,8 @@ __all__ = [
     "Endpoint",
     "EngineStatusView",
     "GenerationSettings",
+    "ToolCallView",
+    "ToolSchema",
     "abort",
     "answer",
     "engine_status",
@@ -105,6 +108,7 @@ class ChatRequest(View):
     messages: list[ChatMessage]
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     endpoint: Endpoint | None = None
+    tools: list[ToolSchema] | None = None
 
     @model_validator(mode="after")
     def _endpoint_names_its_model(self) -> ChatRequest:
@@ -113,7 +117,15 @@ class ChatRequest(View):
                 "No model picked for the remote endpoint.",
                 hint="Pick one of the models it serves (list them first).",
             )
+        if self.endpoint is not None and self.tools:
+            raise ServingError(
+                "Tools are offered only to models served here, not to a remote endpoint.",
+                hint="Clear the Tools box (or drop --tools / tools) for the remote model.",
+            )
         return self
+
+    def tool_dicts(self) -> list[dict[str, Any]] | None:
+        return [tool.model_dump() for tool in self.tools] if self.tools else None
 
 
 class Conversation(View):
@@ -142,18 +154,24 @@ class ChatStats(View):
 
 
 class AnswerDelta(View):
-    """One streamed step: the answer so far, the new text, and the stats on the last step."""
+    """One streamed step: the answer so far, the new text, and the stats on the last step.
+    With tools offered, the last step carries the model's calls (``tool_calls``, kept out of
+    ``text``) and a line for each call that could not be read (``tool_problems``)."""
 
     text: str
     delta: str
     tokens: int
     stats: ChatStats | None = None
     done: bool = False
+    tool_calls: list[ToolCallView] = Field(default_factory=list)
+    tool_problems: list[str] = Field(default_factory=list)
 
 
 class Answer(View):
     text: str
     stats: ChatStats
+    tool_calls: list[ToolCallView] = Field(default_factory=list)
+    tool_problems: list[str] = Field(default_factory=list)
 
 
 class EngineStatusView(View):
@@ -261,8 +279,9 @@ def _deltas(
         request.generation.to_config(),
         adapter=target.adapter_path,
         request_id=request_id,
+        tools=request.tool_dicts(),
     )
-    yield from _answer_deltas(steps, target.label)
+    yield from _answer_deltas(steps, target.label, request.tools or [])
 
 
 def _remote_deltas(request: ChatRequest, request_id: str) -> Iterator[AnswerDelta]:
@@ -281,14 +300,23 @@ def _remote_deltas(request: ChatRequest, request_id: str) -> Iterator[AnswerDelt
     yield from _answer_deltas(steps, label)
 
 
-def _answer_deltas(steps: Iterator[ChatDelta], label: str) -> Iterator[AnswerDelta]:
+def _answer_deltas(
+    steps: Iterator[ChatDelta], label: str, tools: list[ToolSchema] | None = None
+) -> Iterator[AnswerDelta]:
     """The engine's steps as views; the finished answer is counted in the metrics."""
     for step in steps:
         stats = ChatStats.of(step.stats, label) if step.stats is not None else None
         if stats is not None:
             telemetry.observe_answer(stats)
+        calls = [ToolCallView.of(call) for call in step.tool_calls]
         yield AnswerDelta(
-            text=step.text, delta=step.delta, tokens=step.tokens, stats=stats, done=step.done
+            text=step.text,
+            delta=step.delta,
+            tokens=step.tokens,
+            stats=stats,
+            done=step.done,
+            tool_calls=calls,
+            tool_problems=[*step.tool_problems, *undeclared_calls(calls, tools or [])],
         )
 
 
@@ -320,7 +348,12 @@ def answer(
         if on_text is not None and delta.delta:
             on_text(delta.delta)
         if delta.stats is not None:
-            return Answer(text=delta.text, stats=delta.stats)
+            return Answer(
+                text=delta.text,
+                stats=delta.stats,
+                tool_calls=delta.tool_calls,
+                tool_problems=delta.tool_problems,
+            )
     raise ServingError("The answer ended without its figures.", hint="Ask again.")
 
 
@@ -342,6 +375,8 @@ class AnswerStream:
         self.request_id = request_id
         self.text = ""
         self.stats: ChatStats | None = None
+        self.tool_calls: list[ToolCallView] = []
+        self.tool_problems: list[str] = []
         self.error: str | None = None
         self.done = False
         self._stop = stop
@@ -361,6 +396,7 @@ class AnswerStream:
             for delta in deltas:
                 self.text = delta.text
                 if delta.stats is not None:
+                    self.tool_calls, self.tool_problems = delta.tool_calls, delta.tool_problems
                     self.stats = delta.stats
         except GardenError as exc:
             self.error = str(exc)

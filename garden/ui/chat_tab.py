@@ -31,6 +31,7 @@ from garden.services.chat import (
 )
 from garden.ui.boundary import guard, guard_stream, plain
 from garden.ui.chat_remote import RemotePanel, endpoint_of
+from garden.ui.chat_tools import ToolsPanel, show_tool_calls, tools_in_box
 
 POLL_SECONDS = 0.05
 DEFAULTS = GenerationSettings()
@@ -63,6 +64,7 @@ class ChatForm:
     remote_url: str = ""
     remote_key: str = ""
     remote_model: str | None = None
+    tools_json: str = ""
 
     @property
     def panes(self) -> list[str | None]:
@@ -153,6 +155,7 @@ def build(settings: Settings) -> None:
     )
     page.export_btn.click(handlers.export, everything, page.export_file)
     page.remote.bind(settings)
+    page.tools.bind()
 
 
 class ChatPage:
@@ -215,6 +218,8 @@ class ChatPage:
         self._generation_settings()
         self.remote = RemotePanel()
         self.remote_on, self.remote_url, self.remote_key, self.remote_model = self.remote.inputs()
+        self.tools = ToolsPanel()
+        self.tools_json = self.tools.code
         with gr.Row():
             self.export_btn = gr.Button("Export conversation (JSON)", size="sm", scale=0)
             self.export_file = gr.File(label="Conversation", visible=False, interactive=False)
@@ -311,6 +316,10 @@ def _follow(
             if all(s.done for s in live):
                 break
             time.sleep(POLL_SECONDS)
+        for i, stream in enumerate(streams):
+            if stream is not None and (stream.tool_calls or stream.tool_problems):
+                turn.stats[i] += show_tool_calls(stream, turn.histories(2)[i])
+                yield turn.frame()
     finally:
         for stream in live:
             stream.abort()
@@ -377,6 +386,7 @@ class _Handlers:
             return
         try:
             generation = form.generation()
+            tools = tools_in_box(form.tools_json)
         except (GardenError, ValueError) as exc:
             gr.Warning(str(exc))
             turn.stats[0] = f"❌ {exc}"
@@ -407,6 +417,7 @@ class _Handlers:
                     messages=prompts[i],
                     generation=generation,
                     endpoint=endpoint,
+                    tools=tools,
                 )
                 stream = chat.start_answer(wanted, settings=self.settings)
             except GardenError as exc:

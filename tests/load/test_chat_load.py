@@ -33,7 +33,7 @@ def _respond_args(model: str, message: str) -> tuple[Any, ...]:
     """The inputs of the Chat tab's send event, in its API order (see ``view_api``)."""
     # model, backend, compare, model B, chat A, chat B, message, system prompt, temperature,
     # top-p, top-k, max new tokens, repetition penalty, seed, stop strings, then the remote
-    # endpoint's base URL, API key, model and "use for Model A"
+    # endpoint's base URL, API key, model and "use for Model A", then the tool schemas
     return (
         model,
         "vllm",
@@ -54,6 +54,7 @@ def _respond_args(model: str, message: str) -> tuple[Any, ...]:
         "",
         None,
         False,
+        "",
     )
 
 

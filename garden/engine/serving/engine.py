@@ -21,8 +21,10 @@ from typing import Any
 
 from garden.config import Settings, get_settings
 from garden.engine.serving.auto import route
+from garden.engine.serving.metering import answer_energy, carbon_meter
 from garden.engine.serving.parallel import ParallelSizes
 from garden.engine.serving.targets import adapter_base, adapter_rank, check_adapter
+from garden.engine.serving.tool_calls import with_tool_calls
 from garden.engine.serving.types import (
     BACKENDS,
     Adapter,
@@ -34,28 +36,11 @@ from garden.engine.serving.types import (
     GenerationRequest,
     message_text,
 )
+from garden.engine.training.tool_template import render_chat
 from garden.errors import GardenError, ModelLoadError, ServingError
 from garden.models import read_json, validate_model_dir
 
 log = logging.getLogger("garden.serving")
-ENERGY_TIMEOUT_S = 5.0
-
-
-def _carbon_meter(engine_id: str, label: str, settings: Settings) -> Any:
-    """A running CarbonMeter for this engine, or None when the carbon module is missing/off."""
-    if not settings.carbon_tracking_enabled:
-        return None
-    try:
-        from garden.engine.carbon import CarbonMeter
-    except ImportError:
-        return None
-    try:
-        meter = CarbonMeter(kind="chat", ref_id=engine_id, label=label, settings=settings)
-        meter.start()
-    except Exception as exc:
-        log.warning("Carbon meter for %s unavailable: %s", label, exc)
-        return None
-    return meter if getattr(meter, "available", True) else None
 
 
 class ChatEngine:
@@ -137,7 +122,7 @@ class ChatEngine:
                     hint="Pick the auto or transformers backend.",
                 )
         self._load_tokenizer()
-        self._meter = _carbon_meter(self.id, f"chat {self.model_name}", self.settings)
+        self._meter = carbon_meter(self.id, f"chat {self.model_name}", self.settings)
         if self.requested == "onnx":
             self._backend = OnnxBackend.started(self.base_path, self.settings)
             self._set(state="ready", backend="onnx", reason="int4 ONNX copy (onnxruntime-genai)")
@@ -327,7 +312,13 @@ class ChatEngine:
             return adapter
 
     # chat ---------------------------------------------------------------------------------
-    def build_prompt(self, messages: list[dict[str, Any]], system_prompt: str = "") -> list[int]:
+    def build_prompt(
+        self,
+        messages: list[dict[str, Any]],
+        system_prompt: str = "",
+        tools: list[dict[str, Any]] | None = None,
+    ) -> list[int]:
+        """The prompt's token ids: the conversation (and ``tools``) in the model's template."""
         if self._tokenizer is None:
             self.wait_ready()
         conversation = [
@@ -342,11 +333,8 @@ class ChatEngine:
             raise ServingError(
                 "The conversation must end with a user message.", hint="Type a message first."
             )
-        ids = self._tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, tokenize=True
-        )
-        if hasattr(ids, "keys"):
-            ids = ids["input_ids"]
+        text = render_chat(self._tokenizer, conversation, tools, add_generation_prompt=True)
+        ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
         return [int(t) for t in ids]
 
     def stream_chat(
@@ -356,13 +344,15 @@ class ChatEngine:
         *,
         adapter: str | Path | None = None,
         request_id: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> Iterator[ChatDelta]:
-        """Stream the assistant's answer to ``messages`` (OpenAI-style role/content dicts)."""
+        """Stream the assistant's answer to ``messages`` (OpenAI-style role/content dicts),
+        offering the model ``tools`` (OpenAI/HF function schemas) when given."""
         config = config or GenerationConfig()
         config.validate()
         self.wait_ready()
         lora = self.adapter(adapter) if adapter else None
-        prompt_ids = self.build_prompt(messages, config.system_prompt)
+        prompt_ids = self.build_prompt(messages, config.system_prompt, tools)
         request_id = request_id or f"req-{uuid.uuid4().hex[:12]}"
         with self._lock:
             backend = route(
@@ -392,7 +382,8 @@ class ChatEngine:
             prompt_tokens=len(prompt_ids),
         )
         request = GenerationRequest(prompt_ids, run_config, request_id, lora)
-        yield from self._run(backend, request, stats)
+        steps = self._run(backend, request, stats)
+        yield from with_tool_calls(steps) if tools else steps
 
     def _run(
         self, backend: Backend, request: GenerationRequest, stats: AnswerStats
@@ -444,9 +435,10 @@ class ChatEngine:
         config: GenerationConfig | None = None,
         *,
         adapter: str | Path | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> ChatDelta:
         """The whole answer at once (the last :class:`ChatDelta`, with ``stats``)."""
-        steps = list(self.stream_chat(messages, config, adapter=adapter))
+        steps = list(self.stream_chat(messages, config, adapter=adapter, tools=tools))
         return steps[-1]
 
     def abort(self, request_id: str) -> None:
@@ -459,22 +451,7 @@ class ChatEngine:
         backend.abort(request_id)
 
     def _energy(self, t0: float, t1: float) -> float | None:
-        """The answer's energy; never holds the answer back for more than a few seconds."""
-        meter = self._meter
-        if meter is None:
-            return None
-        result: list[float] = []
-        worker = threading.Thread(
-            target=lambda: result.append(float(meter.energy_between(t0, t1))),
-            name="carbon-answer-energy",
-            daemon=True,
-        )
-        worker.start()
-        worker.join(ENERGY_TIMEOUT_S)
-        if not result:
-            log.warning("Energy for an answer was not ready within %.0f s", ENERGY_TIMEOUT_S)
-            return None
-        return result[0]
+        return answer_energy(self._meter, t0, t1)
 
 
 def _transient_install_error(exc: BaseException) -> bool:

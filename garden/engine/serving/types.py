@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from garden.engine.training.tool_template import ToolCall
+
 BackendName = Literal["auto", "onnx", "vllm", "transformers"]
 BACKENDS: tuple[str, ...] = ("auto", "onnx", "vllm", "transformers")
 EngineState = Literal["loading", "ready", "failed", "unloaded"]
@@ -79,13 +81,19 @@ class AnswerStats:
 
 @dataclass
 class ChatDelta:
-    """One streamed step: the new text, the answer so far, and the final stats when done."""
+    """One streamed step: the new text, the answer so far, and the final stats when done.
+
+    When the request offered tools, ``text`` leaves out the answer's ``<tool_call>`` blocks
+    and the last step carries the calls read from them (``tool_problems``: those unreadable).
+    """
 
     delta: str
     text: str
     tokens: int
     done: bool = False
     stats: AnswerStats | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_problems: list[str] = field(default_factory=list)
 
 
 @dataclass

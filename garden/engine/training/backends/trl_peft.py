@@ -18,26 +18,31 @@ from typing import Any
 from garden.engine.training.backends import TrainContext, TrainOutcome
 from garden.engine.training.records import MetricsEvent, StepMetrics, reward_metrics
 from garden.engine.training.spec import JobSpec
+from garden.engine.training.tool_template import render_chat
 
 DEFAULT_SAVE_STEPS = 500
 
 
-def encode_chat(tokenizer: Any, messages: list[dict[str, str]], assistant_only: bool) -> dict:
-    """Token ids of one conversation and a mask of the tokens that carry loss.
+def encode_chat(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    assistant_only: bool,
+    tools: list[dict[str, Any]] | None = None,
+) -> dict:
+    """Token ids of one conversation (with its tools) and a mask of the tokens that carry loss.
 
-    Assistant spans are found by rendering growing prefixes of the conversation with the chat
-    template; a template that does not render prefix-consistently falls back to loss on all tokens.
+    Assistant spans, tool calls included, are found by rendering growing prefixes of the
+    conversation with the chat template (``render_chat``); the tool list and tool results carry
+    no loss. A template that does not render prefix-consistently falls back to loss on all tokens.
     """
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    text = render_chat(tokenizer, messages, tools)
     spans: list[tuple[int, int]] | None = [] if assistant_only else None
     if spans is not None:
         for i, message in enumerate(messages):
             if message.get("role") != "assistant" or i == 0:
                 continue
-            start = tokenizer.apply_chat_template(
-                messages[:i], tokenize=False, add_generation_prompt=True
-            )
-            end = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+            start = render_chat(tokenizer, messages[:i], tools, add_generation_prompt=True)
+            end = render_chat(tokenizer, messages[: i + 1], tools)
             if not (text.startswith(start) and text.startswith(end)):
                 spans = None
                 break
@@ -80,7 +85,7 @@ def tokenize_rows(
     out = []
     for row in rows:
         if "messages" in row:
-            enc = encode_chat(tokenizer, row["messages"], assistant_only)
+            enc = encode_chat(tokenizer, row["messages"], assistant_only, row.get("tools"))
         else:
             enc = encode_text(tokenizer, str(row.get("text", "")))
         enc = {key: value[:max_len] for key, value in enc.items()}
