@@ -47,16 +47,12 @@ def render_messages(
     *,
     add_generation_prompt: bool = False,
 ) -> str:
-    """A conversation through the model's chat template, its tools passed to the template.
-
-    The one place samples meet the template (to become the tool-aware renderer at merge).
-    """
+    """A conversation as the trainer renders it: the chat template, tools natively or in the
+    Hermes fallback (``engine.training.tool_template``) when the template ignores them."""
     if getattr(tokenizer, "chat_template", None):
-        return str(
-            tokenizer.apply_chat_template(
-                messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
-            )
-        )
+        from garden.engine.training.tool_template import render_chat
+
+        return render_chat(tokenizer, messages, tools, add_generation_prompt=add_generation_prompt)
     return "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in messages)
 
 
