@@ -153,3 +153,28 @@ def test_start_while_the_default_model_is_prepared_says_so_at_once(tmp_path: Pat
     finally:
         lock.close()
         demo.close()
+
+
+@pytest.mark.slow
+def test_a_dpo_run_started_from_the_tab_shows_its_reward_margin(tab_app):
+    """Issue 13: a preference run goes through the tab end to end (bundled pairs, DPO preset)."""
+    from gradio_client import Client
+
+    from garden.data import import_dataset
+    from garden.services import training
+
+    url, settings = tab_app
+    prefs = FACTS.with_name("garden_prefs.jsonl")
+    dataset = import_dataset(prefs, "prefs-ui", settings=settings)
+    assert training.objectives_for(dataset.id, settings=settings).objectives == ["dpo", "orpo"]
+    client = Client(url, verbose=False)
+    form = _form(dataset=dataset.id, name="ui-dpo", max_steps=2, learning_rate=5e-4)
+    started = client.predict(*form, "dpo", 0.1, "", api_name="/start_training")
+    job_id = training.list_jobs(limit=1, settings=settings)[0].id
+    assert job_id in started[0]
+    job = training.wait(job_id, timeout=900, settings=settings)
+    assert job.status == "completed" and job.objective == "dpo", job.error
+    status = client.predict(job_id, api_name="/refresh_training")[0]
+    assert "`completed`" in status and "reward margin" in status, status
+    margins = [m.reward_margin for m in training.metrics(job_id, settings=settings)]
+    assert any(margin is not None for margin in margins)
