@@ -56,7 +56,13 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(isolated_settings,
     monkeypatch.delenv(MAX_FILE_BYTES_ENV)
     manager.resume(job_id)
     step = int(kept.name.rsplit("-", 1)[1])
-    wait_for(lambda: manager.get(job_id).progress.step > step + 1, 900, "steps after resume")
+    resumed = f"Resuming from {kept.name}"
+
+    def trained_after_the_second_resume() -> bool:
+        logs = [entry.message for entry in manager.logs(job_id, limit=1000)]
+        return logs.count(resumed) >= 2 and manager.get(job_id).progress.step > step + 1
+
+    wait_for(trained_after_the_second_resume, 900, "steps after resume")
     manager.cancel(job_id)
     manager.wait(job_id, timeout=120)
     messages = [entry.message for entry in manager.logs(job_id, limit=1000)]

@@ -172,16 +172,18 @@ class JobManager:
         if job.status in TERMINAL_STATUSES:
             raise JobError(f"Job {job_id} already ended ({job.status}).")
         (_flags_dir(job) / CANCEL_FLAG).touch()
+        if job.status == "queued":
+            # Marked before looking for a worker: a supervisor starting this job right now
+            # either is seen below or sees the mark after registering its worker (_supervise).
+            self.journal.update(job_id, status="cancelled", finished_at=now())
         proc = self._procs.get(job_id)
-        if job.status != "queued" and proc is not None and proc.pid:
+        if proc is not None and proc.pid:
             kill_tree(proc.pid, force=True)  # any accelerate ranks first
             proc.kill()  # not through psutil: it would reap the worker, and the supervisor's
             # multiprocessing handle could then never see it end
         elif job.status != "queued" and same_process(job.pid, job.pid_started):
             assert job.pid is not None
             kill_tree(job.pid, include_self=True, force=True)
-        else:
-            self.journal.update(job_id, status="cancelled", finished_at=now())
         self.journal.log(job_id, "Cancelled", "WARNING")
         return self.get(job_id)
 
@@ -351,6 +353,9 @@ class JobManager:
             proc.daemon = True
             proc.start()
             self._procs[job_id] = proc
+            job = self.get(job_id)
+            if job.status == "cancelled" or (_flags_dir(job) / CANCEL_FLAG).exists():
+                proc.kill()  # cancelled while it was being started
             self.journal.update(job_id, pid=proc.pid, pid_started=process_started(proc.pid))
             self.journal.log(
                 job_id, f"Worker process {proc.pid} started (raw output: {task.log_file})"
