@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     )
     max_loaded_models: int = Field(2, ge=1, description="chat engines kept loaded (LRU evicted)")
     onnx_chat_enabled: bool = Field(
-        True, description="auto chat backend answers single streams from an int4 ONNX copy"
+        False, description="auto chat backend answers single streams from an int4 ONNX copy"
     )
     onnx_threads: int = Field(0, ge=0, description="CPU threads of the onnx backend (0 = all)")
 
