@@ -20,11 +20,13 @@ import threading
 from pathlib import Path
 
 from garden.config import Settings
+from garden.engine.export.gguf import byte_level_tokenizer
 from garden.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 CACHE_FOLDER = "onnx-int4"
+COPY_VERSION = 2  # bumped when a copy built by older code must be rebuilt
 BUILD_TIMEOUT_S = 900
 # Block-wise int4 weights with int8 activations in the matmuls: the fastest CPU kernels.
 BUILDER_OPTIONS = ("-p", "int4", "-e", "cpu", "--extra_options", "accuracy_level=4")
@@ -38,7 +40,7 @@ def onnx_installed() -> bool:
 def onnx_copy_path(base_path: str | Path, settings: Settings) -> Path:
     """Where the int4 copy of ``base_path`` lives (whether or not it is built yet)."""
     base = Path(base_path).resolve()
-    fingerprint = hashlib.sha256(str(base).encode())
+    fingerprint = hashlib.sha256(f"{base}:{COPY_VERSION}".encode())
     for weights in sorted(base.glob("*.safetensors")):
         stat = weights.stat()
         fingerprint.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
@@ -88,6 +90,7 @@ def ensure_onnx_copy(base_path: str | Path, settings: Settings) -> Path:
                 hint="The onnx backend serves llama-style models only; use transformers or vLLM.",
             )
         shutil.rmtree(partial / "cache", ignore_errors=True)
+        byte_level_tokenizer(partial)  # else its decoder prints "Ġ" for every space
         try:
             partial.rename(target)
         except OSError:  # another process finished the same copy first
