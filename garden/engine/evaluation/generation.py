@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from garden.engine.evaluation.rows import HeldOutPrompt
+from garden.engine.training.tool_template import render_chat
 
 BATCH_SIZE = 8
 
@@ -22,9 +23,7 @@ def answers(
         for start in range(0, len(prompts), BATCH_SIZE):
             batch = prompts[start : start + BATCH_SIZE]
             texts = [
-                tokenizer.apply_chat_template(
-                    p.messages, tools=p.tools, tokenize=False, add_generation_prompt=True
-                )
+                render_chat(tokenizer, p.messages, p.tools, add_generation_prompt=True)
                 for p in batch
             ]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
