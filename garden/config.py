@@ -47,9 +47,11 @@ class Settings(BaseSettings):
     )
     max_loaded_models: int = Field(2, ge=1, description="chat engines kept loaded (LRU evicted)")
     onnx_chat_enabled: bool = Field(
-        False, description="auto chat backend answers single streams from an int4 ONNX copy"
+        True, description="auto chat backend answers single streams from an int4 ONNX copy"
     )
-    onnx_threads: int = Field(0, ge=0, description="CPU threads of the onnx backend (0 = all)")
+    onnx_threads: int = Field(
+        0, ge=0, description="CPU threads of the onnx backend (0 = every CPU it may use)"
+    )
 
     carbon_tracking_enabled: bool = True
     carbon_tracking_interval: float = Field(15.0, gt=0.0, description="seconds")

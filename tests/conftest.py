@@ -41,6 +41,9 @@ os.environ.update(
         "CARBON_TRACKING_INTERVAL": "1",
         # Runs are evaluated at their end only where a test asks (tests/test_evaluation.py).
         "EVAL_AFTER_TRAINING": "false",
+        # The auto backend's int4 copy is built (~40 s of both cores) only where a test asks
+        # (tests/test_fast_chat.py); elsewhere auto answers from transformers/vLLM.
+        "ONNX_CHAT_ENABLED": "false",
     }
 )
 for name in [key for key in os.environ if key.startswith("CODECARBON_")]:

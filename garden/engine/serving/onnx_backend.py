@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -52,9 +53,9 @@ class OnnxBackend:
 
         folder = ensure_onnx_copy(self.base_path, self.settings)
         config = og.Config(str(folder))
-        if self.settings.onnx_threads:
-            options = {"intra_op_num_threads": self.settings.onnx_threads}
-            config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
+        # onnxruntime's own default used one of two cores here (86 vs 143 tok/s): name them all.
+        options = {"intra_op_num_threads": self.settings.onnx_threads or usable_cpus()}
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
         try:
             self._model = og.Model(config)
         except Exception as exc:
@@ -143,6 +144,14 @@ class OnnxBackend:
         self._model = self._tokenizer = None
         for event in list(self._aborts.values()):
             event.set()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the whole machine)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def start_fast_backend(base_path: str, settings: Settings) -> OnnxBackend | None:
