@@ -109,7 +109,7 @@ class ChatEngine:
 
     def _load_inner(self) -> None:
         validate_model_dir(Path(self.base_path))
-        from garden.engine.serving.onnx_backend import OnnxBackend, start_fast_backend
+        from garden.engine.serving.onnx_backend import OnnxBackend
         from garden.engine.serving.vllm import vllm_supports
 
         architectures = read_json(Path(self.base_path) / "config.json").get("architectures") or []
@@ -131,7 +131,7 @@ class ChatEngine:
             reason = why if self.requested == "transformers" else f"{why}; using transformers"
             self._start_hf(reason)
             if self.requested == "auto":
-                self._fast = start_fast_backend(self.base_path, self.settings)
+                self._start_fast()
             return
         if self.requested == "auto":
             self._set(vllm_state="starting", reason="transformers loads first while vLLM starts")
@@ -141,10 +141,25 @@ class ChatEngine:
                 log.warning("transformers fallback failed: %s", exc)
             if self._backend is not None:
                 self._ready.set()
-            self._fast = start_fast_backend(self.base_path, self.settings)
+            self._start_fast()
         else:
             self._set(vllm_state="starting", reason="starting vLLM")
         self._start_vllm()
+
+    def _start_fast(self) -> None:
+        """Load (building it once) the int4 copy in its own thread, beside vLLM's start-up."""
+
+        def start() -> None:
+            from garden.engine.serving.onnx_backend import start_fast_backend
+
+            backend = start_fast_backend(self.base_path, self.settings)
+            with self._lock:
+                if backend is not None and self.status.state != "unloaded":
+                    self._fast, backend = backend, None
+            if backend is not None:
+                backend.shutdown()
+
+        threading.Thread(target=start, name=f"onnx-{self.model_name}", daemon=True).start()
 
     def _load_tokenizer(self) -> None:
         from transformers import AutoTokenizer
