@@ -1,7 +1,8 @@
 """TRL ``SFTTrainer`` + PEFT backend: LoRA, QLoRA (CUDA) or full fine-tuning, on CPU or GPU.
 
 The CPU path is tuned for throughput: data is tokenised here once (with an assistant-token mask
-built from the chat template's character offsets), packed best-fit into padding-free batches,
+built from the chat template's character offsets), packed best-fit into padding-free batches
+whose sequences attend only to themselves (``packed_attention``),
 trained under bf16 autocast where the CPU has native bf16, without gradient checkpointing, with
 one torch thread per physical core.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from garden.engine.training.backends import TrainContext, TrainOutcome
+from garden.engine.training.packed_attention import register_packed_attention
 from garden.engine.training.records import MetricsEvent, StepMetrics, reward_metrics
 from garden.engine.training.spec import JobSpec
 from garden.engine.training.tool_template import render_chat
@@ -112,6 +114,8 @@ def load_model(ctx: TrainContext) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"dtype": torch_dtype_for(ctx.precision, ctx.device, ctx.spec.method)}
+    if ctx.spec.packing:
+        kwargs["attn_implementation"] = register_packed_attention()
     if ctx.spec.method == "qlora":
         import torch
         from transformers import BitsAndBytesConfig
