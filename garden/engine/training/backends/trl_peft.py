@@ -353,6 +353,19 @@ def run_trainer(
     return finish_training(ctx, trainer, tokenizer, callback, has_eval=bool(eval_rows))
 
 
+def lora_inputs_stay_bf16(model: Any, ctx: TrainContext) -> Any:
+    """While training under bf16 autocast on a CPU: PEFT's fp32 LoRA layers take their bf16
+    inputs as they are (autocast runs the matmuls in bf16 anyway) instead of copying every
+    input to fp32 first, about 8 % of a step (docs/benchmarks.md)."""
+    import contextlib
+
+    from peft.helpers import disable_input_dtype_casting
+
+    if ctx.precision != "bf16" or ctx.device != "cpu" or not hasattr(model, "peft_config"):
+        return contextlib.nullcontext()
+    return disable_input_dtype_casting(model)
+
+
 def finish_training(
     ctx: TrainContext, trainer: Any, tokenizer: Any, callback: Any, has_eval: bool
 ) -> TrainOutcome:
@@ -364,7 +377,8 @@ def finish_training(
         resume = str(ctx.resume_from)
         ctx.log(f"Resuming from {ctx.resume_from.name}")
     t0 = time.monotonic()
-    trainer.train(resume_from_checkpoint=resume)
+    with lora_inputs_stay_bf16(trainer.model, ctx):
+        trainer.train(resume_from_checkpoint=resume)
     seconds = time.monotonic() - t0
     state = trainer.state
     stopped = callback.stopped
