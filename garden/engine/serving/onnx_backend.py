@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 from garden.config import Settings
 from garden.engine.serving.onnx_build import ensure_onnx_copy, onnx_installed
+from garden.engine.serving.parallel import usable_cpus
 from garden.engine.serving.types import BackendChunk, GenerationRequest
 from garden.errors import GardenError, ModelLoadError, ServingError
 
@@ -144,14 +144,6 @@ class OnnxBackend:
         self._model = self._tokenizer = None
         for event in list(self._aborts.values()):
             event.set()
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, not the whole machine)."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def start_fast_backend(base_path: str, settings: Settings) -> OnnxBackend | None:

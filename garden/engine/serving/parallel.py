@@ -62,7 +62,15 @@ def visible_devices() -> tuple[str, int]:
 
     if torch.cuda.is_available():
         return "cuda", torch.cuda.device_count()
-    return "cpu", len(os.sched_getaffinity(0))
+    return "cpu", usable_cpus()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the whole machine)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def check_parallel(sizes: ParallelSizes, device: str, count: int) -> None:

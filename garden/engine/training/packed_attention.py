@@ -40,7 +40,7 @@ def packed_sdpa_attention(
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     gqa = getattr(module, "num_key_value_groups", 1) > 1
-    bounds = [int(b) for b in cu_seq_lens_q.tolist()]
+    bounds: list[int] = cu_seq_lens_q.tolist()
     parts = []
     for start, end in itertools.pairwise(bounds):
         if end <= start:

@@ -29,6 +29,7 @@ from garden.engine.training.backends import (
     run_backend,
     select_backend,
 )
+from garden.engine.training.distributed import physical_cores
 from garden.engine.training.procs import die_with_parent
 from garden.engine.training.records import (
     CarbonEvent,
@@ -157,12 +158,6 @@ def _redirect_output(log_file: Path) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-
-
-def _physical_cores() -> int:
-    import psutil
-
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 class _Carbon:
@@ -310,7 +305,7 @@ def worker_main(task: TrainTask, events: Any) -> None:
             raise JobError("QLoRA needs a CUDA GPU.", hint="Choose LoRA on the CPU.")
         precision, precision_reason = choose_precision(spec.precision, device)
         if device == "cpu":
-            torch.set_num_threads(_physical_cores())
+            torch.set_num_threads(physical_cores())
         emit(
             StartedEvent(
                 backend=backend,

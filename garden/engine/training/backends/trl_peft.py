@@ -9,6 +9,7 @@ one torch thread per physical core.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -357,8 +358,6 @@ def lora_inputs_stay_bf16(model: Any, ctx: TrainContext) -> Any:
     """While training under bf16 autocast on a CPU: PEFT's fp32 LoRA layers take their bf16
     inputs as they are (autocast runs the matmuls in bf16 anyway) instead of copying every
     input to fp32 first, about 8 % of a step (docs/benchmarks.md)."""
-    import contextlib
-
     from peft.helpers import disable_input_dtype_casting
 
     if ctx.precision != "bf16" or ctx.device != "cpu" or not hasattr(model, "peft_config"):
