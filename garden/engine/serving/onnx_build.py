@@ -24,6 +24,7 @@ from pathlib import Path
 
 from garden.config import Settings
 from garden.engine.export.gguf import byte_level_tokenizer
+from garden.engine.training.procs import die_with_parent
 from garden.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,12 @@ def ensure_onnx_copy(base_path: str | Path, settings: Settings) -> Path:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
         try:
             done = subprocess.run(
-                command, capture_output=True, text=True, env=env, timeout=BUILD_TIMEOUT_S
+                command,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=BUILD_TIMEOUT_S,
+                preexec_fn=die_with_parent,  # the builder ends with the app, never outlives it
             )
         except subprocess.TimeoutExpired as exc:
             shutil.rmtree(partial, ignore_errors=True)
