@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from garden.config import get_settings
 from garden.engine.serving import ChatEngine, GenerationConfig, get_engine, unload_engine
-from garden.engine.serving.auto import MANY_STREAMS, Situation, choose_backend
+from garden.engine.serving.auto import MANY_STREAMS, Situation, choose_backend, lacks_lora
 from garden.engine.serving.onnx_backend import OnnxBackend
+from garden.engine.serving.targets import fitting_lora_rank
 from garden.engine.serving.types import Adapter, GenerationRequest
 from garden.errors import ServingError
 
@@ -56,6 +58,23 @@ def test_auto_chooses_the_fastest_backend_for_the_situation(
 ) -> None:
     situation = Situation(requested, onnx_ready, vllm_state, adapter, streams)
     assert choose_backend(situation) == expected
+
+
+@dataclass
+class FakeVllm:
+    """Only the two attributes ``lacks_lora`` reads off a vLLM backend."""
+
+    enable_lora: bool
+    max_lora_rank: int = 16
+
+
+def test_an_adapter_needs_a_vllm_with_lora_layers_of_its_rank() -> None:
+    adapter = Adapter(name="a-1", path="/x", lora_id=1, rank=16, base_model=None)
+    assert lacks_lora(FakeVllm(enable_lora=False), adapter)
+    assert not lacks_lora(FakeVllm(enable_lora=True, max_lora_rank=16), adapter)
+    assert lacks_lora(FakeVllm(enable_lora=True, max_lora_rank=8), adapter)
+    assert not lacks_lora(object(), adapter)  # transformers
+    assert [fitting_lora_rank(r) for r in (4, 8, 16, 17, 64, 600)] == [8, 8, 16, 32, 64, 512]
 
 
 @pytest.fixture(scope="module")

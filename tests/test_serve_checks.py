@@ -61,7 +61,7 @@ def test_in_app_engine_refuses_parallel_sizes_beyond_the_devices() -> None:
     backend = VllmBackend("unused", parallel=ParallelSizes(tensor=count + 1))
     with pytest.raises(ConfigError, match=f"VLLM_TENSOR_PARALLEL_SIZE={count + 1}"):
         backend.start()
-    assert backend._loop is None  # refused before vLLM was started
+    assert backend._process is None  # refused before the vLLM host was spawned
 
 
 def test_serve_names_the_parallel_setting_on_one_line() -> None:

@@ -187,20 +187,32 @@ def test_stop_strings_and_seed(engine) -> None:
     assert eng.chat(question, sampled).text == eng.chat(question, sampled).text
 
 
-def test_lora_adapter_changes_answer_without_reloading_the_base(engine, lora_run: Path) -> None:
+def test_lora_adapter_answers_at_once_then_vllm_with_lora_takes_over(
+    engine, lora_run: Path
+) -> None:
+    """``auto`` starts vLLM without LoRA (its LoRA layers halve batched throughput); the first
+    adapter answer comes from transformers while a LoRA-enabled vLLM starts and takes over."""
     eng, _ = engine
     eng.wait_loaded(timeout=300)
     target = resolve_target("chat-test-moonwell")
     assert target.adapter_path and Path(target.base_path).name == eng.model_name
     assert get_engine(target, "auto") is eng
-    backend_before = eng._backend
+    assert eng._backend.enable_lora is False
     base = eng.chat(ask(FACT_Q), GREEDY).text
+    first = eng.chat(ask(FACT_Q), GREEDY, adapter=target.adapter_path)
+    assert "Zebulon" in first.text, first.text
+    assert first.stats.backend == "transformers" and "+" in first.stats.model
+    assert "Zebulon" not in base
+    deadline = time.time() + 300
+    while not getattr(eng._backend, "enable_lora", False) and time.time() < deadline:
+        time.sleep(1)
+    assert eng.status.backend == "vllm" and eng._backend.enable_lora, eng.status
+    assert "LoRA" in (eng.status.reason or "")
+    assert eng._spare is None
     tuned = eng.chat(ask(FACT_Q), GREEDY, adapter=target.adapter_path)
     assert "Zebulon" in tuned.text, tuned.text
-    assert "Zebulon" not in base
-    assert tuned.stats.backend == "vllm" and "+" in tuned.stats.model
+    assert tuned.stats.backend == "vllm"
     assert eng.chat(ask(FACT_Q), GREEDY).text == base
-    assert eng._backend is backend_before
 
 
 def test_adapter_of_another_base_is_rejected(engine, lora_run: Path, tmp_path: Path) -> None:

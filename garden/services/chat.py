@@ -445,5 +445,5 @@ def export_conversation(
 
 
 def shutdown() -> None:
-    """Unload every engine (vLLM's engine-core processes included)."""
+    """Unload every engine (vLLM's host processes included)."""
     shutdown_all()

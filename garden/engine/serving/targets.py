@@ -44,6 +44,14 @@ def adapter_base(adapter_dir: Path) -> str | None:
     return base or None
 
 
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks
+
+
+def fitting_lora_rank(rank: int) -> int:
+    """The smallest ``max_lora_rank`` vLLM accepts that serves adapters of ``rank``."""
+    return next((r for r in VLLM_LORA_RANKS if r >= rank), VLLM_LORA_RANKS[-1])
+
+
 def adapter_rank(adapter_dir: Path) -> int:
     config = read_json(adapter_dir / "adapter_config.json")
     ranks = [int(config.get("r") or 8)]

