@@ -109,7 +109,14 @@ class VllmBackend:
         self._dead: str | None = None
 
     def start(self) -> None:
-        """Spawn the host, wait until its engine has answered a warm-up request."""
+        """Spawn the host (unless :meth:`launch` did), wait until its engine has answered a
+        warm-up request."""
+        if self._process is None:
+            self.launch()
+        self.wait_started()
+
+    def launch(self) -> None:
+        """Spawn the host and return at once: its imports run beside the caller's own work."""
         import multiprocessing
 
         from garden.engine.serving import vllm_host
@@ -131,6 +138,11 @@ class VllmBackend:
         host_end.close()
         self._conn, self._process = conn, process
         _LIVE.add(self)
+
+    def wait_started(self) -> None:
+        conn, process = self._conn, self._process
+        if conn is None or process is None:
+            raise ServingError("The vLLM host was not launched.", hint="Load the model again.")
         try:
             message = conn.recv()
         except (EOFError, OSError):

@@ -1,0 +1,215 @@
+"""How the chat engine hands answers between backends: vLLM taking over from transformers,
+a LoRA-enabled vLLM taking over from one without LoRA layers, and the backend of each answer.
+
+A mixin of :class:`~garden.engine.serving.engine.ChatEngine`, which owns the state declared
+below; kept apart so that the engine module stays about loading and chatting.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from garden.config import Settings
+from garden.engine.serving.auto import lacks_lora, route
+from garden.engine.serving.parallel import ParallelSizes
+from garden.engine.serving.targets import VLLM_LORA_RANKS, fitting_lora_rank
+from garden.engine.serving.types import Adapter, Backend, EngineStatus
+from garden.errors import ServingError
+
+log = logging.getLogger("garden.serving")
+
+
+class BackendHandover:
+    """The hand-over half of :class:`ChatEngine` (see the module docstring)."""
+
+    settings: Settings
+    base_path: str
+    model_name: str
+    requested: str
+    vllm_options: dict[str, Any]
+    status: EngineStatus
+    _lock: threading.RLock
+    _backend: Backend | None
+    _spare: Backend | None
+    _fast: Backend | None
+    _adapters: dict[str, Adapter]
+    _architectures: list[str]
+    _inflight: dict[str, Backend]
+    _wanted_rank: int
+    _lora_upgrade: bool
+
+    def _set(self, **changes: Any) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(self.status, key, value)
+
+    def _lora_options(self) -> dict[str, Any]:
+        """vLLM's LoRA settings. ``auto`` enables LoRA only once an adapter is wanted, with the
+        smallest rank that fits: LoRA layers cost batched throughput even for answers without
+        an adapter (32 streams: 460 tok/s without, 262 at rank 16, 175 at rank 64;
+        docs/benchmarks.md). ``vllm`` asked for by name keeps LoRA on at the default rank."""
+        ranks = [self._wanted_rank, *(a.rank for a in self._adapters.values())]
+        if max(ranks) > 0:
+            return {"enable_lora": True, "max_lora_rank": fitting_lora_rank(max(ranks))}
+        return {"enable_lora": self.requested == "vllm"}
+
+    def _vllm_backend(self, upgrade: bool = False) -> Any:
+        from garden.engine.serving.vllm import VllmBackend
+
+        options = {
+            "max_num_seqs": self.settings.vllm_max_num_seqs,
+            "gpu_memory_utilization": self.settings.vllm_gpu_memory_utilization,
+            "parallel": ParallelSizes.of(self.settings),
+            "architectures": self._architectures,
+            **self._lora_options(),
+            **self.vllm_options,
+        }
+        if upgrade:
+            options.update(self._lora_options(), enable_lora=True)
+        return VllmBackend(self.base_path, **options)
+
+    def _launch_vllm(self) -> Any:
+        """A vLLM backend whose host is spawned already, or None (then the start reports why)."""
+        backend = self._vllm_backend()
+        try:
+            backend.launch()
+        except Exception as exc:
+            log.debug("Launching the vLLM host early failed: %s", exc)
+            backend.shutdown()
+            return None
+        return backend
+
+    def _start_vllm(self, upgrade: bool = False, launched: Any = None) -> None:
+        """Start vLLM (or finish starting ``launched``) and hand answers over to it; ``upgrade``
+        replaces a running vLLM that has no LoRA support by one that has."""
+        from garden.engine.serving.vllm import transient_install_error
+
+        t0 = time.time()
+        for attempt in (1, 2):
+            if self.status.state == "unloaded":  # unloaded (or the app stopping) meanwhile
+                if launched is not None:
+                    launched.shutdown()
+                return
+            backend, launched = launched or self._vllm_backend(upgrade), None
+            try:
+                backend.start()
+                break
+            except BaseException as exc:
+                backend.shutdown()
+                if self.status.state == "unloaded":
+                    return
+                if attempt == 1 and transient_install_error(exc):
+                    log.warning("vLLM start hit a half-installed package, retrying: %s", exc)
+                    time.sleep(5)
+                    continue
+                if upgrade:
+                    self._lora_upgrade = False
+                    message = getattr(exc, "message", exc)
+                    self._set(
+                        reason=f"vLLM with LoRA failed to start ({message}); adapters use transformers"
+                    )
+                    return
+                self._vllm_failed(exc)
+                return
+        self._take_over(backend, upgrade, round(time.time() - t0, 2))
+
+    def _take_over(self, backend: Any, upgrade: bool, seconds: float) -> None:
+        with self._lock:
+            if self.status.state == "unloaded":
+                backend.shutdown()
+                return
+            previous, self._backend = self._backend, backend
+            spare = None
+            if upgrade or backend.enable_lora:
+                spare, self._spare = self._spare, None
+                self._lora_upgrade = False
+            elif self._adapters and previous is not None:
+                # Adapters were asked for while this vLLM (without LoRA) started: keep
+                # transformers for them and start one with LoRA.
+                self._spare, previous = previous, None
+                self._begin_lora_upgrade()
+            if upgrade:
+                reason = "vLLM with LoRA took over, for the adapters"
+            elif previous is not None:
+                reason = "vLLM (continuous batching) took over from transformers"
+            else:
+                reason = "vLLM serves this model"
+            self._set(
+                state="ready",
+                backend="vllm",
+                vllm_state="ready",
+                error=None,
+                reason=reason,
+                load_seconds=seconds,
+            )
+        for old in (previous, spare):
+            if old is not None:
+                self._retire(old)
+
+    def _begin_lora_upgrade(self) -> None:
+        """Start a LoRA-enabled vLLM in the background (once); the caller holds the lock."""
+        if self._lora_upgrade:
+            return
+        self._lora_upgrade = True
+        self._set(reason="vLLM restarts with LoRA for the adapter; transformers answers meanwhile")
+        threading.Thread(
+            target=self._start_vllm, kwargs={"upgrade": True}, name="vllm-lora", daemon=True
+        ).start()
+
+    def _answering_backend(self, lora: Adapter | None, request_id: str) -> Backend:
+        """The backend for one answer, registered as in flight.
+
+        An adapter answer that lands on a vLLM without LoRA support goes to transformers (loaded
+        once, on demand) while a LoRA-enabled vLLM starts to take over.
+        """
+        with self._lock:
+            backend = route(
+                self.requested, self._fast, self._backend, self.status, lora, self._inflight
+            )
+            if backend is None:
+                raise ServingError(
+                    f"{self.model_name} is not loaded.", hint="Load the model again."
+                )
+            if lora is not None and lacks_lora(backend, lora):
+                if lora.rank <= VLLM_LORA_RANKS[-1]:  # else transformers serves it for good
+                    self._begin_lora_upgrade()
+                backend = self._spare or self._load_spare()
+            self._inflight[request_id] = backend
+            return backend
+
+    def _load_spare(self) -> Backend:
+        """Transformers beside a vLLM without LoRA, for adapter answers; the caller holds the lock
+        (a 135M model loads in about a second)."""
+        from garden.engine.serving.hf import TransformersBackend
+
+        backend = TransformersBackend(self.base_path)
+        backend.start()
+        self._spare = backend
+        return backend
+
+    def _vllm_failed(self, exc: BaseException) -> None:
+        if self.requested == "auto" and self._backend is not None:
+            self._set(
+                vllm_state="failed",
+                reason=f"vLLM failed to start ({getattr(exc, 'message', exc)}); using transformers",
+            )
+            return
+        raise exc
+
+    def _retire(self, backend: Backend) -> None:
+        """Shut a replaced backend down once its in-flight answers have finished."""
+
+        def wait_and_stop() -> None:
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                with self._lock:
+                    busy = any(b is backend for b in self._inflight.values())
+                if not busy:
+                    break
+                time.sleep(0.2)
+            backend.shutdown()
+
+        threading.Thread(target=wait_and_stop, name="retire-backend", daemon=True).start()
