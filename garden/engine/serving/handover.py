@@ -49,8 +49,8 @@ class BackendHandover:
     def _lora_options(self) -> dict[str, Any]:
         """vLLM's LoRA settings. ``auto`` enables LoRA only once an adapter is wanted, with the
         smallest rank that fits: LoRA layers cost batched throughput even for answers without
-        an adapter (32 streams: 460 tok/s without, 262 at rank 16, 175 at rank 64;
-        docs/benchmarks.md). ``vllm`` asked for by name keeps LoRA on at the default rank."""
+        an adapter (32 streams: 491 tok/s without, 346 at rank 16, 198 at rank 64;
+        bench/vllm_variants.py). ``vllm`` asked for by name keeps LoRA on at the default rank."""
         ranks = [self._wanted_rank, *(a.rank for a in self._adapters.values())]
         if max(ranks) > 0:
             return {"enable_lora": True, "max_lora_rank": fitting_lora_rank(max(ranks))}

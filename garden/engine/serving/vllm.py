@@ -5,10 +5,10 @@ vLLM once and steps an in-process ``LLMEngine``; this side sends requests over a
 reader thread routes the streamed pieces to each caller's queue, so concurrent chats from
 several threads are batched by vLLM. The app process never imports vLLM.
 
-Start-up on a CPU, measured (docs/benchmarks.md): vLLM's ``AsyncLLM`` spawns an engine-core
-process that imports torch and vLLM again after the app did (35–47 s to the first answer);
-the host pays one import (≈ 22 s). The single-process executor is passed by qualified name
-(vLLM rewrites ``"uni"`` to its multiprocess executor on a CPU otherwise), and eager mode
+Start-up on a CPU, measured by ``bench/vllm_variants.py``: vLLM's ``AsyncLLM`` spawns an
+engine-core process that imports torch and vLLM again after its caller did (35 s to the first
+answer); the host pays one import (19 s). The single-process executor is passed by qualified
+name (vLLM rewrites ``"uni"`` to its multiprocess executor on a CPU otherwise), and eager mode
 skips torch.compile, whose cache does not reload here.
 """
 

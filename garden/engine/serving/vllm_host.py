@@ -4,7 +4,7 @@ vLLM's ``AsyncLLM`` always runs its engine core in a second process, and vLLM's 
 spawns it, so torch and vLLM were imported twice (≈ 17 s each on two cores) before the first
 answer. The app spawns this host instead: it imports vLLM once and steps the engine itself
 (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so neither the app nor a second process import vLLM
-(docs/benchmarks.md: cold start 35–47 s → 22 s). The engine's process-wide state (its torch
+(``bench/vllm_variants.py``: cold start 35 s → 19 s). The engine's process-wide state (its torch
 thread settings, ``torch.distributed``) stays out of the app, and stopping the engine ends the
 process, which returns all of its memory.
 
