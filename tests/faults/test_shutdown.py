@@ -18,12 +18,13 @@ from faults.helpers import (
     job_record,
     wait_for,
 )
+from garden.engine.serving.vllm_host import PROCESS_TITLE
 
 SHUTDOWN_LIMIT_S = 10.0
 
 
-def _has_engine_core(pid: int) -> bool:
-    return any("EngineCore" in line for line in describe(descendants(pid)))
+def _has_vllm_host(pid: int) -> bool:
+    return any(PROCESS_TITLE in line for line in describe(descendants(pid)))
 
 
 def _start_form(**values):
@@ -53,11 +54,11 @@ def test_sigterm_stops_everything_and_leaves_the_job_resumable(tmp_path, isolate
         )
         job_id = training.list_jobs(limit=1, settings=settings)[0].id
         assert job_id in started[0], started[0]
-        wait_for(lambda: _has_engine_core(app.process.pid), 900, "vLLM's engine core", poll=2)
+        wait_for(lambda: _has_vllm_host(app.process.pid), 900, "the vLLM host", poll=2)
         wait_for(lambda: training.get(job_id, settings=settings).step >= 3, 900, "step 3", poll=1)
         before = descendants(app.process.pid)
         lines = describe(before)
-        assert any("EngineCore" in line for line in lines), lines
+        assert any(PROCESS_TITLE in line for line in lines), lines
         worker = job_record(settings, job_id)
         assert any(proc.pid == worker.pid for proc in before), lines
 

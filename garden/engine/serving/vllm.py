@@ -38,6 +38,7 @@ from garden.errors import ModelLoadError, OutOfMemoryError, ServingError
 
 UNIPROC_EXECUTOR = "vllm.v1.executor.uniproc_executor.UniProcExecutor"
 SHUTDOWN_TIMEOUT_S = 10.0
+RELOAD_HINT = "Reload the model (the Chat tab's Load button or a new CLI run)."
 _LIVE: weakref.WeakSet[VllmBackend] = weakref.WeakSet()
 
 
@@ -181,17 +182,13 @@ class VllmBackend:
     def _send(self, message: tuple[Any, ...]) -> None:
         conn = self._conn
         if conn is None or self._dead is not None:
-            raise ServingError(
-                self._dead or "The vLLM engine is not running.",
-                hint="Reload the model (the Chat tab's Load button or a new CLI run).",
-            )
+            raise ServingError(self._dead or "The vLLM engine is not running.", hint=RELOAD_HINT)
         with self._send_lock:
             try:
                 conn.send(message)
             except (OSError, EOFError) as exc:
                 raise ServingError(
-                    "The vLLM engine stopped unexpectedly.",
-                    hint="Reload the model (the Chat tab's Load button or a new CLI run).",
+                    "The vLLM engine stopped unexpectedly.", hint=RELOAD_HINT
                 ) from exc
 
     def _read(self) -> None:
@@ -212,15 +209,16 @@ class VllmBackend:
             elif message[0] == "dead":
                 reason = f"The vLLM engine stopped: {str(message[1])[:300]}"
                 break
-        self._dead = reason
+        self._dead = self._dead or reason
         with self._streams_lock:
             streams = list(self._streams.values())
         for stream in streams:
-            stream.put(
-                ServingError(
-                    reason, hint="Reload the model (the Chat tab's Load button or a new CLI run)."
+            if "memory" in reason.lower():
+                stream.put(
+                    OutOfMemoryError(reason, hint="Lower max new tokens, then reload the model.")
                 )
-            )
+            else:
+                stream.put(ServingError(self._dead, hint=RELOAD_HINT))
 
     def _deliver(self, request_id: str, item: Any) -> None:
         with self._streams_lock:

@@ -27,11 +27,13 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 IDLE_POLL_S = 1.0
+PROCESS_TITLE = "garden-vllm-host"
 
 
 def serve(conn: Connection, engine_kwargs: dict[str, Any], architectures: list[str]) -> None:
     """The host's entry point: build the engine, report, then serve until told to stop."""
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    _name_process()
     try:
         _check_architectures(architectures)
         engine = _build(engine_kwargs)
@@ -44,6 +46,14 @@ def serve(conn: Connection, engine_kwargs: dict[str, Any], architectures: list[s
     finally:
         with contextlib.suppress(Exception):  # the process ends either way
             engine.engine_core.shutdown()
+
+
+def _name_process() -> None:
+    """``garden-vllm-host`` in ps, top and psutil (setproctitle comes with vLLM)."""
+    with contextlib.suppress(ImportError):
+        import setproctitle
+
+        setproctitle.setproctitle(PROCESS_TITLE)
 
 
 def _check_architectures(architectures: list[str]) -> None:
