@@ -292,7 +292,8 @@ class VllmBackend:
             with contextlib.suppress(Exception), self._send_lock:
                 conn.send(("stop",))
         if process is not None:
-            process.join(timeout=SHUTDOWN_TIMEOUT_S)
+            # A host still starting reads no messages; it holds nothing worth a graceful stop.
+            process.join(timeout=SHUTDOWN_TIMEOUT_S if self._reader is not None else 0)
             if process.is_alive():
                 process.kill()
                 process.join(timeout=5)
