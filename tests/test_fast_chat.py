@@ -14,7 +14,7 @@ from garden.config import get_settings
 from garden.engine.serving import ChatEngine, GenerationConfig, get_engine, unload_engine
 from garden.engine.serving.auto import MANY_STREAMS, Situation, choose_backend, lacks_lora
 from garden.engine.serving.onnx_backend import OnnxBackend
-from garden.engine.serving.targets import fitting_lora_rank
+from garden.engine.serving.targets import VLLM_LORA_RANKS, fitting_lora_rank
 from garden.engine.serving.types import Adapter, GenerationRequest
 from garden.errors import ServingError
 
@@ -75,6 +75,15 @@ def test_an_adapter_needs_a_vllm_with_lora_layers_of_its_rank() -> None:
     assert lacks_lora(FakeVllm(enable_lora=True, max_lora_rank=8), adapter)
     assert not lacks_lora(object(), adapter)  # transformers
     assert [fitting_lora_rank(r) for r in (4, 8, 16, 17, 64, 600)] == [8, 8, 16, 32, 64, 512]
+
+
+def test_the_lora_ranks_are_those_vllm_accepts() -> None:
+    """The app keeps vLLM's rank list as a constant so that it need not import vLLM."""
+    from typing import get_args
+
+    from vllm.config.lora import MaxLoRARanks
+
+    assert sorted(r for r in get_args(MaxLoRARanks) if r > 1) == list(VLLM_LORA_RANKS)
 
 
 @pytest.fixture(scope="module")

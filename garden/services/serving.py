@@ -12,7 +12,7 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import Field
 
@@ -25,7 +25,13 @@ from garden.engine.serving.parallel import (
     visible_devices,
 )
 from garden.engine.serving.remote import RemoteEndpoint, is_loopback
-from garden.engine.serving.targets import ChatTarget, adapter_rank, resolve_target
+from garden.engine.serving.targets import (
+    VLLM_LORA_RANKS,
+    ChatTarget,
+    adapter_rank,
+    fitting_lora_rank,
+    resolve_target,
+)
 from garden.engine.serving.types import LOAD_WAIT_S
 from garden.engine.serving.vllm import VllmBackend
 from garden.errors import ConfigError, GardenError, ServingError
@@ -136,16 +142,13 @@ def _adapters(
 
 def _lora_rank(adapters: list[ServedAdapter], default: int) -> int:
     """The smallest rank vLLM accepts that fits every adapter (at least the engine's default)."""
-    from vllm.config.lora import MaxLoRARanks
-
     needed = max([default, *(a.rank for a in adapters)])
-    for rank in sorted(get_args(MaxLoRARanks)):
-        if rank >= needed:
-            return int(rank)
-    raise ServingError(
-        f"A LoRA adapter has rank {needed}; vLLM serves ranks up to {max(get_args(MaxLoRARanks))}.",
-        hint="Serve that run's merged model instead (--model RUN).",
-    )
+    if needed > VLLM_LORA_RANKS[-1]:
+        raise ServingError(
+            f"A LoRA adapter has rank {needed}; vLLM serves ranks up to {VLLM_LORA_RANKS[-1]}.",
+            hint="Serve that run's merged model instead (--model RUN).",
+        )
+    return fitting_lora_rank(needed)
 
 
 def _flags(kwargs: dict[str, Any]) -> list[str]:

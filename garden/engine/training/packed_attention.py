@@ -5,8 +5,9 @@ boundaries (``cu_seq_lens_q``), which only flash-attention-2 reads. Transformers
 ignores them and attends causally over the whole row: each sequence also sees the ones packed
 before it, and on a CPU that was over half of a training step (docs/benchmarks.md). This
 attention runs SDPA's causal kernel on each sequence alone, so every sequence sees only itself
-and the cost is the sum of the squared lengths instead of the square of their sum. Anything else (padded batches, generation
-with a KV cache) goes to transformers' own SDPA attention unchanged.
+and the cost is the sum of the squared lengths instead of the square of their sum. Anything
+else (padded batches, generation with a KV cache) goes to transformers' own SDPA attention
+unchanged.
 """
 
 from __future__ import annotations
