@@ -316,7 +316,13 @@ def build(settings: Settings) -> None:
         kind = gr.Dropdown(list(KIND_FILTERS), value="All", label="Kind", scale=1)
         search = gr.Textbox(label="Search runs", placeholder="name or id", scale=3)
         export = gr.Button("Export CSV", scale=0)
-    table = gr.Dataframe(interactive=False, wrap=True, max_height=420, label="Carbon records")
+    table = gr.Dataframe(
+        interactive=False,
+        wrap=True,
+        max_height=420,
+        label="Carbon records",
+        elem_id="carbon-records",
+    )
     csv_file = gr.File(label="CSV export", visible=False)
     with gr.Accordion("About these numbers", open=False):
         about = gr.Markdown()

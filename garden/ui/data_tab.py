@@ -449,12 +449,12 @@ def build(settings: Settings) -> None:
 
     gr.Markdown("#### Save")
     with gr.Row():
-        name = gr.Textbox(label="Name", placeholder="e.g. garden-facts")
+        name = gr.Textbox(label="Name", placeholder="e.g. garden-facts", elem_id="data-name")
         eval_fraction = gr.Slider(0.0, 0.5, value=0.1, step=0.01, label="Eval fraction")
         seed = gr.Number(value=42, precision=0, label="Split seed")
         drop_invalid = gr.Checkbox(value=False, label="Drop invalid rows")
-    save_btn = gr.Button("Save dataset", variant="primary")
-    save_result = gr.Markdown()
+    save_btn = gr.Button("Save dataset", variant="primary", elem_id="data-save")
+    save_result = gr.Markdown(elem_id="data-save-result")
 
     gr.Markdown("#### Imported datasets")
     table = gr.Dataframe(
