@@ -1,8 +1,15 @@
-"""What every benchmark records beside its figures: the machine, its load and its thread settings.
+"""What every benchmark records beside its figures: the machine, its CPU class, its load and its
+thread settings.
 
 A figure from a loaded machine is not a figure: each script takes ``load_now()`` before it starts
 and ends its JSON line with ``conditions(before)``, which says ``noisy: true`` when the load
 average at the start exceeded 0.5 per 2 cores (0.25 per logical CPU).
+
+Figures differ by CPU class far more than by noise (fp32 training on AVX2, bf16 on AVX-512 BF16),
+so ``conditions`` names the class (``cpu_class``: "amx-bf16", "avx512-bf16", "avx512",
+"avx2-fma", "avx2" or "other") and says whether the run emulated another one: with
+``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA`` set, torch and oneDNN use the kernels of a
+lesser class (``emulating``, ``emulated_class``).
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 IDLE_LOAD_PER_CPU = 0.25
-FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+EMULATION_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -47,6 +55,44 @@ def _cpu_info() -> tuple[str, list[str]]:
     return model, [flag for flag in FLAGS_OF_INTEREST if flag in flags]
 
 
+def cpu_class(flags: list[str] | set[str]) -> str:
+    """The CPU class a benchmark figure belongs to, from the CPU's flags."""
+    present = set(flags)
+    if "amx_bf16" in present:
+        return "amx-bf16"
+    if "avx512_bf16" in present:
+        return "avx512-bf16"
+    if "avx512f" in present:
+        return "avx512"
+    if {"avx2", "fma"} <= present:
+        return "avx2-fma"
+    if "avx2" in present:
+        return "avx2"
+    return "other"
+
+
+def emulation() -> dict[str, Any]:
+    """Whether torch / oneDNN were told to use a lesser class's kernels, and which class."""
+    settings = {name: os.environ[name] for name in EMULATION_VARIABLES if os.environ.get(name)}
+    caps = {value.strip().lower() for value in settings.values()}
+    emulated = None
+    if caps & {"avx2", "avx2_vnni"}:
+        emulated = "avx2-fma"
+    elif caps & {"default", "sse41", "sse42"}:
+        emulated = "other"
+    elif caps & {"avx512", "avx512_core", "avx512_core_vnni"}:
+        emulated = "avx512"
+    elif caps & {"avx512_core_bf16"}:
+        emulated = "avx512-bf16"
+    return {"emulating": bool(settings), "emulation_env": settings, "emulated_class": emulated}
+
+
+def cpu_description() -> dict[str, Any]:
+    """``cpu_model``, ``cpu_flags`` (those that decide the class), ``cpu_class`` and emulation."""
+    model, flags = _cpu_info()
+    return {"cpu_model": model, "cpu_flags": flags, "cpu_class": cpu_class(flags), **emulation()}
+
+
 def _threads() -> dict[str, Any]:
     threads: dict[str, Any] = {name: os.environ.get(name) for name in THREAD_VARIABLES}
     torch = sys.modules.get("torch")
@@ -59,13 +105,11 @@ def _threads() -> dict[str, Any]:
 def conditions(load_before: list[float]) -> dict[str, Any]:
     """The run's conditions for its final JSON line (``noisy`` from the load at the start)."""
     cpus = os.cpu_count() or 1
-    model, flags = _cpu_info()
     return {
         "load_before": load_before,
         "load_after": load_now(),
         "cpus": cpus,
-        "cpu_model": model,
-        "cpu_flags": flags,
+        **cpu_description(),
         "threads": _threads(),
         "noisy": load_before[0] > IDLE_LOAD_PER_CPU * cpus,
     }

@@ -200,19 +200,9 @@ def prepare_default_model(
 
 
 def _convert_gguf(gguf: Path, out_dir: Path, progress: ProgressCallback | None) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from garden.gguf_convert import convert_llama_gguf
 
-    _say(progress, "Loading and de-quantising the GGUF weights…")
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # save_pretrained refuses a GGUF-quantised model until the quantiser is cleared.
-    model.hf_quantizer = None  # type: ignore[assignment]
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.config.name_or_path = DEFAULT_MODEL_NAME
-    _say(progress, "Writing safetensors…")
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    convert_llama_gguf(gguf, out_dir, lambda step: _say(progress, step), DEFAULT_MODEL_NAME)
 
 
 INCOMPLETE_PREFIX = ".incomplete-"

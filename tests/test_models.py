@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import json
 import shutil
 import subprocess
@@ -9,13 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from garden.config import Settings
 from garden.errors import ModelLoadError
+from garden.gguf_convert import hf_name, unpermute_rows
 from garden.models import (
     COMPLETE_MARKER,
     DEFAULT_MODEL_NAME,
+    bundled_gguf_path,
     list_models,
     prepare_default_model,
     resolve_model,
@@ -45,6 +49,76 @@ def test_prepared_model_is_plain_safetensors(default_model_path: Path) -> None:
     assert (default_model_path / "model.safetensors").stat().st_size > 100_000_000
     assert (default_model_path / COMPLETE_MARKER).is_file()
     validate_model_dir(default_model_path)
+
+
+def test_unpermute_rows_undoes_llama_cpps_permute() -> None:
+    weights = np.random.default_rng(0).standard_normal((3 * 64, 8)).astype(np.float32)
+    n_head = 3
+    # llama.cpp's convert_hf_to_gguf.py LlamaModel.permute, applied to attn_q / attn_k
+    permuted = (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
+    assert not np.array_equal(permuted, weights)
+    assert np.array_equal(unpermute_rows(permuted, n_head), weights)
+
+
+def test_gguf_tensor_names_map_to_llama_names() -> None:
+    assert hf_name("token_embd.weight") == "model.embed_tokens.weight"
+    assert hf_name("output_norm.weight") == "model.norm.weight"
+    assert hf_name("blk.29.attn_k.weight") == "model.layers.29.self_attn.k_proj.weight"
+    assert hf_name("blk.0.ffn_norm.weight") == "model.layers.0.post_attention_layernorm.weight"
+    with pytest.raises(ModelLoadError, match="no Llama counterpart"):
+        hf_name("blk.0.ssm_conv1d.weight")
+
+
+@pytest.mark.slow
+def test_conversion_equals_transformers_gguf_loading(
+    tmp_path: Path, default_model_path: Path
+) -> None:
+    """A fresh conversion names its steps, is deterministic, and holds exactly the weights,
+    config and tokenizer that transformers' own GGUF loader (`gguf_file=`) produces."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    settings = Settings(_env_file=None, storage_root=tmp_path / "s")
+    steps: list[str] = []
+    path = prepare_default_model(settings, steps.append)
+    assert steps[0].startswith("Converting the embedded")
+    assert any("De-quantising" in step for step in steps)
+    assert "ready" in steps[-1]
+    assert filecmp.cmp(
+        path / "model.safetensors", default_model_path / "model.safetensors", shallow=False
+    )
+
+    gguf = bundled_gguf_path()
+    ours_config = AutoConfig.from_pretrained(path)
+    with torch.device("meta"):
+        skeleton = LlamaForCausalLM(ours_config)
+    expected = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=skeleton)
+    ours = load_file(path / "model.safetensors")
+    assert set(ours) == set(expected["tensors"])
+    for name, tensor in expected["tensors"].items():
+        torch.testing.assert_close(ours[name], tensor, rtol=0, atol=1e-6, msg=name)
+
+    ignored = ("_name_or_path", "architectures", "dtype", "transformers_version")
+    theirs = AutoConfig.for_model(**expected["config"]).to_dict()
+    mine = ours_config.to_dict()
+    assert {k: v for k, v in mine.items() if k not in ignored} == {
+        k: v for k, v in theirs.items() if k not in ignored
+    }
+
+    reference = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert tokenizer.backend_tokenizer.to_str() == reference.backend_tokenizer.to_str()
+    assert tokenizer.special_tokens_map == reference.special_tokens_map
+    chat = [{"role": "user", "content": "What is the capital of France? Ünïcode ✓"}]
+    assert tokenizer.apply_chat_template(chat, add_generation_prompt=True) == (
+        reference.apply_chat_template(chat, add_generation_prompt=True)
+    )
 
 
 def test_second_prepare_is_a_no_op(default_model_path: Path) -> None:
