@@ -299,6 +299,12 @@ class _Turn:
         return self.chat_a, self.chat_b, message, self.stats[0], self.stats[1]
 
 
+def _waits_for(status: chat.EngineStatusView, backend: str) -> bool:
+    """Whether an answer from ``backend`` must wait: the model loads, or vLLM (asked for by
+    name) is still starting on an engine that answers from another backend meanwhile."""
+    return status.state == "loading" or (backend == "vllm" and status.vllm_state == "starting")
+
+
 def _update_panes(turn: _Turn, streams: list[AnswerStream | None]) -> None:
     for i, stream in enumerate(streams):
         if stream is not None:
@@ -438,7 +444,7 @@ class _Handlers:
         """Load ``model``; its status text every half second while it loads."""
         status = chat.load(model, backend, settings=self.settings)
         deadline = time.monotonic() + chat.LOAD_TIMEOUT_S
-        while status.state == "loading" and time.monotonic() < deadline:
+        while _waits_for(status, backend) and time.monotonic() < deadline:
             yield status.text
             time.sleep(0.5)
             status = chat.engine_status(model, backend, settings=self.settings)
