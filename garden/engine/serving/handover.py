@@ -58,8 +58,11 @@ class BackendHandover:
 
     def _vllm_backend(self, upgrade: bool = False) -> Any:
         from garden.engine.serving.vllm import VllmBackend
+        from garden.engine.serving.vllm_host import WARM_UP_NICE
 
         options = {
+            # auto: vLLM warms up while transformers (or the ONNX copy) answers; it yields to them
+            "nice": WARM_UP_NICE if self.requested == "auto" else 0,
             "max_num_seqs": self.settings.vllm_max_num_seqs,
             "gpu_memory_utilization": self.settings.vllm_gpu_memory_utilization,
             "parallel": ParallelSizes.of(self.settings),
