@@ -13,6 +13,7 @@ above 0.5 at the start (other work on the machine) makes the figures noisy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -54,14 +55,18 @@ def start_warm_up(base: Path, nice: bool) -> tuple[Any, Path]:
     from garden.config import Settings
     from garden.engine.serving import onnx_build, vllm_host
     from garden.engine.serving.vllm import VllmBackend
+    from garden.errors import GardenError
 
     if not nice:
         onnx_build.BUILD_NICE = 0
     scratch = Path(tempfile.mkdtemp(prefix="first-answer-"))
     settings = Settings(_env_file=None, storage_root=scratch, models_dir=scratch / "models")
-    builder = threading.Thread(
-        target=onnx_build.ensure_onnx_copy, args=(base, settings), daemon=True
-    )
+
+    def build() -> None:
+        with contextlib.suppress(GardenError):  # stopped by stop_builder after the answer
+            onnx_build.ensure_onnx_copy(base, settings)
+
+    builder = threading.Thread(target=build, daemon=True)
     builder.start()
     host = VllmBackend(str(base), enable_lora=False, nice=vllm_host.WARM_UP_NICE if nice else 0)
     host.launch()

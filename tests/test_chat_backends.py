@@ -13,7 +13,7 @@ import pytest
 from garden.engine.serving import get_engine
 from garden.engine.serving.targets import ChatTarget
 from garden.engine.serving.types import EngineStatus
-from garden.errors import ServingError
+from garden.errors import GardenError, ServingError
 from garden.services import chat
 from garden.services.chat import AnswerStream, ChatMessage, ChatRequest, GenerationSettings
 
@@ -102,3 +102,37 @@ def _wait(stream: AnswerStream) -> bool:
         if thread.name == f"answer-{stream.request_id}":
             thread.join(timeout=600)
     return stream.done
+
+
+@pytest.fixture(scope="module")
+def lora_run(default_model_path: Path) -> Iterator[str]:
+    """A fine-tuned run folder holding only a (fresh, untrained) LoRA adapter of the default
+    model, as a training run leaves it."""
+    import json
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from garden.config import get_settings
+
+    run = get_settings().finetuned_models_path / "status-run"
+    model = AutoModelForCausalLM.from_pretrained(default_model_path)
+    lora = LoraConfig(r=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    get_peft_model(model, lora).save_pretrained(run / "adapter")
+    (run / "garden.json").write_text(
+        json.dumps({"base_model": str(default_model_path), "method": "lora", "job_id": "test"})
+    )
+    yield run.name
+    shutil.rmtree(run, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_status_of_a_lora_run_names_the_run_on_its_base(engine: Any, lora_run: str) -> None:
+    loaded = chat.wait_ready(lora_run, "transformers", timeout=600)
+    expected = f"✅ {lora_run} (LoRA on SmolLM2-135M-Instruct) served by **transformers**"
+    assert loaded.text.startswith(expected), loaded.text
+    assert chat.engine_status(lora_run, "transformers").text.startswith(expected)
+    request = ChatRequest(model=lora_run, backend="onnx", messages=QUESTION, generation=GREEDY)
+    with pytest.raises(GardenError):  # the onnx engine never serves a LoRA run
+        chat.answer(request)

@@ -201,10 +201,14 @@ class EngineStatusView(View):
         )
 
 
-def check_backend(backend: str) -> None:
-    """The rule every front end applies to a named backend: it answers, or the request is
-    refused here with why (its package is not installed in this environment). The engine then
-    answers with exactly that backend or refuses the answer (``ChatEngine.stream_chat``)."""
+def check_backend(backend: str, target: ChatTarget | None = None) -> None:
+    """The rule every front end gets: a named backend answers (``ChatEngine.stream_chat`` keeps
+    to it) or the request is refused here with why (not installed; no LoRA on onnx)."""
+    if backend == "onnx" and target is not None and target.adapter_path:
+        raise ServingError(
+            f"The onnx backend serves base models only, and {target.label} is a LoRA run.",
+            hint="Pick auto, transformers or vllm for it.",
+        )
     if backend not in BACKENDS:
         raise ServingError(
             f"Unknown backend {backend!r}.", hint=f"Use one of: {', '.join(BACKENDS)}."
@@ -257,11 +261,8 @@ def _engine(
     settings = resolve(settings)
     check_backend(backend)
     target = resolve_target(model, settings)
+    check_backend(backend, target)
     return get_engine(target, backend, settings=settings), target
-
-
-def _view(engine: ChatEngine, status: EngineStatus, target: ChatTarget) -> EngineStatusView:
-    return EngineStatusView.of(status, target.label, target.shown(engine.model_name))
 
 
 def load(
@@ -269,7 +270,7 @@ def load(
 ) -> EngineStatusView:
     """Start loading ``model``'s engine in the background (or find it loaded); its state."""
     engine, target = _engine(model, backend, settings)
-    return _view(engine, engine.status, target)
+    return EngineStatusView.of(engine.status, target.label, target.shown(engine.model_name))
 
 
 def wait_ready(
@@ -284,7 +285,7 @@ def wait_ready(
     or failed as well); raises ``ModelLoadError`` when loading failed."""
     engine, target = _engine(model, backend, settings)
     status = engine.wait_loaded(timeout) if include_vllm else engine.wait_ready(timeout)
-    return _view(engine, status, target)
+    return EngineStatusView.of(status, target.label, target.shown(engine.model_name))
 
 
 def unload(
