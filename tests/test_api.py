@@ -196,3 +196,19 @@ def test_docs_schema_and_metrics(client: httpx.Client) -> None:
     assert 'garden_http_request_duration_seconds_count{method="GET",route="/api/v1/models"' in text
     assert "# TYPE garden_training_jobs gauge" in text
     assert "# TYPE garden_chat_time_to_first_token_seconds histogram" in text
+
+
+@pytest.mark.slow
+def test_a_named_backend_answers_the_rest_chat_or_is_waited_for(client: httpx.Client) -> None:
+    """The stats name exactly the backend asked for: vLLM asked for by name, while the auto
+    engine answers from transformers as vLLM starts, is waited for, never replaced."""
+    base = {
+        "messages": [{"role": "user", "content": "Name a colour."}],
+        "generation": {"temperature": 0, "max_new_tokens": 4},
+    }
+    auto = client.post("api/v1/chat", json={**base, "backend": "auto"})
+    assert auto.status_code == 200, auto.text
+    for backend in ("vllm", "transformers"):
+        answer = client.post("api/v1/chat", json={**base, "backend": backend}, timeout=900)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["stats"]["backend"] == backend, answer.json()

@@ -32,6 +32,7 @@ from garden.engine.serving import (
     shutdown_all,
     unload_engine,
 )
+from garden.engine.serving.auto import missing_package
 from garden.engine.serving.remote import remote_chats
 from garden.engine.serving.types import LOAD_WAIT_S, BackendName, ChatDelta, message_text
 from garden.errors import GardenError, ServingError
@@ -56,6 +57,7 @@ __all__ = [
     "ToolSchema",
     "abort",
     "answer",
+    "check_backend",
     "engine_status",
     "export_conversation",
     "is_loading",
@@ -165,6 +167,7 @@ class AnswerDelta(View):
     done: bool = False
     tool_calls: list[ToolCallView] = Field(default_factory=list)
     tool_problems: list[str] = Field(default_factory=list)
+    backend: str | None = None  # the backend generating this answer
 
 
 class Answer(View):
@@ -186,14 +189,34 @@ class EngineStatusView(View):
     text: str
 
     @classmethod
-    def of(cls, status: EngineStatus, label: str) -> EngineStatusView:
+    def of(cls, status: EngineStatus, label: str, shown: str | None = None) -> EngineStatusView:
+        """``shown``: how the text names the model (default: ``label``)."""
         return cls(
             label=label,
             model=status.model,
             state=status.state,
             backend=status.backend,
             vllm_state=status.vllm_state,
-            text=status.describe(),
+            text=status.describe(shown or label),
+        )
+
+
+def check_backend(backend: str, target: ChatTarget | None = None) -> None:
+    """The rule every front end gets: a named backend answers (``ChatEngine.stream_chat`` keeps
+    to it) or the request is refused here with why (not installed; no LoRA on onnx)."""
+    if backend == "onnx" and target is not None and target.adapter_path:
+        raise ServingError(
+            f"The onnx backend serves base models only, and {target.label} is a LoRA run.",
+            hint="Pick auto, transformers or vllm for it.",
+        )
+    if backend not in BACKENDS:
+        raise ServingError(
+            f"Unknown backend {backend!r}.", hint=f"Use one of: {', '.join(BACKENDS)}."
+        )
+    if missing := missing_package(backend):
+        raise ServingError(
+            f"The {backend} backend is not installed here (no {missing[0]} package).",
+            hint=f"Pick auto or another backend, or install {missing[1]}.",
         )
 
 
@@ -210,7 +233,8 @@ def engine_status(
     model: str, backend: str = "auto", *, settings: Settings | None = None
 ) -> EngineStatusView:
     """The state of the engine that serves ``model`` (never starts or converts anything)."""
-    engine = peek_engine(model, backend, resolve(settings))
+    settings = resolve(settings)
+    engine = peek_engine(model, backend, settings)
     if engine is None:
         return EngineStatusView(
             label=model,
@@ -218,7 +242,11 @@ def engine_status(
             state="not_loaded",
             text=f"{model}: not loaded yet — it loads on **Load** or on your first message.",
         )
-    return EngineStatusView.of(engine.status, model)
+    try:
+        shown = resolve_target(model, settings).shown(engine.model_name)
+    except GardenError:
+        shown = model
+    return EngineStatusView.of(engine.status, model, shown)
 
 
 def is_loading(model: str, backend: str = "auto", *, settings: Settings | None = None) -> bool:
@@ -231,7 +259,9 @@ def _engine(
     model: str | None, backend: str, settings: Settings | None
 ) -> tuple[ChatEngine, ChatTarget]:
     settings = resolve(settings)
+    check_backend(backend)
     target = resolve_target(model, settings)
+    check_backend(backend, target)
     return get_engine(target, backend, settings=settings), target
 
 
@@ -240,7 +270,7 @@ def load(
 ) -> EngineStatusView:
     """Start loading ``model``'s engine in the background (or find it loaded); its state."""
     engine, target = _engine(model, backend, settings)
-    return EngineStatusView.of(engine.status, target.label)
+    return EngineStatusView.of(engine.status, target.label, target.shown(engine.model_name))
 
 
 def wait_ready(
@@ -255,7 +285,7 @@ def wait_ready(
     or failed as well); raises ``ModelLoadError`` when loading failed."""
     engine, target = _engine(model, backend, settings)
     status = engine.wait_loaded(timeout) if include_vllm else engine.wait_ready(timeout)
-    return EngineStatusView.of(status, target.label)
+    return EngineStatusView.of(status, target.label, target.shown(engine.model_name))
 
 
 def unload(
@@ -274,14 +304,17 @@ def unload(
 def _deltas(
     engine: ChatEngine, target: ChatTarget, request: ChatRequest, request_id: str | None
 ) -> Iterator[AnswerDelta]:
+    if request.backend == "vllm":  # an auto engine may still be starting it: wait for it
+        engine.wait_loaded(LOAD_TIMEOUT_S)
     steps = engine.stream_chat(
         [m.model_dump() for m in request.messages],
         request.generation.to_config(),
         adapter=target.adapter_path,
         request_id=request_id,
         tools=request.tool_dicts(),
+        backend=request.backend,
     )
-    yield from _answer_deltas(steps, target.label, request.tools or [])
+    yield from _answer_deltas(steps, target.label, request.tools or [], request.backend)
 
 
 def _remote_deltas(request: ChatRequest, request_id: str) -> Iterator[AnswerDelta]:
@@ -301,10 +334,19 @@ def _remote_deltas(request: ChatRequest, request_id: str) -> Iterator[AnswerDelt
 
 
 def _answer_deltas(
-    steps: Iterator[ChatDelta], label: str, tools: list[ToolSchema] | None = None
+    steps: Iterator[ChatDelta],
+    label: str,
+    tools: list[ToolSchema] | None = None,
+    wanted: str = "auto",
 ) -> Iterator[AnswerDelta]:
-    """The engine's steps as views; the finished answer is counted in the metrics."""
+    """The engine's steps as views; the finished answer is counted in the metrics. A named
+    backend (``wanted``) is checked on every step: an answer never comes from another one."""
     for step in steps:
+        if wanted != "auto" and step.backend not in (None, wanted):
+            raise ServingError(
+                f"The {wanted} backend was asked for, but {step.backend} answered.",
+                hint="Ask again (the engine changed backends meanwhile), or pick auto.",
+            )
         stats = ChatStats.of(step.stats, label) if step.stats is not None else None
         if stats is not None:
             telemetry.observe_answer(stats)
@@ -317,6 +359,7 @@ def _answer_deltas(
             done=step.done,
             tool_calls=calls,
             tool_problems=[*step.tool_problems, *undeclared_calls(calls, tools or [])],
+            backend=step.backend,
         )
 
 
@@ -372,6 +415,8 @@ class AnswerStream:
     def __init__(
         self, request_id: str, stop: Callable[[str], None], backend: Callable[[], str | None]
     ) -> None:
+        """``backend``: the backend expected to answer, shown until the first piece of text
+        names the one that does."""
         self.request_id = request_id
         self.text = ""
         self.stats: ChatStats | None = None
@@ -379,13 +424,17 @@ class AnswerStream:
         self.tool_problems: list[str] = []
         self.error: str | None = None
         self.done = False
+        self.answered_by: str | None = None  # the backend that produced this answer
         self._stop = stop
         self._backend = backend
 
     @property
     def backend(self) -> str | None:
-        """The backend serving the answer now."""
-        return self._backend()
+        """The backend that produced this answer (from its first piece of text on), else the
+        one expected to."""
+        if self.stats is not None:
+            return self.stats.backend
+        return self.answered_by or self._backend()
 
     def abort(self) -> None:
         if not self.done:
@@ -395,6 +444,7 @@ class AnswerStream:
         try:
             for delta in deltas:
                 self.text = delta.text
+                self.answered_by = delta.backend or self.answered_by
                 if delta.stats is not None:
                     self.tool_calls, self.tool_problems = delta.tool_calls, delta.tool_problems
                     self.stats = delta.stats
@@ -416,7 +466,8 @@ def start_answer(request: ChatRequest, *, settings: Settings | None = None) -> A
     else:
         engine, target = _engine(request.model, request.backend, settings)
         engine.wait_ready(timeout=1)
-        stream = AnswerStream(request_id, engine.abort, lambda: engine.status.backend)
+        named = None if request.backend == "auto" else request.backend
+        stream = AnswerStream(request_id, engine.abort, lambda: named or engine.status.backend)
         deltas = _deltas(engine, target, request, request_id)
     threading.Thread(
         target=stream.run, args=(deltas,), name=f"answer-{stream.request_id}", daemon=True

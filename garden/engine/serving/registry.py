@@ -59,6 +59,14 @@ def _base_key(target: ChatTarget) -> str:
     return str(Path(target.base_path).resolve())
 
 
+def _may_run_vllm(engine: ChatEngine) -> bool:
+    """An ``auto`` engine that serves, or is starting, vLLM (or has not decided yet)."""
+    status = engine.status
+    if status.vllm_state == "failed":
+        return False
+    return status.vllm_state is not None or status.state == "loading"
+
+
 def get_engine(
     model: str | ChatTarget | None = None,
     backend: str = "auto",
@@ -79,7 +87,7 @@ def get_engine(
             engine = _engines.get((base, kind))
             if engine is None or engine.status.state in ("failed", "unloaded"):
                 continue
-            if backend == "vllm" and kind == "auto" and engine.status.vllm_state == "failed":
+            if backend == "vllm" and kind == "auto" and not _may_run_vllm(engine):
                 continue
             return _touch(engine)
         engine = ChatEngine(
@@ -115,8 +123,11 @@ def peek_engine(
     with _registry_lock:
         for kind in SHAREABLE.get(backend, (backend,)):
             engine = _engines.get((base, kind))
-            if engine is not None and engine.status.state != "unloaded":
-                return _touch(engine)
+            if engine is None or engine.status.state == "unloaded":
+                continue
+            if backend == "vllm" and kind == "auto" and not _may_run_vllm(engine):
+                continue
+            return _touch(engine)
     return None
 
 

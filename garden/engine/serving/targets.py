@@ -21,6 +21,11 @@ class ChatTarget:
     adapter_path: str | None = None
     kind: str = "base"
 
+    def shown(self, base_model: str) -> str:
+        """The model picked, as a status line names it: ``facts-run (LoRA on
+        SmolLM2-135M-Instruct)`` for a run served as an adapter on its base model's engine."""
+        return f"{self.label} (LoRA on {base_model})" if self.adapter_path else self.label
+
 
 def _model_key(ref: str | None) -> str:
     """Last path component, lower-case: paths and hub ids of the same model compare equal."""

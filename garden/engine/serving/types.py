@@ -94,6 +94,7 @@ class ChatDelta:
     stats: AnswerStats | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_problems: list[str] = field(default_factory=list)
+    backend: str | None = None  # the backend generating this answer (not the engine's current)
 
 
 @dataclass
@@ -146,17 +147,20 @@ class EngineStatus:
     def ready(self) -> bool:
         return self.state == "ready"
 
-    def describe(self) -> str:
+    def describe(self, label: str | None = None) -> str:
+        """A line for people; ``label`` names the model picked (e.g. a fine-tuned run served
+        as a LoRA adapter on this engine's base model), else the base model is named."""
+        name = label or self.model
         if self.state == "failed":
-            return f"❌ {self.model}: {self.error}" + (f" {self.hint}" if self.hint else "")
+            return f"❌ {name}: {self.error}" + (f" {self.hint}" if self.hint else "")
         if self.state == "loading":
             return (
-                f"⏳ Loading {self.model}… ({self.reason}; a question waits for it at most "
+                f"⏳ Loading {name}… ({self.reason}; a question waits for it at most "
                 f"{LOAD_WAIT_S / 60:.0f} min, then asks you to retry)"
             )
         if self.state == "unloaded":
-            return f"{self.model} is not loaded."
-        text = f"✅ {self.model} served by **{self.backend}** — {self.reason}"
+            return f"{name} is not loaded."
+        text = f"✅ {name} served by **{self.backend}** — {self.reason}"
         if self.vllm_state == "starting":
             text += " · vLLM is starting and takes over when ready"
         return text

@@ -87,8 +87,12 @@ class VllmBackend:
         single_process: bool = True,
         parallel: ParallelSizes | None = None,
         architectures: list[str] | None = None,
+        nice: int = 0,
     ) -> None:
+        """``nice``: the host's lower CPU priority (``vllm_host.WARM_UP_NICE`` when it starts
+        behind a backend that answers meanwhile)."""
         self.model_path = model_path
+        self.nice = nice
         self.enable_lora = enable_lora
         self.max_lora_rank = max_lora_rank
         self.max_loras = max_loras
@@ -131,7 +135,7 @@ class VllmBackend:
         conn, host_end = context.Pipe()
         process = context.Process(
             target=vllm_host.serve,
-            args=(host_end, self.engine_kwargs(), self.architectures),
+            args=(host_end, self.engine_kwargs(), self.architectures, self.nice),
             name=f"vllm-host-{Path(self.model_path).name}",
         )
         with _engine_threads(self.device):

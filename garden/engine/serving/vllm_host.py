@@ -28,11 +28,22 @@ from typing import Any
 
 IDLE_POLL_S = 1.0
 PROCESS_TITLE = "garden-vllm-host"
+# The niceness of a host that warms up behind a backend already answering (``auto``): on two
+# cores its start-up (imports, weights, warm-up) would otherwise take half of the CPU from the
+# live answers. An unprivileged process cannot lower it again, so once vLLM has taken over it
+# keeps serving at this niceness, which costs nothing unless other processes want the cores.
+WARM_UP_NICE = 10
 
 
-def serve(conn: Connection, engine_kwargs: dict[str, Any], architectures: list[str]) -> None:
-    """The host's entry point: build the engine, report, then serve until told to stop."""
+def serve(
+    conn: Connection, engine_kwargs: dict[str, Any], architectures: list[str], nice: int = 0
+) -> None:
+    """The host's entry point: build the engine, report, then serve until told to stop;
+    ``nice``: lower the host's CPU priority by that much first."""
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    if nice > 0:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
     _name_process()
     try:
         _check_architectures(architectures)
