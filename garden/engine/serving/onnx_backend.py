@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from garden.config import Settings
@@ -22,6 +23,15 @@ from garden.engine.serving.types import BackendChunk, GenerationRequest
 from garden.errors import GardenError, ModelLoadError, ServingError
 
 log = logging.getLogger(__name__)
+
+
+def cpu_has_avx512() -> bool:
+    """True when /proc/cpuinfo lists AVX-512 (False where it cannot be read)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "avx512f" in flags.split()
 
 
 class OnnxBackend:
@@ -54,7 +64,14 @@ class OnnxBackend:
         folder = ensure_onnx_copy(self.base_path, self.settings)
         config = og.Config(str(folder))
         # onnxruntime's own default used one of two cores here (86 vs 143 tok/s): name them all.
-        options = {"intra_op_num_threads": self.settings.onnx_threads or usable_cpus()}
+        options: dict[str, Any] = {
+            "intra_op_num_threads": self.settings.onnx_threads or usable_cpus(),
+        }
+        if not cpu_has_avx512():
+            # On the AVX2 class an idle worker that spins between ops takes a core from the
+            # decode loop whenever anything else runs on the two cores: 1.7x tok/s without it
+            # on a loaded machine (bench/onnx_variants.py). Unmeasured on AVX-512: kept there.
+            options["session.intra_op.allow_spinning"] = "0"
         config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
         try:
             self._model = og.Model(config)
