@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from garden.engine.training.backends import TrainContext, TrainOutcome
+from garden.engine.training.budget import make_budget_callback
 from garden.engine.training.packed_attention import register_packed_attention
 from garden.engine.training.records import MetricsEvent, StepMetrics, reward_metrics
 from garden.engine.training.spec import JobSpec
@@ -342,6 +343,7 @@ def run_trainer(
     if ctx.spec.method in ("lora", "qlora") and not hasattr(model, "peft_config"):
         peft_config = lora_config(ctx.spec)
     callback = make_callback(ctx)
+    budget = make_budget_callback(ctx)
     trainer = trainer_class(
         model=model,
         args=args,
@@ -349,7 +351,7 @@ def run_trainer(
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[callback, *ctx.extra.get("callbacks", [])],
+        callbacks=[callback, *([budget] if budget else []), *ctx.extra.get("callbacks", [])],
     )
     return finish_training(ctx, trainer, tokenizer, callback, has_eval=bool(eval_rows))
 
