@@ -181,6 +181,8 @@ def make_budget_callback(ctx: Any) -> Any:
                 self.probe_at = (done, int(state.num_input_tokens_seen or 0), kwh, co2)
             elif done == PROBE_WARMUP_STEPS + PROBE_STEPS and self.probe_at is not None:
                 self._fit(args, state, kwargs.get("lr_scheduler"), now)
+                if state.global_step >= state.max_steps:  # the probe filled the budget
+                    control.should_training_stop = True
             self._guard(state, control, now)
 
         def _fit(self, args: Any, state: Any, scheduler: Any, now: float) -> None:
