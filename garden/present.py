@@ -307,7 +307,7 @@ def job_budget(job: JobView) -> list[str]:
     if job.time_budget_s is not None:
         facts.append(f"time {duration(job.time_budget_s)}")
     if job.co2_budget_g is not None:
-        facts.append(f"CO₂ {co2(job.co2_budget_g / 1000)}")
+        facts.append(f"CO₂ {job.co2_budget_g:g} g")
     if facts and job.budget_steps is None:
         facts.append("steps fitted after a short probe")
     if job.budget_steps is not None:

@@ -144,3 +144,33 @@ def test_a_one_minute_budget_ends_the_run_at_it_with_a_saved_model(settings) -> 
     rates = [p.learning_rate for p in points if p.learning_rate is not None]
     assert rates[-1] < 0.25 * max(rates), rates  # the cosine was fitted to end at the budget
     assert (Path(job.output_dir or "") / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_the_budget_and_its_forecast_are_shown() -> None:
+    from garden import present
+    from garden.ui.finetune_tab import status_markdown
+
+    job = training.JobView(
+        id="job-1",
+        name="budgeted",
+        status="running",
+        created_at=0.0,
+        time_budget_s=285.0,
+        co2_budget_g=0.5,
+    )
+    assert present.job_budget(job) == [
+        "time 4m45s",
+        "CO₂ 0.5 g",
+        "steps fitted after a short probe",
+    ]
+    planned = job.model_copy(
+        update={"budget_steps": 112, "forecast_s": 280.0, "forecast_kwh": 0.0019,
+                "forecast_co2_kg": 0.00048}
+    )  # fmt: skip
+    facts = present.job_budget(planned)
+    assert facts[2:] == ["112 steps fitted", "forecast 4m40s, 1.900 Wh, CO₂ 480.0 mg"]
+    assert "Budget: time 4m45s" in status_markdown(planned)
+    assert (
+        present.job_budget(job.model_copy(update={"time_budget_s": None, "co2_budget_g": None}))
+        == []
+    )

@@ -75,3 +75,13 @@ def test_loss_switch_and_budget_fields_round_trip() -> None:
         assert back.get("assistant_only_loss") is loss
         assert back["time_budget_s"] == 90.0 and back["co2_budget_g"] == 0.5
     assert "time_budget_s" not in spec_values({"time_budget_min": 0, "co2_budget_g": 0})
+
+
+def test_api_callers_may_still_send_the_loss_switch_as_a_boolean(app: Any) -> None:
+    start = _start(app)
+    tab = start.fn.__self__
+    for sent, meant in ((True, True), (False, False), ("on", True), ("off", False)):
+        values = _page_values(start, {tab.form.assistant_only_loss: sent})
+        assert tab.submission(*values)["assistant_only_loss"] is meant
+    auto = _page_values(start, {tab.form.assistant_only_loss: "auto"})
+    assert "assistant_only_loss" not in tab.submission(*auto)

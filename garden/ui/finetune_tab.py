@@ -38,6 +38,8 @@ BUDGET_FIELDS = ("time_budget_min", "co2_budget_g")
 # Not settings of a preset: picking one leaves them as they are.
 NOT_PRESET = {"base_model", "dataset", "name", "init_from_run"}
 LOSS_CHOICES = {"auto": None, "on": True, "off": False}
+SCHEDULERS = ["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts"]
+LOSS_INFO = "auto = on for chat data, off for plain text"
 RUN_COLUMNS = [
     "job",
     "name",
@@ -144,10 +146,7 @@ class RunForm:
     def _advanced(self) -> None:
         num, pick = self._num, self._pick
         with gr.Row():
-            schedulers = ["cosine", "linear", "constant", "constant_with_warmup"]
-            self.lr_scheduler = pick(
-                "lr_scheduler", [*schedulers, "cosine_with_restarts"], "Scheduler"
-            )
+            self.lr_scheduler = pick("lr_scheduler", SCHEDULERS, "Scheduler")
             self.warmup_ratio = num("warmup_ratio", "Warmup ratio")
             self.batch_size = num("batch_size", "Batch size", precision=0, minimum=1)
             self.gradient_accumulation = num(
@@ -162,12 +161,9 @@ class RunForm:
                 self.shown["lora_target_modules"], label="Target modules"
             )
         with gr.Row():
-            loss_info = "auto = on for chat data, off for plain text"
+            loss = {"info": LOSS_INFO, "allow_custom_value": True}  # API callers send booleans
             self.assistant_only_loss = pick(
-                "assistant_only_loss",
-                list(LOSS_CHOICES),
-                "Loss on assistant turns only",
-                info=loss_info,
+                "assistant_only_loss", list(LOSS_CHOICES), "Loss on assistant turns only", **loss
             )
             self.packing = gr.Checkbox(self.shown["packing"], label="Packing (padding-free)")
             self.eval_steps = num("eval_steps", "Eval every N steps (0 = at end)", precision=0)
@@ -206,8 +202,8 @@ def form_values(values: dict[str, Any]) -> dict[str, Any]:
             shown[key] = ", ".join(value)
         elif key in ("init_from_run", "name"):
             shown[key] = value or ""
-        elif key in ("base_model", "dataset"):
-            shown[key] = None
+        elif key in ("base_model", "dataset"):  # the default model shows as empty
+            shown[key] = value if key == "dataset" else None
         else:
             shown[key] = 0 if value is None else value
     return {key: value for key, value in shown.items() if key in START_FIELDS}
@@ -342,11 +338,8 @@ class FineTuneTab:
             return {}
         if "dataset" not in values:
             gr.Warning("No preference dataset yet: import one (prompt/chosen/rejected) first.")
-        preset = values.pop("preset")
-        shown = form_values(values)
-        if "dataset" in values:
-            shown["dataset"] = values["dataset"]
-        return {self.form.preset: preset, **{self.form.component(k): v for k, v in shown.items()}}
+        shown = {self.form.component(k): v for k, v in form_values(values).items()}
+        return {self.form.preset: values["preset"], **shown}
 
     def refresh_lists(self) -> tuple[Any, Any]:
         return self._guarded_lists()
