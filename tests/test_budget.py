@@ -68,6 +68,23 @@ def test_the_cli_reads_durations_and_masses() -> None:
             parse_duration(bad)
 
 
+def test_the_cli_refuses_a_budget_too_small_in_one_line(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "STORAGE_ROOT": str(tmp_path / "storage")}
+    command = [str(Path(sys.executable).parent / "model-garden"), "train", "--dataset", str(FACTS)]
+    small = subprocess.run(
+        [*command, "--time-budget", "5s"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert small.returncode == 2 and "shorter than the probe" in small.stderr, small.stderr
+    bad = subprocess.run(
+        [*command, "--co2-budget", "3 tonnes"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert bad.returncode == 2 and "0.5g" in bad.stderr, bad.stderr
+
+
 @pytest.fixture
 def bare_settings(tmp_path):
     from garden.config import Settings

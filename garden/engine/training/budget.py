@@ -168,7 +168,8 @@ def make_budget_callback(ctx: Any) -> Any:
             return energy, None if emissions is None else emissions * 1000
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.t_begin = self.t_last = time.monotonic()
+            self.t_begin = ctx.extra.get("train_started", time.monotonic())
+            self.t_last = time.monotonic()
             self.start_step = state.global_step
 
         def on_step_end(self, args, state, control, **kwargs):

@@ -377,7 +377,7 @@ def finish_training(
     if ctx.resume_from is not None:
         resume = str(ctx.resume_from)
         ctx.log(f"Resuming from {ctx.resume_from.name}")
-    t0 = time.monotonic()
+    t0 = ctx.extra["train_started"] = time.monotonic()  # a budget counts from here too
     with lora_inputs_stay_bf16(trainer.model, ctx):
         trainer.train(resume_from_checkpoint=resume)
     seconds = time.monotonic() - t0
