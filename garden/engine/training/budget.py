@@ -234,7 +234,10 @@ def make_budget_callback(ctx: Any) -> Any:
             """End the run (completed) when the next step would pass a budget."""
             if control.should_training_stop or state.global_step >= state.max_steps:
                 return
-            step_s = self.pace.seconds if self.pace else self.last_step_s
+            # Before the pace is known the last step is the guess, but not the warm-up step:
+            # it carries the trainer's start and first-call costs, far above a step's.
+            warm = state.global_step - self.start_step <= PROBE_WARMUP_STEPS
+            step_s = self.pace.seconds if self.pace else 0.0 if warm else self.last_step_s
             elapsed = now - self.t_begin
             why = None
             if spec.time_budget_s is not None and elapsed + step_s > spec.time_budget_s:
