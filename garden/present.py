@@ -300,6 +300,40 @@ def job_facts(job: JobView) -> list[str]:
     return facts
 
 
+def job_budget(job: JobView) -> list[str]:
+    """ "time 4.8 min", "CO₂ 0.5 g", "112 steps fitted", "forecast 4 min 40 s, 1.2 Wh, 0.3 g CO₂"
+    for a budgeted run (nothing otherwise)."""
+    facts = []
+    if job.time_budget_s is not None:
+        facts.append(f"time {duration(job.time_budget_s)}")
+    if job.co2_budget_g is not None:
+        facts.append(f"CO₂ {job.co2_budget_g:g} g")
+    if facts and job.budget_steps is None:
+        facts.append("steps fitted after a short probe")
+    if job.budget_steps is not None:
+        facts.append(f"{job.budget_steps} steps fitted")
+    if job.forecast_s is not None:
+        forecast = [duration(job.forecast_s)]
+        if job.forecast_kwh is not None:
+            forecast.append(energy(job.forecast_kwh))
+        if job.forecast_co2_kg is not None:
+            forecast.append(f"CO₂ {co2(job.forecast_co2_kg)}")
+        facts.append("forecast " + ", ".join(forecast))
+    return facts
+
+
+def job_preference(job: JobView) -> list[str]:
+    """ "DPO from job-…", "reward margin 0.41", "pairs ranked right 75 %" for preference runs."""
+    if job.objective == "sft":
+        return []
+    facts = [job.objective.upper() + (f" from {job.init_from_run}" if job.init_from_run else "")]
+    if job.reward_margin is not None:
+        facts.append(f"reward margin {number(job.reward_margin)}")
+    if job.reward_accuracy is not None:
+        facts.append(f"pairs ranked right {100 * job.reward_accuracy:.0f} %")
+    return facts
+
+
 def job_stats_line(job: JobView, separator: str = " · ") -> str:
     """ "step 3/10 · ETA 42s · loss 1.2345 · 120 tokens/s · energy 0.512 Wh · CO₂ 0.120 g"."""
     return separator.join([job_steps(job), *job_facts(job)])

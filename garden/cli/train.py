@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,26 @@ from garden.services import training
 from garden.services.training import JobView
 
 SHOWN_LOG_LEVELS = ("WARNING", "ERROR", "INFO")
+TIME_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+MASS_UNITS = {"": 1.0, "g": 1.0, "mg": 0.001, "kg": 1000.0}
+QUANTITY = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$")
+
+
+def _quantity(text: str, units: dict[str, float], what: str, examples: str) -> float:
+    match = QUANTITY.match(text.lower())
+    if match is None or match.group(2) not in units:
+        raise click.BadParameter(f"{text!r} is not a {what}; use e.g. {examples}.")
+    return float(match.group(1)) * units[match.group(2)]
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90s", "5m", "1.5h" or plain "300"."""
+    return _quantity(text, TIME_UNITS, "duration", "90s, 5m, 1h or 300 (seconds)")
+
+
+def parse_mass(text: str) -> float:
+    """Grams in "0.5g", "200mg", "1kg" or plain "2"."""
+    return _quantity(text, MASS_UNITS, "mass of CO₂", "0.5g, 200mg, 1kg or 2 (grams)")
 
 
 def summary(job: JobView) -> dict[str, Any]:
@@ -143,6 +164,20 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option("--backend", type=click.Choice(["auto", "trl_peft", "unsloth"]), default=None)
 @click.option("--epochs", type=float, default=None)
 @click.option("--max-steps", type=int, default=None)
+@click.option(
+    "--time-budget",
+    "time_budget_s",
+    default=None,
+    callback=lambda _ctx, _param, value: None if value is None else parse_duration(value),
+    help="Train at most this long: 90s, 5m, 1h (steps are fitted after a short probe).",
+)
+@click.option(
+    "--co2-budget",
+    "co2_budget_g",
+    default=None,
+    callback=lambda _ctx, _param, value: None if value is None else parse_mass(value),
+    help="Emit at most this much CO₂ for the job: 0.5g, 200mg, 1kg.",
+)
 @click.option("--lr", "--learning-rate", "learning_rate", type=float, default=None)
 @click.option("--scheduler", "lr_scheduler", default=None, help="linear, cosine, constant…")
 @click.option("--warmup-ratio", type=float, default=None)
@@ -221,6 +256,8 @@ def jobs_show(job_id: str, as_json: bool) -> None:
         if value:
             table.add_row(key, str(value))
     table.add_row("stats", present.job_stats_line(job))
+    if budget := present.job_budget(job):
+        table.add_row("budget", ", ".join(budget))
     if job.eval_rouge_l is not None or job.eval_perplexity is not None:
         table.add_row("evaluation", evaluation_line(job))
     if job.objective != "sft":

@@ -52,6 +52,7 @@ __all__ = [
     "logs",
     "metrics",
     "objectives_for",
+    "preset_values",
     "presets",
     "resume",
     "start_manager",
@@ -100,6 +101,12 @@ class JobView(View):
     global_batch: int | None = Field(
         None, description="Examples per optimizer step: batch x processes x accumulation"
     )
+    time_budget_s: float | None = Field(None, description="Training seconds at most")
+    co2_budget_g: float | None = Field(None, description="Grams of CO₂-equivalent at most")
+    budget_steps: int | None = Field(None, description="Steps fitted to the budget by the probe")
+    forecast_s: float | None = Field(None, description="Planned training seconds")
+    forecast_kwh: float | None = Field(None, description="Planned energy")
+    forecast_co2_kg: float | None = Field(None, description="Planned kg CO₂-equivalent")
     output_dir: str | None = Field(None, description="Where the fine-tuned model is written")
     error: str | None = None
     error_kind: str | None = Field(None, description="out_of_memory, killed, bad_data, …")
@@ -196,6 +203,12 @@ def _view(job: JobRecord, evaluation: Mapping[str, Any] | None = None) -> JobVie
         global_batch=job.plan.global_batch or None if job.plan else None,
         objective=job.spec.objective if job.spec else "sft",
         init_from_run=job.spec.init_from_run if job.spec else None,
+        time_budget_s=job.spec.time_budget_s if job.spec else None,
+        co2_budget_g=job.spec.co2_budget_g if job.spec else None,
+        budget_steps=live.budget_steps,
+        forecast_s=live.forecast_s,
+        forecast_kwh=live.forecast_kwh,
+        forecast_co2_kg=live.forecast_co2_kg,
         reward_margin=live.reward_margin,
         reward_accuracy=live.reward_accuracy,
     )
@@ -210,6 +223,19 @@ def _store(settings: Settings | None) -> Store:
 
 def presets() -> list[PresetView]:
     return [PresetView(name=name, settings=dict(values)) for name, values in PRESETS.items()]
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """Every setting a form shows for preset ``name``: the ``JobSpec`` defaults, overlaid with
+    the preset's values (the objective included), so a form filled from it submits the preset."""
+    if name not in PRESETS:
+        raise JobError(f"Unknown preset {name!r}.", hint="Use one of: " + ", ".join(PRESETS))
+    defaults = {
+        key: field.get_default(call_default_factory=True)
+        for key, field in JobSpec.model_fields.items()
+        if not field.is_required()
+    }
+    return {**defaults, **PRESETS[name]}
 
 
 def build_spec(values: Mapping[str, object], preset: str | None = None) -> JobSpec:
@@ -240,7 +266,7 @@ def objectives_for(dataset: str, *, settings: Settings | None = None) -> Objecti
 
 def follow_up_values(
     job_id: str | None, objective: str = "dpo", *, settings: Settings | None = None
-) -> dict[str, SettingValue]:
+) -> dict[str, Any]:
     """Form values for a preference run that starts from completed run ``job_id`` (else the
     latest run): the objective's CPU preset, the run, and the newest dataset that fits, if any."""
     job = current_or_latest(job_id, settings=settings)
@@ -252,7 +278,7 @@ def follow_up_values(
             hint="Pick a completed run in the runs table.",
         )
     preset = f"{objective.upper()} (CPU quick)"
-    values: dict[str, SettingValue] = {**PRESETS[preset], "init_from_run": job.id}
+    values: dict[str, Any] = {**preset_values(preset), "init_from_run": job.id}
     values["preset"] = preset
     for _, dataset_id in dataset_choices(settings=settings):
         if objective in objectives_for(dataset_id, settings=settings).objectives:
@@ -347,8 +373,42 @@ def start_manager(*, settings: Settings | None = None) -> list[str]:
     return list(get_job_manager(resolve(settings)).recovered)
 
 
+# The probe alone takes a few steps: a budget below these cannot fit a run on any machine.
+MIN_TIME_BUDGET_S = 10.0
+MIN_CO2_BUDGET_G = 0.01
+
+
+def check_budget(spec: JobSpec, settings: Settings) -> None:
+    """A time or CO₂ budget must leave room for the probe and be applicable (one process,
+    carbon tracking on for a CO₂ budget); ``JobError`` with a hint otherwise."""
+    if spec.time_budget_s is not None and spec.time_budget_s < MIN_TIME_BUDGET_S:
+        raise JobError(
+            f"A time budget of {spec.time_budget_s:g} s is shorter than the probe that measures "
+            f"this machine (a few training steps).",
+            hint=f"Give at least {MIN_TIME_BUDGET_S:g} s (e.g. --time-budget 1m), or no budget.",
+        )
+    if spec.co2_budget_g is not None and spec.co2_budget_g < MIN_CO2_BUDGET_G:
+        raise JobError(
+            f"A CO₂ budget of {spec.co2_budget_g:g} g is smaller than the probe that measures "
+            "this machine emits (a few training steps).",
+            hint=f"Give at least {MIN_CO2_BUDGET_G:g} g (e.g. --co2-budget 0.5g), or no budget.",
+        )
+    budgeted = spec.time_budget_s is not None or spec.co2_budget_g is not None
+    if budgeted and spec.distributed:
+        raise JobError(
+            "Time and CO₂ budgets apply to runs in one training process for now.",
+            hint="Set processes and machines to 1, or drop the budget and set max steps.",
+        )
+    if spec.co2_budget_g is not None and not settings.carbon_tracking_enabled:
+        raise JobError(
+            "A CO₂ budget needs carbon tracking, and it is off.",
+            hint="Set CARBON_TRACKING_ENABLED=true, or use a time budget.",
+        )
+
+
 def submit(spec: JobSpec, *, settings: Settings | None = None) -> JobView:
     """Plan and queue a run; raises typed errors (``JobError``, ``DatasetError`` …) for bad specs."""
+    check_budget(spec, resolve(settings))
     manager = get_job_manager(resolve(settings))
     return _view(manager.get(manager.submit(spec)))
 

@@ -25,9 +25,21 @@ from garden.ui.run_charts import curves
 
 DEFAULT_PRESET = "Quick CPU demo"
 FOLLOW_ACTIVE = ""
-ZERO_MEANS_UNSET = {"max_steps", "eval_steps", "checkpoint_interval"}
+ZERO_MEANS_UNSET = {
+    "max_steps",
+    "eval_steps",
+    "checkpoint_interval",
+    "time_budget_s",
+    "co2_budget_g",
+}
 # Start's inputs after FORM_FIELDS (with defaults, so API callers may leave them out).
 PREFERENCE_FIELDS = ("objective", "beta", "init_from_run")
+BUDGET_FIELDS = ("time_budget_min", "co2_budget_g")
+# Not settings of a preset: picking one leaves them as they are.
+NOT_PRESET = {"base_model", "dataset", "name", "init_from_run"}
+LOSS_CHOICES = {"auto": None, "on": True, "off": False}
+SCHEDULERS = ["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts"]
+LOSS_INFO = "auto = on for chat data, off for plain text"
 RUN_COLUMNS = [
     "job",
     "name",
@@ -65,7 +77,7 @@ class RunForm:
     lora_alpha: gr.Number
     lora_dropout: gr.Number
     lora_target_modules: gr.Textbox
-    assistant_only_loss: gr.Checkbox
+    assistant_only_loss: gr.Dropdown
     packing: gr.Checkbox
     eval_steps: gr.Number
     seed: gr.Number
@@ -76,15 +88,18 @@ class RunForm:
     strategy: gr.Dropdown
 
     def __init__(self, settings: Settings) -> None:
-        """Lay the form out: preset, model and data, then the settings (advanced ones folded)."""
+        """Lay the form out: preset, model and data, then the settings (advanced ones folded).
+
+        Every field opens with the shown preset's value (``training.preset_values``)."""
+        self.shown = v = form_values(training.preset_values(DEFAULT_PRESET))
         with gr.Row():
             self.preset = gr.Radio(
                 [p.name for p in training.presets()], value=DEFAULT_PRESET, label="Preset"
             )
-            self.method = gr.Radio(["lora", "qlora", "full"], value="lora", label="Method")
+            self.method = gr.Radio(["lora", "qlora", "full"], value=v["method"], label="Method")
             self.objective = gr.Radio(
                 ["sft", "dpo", "orpo", "kto"],
-                value="sft",
+                value=v["objective"],
                 label="Objective",
                 info="Offered as the dataset fits: SFT, DPO/ORPO on pairs, KTO on labelled answers",
             )
@@ -105,66 +120,93 @@ class RunForm:
             self.refresh_choices = gr.Button("↻", scale=0, min_width=40)
         with gr.Row():
             self.name = gr.Textbox(label="Run name", placeholder="automatic")
-            self.epochs = gr.Number(3, label="Epochs", minimum=0)
-            self.max_steps = gr.Number(
-                0, label="Max steps (0 = use epochs)", precision=0, minimum=0
+            self.epochs = self._num("epochs", "Epochs", minimum=0)
+            self.max_steps = self._num(
+                "max_steps", "Max steps (0 = use epochs)", precision=0, minimum=0
             )
-            self.learning_rate = gr.Number(1e-3, label="Learning rate")
+            self.learning_rate = self._num("learning_rate", "Learning rate")
         with gr.Row():
-            self.beta = gr.Number(0.1, label="Beta (DPO/KTO; ORPO lambda)", minimum=0)
+            none = {"minimum": 0, "info": "0 = none"}
+            self.time_budget_min = self._num("time_budget_min", "Time budget (min)", **none)
+            self.co2_budget_g = self._num("co2_budget_g", "CO₂ budget (g)", **none)
+            self.beta = self._num("beta", "Beta (DPO/KTO; ORPO lambda)", minimum=0)
             self.init_from_run = gr.Textbox(
                 "", label="Start from run", placeholder="a completed run's id (SFT then DPO)"
             )
         with gr.Accordion("Advanced settings", open=False):
             self._advanced()
 
+    def _num(self, name: str, label: str, **options: Any) -> gr.Number:
+        """A number field opening with the shown preset's value of ``name``."""
+        return gr.Number(self.shown[name], label=label, **options)
+
+    def _pick(self, name: str, choices: list[str], label: str, **options: Any) -> gr.Dropdown:
+        return gr.Dropdown(choices, value=self.shown[name], label=label, **options)
+
     def _advanced(self) -> None:
+        num, pick = self._num, self._pick
         with gr.Row():
-            self.lr_scheduler = gr.Dropdown(
-                ["cosine", "linear", "constant", "constant_with_warmup"],
-                value="cosine",
-                label="Scheduler",
+            self.lr_scheduler = pick("lr_scheduler", SCHEDULERS, "Scheduler")
+            self.warmup_ratio = num("warmup_ratio", "Warmup ratio")
+            self.batch_size = num("batch_size", "Batch size", precision=0, minimum=1)
+            self.gradient_accumulation = num(
+                "gradient_accumulation", "Grad. accumulation", precision=0
             )
-            self.warmup_ratio = gr.Number(0.03, label="Warmup ratio")
-            self.batch_size = gr.Number(8, label="Batch size", precision=0, minimum=1)
-            self.gradient_accumulation = gr.Number(1, label="Grad. accumulation", precision=0)
-            self.max_seq_len = gr.Number(256, label="Max sequence length", precision=0)
+            self.max_seq_len = num("max_seq_len", "Max sequence length", precision=0)
         with gr.Row():
-            self.lora_r = gr.Number(16, label="LoRA r", precision=0)
-            self.lora_alpha = gr.Number(32, label="LoRA alpha", precision=0)
-            self.lora_dropout = gr.Number(0.05, label="LoRA dropout")
-            self.lora_target_modules = gr.Textbox("all-linear", label="Target modules")
-        with gr.Row():
-            self.assistant_only_loss = gr.Checkbox(True, label="Loss on assistant turns only")
-            self.packing = gr.Checkbox(True, label="Packing (padding-free)")
-            self.eval_steps = gr.Number(0, label="Eval every N steps (0 = at end)", precision=0)
-            self.seed = gr.Number(42, label="Seed", precision=0)
-        with gr.Row():
-            self.precision = gr.Dropdown(
-                ["auto", "bf16", "fp32", "fp16"], value="auto", label="Precision"
-            )
-            self.backend = gr.Dropdown(
-                ["auto", "trl_peft", "unsloth"], value="auto", label="Backend"
-            )
-            self.checkpoint_interval = gr.Number(
-                0, label="Checkpoint every N steps (0 = CHECKPOINT_INTERVAL)", precision=0
+            self.lora_r = num("lora_r", "LoRA r", precision=0)
+            self.lora_alpha = num("lora_alpha", "LoRA alpha", precision=0)
+            self.lora_dropout = num("lora_dropout", "LoRA dropout")
+            self.lora_target_modules = gr.Textbox(
+                self.shown["lora_target_modules"], label="Target modules"
             )
         with gr.Row():
-            self.num_processes = gr.Number(1, label="Processes", precision=0, minimum=1)
-            self.strategy = gr.Dropdown(
-                ["auto", "ddp", "fsdp", "deepspeed"], value="auto", label="Strategy"
+            loss = {"info": LOSS_INFO, "allow_custom_value": True}  # API callers send booleans
+            self.assistant_only_loss = pick(
+                "assistant_only_loss", list(LOSS_CHOICES), "Loss on assistant turns only", **loss
             )
+            self.packing = gr.Checkbox(self.shown["packing"], label="Packing (padding-free)")
+            self.eval_steps = num("eval_steps", "Eval every N steps (0 = at end)", precision=0)
+            self.seed = num("seed", "Seed", precision=0)
+        with gr.Row():
+            self.precision = pick("precision", ["auto", "bf16", "fp32", "fp16"], "Precision")
+            self.backend = pick("backend", ["auto", "trl_peft", "unsloth"], "Backend")
+            every = "Checkpoint every N steps (0 = CHECKPOINT_INTERVAL)"
+            self.checkpoint_interval = num("checkpoint_interval", every, precision=0)
+        with gr.Row():
+            self.num_processes = num("num_processes", "Processes", precision=0, minimum=1)
+            self.strategy = pick("strategy", ["auto", "ddp", "fsdp", "deepspeed"], "Strategy")
 
     def components(self) -> list[Component]:
-        """The setting components, in ``FORM_FIELDS`` then ``PREFERENCE_FIELDS`` order (the API
-        order of Start)."""
-        return [getattr(self, name) for name in (*FORM_FIELDS, *PREFERENCE_FIELDS)]
+        """The setting components, in ``FORM_FIELDS``, ``PREFERENCE_FIELDS`` then
+        ``BUDGET_FIELDS`` order (the API order of Start)."""
+        return [getattr(self, name) for name in START_FIELDS]
 
     def component(self, name: str) -> Component:
         return getattr(self, name)
 
 
 FORM_FIELDS = tuple(field.name for field in fields(RunForm))
+START_FIELDS = (*FORM_FIELDS, *PREFERENCE_FIELDS, *BUDGET_FIELDS)
+
+
+def form_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Spec values as the form's components show them (the inverse of ``spec_values``)."""
+    shown: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "time_budget_s":
+            shown["time_budget_min"] = 0 if value is None else value / 60
+        elif key == "assistant_only_loss":
+            shown[key] = next(name for name, on in LOSS_CHOICES.items() if on is value)
+        elif key == "lora_target_modules" and isinstance(value, list):
+            shown[key] = ", ".join(value)
+        elif key in ("init_from_run", "name"):
+            shown[key] = value or ""
+        elif key in ("base_model", "dataset"):  # the default model shows as empty
+            shown[key] = value if key == "dataset" else None
+        else:
+            shown[key] = 0 if value is None else value
+    return {key: value for key, value in shown.items() if key in START_FIELDS}
 
 
 @dataclass
@@ -183,12 +225,18 @@ class RunView:
 
 
 def spec_values(values: dict[str, Any]) -> dict[str, Any]:
-    """The form's values that set something: blanks, and 0 where the label says so, do not."""
-    return {
-        key: value
-        for key, value in values.items()
-        if value is not None and value != "" and not (key in ZERO_MEANS_UNSET and not value)
-    }
+    """The form's values that set something: blanks, and 0 where the label says so, do not;
+    minutes become seconds and auto/on/off the loss switch."""
+    given = {}
+    for key, value in values.items():
+        if key == "assistant_only_loss" and isinstance(value, str):
+            value = LOSS_CHOICES.get(value, value)
+        if key == "time_budget_min":
+            key, value = "time_budget_s", round(float(value) * 60, 3) if value else None
+        if value is None or value == "" or (key in ZERO_MEANS_UNSET and not value):
+            continue
+        given[key] = value
+    return given
 
 
 def status_markdown(job: JobView | None, settings: Settings | None = None) -> str:
@@ -200,7 +248,9 @@ def status_markdown(job: JobView | None, settings: Settings | None = None) -> st
         f"<progress value='{job.step}' max='{job.total_steps or 1}' style='width:100%'></progress> "
         f"step **{job.step}/{job.total_steps or '?'}** ({100 * job.progress_fraction:.0f} %)",
     ]
-    facts = [*present.job_facts(job), *present.job_layout(job), *preference_facts(job)]
+    facts = [*present.job_facts(job), *present.job_layout(job), *present.job_preference(job)]
+    if budget := present.job_budget(job):
+        lines.append("Budget: " + " · ".join(budget))
     if facts:
         lines.append(" · ".join(facts))
     if job.backend:
@@ -216,18 +266,6 @@ def status_markdown(job: JobView | None, settings: Settings | None = None) -> st
         lines.append(f"> **{job.error_kind or 'error'}**: {error}")
     lines.append(f"<small>job `{job.id}`</small>")
     return "\n\n".join(lines)
-
-
-def preference_facts(job: JobView) -> list[str]:
-    """ "DPO from job-…", "reward margin 0.41", "pairs ranked right 75 %" for preference runs."""
-    if job.objective == "sft":
-        return []
-    facts = [job.objective.upper() + (f" from {job.init_from_run}" if job.init_from_run else "")]
-    if job.reward_margin is not None:
-        facts.append(f"reward margin {present.number(job.reward_margin)}")
-    if job.reward_accuracy is not None:
-        facts.append(f"pairs ranked right {100 * job.reward_accuracy:.0f} %")
-    return facts
 
 
 def run_row(job: JobView) -> list[Any]:
@@ -269,16 +307,14 @@ class FineTuneTab:
         self._guarded_lists = guard("listing models", lambda _: (keep, keep), settings)(self._lists)
 
     def apply_preset(self, choice: str) -> dict[Component, Any]:
-        for preset in training.presets():
-            if preset.name == choice:
-                return {
-                    self.form.objective: "sft",
-                    **{
-                        self.form.component(key): 0 if value is None else value
-                        for key, value in preset.settings.items()
-                    },
-                }
-        return {}
+        """Every setting of the form to preset ``choice`` (the spec's defaults where it sets
+        none), so Start submits exactly that preset; model, data, name and start run stay."""
+        if choice not in {preset.name for preset in training.presets()}:
+            return {}
+        shown = form_values(training.preset_values(choice))
+        return {
+            self.form.component(key): value for key, value in shown.items() if key not in NOT_PRESET
+        }
 
     def fit_to_dataset(self, dataset: str | None, objective: str, preset: str) -> tuple[Any, Any]:
         """Offer the objectives and presets that fit the dataset's kind of rows."""
@@ -302,9 +338,8 @@ class FineTuneTab:
             return {}
         if "dataset" not in values:
             gr.Warning("No preference dataset yet: import one (prompt/chosen/rejected) first.")
-        return {
-            self.form.component(key): 0 if value is None else value for key, value in values.items()
-        }
+        shown = {self.form.component(k): v for k, v in form_values(values).items()}
+        return {self.form.preset: values["preset"], **shown}
 
     def refresh_lists(self) -> tuple[Any, Any]:
         return self._guarded_lists()
@@ -348,12 +383,16 @@ class FineTuneTab:
     def refused(self, message: str) -> dict[Component, Any]:
         return {**self.refresh(None), self.view.status: f"> **Cannot start**: {plain(message)}"}
 
+    def submission(self, *values: Any) -> dict[str, Any]:
+        """What Start submits for the form's values (in ``START_FIELDS`` order)."""
+        return spec_values(dict(zip(START_FIELDS, values, strict=True)))
+
     def start(self, *values: Any) -> Iterator[dict[Component, Any]]:
         """Start a run from the form: only an imported dataset and a listed or hub model.
 
         Pressed while the embedded default model is still being converted (the first minute of
         a fresh install), it says so at once, shows the conversion's progress, then starts."""
-        given = spec_values(dict(zip((*FORM_FIELDS, *PREFERENCE_FIELDS), values, strict=True)))
+        given = self.submission(*values)
         if "dataset" not in given:
             gr.Warning("Pick a dataset first (import one in the Data tab).")
             yield self.refused("no dataset picked.")

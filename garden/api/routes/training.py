@@ -41,6 +41,9 @@ def start_job(
     spec: JobSpec,
     preset: Annotated[str | None, Query(description="Settings to start from")] = None,
 ) -> JobCreated:
+    """The body is a ``JobSpec`` over the preset. ``time_budget_s`` and ``co2_budget_g`` make a
+    budgeted run: a short probe of its first steps fits the step count to the budget, and the
+    job's ``budget_steps`` and ``forecast_*`` fields tell the plan once it is made."""
     values: dict[str, Any] = spec.model_dump(exclude_unset=True)
     if preset is not None:
         chosen = {p.name: p.settings for p in training.presets()}

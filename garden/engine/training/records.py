@@ -59,6 +59,10 @@ class StepMetrics(BaseModel):
     reward_margin: float | None = Field(None, description="Mean chosen minus rejected reward")
     reward_accuracy: float | None = Field(None, description="Share of pairs ranked right")
     eval_reward_margin: float | None = None
+    budget_steps: int | None = Field(None, description="Budgeted runs: the steps fitted")
+    forecast_s: float | None = Field(None, description="Budgeted runs: training seconds planned")
+    forecast_kwh: float | None = None
+    forecast_co2_kg: float | None = None
 
 
 # TRL's log keys of the preference trainers (DPO, ORPO, KTO), and the metric each one sets.

@@ -26,9 +26,11 @@ STOP_FLAG = "STOP"
 CANCEL_FLAG = "CANCEL"
 
 PRESETS: dict[str, dict[str, Any]] = {
+    # Budget-based: the time budget ends it (epochs is only a ceiling), on any supported CPU.
     "Quick CPU demo": {
         "method": "lora",
-        "epochs": 5.0,
+        "epochs": 100.0,
+        "time_budget_s": 285.0,
         "max_steps": None,
         "learning_rate": 2e-3,
         "lr_scheduler": "cosine",
@@ -135,6 +137,12 @@ class JobSpec(BaseModel):
     backend: Literal["auto", "trl_peft", "unsloth"] = "auto"
     epochs: float = Field(1.0, gt=0, le=1000)
     max_steps: int | None = Field(None, ge=1)
+    time_budget_s: float | None = Field(
+        None, gt=0, description="Seconds of training at most: the step count is fitted to it"
+    )
+    co2_budget_g: float | None = Field(
+        None, gt=0, description="Grams of CO₂-equivalent at most for the job (metered)"
+    )
     learning_rate: float = Field(2e-4, gt=0, le=1)
     lr_scheduler: Literal[
         "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"

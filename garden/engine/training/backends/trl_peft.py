@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from garden.engine.training.backends import TrainContext, TrainOutcome
+from garden.engine.training.budget import make_budget_callback
 from garden.engine.training.packed_attention import register_packed_attention
 from garden.engine.training.records import MetricsEvent, StepMetrics, reward_metrics
 from garden.engine.training.spec import JobSpec
@@ -342,6 +343,7 @@ def run_trainer(
     if ctx.spec.method in ("lora", "qlora") and not hasattr(model, "peft_config"):
         peft_config = lora_config(ctx.spec)
     callback = make_callback(ctx)
+    budget = make_budget_callback(ctx)
     trainer = trainer_class(
         model=model,
         args=args,
@@ -349,7 +351,7 @@ def run_trainer(
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[callback, *ctx.extra.get("callbacks", [])],
+        callbacks=[callback, *([budget] if budget else []), *ctx.extra.get("callbacks", [])],
     )
     return finish_training(ctx, trainer, tokenizer, callback, has_eval=bool(eval_rows))
 
@@ -375,7 +377,7 @@ def finish_training(
     if ctx.resume_from is not None:
         resume = str(ctx.resume_from)
         ctx.log(f"Resuming from {ctx.resume_from.name}")
-    t0 = time.monotonic()
+    t0 = ctx.extra["train_started"] = time.monotonic()  # a budget counts from here too
     with lora_inputs_stay_bf16(trainer.model, ctx):
         trainer.train(resume_from_checkpoint=resume)
     seconds = time.monotonic() - t0

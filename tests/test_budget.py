@@ -1,0 +1,193 @@
+"""Time- and CO₂-budgeted training: the step fitting, the up-front checks, one real run."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from garden.engine.training.budget import Usage, fit_steps
+from garden.errors import JobError
+from garden.services import training
+
+FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
+
+
+def test_the_time_budget_limits_the_steps_when_it_is_the_smallest() -> None:
+    spent = Usage(steps=4, seconds=10.0, kwh=0.001, co2_g=0.2)
+    pace = Usage(steps=1, seconds=2.0, kwh=0.0002, co2_g=0.05)
+    fit = fit_steps(1000, spent, pace, time_budget_s=60.0)
+    assert (fit.steps, fit.limited_by) == (4 + 25, "time")
+    assert fit.forecast_s == pytest.approx(60.0)
+    assert fit.forecast_kwh == pytest.approx(0.001 + 25 * 0.0002)
+    assert fit.forecast_co2_kg == pytest.approx((0.2 + 25 * 0.05) / 1000)
+
+
+def test_the_smallest_of_schedule_time_and_co2_wins() -> None:
+    spent = Usage(steps=4, seconds=10.0, kwh=0.001, co2_g=0.2)
+    pace = Usage(steps=1, seconds=2.0, kwh=0.0002, co2_g=0.05)
+    assert fit_steps(12, spent, pace, 60.0, 10.0).limited_by == "schedule"
+    assert fit_steps(12, spent, pace, 60.0, 10.0).steps == 12
+    by_co2 = fit_steps(1000, spent, pace, 60.0, 0.7)
+    assert (by_co2.steps, by_co2.limited_by) == (4 + 10, "co2")
+    assert by_co2.forecast_co2_kg == pytest.approx(0.7 / 1000)
+    no_time = fit_steps(1000, spent, pace, None, 0.7)
+    assert no_time.steps == 14
+    exact = fit_steps(1000, Usage(steps=4, seconds=0.9, co2_g=0.0), Usage(1, 0.3), 3.0)
+    assert exact.steps == 4 + 7  # 0.9 s + 7 x 0.3 s = 3.0 s: the last step still fits
+
+
+def test_a_probe_longer_than_the_budget_is_a_one_line_error() -> None:
+    spent = Usage(steps=4, seconds=14.0)
+    with pytest.raises(JobError) as caught:
+        fit_steps(1000, spent, Usage(steps=1, seconds=3.5), time_budget_s=12.0)
+    assert "shorter than the probe" in caught.value.message and "\n" not in caught.value.message
+    assert caught.value.hint and "at least" in caught.value.hint
+    with pytest.raises(JobError, match="CO₂ budget"):
+        fit_steps(1000, Usage(4, 14.0, co2_g=0.5), Usage(1, 3.5, co2_g=0.1), None, 0.3)
+    # The probe fills the budget exactly: the run ends there, saved, not failed.
+    assert fit_steps(1000, Usage(4, 12.0), Usage(1, 3.0), 12.0).steps == 4
+
+
+def test_the_cli_reads_durations_and_masses() -> None:
+    import click
+
+    from garden.cli.train import parse_duration, parse_mass
+
+    assert [parse_duration(t) for t in ("90s", "5m", "1h", "300", "1.5m")] == [
+        90,
+        300,
+        3600,
+        300,
+        90,
+    ]
+    assert [parse_mass(t) for t in ("0.5g", "200mg", "1kg", "2")] == [0.5, 0.2, 1000, 2]
+    for bad in ("5 parsecs", "-1m", "m"):
+        with pytest.raises(click.BadParameter):
+            parse_duration(bad)
+
+
+def test_the_cli_refuses_a_budget_too_small_in_one_line(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "STORAGE_ROOT": str(tmp_path / "storage")}
+    command = [str(Path(sys.executable).parent / "model-garden"), "train", "--dataset", str(FACTS)]
+    small = subprocess.run(
+        [*command, "--time-budget", "5s"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert small.returncode == 2 and "shorter than the probe" in small.stderr, small.stderr
+    bad = subprocess.run(
+        [*command, "--co2-budget", "3 tonnes"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert bad.returncode == 2 and "0.5g" in bad.stderr, bad.stderr
+
+
+@pytest.fixture
+def bare_settings(tmp_path):
+    from garden.config import Settings
+
+    settings = Settings(_env_file=None, storage_root=tmp_path / "storage")
+    settings.ensure_storage()
+    return settings
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"time_budget_s": 5}, "shorter than the probe"),
+        ({"co2_budget_g": 0.001}, "smaller than the probe"),
+        ({"time_budget_s": 60, "num_processes": 2}, "one training process"),
+    ],
+)
+def test_a_budget_too_small_is_refused_by_the_service(bare_settings, values, words) -> None:
+    spec = training.build_spec({"dataset": "anything", **values})
+    with pytest.raises(JobError) as caught:
+        training.submit(spec, settings=bare_settings)
+    assert words in caught.value.message and "\n" not in caught.value.message
+    assert caught.value.hint
+    assert training.list_jobs(settings=bare_settings) == []  # nothing was queued
+    with pytest.raises(JobError, match="Invalid training settings"):
+        training.build_spec({"dataset": "anything", "time_budget_s": -1})
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory, default_model_path):
+    from garden.config import Settings
+
+    root = tmp_path_factory.mktemp("budget")
+    settings = Settings(_env_file=None, storage_root=root / "storage", models_dir=root / "models")
+    settings.ensure_storage()
+    (settings.base_models_path / default_model_path.name).symlink_to(default_model_path)
+    return settings
+
+
+@pytest.mark.slow
+def test_a_one_minute_budget_ends_the_run_at_it_with_a_saved_model(settings) -> None:
+    from garden.engine.training import queries
+    from garden.store import get_store
+
+    budget = 60.0
+    spec = training.build_spec(
+        {
+            "dataset": str(FACTS),
+            "name": "budget-run",
+            "epochs": 50,
+            "time_budget_s": budget,
+            "batch_size": 2,
+            "max_seq_len": 128,
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "learning_rate": 2e-3,
+            "warmup_ratio": 0.0,
+        }
+    )
+    job = training.wait(training.submit(spec, settings=settings).id, 900, settings=settings)
+    logs = [line.message for line in training.logs(job.id, limit=500, settings=settings)]
+    assert job.status == "completed", (job.error, logs[-5:])
+    assert any(line.startswith("Budget (time 60 s)") for line in logs), logs
+    assert job.budget_steps is not None and job.forecast_s is not None
+    assert 4 < job.budget_steps < 50 * 64  # fitted, far below what 50 epochs ask
+    assert job.forecast_s <= budget and job.step <= job.budget_steps
+
+    points = training.metrics(job.id, settings=settings)
+    stamps = [p.ts for p in points if p.loss is not None]
+    longest_step = max(b - a for a, b in itertools.pairwise(stamps))
+    result = queries.get_job(get_store(settings.db_path), job.id).result
+    assert result is not None and result.steps == job.step
+    assert result.train_seconds <= budget + longest_step, (result.train_seconds, longest_step)
+    rates = [p.learning_rate for p in points if p.learning_rate is not None]
+    assert rates[-1] < 0.25 * max(rates), rates  # the cosine was fitted to end at the budget
+    assert (Path(job.output_dir or "") / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_the_budget_and_its_forecast_are_shown() -> None:
+    from garden import present
+    from garden.ui.finetune_tab import status_markdown
+
+    job = training.JobView(
+        id="job-1",
+        name="budgeted",
+        status="running",
+        created_at=0.0,
+        time_budget_s=285.0,
+        co2_budget_g=0.5,
+    )
+    assert present.job_budget(job) == [
+        "time 4m45s",
+        "CO₂ 0.5 g",
+        "steps fitted after a short probe",
+    ]
+    planned = job.model_copy(
+        update={"budget_steps": 112, "forecast_s": 280.0, "forecast_kwh": 0.0019,
+                "forecast_co2_kg": 0.00048}
+    )  # fmt: skip
+    facts = present.job_budget(planned)
+    assert facts[2:] == ["112 steps fitted", "forecast 4m40s, 1.900 Wh, CO₂ 480.0 mg"]
+    assert "Budget: time 4m45s" in status_markdown(planned)
+    assert (
+        present.job_budget(job.model_copy(update={"time_budget_s": None, "co2_budget_g": None}))
+        == []
+    )
