@@ -1,20 +1,40 @@
 """How numbers are shown to people, the same in every front end: units, stats lines, equivalents.
 
-Pure functions over plain numbers and service views; no I/O, no gradio, no torch.
+Pure functions over plain numbers and service views; no I/O, no gradio, no torch. For front ends
+only: the engine never imports it (the plain units it shares are in ``garden.units``).
 """
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol
+
+from garden.units import (
+    MISSING,
+    co2,
+    duration,
+    energy,
+    file_size,
+    local_time,
+    number,
+    plain,
+)
+
+__all__ = [
+    "MISSING",
+    "co2",
+    "duration",
+    "energy",
+    "file_size",
+    "local_time",
+    "number",
+    "plain",
+]
 
 if TYPE_CHECKING:
     from garden.services.datasets import TokenStats
     from garden.services.training import JobView
 
-MISSING = "—"
 
 # Equivalents: constants and where they come from -------------------------------------------
 # US EPA, "Greenhouse Gas Emissions from a Typical Passenger Vehicle" (2023): 400 g CO2/mile.
@@ -66,16 +86,6 @@ def equivalents(emissions_kg: float | None, energy_kwh: float | None) -> Equival
     )
 
 
-def plain(value: float) -> str:
-    """Two significant digits without scientific notation: 0.0000773 -> "0.000077"."""
-    if value <= 0:
-        return "0"
-    if value >= 100:
-        return f"{value:,.0f}"
-    digits = max(0, 1 - math.floor(math.log10(value)))
-    return f"{value:.{digits}f}"
-
-
 def describe_equivalents(eq: Equivalents) -> str:
     """One line for people: "≈ 7.7 cm by car · 0.0057 smartphone charges · …"."""
     km = eq.car_km
@@ -91,57 +101,7 @@ def describe_equivalents(eq: Equivalents) -> str:
     )
 
 
-# Units -------------------------------------------------------------------------------------
-
-
-def _scaled(value: float | None, units: tuple[str, str, str]) -> str:
-    """``value`` in the large unit, shown in it, in 1/1000 of it, or in 1/1e6 of it."""
-    if value is None:
-        return MISSING
-    large, unit, small = units
-    if value >= 1:
-        return f"{value:,.3f} {large}"
-    return f"{value * 1000:,.3f} {unit}" if value >= 1e-3 else f"{value * 1e6:,.1f} {small}"
-
-
-def energy(kwh: float | None) -> str:
-    """ "5.120 Wh", "1.250 kWh", "35.2 mWh"; "—" when unknown."""
-    return _scaled(kwh, ("kWh", "Wh", "mWh"))
-
-
-def co2(kg: float | None) -> str:
-    """ "5.120 g", "1.500 kg", "12.0 mg"; "—" when unknown."""
-    return _scaled(kg, ("kg", "g", "mg"))
-
-
-def number(value: float | None, pattern: str = "{:.4f}") -> str:
-    return MISSING if value is None else pattern.format(value)
-
-
-def file_size(size_bytes: int) -> str:
-    """ "540.1 MB", "12.0 kB", "512 B"."""
-    value = float(size_bytes)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
-
-
-def duration(seconds: float | None) -> str:
-    """ "42s", "3m05s", "2h04m"."""
-    if seconds is None:
-        return MISSING
-    total = int(max(seconds, 0))
-    if total < 60:
-        return f"{total}s"
-    if total < 3600:
-        return f"{total // 60}m{total % 60:02d}s"
-    return f"{total // 3600}h{total % 3600 // 60:02d}m"
-
-
-def local_time(ts: float | None, pattern: str = "%Y-%m-%d %H:%M") -> str:
-    return MISSING if ts is None else time.strftime(pattern, time.localtime(ts))
+# Units (the plain ones are in garden.units) -----------------------------------------------
 
 
 def power_label(power_source: str | None) -> str:
