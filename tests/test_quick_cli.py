@@ -172,3 +172,31 @@ def test_commands_that_need_no_model_import_no_torch(
     expected[commands.index(["jobs", "show", "no-such-job"])] = 2  # a one-line error, no trace
     assert result["codes"] == expected
     assert result["heavy"] == []
+
+
+def test_template_files_and_named_templates_are_found_as_transformers_finds_them(
+    default_model_path: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "named"
+    folder.mkdir()
+    shutil.copy(default_model_path / "tokenizer.json", folder)
+    config = json.loads((default_model_path / "tokenizer_config.json").read_text())
+    config["chat_template"] = [
+        {"name": "default", "template": "plain:{% for m in messages %}{{ m.content }}{% endfor %}"},
+        {"name": "tool_use", "template": "tools:{{ tools | length }}"},
+    ]
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    turns = [{"role": "user", "content": "Hi"}]
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+
+    def both(**kwargs: Any) -> list[str]:
+        light, heavy = LightTokenizer(folder), transformers_tokenizer(folder)
+        return [
+            light.apply_chat_template(turns, tokenize=False, **kwargs),
+            heavy.apply_chat_template(turns, tokenize=False, **kwargs),
+        ]
+
+    assert both() == ["plain:Hi"] * 2
+    assert both(tools=tools) == ["tools:1"] * 2
+    (folder / "chat_template.jinja").write_text("file:{{ messages | length }}", encoding="utf-8")
+    assert both(tools=tools) == ["file:1"] * 2  # a template file replaces the config's templates

@@ -50,16 +50,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _chat_templates(folder: Path, config: Mapping[str, Any]) -> str | dict[str, str] | None:
-    """The folder's chat template(s), found where transformers looks: ``chat_template.jinja``
-    (and ``additional_chat_templates/*.jinja``) before ``chat_template`` in the config."""
+    """The folder's chat template(s), found as transformers finds them: ``chat_template.jinja``
+    and ``additional_chat_templates/*.jinja`` when there are any (they replace the config's),
+    else ``chat_template`` in ``tokenizer_config.json`` (a string or a list of named ones)."""
     templates: dict[str, str] = {}
-    configured = config.get("chat_template")
-    if isinstance(configured, str):
-        templates["default"] = configured
-    elif isinstance(configured, list):
-        templates.update(
-            {item["name"]: item["template"] for item in configured if isinstance(item, dict)}
-        )
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
         templates["default"] = jinja.read_text(encoding="utf-8")
@@ -67,6 +61,14 @@ def _chat_templates(folder: Path, config: Mapping[str, Any]) -> str | dict[str, 
     if extra.is_dir():
         for path in sorted(extra.glob("*.jinja")):
             templates[path.stem] = path.read_text(encoding="utf-8")
+    if not templates:
+        configured = config.get("chat_template")
+        if isinstance(configured, str):
+            templates["default"] = configured
+        elif isinstance(configured, list):
+            templates.update(
+                {item["name"]: item["template"] for item in configured if isinstance(item, dict)}
+            )
     if not templates:
         return None
     if list(templates) == ["default"]:
