@@ -6,14 +6,16 @@ only: the engine never imports it (the plain units it shares are in ``garden.uni
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from garden.units import (
+    EQUIVALENT_SOURCES,
     MISSING,
+    Equivalents,
     co2,
     duration,
     energy,
+    equivalents,
     file_size,
     local_time,
     number,
@@ -21,10 +23,13 @@ from garden.units import (
 )
 
 __all__ = [
+    "EQUIVALENT_SOURCES",
     "MISSING",
+    "Equivalents",
     "co2",
     "duration",
     "energy",
+    "equivalents",
     "file_size",
     "local_time",
     "number",
@@ -34,56 +39,6 @@ __all__ = [
 if TYPE_CHECKING:
     from garden.services.datasets import TokenStats
     from garden.services.training import JobView
-
-
-# Equivalents: constants and where they come from -------------------------------------------
-# US EPA, "Greenhouse Gas Emissions from a Typical Passenger Vehicle" (2023): 400 g CO2/mile.
-CAR_KG_PER_KM = 0.400 / 1.609344
-# US EPA, Greenhouse Gas Equivalencies Calculator: 0.019 kWh of electricity per phone charge.
-SMARTPHONE_CHARGE_KWH = 0.019
-# Physics: heating 1 L of water from 20 to 100 °C takes 4.186 kJ/(kg·K) × 80 K = 0.093 kWh;
-# at a kettle's ~90 % efficiency that is ~0.103 kWh per boil.
-KETTLE_BOIL_KWH = 4.186 * 80 / 3600 / 0.9
-# A 10 W LED bulb (a common 800-lumen, "60 W equivalent" bulb) for one hour.
-LED_BULB_HOUR_KWH = 0.010
-# US EPA, Greenhouse Gas Equivalencies Calculator: one urban tree seedling grown for 10 years
-# sequesters 0.060 t CO2, i.e. 60 kg / 3652 days.
-TREE_DAY_KG = 60.0 / 3652.5
-
-EQUIVALENT_SOURCES: dict[str, str] = {
-    "car_km": "US EPA (2023), typical passenger vehicle: 400 g CO2 per mile",
-    "smartphone_charges": "US EPA GHG Equivalencies Calculator: 0.019 kWh per smartphone charge",
-    "kettle_boils": "physics: 1 L of water from 20 to 100 °C at 90 % efficiency ≈ 0.103 kWh",
-    "led_bulb_hours": "a 10 W LED bulb (800 lm) for one hour = 0.010 kWh",
-    "tree_days": "US EPA GHG Equivalencies Calculator: a tree seedling grown 10 years "
-    "stores 60 kg CO2 (≈16 g per day)",
-}
-
-
-@dataclass(frozen=True)
-class Equivalents:
-    """Everyday equivalents of an amount of CO2 and energy (constants and sources above)."""
-
-    car_km: float
-    smartphone_charges: float
-    kettle_boils: float
-    led_bulb_hours: float
-    tree_days: float
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-def equivalents(emissions_kg: float | None, energy_kwh: float | None) -> Equivalents:
-    kg = max(float(emissions_kg or 0.0), 0.0)
-    kwh = max(float(energy_kwh or 0.0), 0.0)
-    return Equivalents(
-        car_km=kg / CAR_KG_PER_KM,
-        smartphone_charges=kwh / SMARTPHONE_CHARGE_KWH,
-        kettle_boils=kwh / KETTLE_BOIL_KWH,
-        led_bulb_hours=kwh / LED_BULB_HOUR_KWH,
-        tree_days=kg / TREE_DAY_KG,
-    )
 
 
 def describe_equivalents(eq: Equivalents) -> str:
