@@ -1,8 +1,10 @@
 """Startup benchmark: seconds from launching app.py to the first HTTP 200, `import garden.ui`,
-and the cold start of the vLLM chat backend in a fresh process, phase by phase.
+the cold start of the vLLM chat backend in a fresh process, phase by phase, and CLI commands
+that need no model (`data inspect` of a one-row file, `jobs list`) beside `python -c pass`.
 
-Run: `uv run python bench/startup.py [--skip-vllm]`. The last line is JSON:
-{"ui_http_ready_s": …, "import_ui_s": …, "torch_imported_by_ui": false, "vllm_cold_start_s": …}
+Run: `uv run python bench/startup.py [--skip-vllm] [--cli-only] [--storage DIR]`. The last line
+is JSON: {"ui_http_ready_s": …, "import_ui_s": …, "torch_imported_by_ui": false,
+"vllm_cold_start_s": …, "cli_s": {"python -c pass": …, "data inspect (1 row)": …, …}}
 """
 
 from __future__ import annotations
@@ -64,6 +66,35 @@ def time_http_ready(storage: Path) -> float:
         process.wait(timeout=30)
 
 
+def time_cli(storage: Path, scratch: Path) -> dict[str, float]:
+    """Median wall seconds of CLI commands in fresh processes, beside a bare interpreter's start.
+
+    The default model is prepared first (untimed: a first start only) so that `data inspect`
+    measures reading, validating and counting tokens, not the conversion."""
+    env = {**os.environ, "STORAGE_ROOT": str(storage), "HF_HUB_OFFLINE": "1"}
+    prepare = "from garden.models import prepare_default_model; prepare_default_model()"
+    subprocess.run([sys.executable, "-c", prepare], env=env, check=True, capture_output=True)
+    one_row = scratch / "one_row.jsonl"
+    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    one_row.write_text(json.dumps({"messages": turns}) + "\n", encoding="utf-8")
+    cli = [sys.executable, "-m", "garden.cli"]
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "model-garden --version": [*cli, "--version"],
+        "data inspect (1 row)": [*cli, "data", "inspect", str(one_row)],
+        "jobs list": [*cli, "jobs", "list"],
+    }
+    medians: dict[str, float] = {}
+    for name, command in commands.items():
+        runs = []
+        for _ in range(RUNS):
+            started = time.perf_counter()
+            subprocess.run(command, env=env, check=True, capture_output=True)
+            runs.append(time.perf_counter() - started)
+        medians[name] = round(sorted(runs)[RUNS // 2], 2)
+    return medians
+
+
 # Run in a fresh interpreter: vLLM's cold start as the Chat tab pays it, imports included. The
 # app imports torch (not vLLM); the host process imports both and builds the engine.
 VLLM_COLD_START = """
@@ -109,12 +140,21 @@ def time_vllm_cold_start(storage: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-vllm", action="store_true", help="skip the vLLM cold start")
+    parser.add_argument("--cli-only", action="store_true", help="time the CLI commands only")
+    parser.add_argument("--storage", type=Path, help="a storage root whose default model is ready")
     args = parser.parse_args()
     load_before = benchenv.load_now()
     with tempfile.TemporaryDirectory(prefix="garden-bench-") as tmp:
+        storage = args.storage or Path(tmp) / "storage"
+        cli = time_cli(storage, Path(tmp))
+        for name, seconds in cli.items():
+            print(f"{name:<26} median of {RUNS}: {seconds:.2f} s")
+        if args.cli_only:
+            print(json.dumps({"cli_s": cli, **benchenv.conditions(load_before)}))
+            return
         imports = [time_import_ui() for _ in range(RUNS)]
-        ready = [time_http_ready(Path(tmp) / "storage") for _ in range(RUNS)]
-        vllm = {} if args.skip_vllm else time_vllm_cold_start(Path(tmp) / "storage")
+        ready = [time_http_ready(storage) for _ in range(RUNS)]
+        vllm = {} if args.skip_vllm else time_vllm_cold_start(storage)
     import_s = sorted(s for s, _ in imports)[RUNS // 2]
     ready_s = sorted(ready)[RUNS // 2]
     torch_loaded = any(flag for _, flag in imports)
@@ -138,6 +178,7 @@ def main() -> None:
                 "torch_imported_by_ui": torch_loaded,
                 "vllm_cold_start_s": vllm.get("total_s"),
                 "vllm_phases": vllm or None,
+                "cli_s": cli,
                 **benchenv.conditions(load_before),
             }
         )

@@ -34,7 +34,7 @@ from garden.services.web import safe_text
 
 log = logging.getLogger("garden.api")
 
-API_PREFIXES = ("/api/v1/", "/ws/jobs/")
+API_PREFIXES = ("/api/v1/", "/ws/jobs/", "/docs/static/")  # /docs/static: as /docs
 API_PATHS = frozenset({"/api/v1", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/metrics"})
 
 STATUS_BY_ERROR: list[tuple[type[GardenError], int]] = [

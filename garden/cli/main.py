@@ -1,23 +1,46 @@
-"""The root `model-garden` group; every command group is registered here, explicitly."""
+"""The root `model-garden` group; every command group is registered here, explicitly.
+
+A group's module is imported when that group runs (or when ``--help`` lists it), so that
+`model-garden jobs list` does not import what `chat` or `export` need.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from garden import __version__
-from garden.cli.carbon import carbon
-from garden.cli.chat import chat
-from garden.cli.data import data
-from garden.cli.eval import eval_command
-from garden.cli.export import export
-from garden.cli.models import models
 from garden.cli.output import boundary
-from garden.cli.serve import serve
-from garden.cli.train import jobs, train
+
+# command name -> (module, attribute)
+COMMANDS = {
+    "models": ("garden.cli.models", "models"),
+    "data": ("garden.cli.data", "data"),
+    "train": ("garden.cli.train", "train"),
+    "jobs": ("garden.cli.train", "jobs"),
+    "chat": ("garden.cli.chat", "chat"),
+    "serve": ("garden.cli.serve", "serve"),
+    "export": ("garden.cli.export", "export"),
+    "carbon": ("garden.cli.carbon", "carbon"),
+    "eval": ("garden.cli.eval", "eval_command"),
+}
 
 
 class GardenGroup(click.Group):
-    """The root group: no exception leaves a command as a traceback."""
+    """The root group: no exception leaves a command as a traceback; groups load lazily."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{module}.{attribute} is not a click command")
+        return command
 
     def invoke(self, ctx: click.Context) -> object:
         with boundary():
@@ -45,7 +68,3 @@ def ui(host: str | None, port: int | None, share: bool, public_demo: bool) -> No
 
     with boundary():
         launch(host=host, port=port, share=share, public_demo=public_demo)
-
-
-for group in (models, data, train, jobs, chat, serve, export, carbon, eval_command):
-    main.add_command(group)

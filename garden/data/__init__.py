@@ -3,7 +3,8 @@
 ``sources`` resolves what was asked for, ``readers`` and ``hub`` stream its rows, ``formats``
 normalises them, ``scan`` validates a whole source, ``inspection`` and ``importer`` are the two
 things done with it, and ``catalog`` keeps the imported datasets. No gradio here; heavy
-libraries (transformers, datasets, pyarrow) load lazily.
+libraries (transformers, datasets, pyarrow) load lazily, and ``tokens`` counts and renders with
+``light_tokenizer`` (tokenizers + Jinja2, no torch) wherever a model has a ``tokenizer.json``.
 """
 
 from garden.data.bundled import BundledDataset, list_bundled

@@ -1,6 +1,8 @@
 """Rendering samples through a model's chat template and counting their tokens.
 
-Only the tokenizer is loaded (lazily, once per model), never the weights.
+Only the tokenizer is loaded (lazily, once per model), never the weights. A model folder with a
+``tokenizer.json`` gets ``LightTokenizer`` (the ``tokenizers`` package and Jinja2: no torch, so
+``model-garden data inspect`` starts in a second); other models get transformers' tokenizer.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from garden.config import Settings, get_settings
 from garden.data.kinds import row_kind
+from garden.data.light_tokenizer import LightTokenizer, has_tokenizer_json
 from garden.errors import DatasetError, GardenError
 
 SAMPLE_OVERHEAD_BYTES = 64  # chat-template markup per message, an upper bound in bytes
@@ -19,6 +22,8 @@ SAMPLE_OVERHEAD_BYTES = 64  # chat-template markup per message, an upper bound i
 
 @lru_cache(maxsize=4)
 def _load_tokenizer(ref: str) -> Any:
+    if has_tokenizer_json(ref):
+        return LightTokenizer(ref)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(ref)

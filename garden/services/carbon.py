@@ -18,9 +18,9 @@ from garden.engine.carbon import grid, records
 from garden.engine.carbon import report as engine_report
 from garden.engine.carbon.records import CarbonRecord
 from garden.engine.evaluation.storage import latest_completed
-from garden.present import Equivalents, equivalents
 from garden.services.base import View, resolve
 from garden.store import get_store
+from garden.units import Equivalents, equivalents
 
 LIVE_READINGS = 600
 

@@ -349,7 +349,7 @@ def _answer_deltas(
             )
         stats = ChatStats.of(step.stats, label) if step.stats is not None else None
         if stats is not None:
-            telemetry.observe_answer(stats)
+            telemetry.observe_answer(stats.backend, stats.ttft_s, stats.tokens_per_second)
         calls = [ToolCallView.of(call) for call in step.tool_calls]
         yield AnswerDelta(
             text=step.text,

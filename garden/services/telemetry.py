@@ -4,12 +4,7 @@ the API."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client import CollectorRegistry, Histogram
-
-if TYPE_CHECKING:
-    from garden.services.chat import ChatStats
 
 registry = CollectorRegistry()
 
@@ -29,9 +24,10 @@ CHAT_TOKENS_PER_SECOND = Histogram(
 )
 
 
-def observe_answer(stats: ChatStats) -> None:
-    """Count one finished answer's time to first token and speed."""
-    if stats.ttft_s is not None:
-        CHAT_TTFT_SECONDS.labels(stats.backend).observe(stats.ttft_s)
-    if stats.tokens_per_second is not None:
-        CHAT_TOKENS_PER_SECOND.labels(stats.backend).observe(stats.tokens_per_second)
+def observe_answer(backend: str, ttft_s: float | None, tokens_per_second: float | None) -> None:
+    """Count one finished answer's time to first token and speed (plain values: this module
+    sits below every service and imports none)."""
+    if ttft_s is not None:
+        CHAT_TTFT_SECONDS.labels(backend).observe(ttft_s)
+    if tokens_per_second is not None:
+        CHAT_TOKENS_PER_SECOND.labels(backend).observe(tokens_per_second)

@@ -6,7 +6,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from garden import present
+from garden import units
 from garden.config import Settings
 from garden.engine.evaluation.storage import latest_completed
 from garden.engine.export.source import ExportSource
@@ -88,10 +88,10 @@ def model_card(source: ExportSource, export_format: str, facts: dict, file_note:
 |---|---|
 | base model | {facts["base_model"]} |
 | dataset | {facts["dataset"] or "none"} |
-| final train loss | {present.number(facts["final_loss"])} |
-| final eval loss | {present.number(facts["final_eval_loss"])} |
-| energy (training) | {present.energy(facts["energy_kwh"])} |
-| CO₂ (training) | {present.co2(facts["emissions_kg"])} |
+| final train loss | {units.number(facts["final_loss"])} |
+| final eval loss | {units.number(facts["final_eval_loss"])} |
+| energy (training) | {units.energy(facts["energy_kwh"])} |
+| CO₂ (training) | {units.co2(facts["emissions_kg"])} |
 {_evaluation_rows(evaluation)}
 | hyperparameter | value |
 |---|---|
@@ -123,10 +123,10 @@ def _evaluation_rows(evaluation: dict[str, Any] | None) -> str:
     if not evaluation:
         return "| evaluation | none |\n"
     return (
-        f"| perplexity (held-out) | {present.number(evaluation['perplexity'], '{:.2f}')} |\n"
+        f"| perplexity (held-out) | {units.number(evaluation['perplexity'], '{:.2f}')} |\n"
         f"| ROUGE-L ({evaluation['n']} held-out prompts) | "
-        f"{present.number(evaluation['rouge_l'], '{:.3f}')} |\n"
-        f"| exact match | {present.number(evaluation['exact_match'], '{:.3f}')} |\n"
+        f"{units.number(evaluation['rouge_l'], '{:.3f}')} |\n"
+        f"| exact match | {units.number(evaluation['exact_match'], '{:.3f}')} |\n"
     )
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from garden import present
+from garden import units
 from garden.engine.training.records import JobResult, PlannedRun
 from garden.engine.training.spec import JobSpec
 from garden.store import now
@@ -86,11 +86,11 @@ Fine-tuned with Model Garden from **{meta["base_model_id"]}** on dataset
 
 | result | value |
 |---|---|
-| first train loss | {present.number(meta["first_loss"])} |
-| final train loss | {present.number(meta["final_loss"])} |
-| final eval loss | {present.number(meta["final_eval_loss"])} |
-| energy | {present.energy(meta["energy_kwh"])} |
-| CO₂ | {present.co2(meta["emissions_kg"])} |
+| first train loss | {units.number(meta["first_loss"])} |
+| final train loss | {units.number(meta["final_loss"])} |
+| final eval loss | {units.number(meta["final_eval_loss"])} |
+| energy | {units.energy(meta["energy_kwh"])} |
+| CO₂ | {units.co2(meta["emissions_kg"])} |
 
 | hyperparameter | value |
 |---|---|
