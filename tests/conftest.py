@@ -168,3 +168,58 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+
+
+@dataclass
+class NewcomerRun:
+    """The Quick CPU demo run a newcomer starts from the untouched Fine-tune form."""
+
+    job_id: str
+    run_name: str
+    dataset: str
+    submitted_spec: dict[str, Any]
+    preset_spec: dict[str, Any]
+
+
+NEWCOMER_DATASET = "facts"
+
+
+@pytest.fixture(scope="session")
+def newcomer_run(app: RunningApp, browser: Any) -> NewcomerRun:
+    """Clicked in the browser as a newcomer would: the bundled sample saved in the Data tab, then
+    Start pressed on the Fine-tune form as it opens; waits for the run to end (no time asserted,
+    the wait only turns a hang into a failure)."""
+    from garden.engine.training import queries
+    from garden.services import training
+    from garden.store import get_store
+    from garden.ui.finetune_tab import DEFAULT_PRESET
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(app.url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Data", exact=True).click(timeout=60_000)
+        page.locator("#data-name textarea, #data-name input").first.fill(NEWCOMER_DATASET)
+        page.locator("#data-save").click()
+        page.locator("#data-save-result").get_by_text("Saved").wait_for(timeout=300_000)
+
+        page.get_by_role("tab", name="Fine-tune", exact=True).click()
+        page.locator("#ft-dataset input").click()
+        page.get_by_role("option", name=NEWCOMER_DATASET).first.click(timeout=60_000)
+        page.locator("#ft-start").click()
+        status = page.locator("#finetune-status")
+        status.get_by_text("job-").first.wait_for(timeout=600_000)
+        status.locator("code", has_text="completed").or_(
+            status.get_by_text("failed")
+        ).first.wait_for(timeout=1_800_000)
+    finally:
+        page.close()
+
+    from garden.config import get_settings
+
+    store = get_store(get_settings().db_path)
+    job = queries.list_jobs(store, limit=1)[0]
+    view = training.get(job.id)
+    assert view.status == "completed", (view.error, app.log_tail())
+    submitted = job.spec.model_dump() if job.spec else {}
+    preset = training.build_spec({"dataset": submitted.get("dataset")}, preset=DEFAULT_PRESET)
+    return NewcomerRun(job.id, view.name, NEWCOMER_DATASET, submitted, preset.model_dump())

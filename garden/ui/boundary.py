@@ -11,6 +11,7 @@ import html
 import logging
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import gradio as gr
@@ -100,3 +101,13 @@ def code_block(value: str) -> str:
     longest = max((len(run) for run in re.findall(r"`+", value)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}\n{value}\n{fence}"
+
+
+@dataclass(frozen=True)
+class OnShow:
+    """What a tab does when a person opens it: ``handler`` refreshes ``outputs`` (lists that
+    another tab may have changed), and its ``timers`` tick only while it is the open tab."""
+
+    handler: Callable[..., Any]
+    outputs: list[Any]
+    timers: tuple[Any, ...] = ()

@@ -22,7 +22,7 @@ from garden.errors import GardenError
 from garden.services import carbon as carbon_service
 from garden.services.carbon import CarbonReport, CarbonRow, CarbonSummary, WhatIfGrid
 from garden.ui import carbon_charts
-from garden.ui.boundary import guard, one_line, plain
+from garden.ui.boundary import OnShow, guard, one_line, plain
 
 PERIODS: dict[str, float | None] = {
     "All time": None,
@@ -274,7 +274,7 @@ def live_power_md(live: carbon_service.LivePower) -> str:
 # Layout and bindings -----------------------------------------------------------------------
 
 
-def build(settings: Settings) -> None:
+def build(settings: Settings) -> OnShow:
     countries = [(f"{c.name} ({c.iso_code})", c.iso_code) for c in carbon_service.countries()]
     default_regions = ["", *carbon_service.regions(settings.carbon_country_code)]
     region_value = settings.carbon_region.lower()
@@ -330,7 +330,7 @@ def build(settings: Settings) -> None:
     outputs = PanelOutputs(
         totals, cumulative, per_run, components, loss_vs_co2, table, about, gr.State([])
     )
-    _bind(settings, inputs, outputs, refresh, export, csv_file, live_plot, live_md)
+    return _bind(settings, inputs, outputs, refresh, export, csv_file, live_plot, live_md)
 
 
 def _unchanged(_message: str) -> dict[Block, Any]:
@@ -346,7 +346,7 @@ def _bind(
     csv_file: gr.File,
     live_plot: gr.Plot,
     live_md: gr.Markdown,
-) -> None:
+) -> OnShow:
     fingerprint = gr.State("")
     panel_outputs = outputs.components_list()
 
@@ -406,8 +406,10 @@ def _bind(
         panel_outputs,
     )
     export.click(do_export, outputs.rows, csv_file)
-    gr.Timer(3.0).tick(refresh_live, None, [live_plot, live_md], show_progress="hidden")
-    gr.Timer(10.0).tick(
+    # Off until the tab is opened (garden.ui.build_app): a hidden chart costs the page CPU.
+    live_timer, records_timer = gr.Timer(3.0, active=False), gr.Timer(10.0, active=False)
+    live_timer.tick(refresh_live, None, [live_plot, live_md], show_progress="hidden")
+    records_timer.tick(
         refresh_if_changed,
         {fingerprint, *filters},
         [*panel_outputs, fingerprint],
@@ -417,3 +419,4 @@ def _bind(
     if root is not None:
         root.load(refresh_view, filters, panel_outputs)
         root.load(refresh_live, None, [live_plot, live_md])
+    return OnShow(lambda: (), [], (live_timer, records_timer))

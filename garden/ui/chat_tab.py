@@ -29,7 +29,7 @@ from garden.services.chat import (
     Conversation,
     GenerationSettings,
 )
-from garden.ui.boundary import guard, guard_stream, plain
+from garden.ui.boundary import OnShow, guard, guard_stream, plain
 from garden.ui.chat_remote import RemotePanel, endpoint_of
 from garden.ui.chat_tools import ToolsPanel, show_tool_calls, tools_in_box
 
@@ -132,7 +132,7 @@ def _guarded(handlers: _Handlers, settings: Settings) -> None:
     )
 
 
-def build(settings: Settings) -> None:
+def build(settings: Settings) -> OnShow:
     page = ChatPage(settings)
     handlers = _Handlers(page, settings)
     _guarded(handlers, settings)
@@ -154,8 +154,10 @@ def build(settings: Settings) -> None:
         lambda: ([], [], "", ""), None, [page.chat_a, page.chat_b, page.stats_a, page.stats_b]
     )
     page.export_btn.click(handlers.export, everything, page.export_file)
+    page.model_a.change(handlers.poll, selection, [page.status, page.timer], show_progress="hidden")
     page.remote.bind(settings)
     page.tools.bind()
+    return OnShow(handlers.refresh_models, [page.model_a, page.model_b])
 
 
 class ChatPage:

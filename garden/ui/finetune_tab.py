@@ -18,7 +18,7 @@ from garden import present
 from garden.config import Settings
 from garden.services import models, training, web
 from garden.services.training import JobView
-from garden.ui.boundary import code, guard, plain, report
+from garden.ui.boundary import OnShow, code, guard, plain, report
 from garden.ui.evaluate_panel import EvaluatePanel
 from garden.ui.export_panel import ExportPanel
 from garden.ui.run_charts import curves
@@ -116,6 +116,7 @@ class RunForm:
                 label="Dataset",
                 allow_custom_value=True,
                 info="Imported in the Data tab (upload files there)",
+                elem_id="ft-dataset",
             )
             self.refresh_choices = gr.Button("↻", scale=0, min_width=40)
         with gr.Row():
@@ -457,14 +458,14 @@ def _run_view() -> RunView:
     return RunView(status, loss_plot, lr_plot, logs, runs, viewed)
 
 
-def build(settings: Settings) -> None:
+def build(settings: Settings) -> OnShow:
     gr.Markdown(
         "### Fine-tune\nPick a base model and a dataset, choose a preset, press **Start**. "
         "Runs keep going if you close the page; come back any time to follow them."
     )
     form = RunForm(settings)
     with gr.Row():
-        start_btn = gr.Button("▶ Start training", variant="primary")
+        start_btn = gr.Button("▶ Start training", variant="primary", elem_id="ft-start")
         stop_btn = gr.Button("⏸ Stop (save checkpoint)")
         cancel_btn = gr.Button("✖ Cancel", variant="stop")
         resume_btn = gr.Button("⟳ Resume")
@@ -489,7 +490,7 @@ def build(settings: Settings) -> None:
     resume_btn.click(tab.resume, view.viewed, shown, api_name="resume_training")
     view.viewed.change(tab.refresh, view.viewed, shown, show_progress="hidden")
     view.runs.select(pick_run, view.runs, view.viewed)
-    timer = gr.Timer(2.0)
+    timer = gr.Timer(2.0, active=False)  # ticks while the tab is open (garden.ui.build_app)
     timer.tick(tab.refresh, view.viewed, shown, show_progress="hidden", api_name="refresh_training")
 
     from gradio.context import Context
@@ -498,3 +499,4 @@ def build(settings: Settings) -> None:
     if root is not None:
         root.load(tab.refresh, view.viewed, shown)
         root.load(tab.refresh_lists, None, choices)
+    return OnShow(tab.refresh_lists, choices, (timer,))
