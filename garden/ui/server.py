@@ -93,10 +93,11 @@ def launch(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from starlette.middleware import Middleware
 
-    from garden.services import models
+    from garden.services import endpoints, models
     from garden.ui import app_css, app_theme, build_app
 
     lifecycle.install_signal_handlers()
+    endpoints.serve_web()  # every remote chat endpoint is checked from now on
     models.prepare_in_background(log.info, settings=settings)  # the UI answers meanwhile
     recover_jobs_in_background(settings)
     app = build_app(settings)
