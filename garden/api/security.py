@@ -66,3 +66,51 @@ class BearerGate:
                 await error_response(401, exc.message, exc.hint)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+LOGIN_FORMS = frozenset({TOKEN_PATH, "/login", "/login/"})
+
+
+class SmallForms:
+    """ASGI middleware: a login form (the token route's, Gradio's ``/login``) over
+    ``auth.MAX_LOGIN_FORM_BYTES`` gets ``413`` before anything parses it."""
+
+    def __init__(self, app: ASGIApp, limit: int = auth.MAX_LOGIN_FORM_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") not in LOGIN_FORMS:
+            await self.app(scope, receive, send)
+            return
+        body = await self._read(scope, receive)
+        if body is None:
+            hint = f"A login form is at most {self.limit} bytes."
+            await error_response(413, "The form is too large.", hint)(scope, receive, send)
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body, or None past the limit (by its declared length or as it comes)."""
+        for key, value in scope.get("headers", []):
+            if key == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                return None
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return body
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                return None
+            if not message.get("more_body"):
+                return body

@@ -88,11 +88,12 @@ def launch(
     check_access(server_name, share, os.environ.get("SPACE_ID"), settings)
     from garden import api
 
-    rest = api.app_kwargs(settings)
     configure_logging(settings)
+    rest = api.app_kwargs(settings)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from starlette.middleware import Middleware
 
+    from garden.api.security import SmallForms
     from garden.services import endpoints, models
     from garden.ui import app_css, app_theme, build_app
 
@@ -106,7 +107,9 @@ def launch(
     app.queue(max_size=settings.queue_max_size, default_concurrency_limit=8, api_open=False)
     auth = login_guard(settings)
     if auth:
+        auth.trust_loopback &= not share  # a share tunnel's visitors all come from loopback
         rest["middleware"].append(Middleware(AuthGate, passes=api.is_api_path))
+        rest["middleware"].append(Middleware(SmallForms))
     app.launch(
         server_name=server_name,
         server_port=port or settings.api_port,
