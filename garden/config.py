@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     auth_password: SecretStr = SecretStr("")
     login_max_failures: int = Field(5, ge=1, description="failed logins before a lockout")
     login_lockout_seconds: float = Field(300.0, gt=0.0, description="lockout after failures")
+    allowed_hosts: str = Field(
+        "", description="Host headers answered (comma list, * any; empty: loopback + bound host)"
+    )
     login_trust_loopback: bool = Field(
         True, description="a login from loopback is never locked out (off behind a local proxy)"
     )

@@ -9,7 +9,7 @@ from typing import Any
 from garden.api.errors import error_response, is_api_path
 from garden.api.routes.health import HEALTH_PATH
 from garden.config import Settings
-from garden.services import auth
+from garden.services import auth, web
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -114,3 +114,42 @@ class SmallForms:
                 return None
             if not message.get("more_body"):
                 return body
+
+
+class SameOrigin:
+    """ASGI middleware: a ``Host`` the app does not answer gets ``400`` (DNS rebinding). On a
+    public app, a request another site's page makes (a foreign ``Origin``, or ``Sec-Fetch-Site:
+    cross-site``) gets ``403`` whatever cookie it carries: state-changing ones (CSRF), WebSockets
+    and reads alike, since Gradio's own CORS layer, which runs outside this one, lets any origin
+    read answers with credentials once the host is not ``localhost``."""
+
+    def __init__(self, app: ASGIApp, hosts: list[str], public: bool) -> None:
+        self.app = app
+        self.hosts = hosts
+        self.public = public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = headers.get(b"host", "")
+        if not web.host_allowed(host, self.hosts):
+            hint = "Open the app by a name it answers, or add it to ALLOWED_HOSTS."
+            await _refuse(scope, receive, send, 400, f"Unknown host {host[:100]!r}.", hint)
+        elif (
+            self.public and scope.get("method") != "OPTIONS" and web.cross_site(headers, self.hosts)
+        ):
+            hint = "Use the app from its own page."
+            await _refuse(scope, receive, send, 403, "Cross-site request refused.", hint)
+        else:
+            await self.app(scope, receive, send)
+
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, message: str, hint: str
+) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": POLICY_VIOLATION})
+    else:
+        await error_response(status, message, hint)(scope, receive, send)

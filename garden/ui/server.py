@@ -93,8 +93,9 @@ def launch(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from starlette.middleware import Middleware
 
-    from garden.api.security import SmallForms
+    from garden.api.security import SameOrigin, SmallForms
     from garden.services import endpoints, models
+    from garden.services.web import request_hosts
     from garden.ui import app_css, app_theme, build_app
 
     lifecycle.install_signal_handlers()
@@ -105,6 +106,9 @@ def launch(
     limit_events(app, settings)
     app.delete_cache = (3600, int(settings.upload_cache_hours * 3600))
     app.queue(max_size=settings.queue_max_size, default_concurrency_limit=8, api_open=False)
+    hosts = request_hosts(server_name, share=share, space_host=os.environ.get("SPACE_HOST"))
+    public = settings.enable_auth or settings.public_demo
+    rest["middleware"].insert(0, Middleware(SameOrigin, hosts=hosts, public=public))
     auth = login_guard(settings)
     if auth:
         auth.trust_loopback &= not share  # a share tunnel's visitors all come from loopback
