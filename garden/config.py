@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     auth_password: SecretStr = SecretStr("")
     login_max_failures: int = Field(5, ge=1, description="failed logins before a lockout")
     login_lockout_seconds: float = Field(300.0, gt=0.0, description="lockout after failures")
+    allowed_hosts: str = Field(
+        "", description="Host headers answered (comma list, * any; empty: loopback + bound host)"
+    )
+    login_trust_loopback: bool = Field(
+        True, description="a login from loopback is never locked out (off behind a local proxy)"
+    )
     jwt_secret_key: SecretStr = SecretStr("")
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     jwt_expiration_minutes: float = Field(60.0, gt=0.0, description="REST API token lifetime")

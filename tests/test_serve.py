@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from conftest import RunningApp, free_port
@@ -131,6 +132,7 @@ def test_dry_run_prints_the_exact_vllm_command(lora_run: Path) -> None:
     )
     assert public.returncode == 0, public.stderr[-2000:]
     assert "VLLM_API_KEY=… " in public.stdout and API_KEY not in public.stdout
+    assert "--middleware garden.engine.serving.openai_server.KeyOnEveryRoute" in public.stdout
 
 
 def test_openai_client_lists_the_models_and_both_answer(server: Server) -> None:
@@ -174,6 +176,29 @@ def test_remote_answer_can_be_stopped(server: Server) -> None:
         time.sleep(0.05)
     assert stream.error is None and stream.stats is not None
     assert stream.stats.finish_reason == "abort" and stream.stats.tokens < 400
+
+
+def test_every_route_needs_the_key(server: Server) -> None:
+    """vLLM checks its key on /v1 only; serve asks for it on every route but the health check."""
+    root = server.url.removesuffix("/v1")
+    with httpx.Client(base_url=root, timeout=60) as client:
+        for method, path in [
+            ("POST", "/invocations"),
+            ("POST", "/tokenize"),
+            ("POST", "/detokenize"),
+            ("GET", "/metrics"),
+            ("GET", "/openapi.json"),
+            ("GET", "/v1/models"),
+        ]:
+            body = {"model": BASE, "prompt": QUESTION, "tokens": [1]}
+            for headers in ({}, {"Authorization": "Bearer wrong"}):
+                answer = client.request(method, path, json=body, headers=headers)
+                assert answer.status_code in (401, 404), (path, answer.status_code, answer.text)
+        assert client.get("/health").status_code == 200
+        keyed = {"Authorization": f"Bearer {API_KEY}"}
+        models = client.get("/v1/models", headers=keyed)
+        assert models.status_code == 200 and BASE in models.text
+        assert client.get("/metrics", headers=keyed).status_code == 200
 
 
 def test_remote_errors_are_one_clear_line(server: Server) -> None:

@@ -7,14 +7,20 @@ page also refuses ``POST /api/v1/auth/token`` and the other way round.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
+import os
+import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Literal
 
 import jwt
+from pydantic import SecretStr
 
 from garden.config import Settings
 from garden.errors import ConfigError, GardenError
@@ -23,6 +29,7 @@ from garden.services.base import View, resolve
 log = logging.getLogger("garden.auth")
 
 MIN_JWT_SECRET_CHARS = 32
+JWT_SECRET_FILE = "jwt-secret"
 TOKEN_HINT = "Get a token from POST /api/v1/auth/token and send it as 'Authorization: Bearer …'."
 
 
@@ -38,15 +45,24 @@ class TokenView(View):
     expires_in: int
 
 
+MAX_NAME_BYTES = 256
+MAX_LOGIN_FORM_BYTES = 4096  # the token form and the login form, refused unread beyond it
+login_client: ContextVar[str | None] = ContextVar("login_client", default=None)
+
+
 class LoginGuard:
     """A login check: constant-time comparison, failed logins rate-limited.
 
-    After ``max_failures`` failures for one user name within ``lockout_s`` seconds, that name is
-    refused for ``lockout_s`` seconds; ten times as many failures in total lock every name.
-    A refused login gets the same answer as a wrong password.
+    After ``max_failures`` failures for one user name from one client address within
+    ``lockout_s`` seconds, that name is refused to that address for ``lockout_s`` seconds; ten
+    times as many failures in total lock every name. Records expire after ``lockout_s`` and at
+    most ``MAX_TRACKED`` are kept (the oldest go first); a name over ``MAX_NAME_BYTES`` is
+    refused before anything is stored. With ``trust_loopback`` (no share tunnel, whose visitors
+    all arrive from loopback), a login from a loopback address is never locked out: the owner
+    can always sign in. A refused login gets the same answer as a wrong password.
     """
 
-    MAX_TRACKED_NAMES = 10_000
+    MAX_TRACKED = 10_000
 
     def __init__(
         self,
@@ -55,21 +71,40 @@ class LoginGuard:
         max_failures: int = 5,
         lockout_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        trust_loopback: bool = True,
     ) -> None:
         self._username = username.encode()
         self._password = password.encode()
         self.max_failures = max_failures
         self.lockout_s = lockout_s
+        self.trust_loopback = trust_loopback
         self._clock = clock
         self._lock = threading.Lock()
-        self._failures: dict[str, deque[float]] = {}
+        self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
         self._all_failures: deque[float] = deque()
 
-    def __call__(self, username: str, password: str) -> bool:
+    @property
+    def tracked(self) -> int:
+        """How many (name, address) failure records are stored."""
+        with self._lock:
+            self._expire(self._clock())
+            return len(self._failures)
+
+    def __call__(self, username: str, password: str, client: str | None = None) -> bool:
+        """True for the right credentials; ``client``: the caller's address (default: the one
+        the login's gate noted in ``login_client``)."""
+        if len(username.encode("utf-8", "replace")) > MAX_NAME_BYTES:
+            log.warning("Login refused: a user name of %d characters", len(username))
+            return False
+        address = client or login_client.get() or "unknown"
+        owner = self.trust_loopback and _is_loopback(address)
+        key = (username, address)
         now = self._clock()
         with self._lock:
-            locked = self._locked(self._all_failures, self.max_failures * 10, now) or self._locked(
-                self._failures.get(username), self.max_failures, now
+            self._expire(now)
+            locked = not owner and (
+                self._locked(self._all_failures, self.max_failures * 10, now)
+                or self._locked(self._failures.get(key), self.max_failures, now)
             )
         if locked:
             log.warning("Login refused: too many failed attempts (user %r)", username[:64])
@@ -78,10 +113,10 @@ class LoginGuard:
         good_password = hmac.compare_digest(password.encode(), self._password)
         if good_name and good_password:
             with self._lock:
-                self._failures.pop(username, None)
+                self._failures.pop(key, None)
             return True
         with self._lock:
-            self._record_failure(username, now)
+            self._record_failure(key, now)
         return False
 
     def _locked(self, failures: deque[float] | None, limit: int, now: float) -> bool:
@@ -91,14 +126,35 @@ class LoginGuard:
             failures.popleft()
         return len(failures) >= limit
 
-    def _record_failure(self, username: str, now: float) -> None:
-        if username not in self._failures and len(self._failures) >= self.MAX_TRACKED_NAMES:
-            self._failures.pop(next(iter(self._failures)))
-        self._failures.setdefault(username, deque()).append(now)
+    def _expire(self, now: float) -> None:
+        """Forget records whose last failure is older than the lockout (oldest first)."""
+        while self._failures:
+            key, failures = next(iter(self._failures.items()))
+            if failures and now - failures[-1] <= self.lockout_s:
+                break
+            del self._failures[key]
+        while self._all_failures and now - self._all_failures[0] > self.lockout_s:
+            self._all_failures.popleft()
+
+    def _record_failure(self, key: tuple[str, str], now: float) -> None:
+        failures = self._failures.pop(key, None) or deque(maxlen=self.max_failures)
+        while len(self._failures) >= self.MAX_TRACKED:
+            self._failures.popitem(last=False)
+        failures.append(now)
+        self._failures[key] = failures  # the most recent failure last
         self._all_failures.append(now)
+        if len(self._all_failures) > self.max_failures * 10:
+            self._all_failures.popleft()
 
 
-_guards: dict[tuple[str, str, int, float], LoginGuard] = {}
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+_guards: dict[tuple[str, str, int, float, bool], LoginGuard] = {}
 _guards_lock = threading.Lock()
 
 
@@ -112,27 +168,64 @@ def login_guard(*, settings: Settings | None = None) -> LoginGuard | None:
         settings.auth_password.get_secret_value(),
         settings.login_max_failures,
         settings.login_lockout_seconds,
+        settings.login_trust_loopback,
     )
     with _guards_lock:
         if key not in _guards:
-            _guards[key] = LoginGuard(*key[:2], max_failures=key[2], lockout_s=key[3])
+            _guards[key] = LoginGuard(
+                *key[:2], max_failures=key[2], lockout_s=key[3], trust_loopback=key[4]
+            )
         return _guards[key]
 
 
+def jwt_secret_path(settings: Settings) -> Path:
+    return settings.storage_root.resolve() / JWT_SECRET_FILE
+
+
 def check_jwt_settings(settings: Settings) -> None:
-    """With auth on, the REST API needs a signing key of 32+ characters (``ConfigError``)."""
+    """With auth on, the REST API needs a signing key of 32+ characters: ``JWT_SECRET_KEY``
+    when set (``ConfigError`` when too short), else one generated on the first start and kept
+    in ``STORAGE_ROOT/jwt-secret`` (mode 0600), so tokens outlive a restart."""
     if not settings.enable_auth:
         return
+    if not settings.jwt_secret_key.get_secret_value().strip():
+        settings.jwt_secret_key = SecretStr(_stored_secret(jwt_secret_path(settings)))
     if len(settings.jwt_secret_key.get_secret_value().strip()) < MIN_JWT_SECRET_CHARS:
         raise ConfigError(
             f"ENABLE_AUTH is on but JWT_SECRET_KEY has fewer than {MIN_JWT_SECRET_CHARS} "
             "characters.",
-            hint='Set a random one, e.g. python -c "import secrets; print(secrets.token_hex(32))".',
+            hint='Set a random one, e.g. python -c "import secrets; print(secrets.token_hex(32))", '
+            f"or unset it to use the generated one in STORAGE_ROOT/{JWT_SECRET_FILE}.",
         )
 
 
-def issue_token(username: str, password: str, *, settings: Settings | None = None) -> TokenView:
-    """A signed token for these credentials; ``AuthError`` when they are wrong or locked."""
+def _stored_secret(path: Path) -> str:
+    """The signing key kept in ``path``, created (random, mode 0600) when there is none."""
+    if path.exists():
+        os.chmod(path, 0o600)
+        log.info("JWT_SECRET_KEY is not set: REST API tokens are signed with the key in %s", path)
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(secret + "\n")
+    try:
+        os.link(temp, path)  # never replaces a key another process wrote meanwhile
+    except FileExistsError:
+        secret = path.read_text(encoding="utf-8").strip()
+    finally:
+        temp.unlink()
+    log.warning("JWT_SECRET_KEY is not set: generated a signing key in %s (kept there)", path)
+    return secret
+
+
+def issue_token(
+    username: str, password: str, client: str | None = None, *, settings: Settings | None = None
+) -> TokenView:
+    """A signed token for these credentials; ``AuthError`` when they are wrong or locked
+    (``client``: the caller's address, which the lockout counts by)."""
     settings = resolve(settings)
     guard = login_guard(settings=settings)
     if guard is None:
@@ -140,7 +233,7 @@ def issue_token(username: str, password: str, *, settings: Settings | None = Non
             "Authentication is off: the API needs no token.",
             hint="Call the routes without a token, or set ENABLE_AUTH=true.",
         )
-    if not guard(username, password):
+    if not guard(username, password, client):
         raise AuthError(
             "Incorrect username or password.",
             hint="Check AUTH_USERNAME / AUTH_PASSWORD; repeated failures lock the name for a while.",

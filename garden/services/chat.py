@@ -38,7 +38,7 @@ from garden.engine.serving.types import LOAD_WAIT_S, BackendName, ChatDelta, mes
 from garden.errors import GardenError, ServingError
 from garden.services import telemetry
 from garden.services.base import View, resolve
-from garden.services.endpoints import Endpoint
+from garden.services.endpoints import Endpoint, checked_here
 from garden.services.tools import ToolCallView, ToolSchema, undeclared_calls
 
 __all__ = [
@@ -321,7 +321,7 @@ def _remote_deltas(request: ChatRequest, request_id: str) -> Iterator[AnswerDelt
     """The answer of the request's remote endpoint (web callers check it first:
     ``endpoints.check_endpoint``)."""
     assert request.endpoint is not None and request.model
-    endpoint = request.endpoint.remote()
+    endpoint = checked_here(request.endpoint).remote()
     label = f"{request.model} @ {endpoint.host}"
     steps = remote_chats.stream_chat(
         endpoint,

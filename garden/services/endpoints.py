@@ -4,6 +4,10 @@ A URL typed by a visitor of the web app is an outbound request made by the serve
 the web front ends pass every endpoint through :func:`check_endpoint` first: a public app
 (``ENABLE_AUTH`` or ``PUBLIC_DEMO``) may call only the hosts in ``REMOTE_ENDPOINTS_ALLOWED``,
 a local one also loopback by default. The CLI, run by the machine's owner, is not limited.
+
+A process that serves the web app calls :func:`serve_web` when it starts; from then on every
+remote answer the chat service streams passes :func:`checked_here` (``check_endpoint``), so no
+front end in that process (tab, REST) can skip the check.
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from garden.engine.serving.remote import (
 from garden.errors import ServingError
 from garden.services.base import View, resolve
 
-__all__ = ["Endpoint", "allowed_hosts", "check_endpoint", "endpoint_models"]
+__all__ = [
+    "Endpoint",
+    "allowed_hosts",
+    "check_endpoint",
+    "checked_here",
+    "endpoint_models",
+    "serve_web",
+]
 
 ALLOW_HINT = (
     "Ask the administrator to add the host to REMOTE_ENDPOINTS_ALLOWED (a comma list of hosts)."
@@ -66,6 +77,20 @@ def check_endpoint(endpoint: Endpoint, *, settings: Settings | None = None) -> E
     else:
         why = "only loopback hosts are allowed while REMOTE_ENDPOINTS_ALLOWED is empty"
     raise ServingError(f"The web app may not call {host}: {why}.", hint=ALLOW_HINT)
+
+
+_web = {"served": False}
+
+
+def serve_web() -> None:
+    """Mark this process as the web app's: its chat checks every remote endpoint it calls."""
+    _web["served"] = True
+
+
+def checked_here(endpoint: Endpoint, *, settings: Settings | None = None) -> Endpoint:
+    """``endpoint`` as :func:`check_endpoint` allows it in a process serving the web; as it is
+    in any other (the CLI, run by the machine's owner)."""
+    return check_endpoint(endpoint, settings=settings) if _web["served"] else endpoint
 
 
 def endpoint_models(endpoint: Endpoint) -> list[str]:

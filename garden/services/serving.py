@@ -17,7 +17,12 @@ from typing import Any
 from pydantic import Field
 
 from garden.config import Settings
-from garden.engine.serving.openai_server import start_server, stop_server, wait_until_serving
+from garden.engine.serving.openai_server import (
+    MIDDLEWARE,
+    start_server,
+    stop_server,
+    wait_until_serving,
+)
 from garden.engine.serving.parallel import (
     ParallelSizes,
     check_parallel,
@@ -221,6 +226,8 @@ def plan_serve(
     argv += _flags(kwargs)
     if adapters:
         argv += ["--lora-modules", *(_lora_module(a) for a in adapters)]
+    if (api_key or "").strip():  # vLLM checks the key on /v1 only: ours checks every route
+        argv += ["--middleware", MIDDLEWARE]
     url_host = f"[{host}]" if ":" in host else host
     return ServePlan(
         argv=argv,

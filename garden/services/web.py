@@ -7,8 +7,11 @@ absolute server paths out of what a browser is shown.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from garden.config import Settings
 from garden.data.hub import HUB_REPO, is_strict_hub_id
@@ -88,3 +91,60 @@ def safe_text(text: str, *, settings: Settings | None = None) -> str:
         return (relative_path(path, settings=settings) or "") + match.group(0)[len(path) :]
 
     return ABSOLUTE_PATH.sub(shorten, text)
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def request_hosts(
+    bound: str,
+    *,
+    share: bool = False,
+    space_host: str | None = None,
+    settings: Settings | None = None,
+) -> list[str]:
+    """The ``Host`` names the app answers (lower case; ``*`` any, ``.suffix`` a domain):
+    ``ALLOWED_HOSTS`` when set, else loopback, the bound host (this machine's names and
+    addresses when bound to all interfaces), the Space's host and Gradio's share domain."""
+    listed = [h.strip().lower() for h in resolve(settings).allowed_hosts.split(",") if h.strip()]
+    if listed:
+        return listed
+    hosts = [*LOOPBACK_NAMES, bound.strip("[]").lower()]
+    if bound in ("0.0.0.0", "::", ""):
+        name = socket.gethostname()
+        hosts += [name.lower(), socket.getfqdn(name).lower()]
+        with contextlib.suppress(OSError):
+            hosts += [str(info[4][0]).lower() for info in socket.getaddrinfo(name, None)]
+    if space_host:
+        hosts += [h.strip().lower() for h in space_host.split(",") if h.strip()]
+    if share:
+        hosts.append(".gradio.live")
+    return sorted(set(hosts))
+
+
+def host_allowed(host_header: str, hosts: list[str]) -> bool:
+    """True when the request's ``Host`` (its port ignored) is one the app answers."""
+    if "*" in hosts:
+        return True
+    name = (urlsplit(f"//{host_header}").hostname or "").lower()
+    return bool(name) and any(name == h or (h.startswith(".") and name.endswith(h)) for h in hosts)
+
+
+def foreign_origin(origin: str | None, host_header: str, hosts: list[str]) -> bool:
+    """True when a browser sent the request from another site: its ``Origin`` is neither this
+    host nor one listed by name (``*`` does not count: it would let any site in)."""
+    if origin is None:
+        return False  # not a browser's cross-origin request
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return True  # "null" (a sandboxed frame, a file) and anything odd
+    if parts.netloc.lower() == host_header.lower():
+        return False
+    return not host_allowed(parts.netloc, [h for h in hosts if h != "*"])
+
+
+def cross_site(headers: dict[bytes, str], hosts: list[str]) -> bool:
+    """True when another site's page sent the request (lower-case header names)."""
+    if headers.get(b"sec-fetch-site") == "cross-site":
+        return True
+    return foreign_origin(headers.get(b"origin"), headers.get(b"host", ""), hosts)

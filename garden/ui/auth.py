@@ -89,6 +89,8 @@ class AuthGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
+        if path in ("/login", "/login/"):  # the login check counts failures by address
+            auth.login_client.set((scope.get("client") or ("",))[0] or None)
         if scope["type"] not in ("http", "websocket") or self.passes(path) or _signed_in(scope):
             await self.app(scope, receive, send)
             return

@@ -88,24 +88,32 @@ def launch(
     check_access(server_name, share, os.environ.get("SPACE_ID"), settings)
     from garden import api
 
-    rest = api.app_kwargs(settings)
     configure_logging(settings)
+    rest = api.app_kwargs(settings)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from starlette.middleware import Middleware
 
-    from garden.services import models
+    from garden.api.security import SameOrigin, SmallForms
+    from garden.services import endpoints, models
+    from garden.services.web import request_hosts
     from garden.ui import app_css, app_theme, build_app
 
     lifecycle.install_signal_handlers()
+    endpoints.serve_web()  # every remote chat endpoint is checked from now on
     models.prepare_in_background(log.info, settings=settings)  # the UI answers meanwhile
     recover_jobs_in_background(settings)
     app = build_app(settings)
     limit_events(app, settings)
     app.delete_cache = (3600, int(settings.upload_cache_hours * 3600))
     app.queue(max_size=settings.queue_max_size, default_concurrency_limit=8, api_open=False)
+    hosts = request_hosts(server_name, share=share, space_host=os.environ.get("SPACE_HOST"))
+    public = settings.enable_auth or settings.public_demo
+    rest["middleware"].insert(0, Middleware(SameOrigin, hosts=hosts, public=public))
     auth = login_guard(settings)
     if auth:
+        auth.trust_loopback &= not share  # a share tunnel's visitors all come from loopback
         rest["middleware"].append(Middleware(AuthGate, passes=api.is_api_path))
+        rest["middleware"].append(Middleware(SmallForms))
     app.launch(
         server_name=server_name,
         server_port=port or settings.api_port,

@@ -22,6 +22,7 @@ AUTH_ENV = {
     "AUTH_USERNAME": "gardener",
     "AUTH_PASSWORD": PASSWORD,
     "LOGIN_MAX_FAILURES": "3",
+    "LOGIN_TRUST_LOOPBACK": "false",  # the tests' clients are all on loopback
     "JWT_SECRET_KEY": "a-test-signing-key-of-more-than-32-characters",
     "PUBLIC_DEMO_MAX_UPLOAD_MB": "1",
 }

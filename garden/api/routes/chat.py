@@ -20,8 +20,9 @@ router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
 
 def checked(request: ChatRequest) -> ChatRequest:
     """The request, if its model is one the chat engine can serve (default: the embedded one;
-    hub ids cannot chat offline)."""
-    if request.model:
+    hub ids cannot chat offline); with an ``endpoint`` the model is the one it serves, and the
+    chat service checks that the endpoint may be called (``endpoints.checked_here``)."""
+    if request.model and request.endpoint is None:
         find(models.chat_choices(), request.model, "chat model", "/api/v1/models")
     return request
 

@@ -1,0 +1,86 @@
+"""A public-demo app over real HTTP: what a stranger's request may make it do (issue 20)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import RunningApp, running_app
+
+
+@pytest.fixture(scope="module")
+def demo(
+    default_model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningApp]:
+    """A public demo (no login) on loopback, with the session's converted default model."""
+    env = {
+        "PUBLIC_DEMO": "true",
+        "MODELS_DIR": str(default_model_path.parent.parent),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost,demo.example",  # as a Space or a LAN name
+    }
+    with running_app(tmp_path_factory.mktemp("public-demo"), env) as app:
+        yield app
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A local service on another port that the app must never connect to."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        sock.settimeout(1.0)
+        yield sock
+
+
+def assert_never_connected(sock: socket.socket) -> None:
+    with pytest.raises(TimeoutError):
+        connection, peer = sock.accept()
+        connection.close()
+        pytest.fail(f"the app connected to the listener from {peer}")
+
+
+def test_rest_chat_cannot_reach_a_local_endpoint(demo: RunningApp, listener: socket.socket) -> None:
+    """SSRF: the REST chat runs the same endpoint check as the Chat tab."""
+    port = listener.getsockname()[1]
+    body = {
+        "model": "SmolLM2-135M-Instruct",  # listed, so only the endpoint check refuses
+        "messages": [{"role": "user", "content": "hi"}],
+        "endpoint": {"base_url": f"http://127.0.0.1:{port}/v1"},
+    }
+    with httpx.Client(base_url=demo.url, timeout=60) as client:
+        answer = client.post("api/v1/chat", json=body)
+        assert answer.status_code in (403, 503), answer.text
+        error = answer.json()["error"]
+        assert "may not call 127.0.0.1" in error and "\n" not in error, error
+        streamed = client.post("api/v1/chat/stream", json=body)
+        assert "event: error" in streamed.text and "may not call" in streamed.text, streamed.text
+    assert_never_connected(listener)
+
+
+def test_cross_site_requests_and_foreign_hosts_are_refused(demo: RunningApp) -> None:
+    """CSRF and DNS rebinding: another site's page cannot drive the app, a name the app does
+    not answer gets 400, and CORS never lets another site read an answer."""
+    evil = {"Origin": "https://evil.example"}
+    own = {"Origin": demo.url.rstrip("/")}
+    join = {"data": [], "fn_index": 0, "session_hash": "cr0ss", "trigger_id": None}
+    with httpx.Client(base_url=demo.url, timeout=60) as client:
+        for headers, refused in ((evil, True), ({"Origin": "null"}, True), (own, False)):
+            answers = [
+                client.post("gradio_api/queue/join", json=join, headers=headers),
+                client.post("gradio_api/upload", files={"files": ("a.txt", b"x")}, headers=headers),
+                client.post("api/v1/chat", json={"messages": []}, headers=headers),
+                client.delete("api/v1/training/jobs/nope", headers=headers),
+            ]
+            for answer in answers:
+                assert (answer.status_code == 403) == refused, (headers, answer.request.url, answer)
+        named = {"Host": f"demo.example:{demo.port}"}  # Gradio trusts any origin off localhost
+        read = client.get("config", headers={**evil, **named})
+        assert read.status_code == 403 and "components" not in read.text, "nothing to read"
+        assert client.get("config", headers={**own, **named}).status_code == 200
+        assert client.get("config", headers=named).status_code == 200
+        rebound = client.get("", headers={"Host": f"attacker.example:{demo.port}"})
+        assert rebound.status_code == 400 and "ALLOWED_HOSTS" in rebound.text
+        assert client.get("", headers={"Host": f"localhost:{demo.port}"}).status_code == 200
