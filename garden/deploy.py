@@ -5,6 +5,10 @@
 
 Templates use ``{{name}}`` placeholders, so shell variables (``$SLURM_NODEID``) pass through.
 Every placeholder must be filled: a missing or unknown value is a one-line ``ConfigError``.
+
+    uv run python -m garden.deploy requirements
+
+writes the Space's ``requirements.txt`` from uv's resolution (see ``space_requirements``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import argparse
 import json
 import re
 import shlex
+import shutil
 import string
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,7 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from garden.errors import ConfigError
 
-DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY_DIR = ROOT / "deploy"
+REQUIREMENTS = ROOT / "requirements.txt"
 APP_COMMAND = ("uv", "run", "app.py", "--host", "0.0.0.0")
 HEALTH_PATH = "/api/v1/health"
 SAFE_WORD = re.compile(r"^[A-Za-z0-9_./:=@+,-]+$")
@@ -164,6 +172,90 @@ def render(recipe: str, settings: Mapping[str, str] | None = None) -> dict[str, 
     }
 
 
+# The Space's requirements.txt: every pin of the CPU variant's runtime ----------------------
+
+# The project's dependencies and its `cpu` group, every transitive pin, no hashes or registry.
+EXPORT_COMMAND = (
+    "uv",
+    "export",
+    "--format",
+    "requirements.txt",
+    "--no-default-groups",
+    "--group",
+    "cpu",
+    "--no-emit-project",
+    "--no-hashes",
+    "--no-header",
+    "--no-annotate",
+)
+# A Space runs the app on Linux x86_64 with the README front matter's python_version.
+SPACE_MARKERS = {
+    "python_version": "3.11",
+    "python_full_version": "3.11.0",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "os_name": "posix",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+}
+# PyPI's torch wheel pulls in NVIDIA's CUDA libraries (and Triton) even for CPU use; the Space
+# installs the +cpu build from PyTorch's index, which needs none of them. nvidia-ml-py is a small
+# pure-Python NVML binding that codecarbon imports: it stays.
+CUDA_ONLY = re.compile(r"^(nvidia-(?!ml-py$).+|cuda-.+|triton)$")
+EXPORTED_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)\s*(?:;\s*(.+))?$")
+
+
+def space_requirements(exported: str, current: str) -> str:
+    """``requirements.txt`` from ``uv export`` output: ``current``'s opening comments and index
+    lines kept, then one ``name==version`` a line, sorted, for what a Space's CPU install gets
+    (markers evaluated for ``SPACE_MARKERS``; ``CUDA_ONLY`` packages and ``-e``/index lines out)."""
+    from packaging.markers import Marker
+    from packaging.utils import canonicalize_name
+
+    preamble = []
+    for line in current.splitlines():
+        if line.strip() and not line.startswith(("#", "-")):
+            break
+        preamble.append(line)
+    pins: dict[str, str] = {}
+    for raw in exported.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", "-")):
+            continue
+        match = EXPORTED_PIN.match(line)
+        if match is None:
+            raise ConfigError(f"uv export: {line!r} is not a `name==version` pin")
+        name, version, marker = match.groups()
+        name = canonicalize_name(name)
+        # SPACE_MARKERS over this interpreter's environment (Marker.evaluate merges them).
+        if marker and not Marker(marker).evaluate(SPACE_MARKERS):
+            continue
+        if CUDA_ONLY.match(name):
+            continue
+        if pins.setdefault(name, version) != version:
+            raise ConfigError(f"uv export pins {name} twice: {pins[name]} and {version}")
+    body = [f"{name}=={pins[name]}" for name in sorted(pins)]
+    head = "\n".join(preamble).rstrip()
+    return (f"{head}\n\n" if head else "") + "\n".join(body) + "\n"
+
+
+def write_requirements(target: Path = REQUIREMENTS) -> int:
+    """Run ``EXPORT_COMMAND`` in the project and write ``target``; the number of pins."""
+    uv = shutil.which("uv")
+    if uv is None:
+        raise ConfigError("uv is not on PATH: install uv (README) and run this with `uv run`")
+    exported = subprocess.run(
+        [uv, *EXPORT_COMMAND[1:]], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if exported.returncode != 0:
+        raise ConfigError(f"uv export failed: {exported.stderr.strip()[-500:]}")
+    current = target.read_text(encoding="utf-8") if target.is_file() else ""
+    text = space_requirements(exported.stdout, current)
+    target.write_text(text, encoding="utf-8")
+    return sum(1 for line in text.splitlines() if "==" in line and not line.startswith("#"))
+
+
 def _parse_sets(pairs: Sequence[str]) -> dict[str, str]:
     settings: dict[str, str] = {}
     for pair in pairs:
@@ -176,11 +268,21 @@ def _parse_sets(pairs: Sequence[str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m garden.deploy", description=__doc__)
-    parser.add_argument("recipe", choices=sorted(RECIPES))
+    parser.add_argument("recipe", choices=sorted([*RECIPES, "requirements"]))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", type=Path, default=None, help="folder to write (default: print)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder to write (default: print); for `requirements`, the file "
+        "(default: the project's requirements.txt)",
+    )
     args = parser.parse_args(argv)
     try:
+        if args.recipe == "requirements":
+            target = args.out or REQUIREMENTS
+            print(f"{target}: {write_requirements(target)} pins")
+            return 0
         files = render(args.recipe, _parse_sets(args.set))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

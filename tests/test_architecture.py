@@ -166,24 +166,8 @@ def test_the_graph_finds_the_modules_and_their_imports() -> None:
     assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-# Two circles that close only through a function-level import made at dispatch time (a
-# dispatcher lazily importing the implementation that imports the dispatcher's types). They are
-# named here so that no new circle can join them; moving the shared types into a module of
-# their own (backends/base.py; the worker's TrainTask/finish_run out of worker.py) removes them.
-KNOWN_LAZY_CIRCLES = [
-    [
-        "garden.engine.training.backends",
-        "garden.engine.training.backends.preference",
-        "garden.engine.training.backends.trl_peft",
-        "garden.engine.training.backends.unsloth",
-    ],
-    ["garden.engine.training.launcher", "garden.engine.training.worker"],
-]
-
-
 def test_no_import_circles() -> None:
-    circles = strongly_connected(import_graph())
-    assert [c for c in circles if c not in KNOWN_LAZY_CIRCLES] == []
+    assert strongly_connected(import_graph()) == []
 
 
 @pytest.mark.parametrize(

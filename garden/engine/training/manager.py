@@ -34,7 +34,8 @@ from garden.engine.training.spec import (
     TERMINAL_STATUSES,
     JobSpec,
 )
-from garden.engine.training.worker import TrainTask, worker_main
+from garden.engine.training.task import TrainTask
+from garden.engine.training.worker import worker_main
 from garden.errors import JobError
 from garden.models import clean_incomplete_outputs
 from garden.store import Store, get_store, new_id, now

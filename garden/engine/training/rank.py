@@ -23,13 +23,8 @@ from garden.engine.training.backends import choose_precision, run_backend, selec
 from garden.engine.training.distributed import EVENTS_ADDRESS_ENV, EVENTS_KEY_ENV
 from garden.engine.training.launcher import RankDone, RankFailure
 from garden.engine.training.records import LogEvent, StartedEvent, WorkerEvent
-from garden.engine.training.worker import (
-    TrainTask,
-    _limit_file_size,
-    _stop_on_signal,
-    classify_error,
-    train_context,
-)
+from garden.engine.training.task import TrainTask, train_context
+from garden.engine.training.worker import _limit_file_size, _stop_on_signal, classify_error
 from garden.models import staging_dir
 
 

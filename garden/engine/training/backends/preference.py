@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from garden.engine.training.backends import TrainContext, TrainOutcome
+from garden.engine.training.backends.context import TrainContext, TrainOutcome
 from garden.engine.training.backends.trl_peft import (
     load_model,
     read_jsonl,

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from garden.engine.training.backends import TrainContext, TrainOutcome
+from garden.engine.training.backends.context import TrainContext, TrainOutcome
 from garden.engine.training.budget import make_budget_callback
 from garden.engine.training.packed_attention import register_packed_attention
 from garden.engine.training.records import MetricsEvent, StepMetrics, reward_metrics

@@ -6,7 +6,7 @@ this module before anything else loads them. It is never imported on a machine w
 
 from __future__ import annotations
 
-from garden.engine.training.backends import TrainContext, TrainOutcome
+from garden.engine.training.backends.context import TrainContext, TrainOutcome
 
 
 def train(ctx: TrainContext) -> TrainOutcome:
