@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from garden import present
-from garden.cli.output import console, fail, print_json
+from garden.cli.output import add_row, console, fail, print_json
 from garden.errors import GardenError
 from garden.services import carbon as carbon_service
 
@@ -47,7 +48,9 @@ def report(since: str | None, kind: str | None, as_json: bool, csv_path: Path | 
         return
     _print_report(result, f" since {since}" if since else "")
     if csv_path is not None:
-        console.print(f"Wrote {len(result.rows)} records to {csv_path}", highlight=False)
+        console.print(
+            f"Wrote {len(result.rows)} records to {escape(str(csv_path))}", highlight=False
+        )
 
 
 def _print_report(result: carbon_service.CarbonReport, scope: str) -> None:
@@ -66,7 +69,8 @@ def _print_report(result: carbon_service.CarbonReport, scope: str) -> None:
     for column in ("started", "kind", "label", "duration", "energy", "CO₂e", "power", "status"):
         table.add_column(column)
     for row in result.rows:
-        table.add_row(
+        add_row(
+            table,
             row.started,
             row.kind,
             present.run_name(row.label, row.ref_id, row.id),
@@ -78,4 +82,4 @@ def _print_report(result: carbon_service.CarbonReport, scope: str) -> None:
         )
     console.print(table)
     for source in sorted({row.power_source for row in result.rows if row.power_source}):
-        console.print(f"[dim]Power: {source}[/]", highlight=False)
+        console.print(f"[dim]Power: {escape(str(source))}[/]", highlight=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from garden import present
 from garden.cli.output import err_console, fail, print_json
@@ -108,7 +109,9 @@ def chat(
         settings = GenerationSettings(**generation)
         status = chat_service.load(model, effective)
         if not as_json:
-            err_console.print(f"Loading {status.label} ({effective})…", highlight=False)
+            err_console.print(
+                f"Loading {escape(status.label)} ({escape(str(effective))})…", highlight=False
+            )
         status = chat_service.wait_ready(model, effective, include_vllm=effective == "vllm")
         if not as_json:
             err_console.print(status.text.replace("**", ""), highlight=False)
@@ -192,8 +195,10 @@ def _answer(
             click.echo(("\n" if reply.text else "") + call.title(), nl=False)
         click.echo()
         for problem in reply.tool_problems:
-            err_console.print(f"[yellow]Tool call not used:[/] {problem}", highlight=False)
-        err_console.print(f"[dim]{present.answer_stats(stats)}[/]", highlight=False)
+            err_console.print(
+                f"[yellow]Tool call not used:[/] {escape(str(problem))}", highlight=False
+            )
+        err_console.print(f"[dim]{escape(present.answer_stats(stats))}[/]", highlight=False)
     return "\n".join([reply.text, *(call.as_text() for call in reply.tool_calls)]).strip()
 
 
@@ -226,6 +231,6 @@ def _repl(
             reply = _answer(model, backend, history, settings, False, endpoint, tools)
         except GardenError as exc:
             history.pop()
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
             continue
         history.append(ChatMessage(role="assistant", content=reply))

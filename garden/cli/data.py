@@ -9,10 +9,11 @@ from dataclasses import fields
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from garden import present
-from garden.cli.output import console, err_console, fail, print_json
+from garden.cli.output import add_row, console, err_console, fail, print_json
 from garden.errors import GardenError
 from garden.services import datasets
 
@@ -73,7 +74,7 @@ def _progress(enabled: bool) -> datasets.Progress | None:
 
     def report(fraction: float, message: str) -> None:
         if message != last["message"]:
-            err_console.print(f"[dim]{fraction:4.0%} {message}[/]", highlight=False)
+            err_console.print(f"[dim]{fraction:4.0%} {escape(str(message))}[/]", highlight=False)
             last["message"] = message
 
     return report
@@ -138,14 +139,14 @@ def _print_preview(preview: datasets.SamplePreview) -> None:
 
 def _print_report(view: datasets.InspectView) -> None:
     detail = present.source_detail(view.source_kind, view.file_type)
-    console.print(f"[bold]{view.source}[/] ({detail})")
+    console.print(f"[bold]{escape(str(view.source))}[/] ({escape(str(detail))})")
     console.print(
         f"Kind: [green]{view.kind}[/] · Format: [green]{view.format}[/] (confidence {view.confidence:.0%}; {view.detection})",
         highlight=False,
     )
-    console.print(f"Mapping: {json.dumps(view.mapping)}", highlight=False)
+    console.print(f"Mapping: {escape(json.dumps(view.mapping))}", highlight=False)
     if view.columns:
-        console.print(f"Fields: {', '.join(view.columns[:30])}", highlight=False)
+        console.print(f"Fields: {escape(', '.join(view.columns[:30]))}", highlight=False)
     console.print(present.rows_line(view.rows, view.valid_rows, view.invalid_rows))
     for title, issues, counts, colour in (
         ("Errors", view.errors, view.error_counts, "red"),
@@ -201,7 +202,7 @@ def import_cmd(
         highlight=False,
     )
     for warning in view.warnings[:10]:
-        console.print(f"  [yellow]warning[/] {warning}", highlight=False)
+        console.print(f"  [yellow]warning[/] {escape(str(warning))}", highlight=False)
 
 
 @data.command("list")
@@ -216,7 +217,8 @@ def list_cmd(as_json: bool) -> None:
         "id", "name", "kind", "format", "rows", "train", "eval", "source", title="Datasets"
     )
     for d in found:
-        table.add_row(
+        add_row(
+            table,
             d.id,
             d.name,
             d.kind,
@@ -237,4 +239,4 @@ def rm_cmd(dataset: str) -> None:
         view = datasets.delete_dataset(dataset)
     except GardenError as exc:
         fail(exc)
-    console.print(f"Deleted {view.name} ({view.id})", highlight=False)
+    console.print(f"Deleted {escape(view.name)} ({escape(view.id)})", highlight=False)

@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from garden import present
-from garden.cli.output import console, print_json
+from garden.cli.output import add_row, console, print_json
 from garden.services import evaluation
 from garden.services.training import JobView
 
@@ -61,5 +61,5 @@ def eval_command(run: str, dataset: str | None, as_json: bool) -> None:
     for column in ("prompt", "reference", "base", "tuned"):
         table.add_column(column, overflow="fold")
     for pair in view.pairs:
-        table.add_row(pair.prompt, pair.reference, pair.base, pair.tuned)
+        add_row(table, pair.prompt, pair.reference, pair.base, pair.tuned)
     console.print(table)

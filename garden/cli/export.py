@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from garden import present
 from garden.cli.output import console, print_json
@@ -64,8 +65,8 @@ def export(
         highlight=False,
     )
     if view.download_abs:
-        console.print(f"Download: {view.download_abs}", highlight=False)
+        console.print(f"Download: {escape(str(view.download_abs))}", highlight=False)
     if view.pushed_url:
-        console.print(f"Pushed to {view.pushed_url}", highlight=False)
+        console.print(f"Pushed to {escape(str(view.pushed_url))}", highlight=False)
     elif view.dry_run:
-        console.print(f"Dry run: the folder that would be pushed is {view.folder_abs}")
+        console.print(f"Dry run: the folder that would be pushed is {escape(str(view.folder_abs))}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
-from garden.cli.output import console, fail, print_json
+from garden.cli.output import add_row, console, fail, print_json
 from garden.errors import GardenError
 from garden.services import models as model_service
 
@@ -27,7 +28,9 @@ def models_list(as_json: bool) -> None:
         return
     table = Table(*COLUMNS, title="Models")
     for m in found:
-        table.add_row(m.id, m.kind, "yes" if m.prepared else "no", m.base_model or "", m.path or "")
+        add_row(
+            table, m.id, m.kind, "yes" if m.prepared else "no", m.base_model or "", m.path or ""
+        )
     console.print(table)
 
 
@@ -47,4 +50,6 @@ def models_prepare(as_json: bool) -> None:
     if as_json:
         print_json({"model": view.id, "path": view.path})
     else:
-        console.print(f"[green]{view.id}[/] is ready at {view.path}", highlight=False)
+        console.print(
+            f"[green]{escape(view.id)}[/] is ready at {escape(str(view.path))}", highlight=False
+        )

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from garden.config import load_settings
@@ -61,6 +62,12 @@ def log_trace(exc: BaseException) -> Path | None:
         return path
     except Exception:
         return None
+
+
+def add_row(table: Table, *values: object) -> None:
+    """A table row whose cells print as they are: rich reads ``[...]`` in a plain string as markup
+    (a path or a C++ location in an error would break the table, or vanish)."""
+    table.add_row(*(Text("" if value is None else str(value)) for value in values))
 
 
 def print_json(data: Any) -> None:

@@ -6,6 +6,7 @@ import signal
 from types import FrameType
 
 import click
+from rich.markup import escape
 
 from garden.cli.output import console, err_console, fail
 from garden.errors import GardenError
@@ -18,8 +19,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _show_ready(plan: ServePlan, models: list[str]) -> None:
-    console.print(f"Serving {plan.base_url}", highlight=False)
-    console.print(f"Models: {', '.join(models)}", highlight=False)
+    console.print(f"Serving {escape(plan.base_url)}", highlight=False)
+    console.print(f"Models: {escape(', '.join(models))}", highlight=False)
     key = "the API key" if plan.needs_api_key else "any api_key"
     err_console.print(
         f"OpenAI clients: base_url={plan.base_url} with {key}. Ctrl-C stops the server.",
@@ -75,7 +76,9 @@ def serve(
             f"Would serve {', '.join(plan.models)} at {plan.base_url}", highlight=False
         )
         return
-    err_console.print(f"Starting vLLM: {plan.command_line}", highlight=False, soft_wrap=True)
+    err_console.print(
+        f"Starting vLLM: {escape(plan.command_line)}", highlight=False, soft_wrap=True
+    )
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     try:

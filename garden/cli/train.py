@@ -9,12 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from garden import present
 from garden.cli.eval import evaluation_line
-from garden.cli.output import console, err_console, fail, print_json
+from garden.cli.output import add_row, console, err_console, fail, print_json
 from garden.errors import GardenError
 from garden.services import training
 from garden.services.training import JobView
@@ -141,7 +142,7 @@ def _finish(job: JobView, as_json: bool) -> None:
         table = Table(title=f"Job {job.id} · {job.status}", show_header=False)
         for key, value in summary(job).items():
             if value is not None and key != "job_id":
-                table.add_row(key, str(value))
+                add_row(table, key, str(value))
         console.print(table)
     if job.status == "failed":
         fail(job.error or "the job failed", code=1)
@@ -209,7 +210,7 @@ def train(preset: str | None, as_json: bool, **options: Any) -> None:
     except GardenError as exc:
         fail(exc)
     if not as_json:
-        console.print(f"Job [bold]{job.id}[/] queued", highlight=False)
+        console.print(f"Job [bold]{escape(job.id)}[/] queued", highlight=False)
     _finish(follow(job.id, quiet=as_json), as_json)
 
 
@@ -233,7 +234,7 @@ def jobs_list(status: str | None, limit: int, as_json: bool) -> None:
         table.add_column(column)
     for job in found:
         cells = [job.id, job.name, job.status, job.backend or "", present.job_steps(job)]
-        table.add_row(*cells, present.number(job.loss), present.energy(job.energy_kwh))
+        add_row(table, *cells, present.number(job.loss), present.energy(job.energy_kwh))
     console.print(table)
 
 
@@ -254,19 +255,21 @@ def jobs_show(job_id: str, as_json: bool) -> None:
     for key in ("name", "status", "backend", "backend_reason", "device", "error", "output_dir"):
         value = getattr(job, key)
         if value:
-            table.add_row(key, str(value))
-    table.add_row("stats", present.job_stats_line(job))
+            add_row(table, key, str(value))
+    add_row(table, "stats", present.job_stats_line(job))
     if budget := present.job_budget(job):
-        table.add_row("budget", ", ".join(budget))
+        add_row(table, "budget", ", ".join(budget))
     if job.eval_rouge_l is not None or job.eval_perplexity is not None:
-        table.add_row("evaluation", evaluation_line(job))
+        add_row(table, "evaluation", evaluation_line(job))
     if job.objective != "sft":
-        table.add_row(
-            "objective", job.objective + (f" from {job.init_from_run}" if job.init_from_run else "")
+        add_row(
+            table,
+            "objective",
+            job.objective + (f" from {job.init_from_run}" if job.init_from_run else ""),
         )
-        table.add_row("reward margin", margins_line(job_id) or "not logged yet")
+        add_row(table, "reward margin", margins_line(job_id) or "not logged yet")
         if job.reward_accuracy is not None:
-            table.add_row("reward accuracy", f"{job.reward_accuracy:.0%}")
+            add_row(table, "reward accuracy", f"{job.reward_accuracy:.0%}")
     console.print(table)
     for line in logs:
         console.print(f"{line.level} {line.message}", highlight=False, markup=False)
@@ -283,14 +286,14 @@ def _command(action: Callable[..., JobView], job_id: str) -> JobView:
 @click.argument("job_id")
 def jobs_stop(job_id: str) -> None:
     """Stop gracefully: save a checkpoint and the adapter so far."""
-    console.print(f"{job_id}: {_command(training.stop, job_id).status}")
+    console.print(f"{escape(job_id)}: {_command(training.stop, job_id).status}")
 
 
 @jobs.command("cancel")
 @click.argument("job_id")
 def jobs_cancel(job_id: str) -> None:
     """Cancel at once (the worker is killed; nothing more is saved)."""
-    console.print(f"{job_id}: {_command(training.cancel, job_id).status}")
+    console.print(f"{escape(job_id)}: {_command(training.cancel, job_id).status}")
 
 
 @jobs.command("resume")
