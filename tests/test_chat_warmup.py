@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from garden.engine.serving.engine import ChatEngine
 from garden.engine.serving.onnx_build import BUILD_NICE, _background_process
@@ -27,3 +30,24 @@ def test_vllm_warming_up_behind_auto_is_niced_but_vllm_asked_for_is_not(tmp_path
     named = ChatEngine(str(tmp_path), "vllm")._vllm_backend()
     assert auto.nice == WARM_UP_NICE > 0
     assert named.nice == 0
+
+
+def test_only_the_auto_warm_up_builds_the_onnx_copy_in_the_background(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A copy a person waits for (``onnx`` asked for by name) is built at full priority."""
+    from garden.config import Settings
+    from garden.engine.serving import onnx_backend
+
+    asked: list[bool] = []
+
+    def record(base_path: Any, settings: Any, *, background: bool = False) -> Path:
+        asked.append(background)
+        raise RuntimeError("stop before building")
+
+    monkeypatch.setattr(onnx_backend, "ensure_onnx_copy", record)
+    settings = Settings(_env_file=None, storage_root=tmp_path, onnx_chat_enabled=True)
+    assert onnx_backend.start_fast_backend(str(tmp_path), settings) is None
+    with pytest.raises(RuntimeError):
+        onnx_backend.OnnxBackend.started(str(tmp_path), settings)
+    assert asked == [True, False]

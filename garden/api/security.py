@@ -138,7 +138,9 @@ class SameOrigin:
             hint = "Open the app by a name it answers, or add it to ALLOWED_HOSTS."
             await _refuse(scope, receive, send, 400, f"Unknown host {host[:100]!r}.", hint)
         elif (
-            self.public and scope.get("method") != "OPTIONS" and web.cross_site(headers, self.hosts)
+            self.public
+            and scope.get("method") != "OPTIONS"
+            and web.cross_site(headers, self.hosts, scope.get("method", "GET"))
         ):
             hint = "Use the app from its own page."
             await _refuse(scope, receive, send, 403, "Cross-site request refused.", hint)

@@ -33,13 +33,21 @@ def _quantity(text: str, units: dict[str, float], what: str, examples: str) -> f
     return float(match.group(1)) * units[match.group(2)]
 
 
+NO_BUDGET = ("0", "none", "off")
+BUDGET_OPTIONS = ("time_budget_s", "co2_budget_g")
+
+
 def parse_duration(text: str) -> float:
-    """Seconds in "90s", "5m", "1.5h" or plain "300"."""
+    """Seconds in "90s", "5m", "1.5h" or plain "300"; 0 for "0", "none" or "off"."""
+    if text.strip().lower() in NO_BUDGET:
+        return 0.0
     return _quantity(text, TIME_UNITS, "duration", "90s, 5m, 1h or 300 (seconds)")
 
 
 def parse_mass(text: str) -> float:
-    """Grams in "0.5g", "200mg", "1kg" or plain "2"."""
+    """Grams in "0.5g", "200mg", "1kg" or plain "2"; 0 for "0", "none" or "off"."""
+    if text.strip().lower() in NO_BUDGET:
+        return 0.0
     return _quantity(text, MASS_UNITS, "mass of CO₂", "0.5g, 200mg, 1kg or 2 (grams)")
 
 
@@ -170,14 +178,15 @@ def _finish(job: JobView, as_json: bool) -> None:
     "time_budget_s",
     default=None,
     callback=lambda _ctx, _param, value: None if value is None else parse_duration(value),
-    help="Train at most this long: 90s, 5m, 1h (steps are fitted after a short probe).",
+    help="Train at most this long: 90s, 5m, 1h (steps are fitted after a short probe); "
+    "0 or none drops a preset's budget.",
 )
 @click.option(
     "--co2-budget",
     "co2_budget_g",
     default=None,
     callback=lambda _ctx, _param, value: None if value is None else parse_mass(value),
-    help="Emit at most this much CO₂ for the job: 0.5g, 200mg, 1kg.",
+    help="Emit at most this much CO₂ for the job: 0.5g, 200mg, 1kg; 0 or none: no budget.",
 )
 @click.option("--lr", "--learning-rate", "learning_rate", type=float, default=None)
 @click.option("--scheduler", "lr_scheduler", default=None, help="linear, cosine, constant…")
@@ -205,6 +214,9 @@ def _finish(job: JobView, as_json: bool) -> None:
 def train(preset: str | None, as_json: bool, **options: Any) -> None:
     """Fine-tune a model in the foreground (Ctrl-C stops gracefully and keeps a checkpoint)."""
     given = {key: value for key, value in options.items() if value is not None}
+    for key in BUDGET_OPTIONS:
+        if given.get(key) == 0:
+            given[key] = None  # over the preset's budget: none
     try:
         job = training.submit(training.build_spec(given, preset))
     except GardenError as exc:

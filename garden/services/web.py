@@ -140,11 +140,17 @@ def foreign_origin(origin: str | None, host_header: str, hosts: list[str]) -> bo
         return True  # "null" (a sandboxed frame, a file) and anything odd
     if parts.netloc.lower() == host_header.lower():
         return False
-    return not host_allowed(parts.netloc, [h for h in hosts if h != "*"])
+    # Listed by exact name only: a ``.suffix`` (the share domain) names other people's apps too.
+    return not host_allowed(parts.netloc, [h for h in hosts if h != "*" and not h.startswith(".")])
 
 
-def cross_site(headers: dict[bytes, str], hosts: list[str]) -> bool:
-    """True when another site's page sent the request (lower-case header names)."""
+def cross_site(headers: dict[bytes, str], hosts: list[str], method: str = "GET") -> bool:
+    """True when another site's page sent the request (lower-case header names). Opening the
+    app from another site (a link, or the Space page's frame) is a navigation, not a request a
+    page can read or use to change state, so a ``GET`` navigation without ``Origin`` passes."""
+    navigation = headers.get(b"sec-fetch-mode") == "navigate" and b"origin" not in headers
+    if navigation and method in ("GET", "HEAD"):
+        return False
     if headers.get(b"sec-fetch-site") == "cross-site":
         return True
     return foreign_origin(headers.get(b"origin"), headers.get(b"host", ""), hosts)

@@ -345,6 +345,13 @@ class FineTuneTab:
     def refresh_lists(self) -> tuple[Any, Any]:
         return self._guarded_lists()
 
+    def guarded_panels(self, evaluate: EvaluatePanel, export: ExportPanel) -> tuple[Any, Any]:
+        try:
+            return evaluate.refresh_runs(), export.refresh_models()
+        except Exception as exc:  # the boundary: one line, trace to the log
+            report(exc, "listing runs", self.settings)
+            return gr.update(), gr.update()
+
     def _lists(self) -> tuple[Any, Any]:
         return (
             gr.update(choices=training.base_model_choices(settings=self.settings)),
@@ -471,8 +478,7 @@ def build(settings: Settings) -> OnShow:
         resume_btn = gr.Button("⟳ Resume")
         dpo_btn = gr.Button("DPO from this run")
     view = _run_view()
-    EvaluatePanel(settings)
-    ExportPanel(settings)
+    evaluate, export = EvaluatePanel(settings), ExportPanel(settings)
     tab = FineTuneTab(settings, form, view)
     shown, choices = view.components(), [form.base_model, form.dataset]
 
@@ -499,4 +505,9 @@ def build(settings: Settings) -> OnShow:
     if root is not None:
         root.load(tab.refresh, view.viewed, shown)
         root.load(tab.refresh_lists, None, choices)
-    return OnShow(tab.refresh_lists, choices, (timer,))
+
+    def opened() -> tuple[Any, ...]:
+        """Every list of the tab, as it is now (a run may have finished since the page loaded)."""
+        return (*tab.refresh_lists(), *tab.guarded_panels(evaluate, export))
+
+    return OnShow(opened, [*choices, evaluate.run, export.model], (timer,))

@@ -108,6 +108,7 @@ def launch(
     app.queue(max_size=settings.queue_max_size, default_concurrency_limit=8, api_open=False)
     hosts = request_hosts(server_name, share=share, space_host=os.environ.get("SPACE_HOST"))
     public = settings.enable_auth or settings.public_demo
+    log.info("Answering the hosts %s (ALLOWED_HOSTS to change)", ", ".join(hosts))
     rest["middleware"].insert(0, Middleware(SameOrigin, hosts=hosts, public=public))
     auth = login_guard(settings)
     if auth:

@@ -37,9 +37,10 @@ def cpu_has_avx512() -> bool:
 class OnnxBackend:
     name = "onnx"
 
-    def __init__(self, base_path: str, settings: Settings) -> None:
+    def __init__(self, base_path: str, settings: Settings, *, warm_up: bool = False) -> None:
         self.base_path = base_path
         self.settings = settings
+        self.warm_up = warm_up  # built behind another backend: the build yields the CPU
         self.max_model_len = 2048
         self._model: Any = None
         self._tokenizer: Any = None
@@ -61,7 +62,7 @@ class OnnxBackend:
             )
         import onnxruntime_genai as og
 
-        folder = ensure_onnx_copy(self.base_path, self.settings)
+        folder = ensure_onnx_copy(self.base_path, self.settings, background=self.warm_up)
         config = og.Config(str(folder))
         # onnxruntime's own default used one of two cores here (86 vs 143 tok/s): name them all.
         options: dict[str, Any] = {
@@ -167,7 +168,7 @@ def start_fast_backend(base_path: str, settings: Settings) -> OnnxBackend | None
     """The ``auto`` backend's single-stream engine, or None when it is off or cannot start."""
     if not settings.onnx_chat_enabled or not onnx_installed():
         return None
-    backend = OnnxBackend(base_path, settings)
+    backend = OnnxBackend(base_path, settings, warm_up=True)
     try:
         backend.start()
     except Exception as exc:

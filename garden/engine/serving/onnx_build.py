@@ -73,8 +73,12 @@ def onnx_copy_path(base_path: str | Path, settings: Settings) -> Path:
     return settings.models_path / CACHE_FOLDER / f"{base.name}-{fingerprint.hexdigest()[:12]}"
 
 
-def ensure_onnx_copy(base_path: str | Path, settings: Settings) -> Path:
-    """The folder of the int4 copy of ``base_path``, building it first when missing."""
+def ensure_onnx_copy(
+    base_path: str | Path, settings: Settings, *, background: bool = False
+) -> Path:
+    """The folder of the int4 copy of ``base_path``, building it first when missing; a
+    ``background`` build (the ``auto`` backend's warm-up, while another backend answers) runs
+    at the lowest CPU priority, one that a person waits for does not."""
     target = onnx_copy_path(base_path, settings)
     with _build_lock:
         if (target / "genai_config.json").is_file():
@@ -103,7 +107,7 @@ def ensure_onnx_copy(base_path: str | Path, settings: Settings) -> Path:
                 text=True,
                 env=env,
                 timeout=BUILD_TIMEOUT_S,
-                preexec_fn=_background_process,
+                preexec_fn=_background_process if background else die_with_parent,
             )
         except subprocess.TimeoutExpired as exc:
             shutil.rmtree(partial, ignore_errors=True)

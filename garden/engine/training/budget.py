@@ -208,8 +208,14 @@ def make_budget_callback(ctx: Any) -> Any:
                 spec.co2_budget_g if co2 is not None else None,
             )
             if spec.co2_budget_g is not None and co2 is None:
+                if spec.time_budget_s is None:
+                    raise JobError(
+                        "The CO₂ budget cannot be kept: this run has no carbon readings "
+                        "(the meter is unavailable here).",
+                        hint="Set a time budget instead, or check the carbon log in LOGS_DIR.",
+                    )
                 ctx.log(
-                    "Carbon tracking is unavailable: the CO₂ budget cannot be applied", "WARNING"
+                    "Carbon tracking is unavailable: only the time budget is applied", "WARNING"
                 )
             if fit.steps != state.max_steps:
                 state.max_steps = fit.steps
