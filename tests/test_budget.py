@@ -63,6 +63,7 @@ def test_the_cli_reads_durations_and_masses() -> None:
         90,
     ]
     assert [parse_mass(t) for t in ("0.5g", "200mg", "1kg", "2")] == [0.5, 0.2, 1000, 2]
+    assert parse_duration("none") == parse_duration("0") == parse_mass("off") == 0  # no budget
     for bad in ("5 parsecs", "-1m", "m"):
         with pytest.raises(click.BadParameter):
             parse_duration(bad)
