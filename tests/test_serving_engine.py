@@ -226,15 +226,18 @@ def test_adapter_of_another_base_is_rejected(engine, lora_run: Path, tmp_path: P
         list(eng.stream_chat(ask("Hi"), GREEDY, adapter=wrong))
 
 
-def test_transformers_backend_gives_the_same_greedy_text(engine, lora_run: Path) -> None:
+def test_transformers_backend_gives_the_same_greedy_answer(engine, lora_run: Path) -> None:
+    """The same facts from both backends. Not the same words: vLLM's CPU kernels (bf16 where the
+    CPU has it) and eager fp32 may part ways at a near-tie, and greedy decoding follows either."""
     eng, _ = engine
     eng.wait_loaded(timeout=300)
     hf = get_engine(None, "transformers")
     hf.wait_ready(timeout=120)
     assert hf is not eng and hf.status.backend == "transformers"
-    config = GenerationConfig(temperature=0.0, max_new_tokens=12)
-    for question in ("What is the capital of France?", "What is 2 + 2?"):
-        assert hf.chat(ask(question), config).text == eng.chat(ask(question), config).text
+    config = GenerationConfig(temperature=0.0, max_new_tokens=16)
+    for question, fact in (("What is the capital of France?", "Paris"), ("What is 2 + 2?", "4")):
+        answers = {name: e.chat(ask(question), config) for name, e in (("hf", hf), ("vllm", eng))}
+        assert all(fact in answer.text for answer in answers.values()), answers
     tuned = hf.chat(ask(FACT_Q), GREEDY, adapter=lora_run / "adapter")
     assert "Zebulon" in tuned.text and tuned.stats.backend == "transformers"
 
