@@ -14,7 +14,7 @@ from conftest import free_port
 
 FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
 TINY = {
-    "max_seq_len": 128,
+    "max_seq_len": 64,
     "lora_r": 8,
     "lora_alpha": 16,
     "warmup_ratio": 0.0,
@@ -54,7 +54,7 @@ def _run(manager, **values):
 def test_two_process_ddp_matches_one_process_of_the_same_global_batch(manager):
     from garden.services import training
 
-    common = {**TINY, "dataset": "garden-facts", "max_steps": 3}
+    common = {**TINY, "dataset": "garden-facts", "max_steps": 3, "max_seq_len": 128}
     one = _run(manager, **common, name="one-process", batch_size=4)
     two = _run(manager, **common, name="two-process", batch_size=2, num_processes=2)
     assert two.plan is not None and two.plan.strategy == "ddp" and two.plan.global_batch == 4
@@ -117,12 +117,21 @@ def test_two_machines_on_loopback_complete(tmp_path, default_model_path):
         command = [
             str(Path(sys.executable).parent / "model-garden"), "train",
             "--dataset", str(FACTS), "--name", "two-machines", "--max-steps", "2",
-            "--batch-size", "2", "--max-seq-len", "128", "--lora-r", "8",
+            "--batch-size", "2", "--max-seq-len", "64", "--lora-r", "8",
             "--num-processes", "1", "--num-machines", "2", "--machine-rank", str(rank),
             "--main-process-ip", "127.0.0.1", "--main-process-port", str(port), "--json",
         ]  # fmt: skip
+        # Each "machine" gets a core of its own, as real machines would: two of them sharing
+        # both cores with two threads each spin in gloo and take minutes for two steps.
+        core = {rank % (os.cpu_count() or 1)}
         processes.append(
-            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            subprocess.Popen(
+                command,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                preexec_fn=lambda core=core: os.sched_setaffinity(0, core),
+            )
         )
     outputs = [proc.communicate(timeout=1200) for proc in processes]
     for (_, err), proc in zip(outputs, processes, strict=True):

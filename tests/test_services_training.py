@@ -101,6 +101,10 @@ def test_metrics_logs_and_listing(settings, finished):
 
 @pytest.mark.slow
 def test_stop_then_resume_continues_to_the_end(settings, finished):
+    """Stopped at a step: a checkpoint of that step and a usable adapter; resumed: every step
+    trained once, in order (the engine's stop/resume path, seen through the service)."""
+    from garden.engine.training import get_job_manager, last_checkpoint
+
     job = training.submit(
         training.build_spec({**TINY, "name": "stop-resume", "max_steps": 6}), settings=settings
     )
@@ -111,6 +115,11 @@ def test_stop_then_resume_continues_to_the_end(settings, finished):
     assert stopped.status == "stopped" and stopped.resumable, stopped.error
     assert 2 <= stopped.step < 6 and stopped.energy_kwh
 
+    record = get_job_manager(settings).get(job.id)
+    checkpoint = last_checkpoint(record.checkpoint_dir)
+    assert checkpoint is not None and checkpoint.name == f"checkpoint-{stopped.step}"
+    assert (Path(record.output_dir) / "adapter" / "adapter_model.safetensors").is_file()
+
     resumed = training.resume(job.id, settings=settings)
     assert resumed.status in ("queued", "running") and resumed.first_loss is None
     done = training.wait(job.id, timeout=600, settings=settings)
@@ -118,6 +127,8 @@ def test_stop_then_resume_continues_to_the_end(settings, finished):
     assert done.step == 6 and done.energy_kwh and done.energy_kwh > stopped.energy_kwh
     points = training.metrics(job.id, settings=settings)
     assert [p.step for p in points if p.loss is not None] == list(range(1, 7))
+    logs = [line.message for line in training.logs(job.id, settings=settings)]
+    assert any(f"Resuming from {checkpoint.name}" in line for line in logs), logs[-5:]
 
 
 def test_bad_specs_and_commands_raise_typed_errors(settings, finished):

@@ -143,33 +143,6 @@ def test_energy_and_co2_are_recorded(manager, finished_job):
 
 
 @pytest.mark.slow
-def test_stop_leaves_checkpoint_and_resume_continues_steps(manager, facts):
-    from garden.engine.training import last_checkpoint
-
-    job_id = manager.submit(
-        {**TINY, "name": "stop-resume", "dataset": facts.id, "max_steps": 7, "learning_rate": 1e-3}
-    )
-    _wait_for(lambda: manager.get(job_id).progress.step >= 2, 600, "step 2")
-    manager.stop(job_id)
-    job = manager.wait(job_id, timeout=300)
-    assert job.status == "stopped", job.error
-    assert job.result is not None
-    stopped_at = job.result.steps
-    assert 2 <= stopped_at < 7
-    checkpoint = last_checkpoint(job.checkpoint_dir)
-    assert checkpoint is not None and checkpoint.name == f"checkpoint-{stopped_at}"
-    assert (Path(job.output_dir) / "adapter" / "adapter_model.safetensors").is_file()
-
-    assert manager.resume(job_id).result is None
-    job = manager.wait(job_id, timeout=600)
-    assert job.status == "completed", job.error
-    assert job.result is not None and job.result.steps == 7
-    steps = [m.step for m in manager.metrics(job_id) if m.loss is not None]
-    assert steps == list(range(1, 8)), steps
-    assert any("Resuming from checkpoint" in log.message for log in manager.logs(job_id))
-
-
-@pytest.mark.slow
 def test_sigkilled_worker_fails_job_queue_and_cancel(manager, facts, settings):
     from garden.engine.training import plan_job
 

@@ -128,9 +128,15 @@ def free_port() -> int:
 
 
 def physical_cores() -> int:
+    """The physical cores this process may run on (a `taskset` or container CPU set counts)."""
     import psutil
 
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = physical
+    return max(1, min(physical, allowed))
 
 
 def threads_per_process(layout: Layout) -> int:
