@@ -126,11 +126,11 @@ def settings(tmp_path_factory, default_model_path):
 
 
 @pytest.mark.slow
-def test_a_one_minute_budget_ends_the_run_at_it_with_a_saved_model(settings) -> None:
+def test_a_half_minute_budget_ends_the_run_at_it_with_a_saved_model(settings) -> None:
     from garden.engine.training import queries
     from garden.store import get_store
 
-    budget = 60.0
+    budget = 30.0
     spec = training.build_spec(
         {
             "dataset": str(FACTS),
@@ -148,7 +148,7 @@ def test_a_one_minute_budget_ends_the_run_at_it_with_a_saved_model(settings) -> 
     job = training.wait(training.submit(spec, settings=settings).id, 900, settings=settings)
     logs = [line.message for line in training.logs(job.id, limit=500, settings=settings)]
     assert job.status == "completed", (job.error, logs[-5:])
-    assert any(line.startswith("Budget (time 60 s)") for line in logs), logs
+    assert any(line.startswith("Budget (time 30 s)") for line in logs), logs
     assert job.budget_steps is not None and job.forecast_s is not None
     assert 4 < job.budget_steps < 50 * 64  # fitted, far below what 50 epochs ask
     assert job.forecast_s <= budget and job.step <= job.budget_steps

@@ -222,8 +222,8 @@ def tuned(settings: Any, manager: Any) -> Iterator[str]:
     spec = {
         "name": "tools-run",
         "dataset": str(data),
-        "max_steps": 8,
-        "learning_rate": 3e-3,
+        "max_steps": 5,
+        "learning_rate": 5e-3,
         "batch_size": 4,
         "max_seq_len": 512,
         "packing": True,

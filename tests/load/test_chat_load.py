@@ -15,7 +15,7 @@ import pytest
 from conftest import running_app
 
 SESSIONS = 20
-DURATION_S = 60.0
+DURATION_S = 30.0
 MAX_NEW_TOKENS = 24
 LOAD_TIMEOUT_S = 600.0
 ANSWER_TIMEOUT_S = 240.0
