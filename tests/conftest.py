@@ -77,6 +77,18 @@ def isolated_settings(tmp_path: Path, default_model_path: Path):
     return settings
 
 
+def private_settings(root: Path, default_model_path: Path, **fields: Any) -> Any:
+    """Settings on a storage of their own under ``root`` whose base model is the session's."""
+    from garden.config import Settings
+
+    settings = Settings(
+        _env_file=None, storage_root=root / "storage", models_dir=root / "models", **fields
+    )
+    settings.ensure_storage()
+    (settings.base_models_path / default_model_path.name).symlink_to(default_model_path)
+    return settings
+
+
 ROOT = Path(__file__).resolve().parent.parent
 APP_START_TIMEOUT_S = 180.0
 

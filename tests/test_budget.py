@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+from conftest import private_settings
 
 from garden.engine.training.budget import Usage, fit_steps
 from garden.errors import JobError
@@ -116,13 +117,7 @@ def test_a_budget_too_small_is_refused_by_the_service(bare_settings, values, wor
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory, default_model_path):
-    from garden.config import Settings
-
-    root = tmp_path_factory.mktemp("budget")
-    settings = Settings(_env_file=None, storage_root=root / "storage", models_dir=root / "models")
-    settings.ensure_storage()
-    (settings.base_models_path / default_model_path.name).symlink_to(default_model_path)
-    return settings
+    return private_settings(tmp_path_factory.mktemp("budget"), default_model_path)
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import private_settings
 
 from garden import present
 from garden.errors import DatasetError, JobError
@@ -25,13 +26,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory, default_model_path):
-    from garden.config import Settings
-
-    root = tmp_path_factory.mktemp("training-service")
-    settings = Settings(_env_file=None, storage_root=root / "storage", models_dir=root / "models")
-    settings.ensure_storage()
-    (settings.base_models_path / default_model_path.name).symlink_to(default_model_path)
-    return settings
+    return private_settings(tmp_path_factory.mktemp("training-service"), default_model_path)
 
 
 @pytest.fixture(scope="module")

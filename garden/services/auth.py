@@ -204,21 +204,42 @@ def _stored_secret(path: Path) -> str:
     if path.exists():
         os.chmod(path, 0o600)
         log.info("JWT_SECRET_KEY is not set: REST API tokens are signed with the key in %s", path)
-        return path.read_text(encoding="utf-8").strip()
+    else:
+        _create_secret(path)
+        log.warning("JWT_SECRET_KEY is not set: generated a signing key in %s (kept there)", path)
+    secret = path.read_text(encoding="utf-8").strip()
+    if len(secret) < MIN_JWT_SECRET_CHARS:
+        raise ConfigError(
+            f"The REST API's signing key in {path} has fewer than {MIN_JWT_SECRET_CHARS} "
+            "characters (the file was cut short or edited).",
+            hint="Delete the file to have a new key made at the next start (tokens issued "
+            "before then stop working), or set JWT_SECRET_KEY.",
+        )
+    return secret
+
+
+def _create_secret(path: Path) -> None:
+    """Write a random key to ``path`` unless another process wrote one first; readers never see
+    a half-written file (written aside, then linked) where the filesystem has hard links."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_hex(32)
+    secret = secrets.token_hex(32) + "\n"
     temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
     descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-        out.write(secret + "\n")
+        out.write(secret)
     try:
-        os.link(temp, path)  # never replaces a key another process wrote meanwhile
+        os.link(temp, path)
     except FileExistsError:
-        secret = path.read_text(encoding="utf-8").strip()
+        return
+    except OSError:  # no hard links here (some network and FUSE mounts): create it exclusively
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(secret)
     finally:
         temp.unlink()
-    log.warning("JWT_SECRET_KEY is not set: generated a signing key in %s (kept there)", path)
-    return secret
 
 
 def issue_token(

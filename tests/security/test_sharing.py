@@ -11,7 +11,9 @@ import httpx
 import pytest
 from conftest import RunningApp, running_app
 
-from garden.services.auth import MAX_NAME_BYTES, LoginGuard
+from garden.config import Settings
+from garden.errors import ConfigError
+from garden.services.auth import MAX_NAME_BYTES, LoginGuard, check_jwt_settings, jwt_secret_path
 
 PASSWORD = "correct horse battery"
 AUTH_ENV = {
@@ -100,3 +102,35 @@ def test_auth_without_a_jwt_secret_starts_and_keeps_its_key(
         assert secret.read_text() == kept
         again = httpx.get(f"{second.url}api/v1/models", headers=bearer, timeout=30)
         assert again.status_code == 200, "a token from before the restart still works"
+
+
+def _auth_settings(root: Path) -> Settings:
+    return Settings(_env_file=None, storage_root=root, enable_auth=True, auth_password=PASSWORD)
+
+
+def test_a_generated_key_is_kept_where_the_filesystem_has_no_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(source: object, target: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr("garden.services.auth.os.link", no_links)
+    first = _auth_settings(tmp_path)
+    check_jwt_settings(first)
+    again = _auth_settings(tmp_path)
+    check_jwt_settings(again)
+    key = first.jwt_secret_key.get_secret_value()
+    assert len(key) >= 32 and again.jwt_secret_key.get_secret_value() == key
+    assert stat.S_IMODE(jwt_secret_path(first).stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_cut_short_key_file_is_named_in_the_error(tmp_path: Path) -> None:
+    settings = _auth_settings(tmp_path)
+    path = jwt_secret_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("abc\n")
+    with pytest.raises(ConfigError) as caught:
+        check_jwt_settings(settings)
+    assert str(path) in caught.value.message and "JWT_SECRET_KEY" in (caught.value.hint or "")
+    assert "\n" not in caught.value.message
