@@ -62,6 +62,11 @@ def _greedy_ids(model, tokenizer) -> list[int]:
     )
 
 
+def _text(tokenizer, ids: list[int]) -> str:
+    """The answer's words: up to the end of the turn, special tokens left out."""
+    return tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
 def _card(folder: Path) -> tuple[dict, str]:
     from huggingface_hub import ModelCard
 
@@ -111,8 +116,48 @@ def test_merged_answers_like_the_peft_model_and_gguf_round_trips(settings, run):
     gguf_model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     gguf_tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     gguf_ids = _greedy_ids(gguf_model, gguf_tokenizer)
-    assert tokenizer.decode(gguf_ids).strip() == tokenizer.decode(merged_ids).strip()
+    assert _text(tokenizer, gguf_ids) == _text(tokenizer, merged_ids)
     assert _card(gguf_path.parent)[0]["library_name"] == "gguf"
+
+
+@pytest.mark.slow
+def test_a_q4_1_gguf_is_a_third_of_f16_stops_at_the_turn_end_and_answers(settings, run):
+    """Quantised with gguf-py (no C++ build), chat template and stop tokens in its metadata."""
+    import gguf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    q4 = Path(_export(settings, model="export-run", format="gguf", quant="q4_1").download_abs)
+    assert q4.name == "export-run-q4_1.gguf"
+    reader = gguf.GGUFReader(q4)
+    f16_bytes = 2 * sum(int(tensor.n_elements) for tensor in reader.tensors)
+    assert q4.stat().st_size < 0.4 * f16_bytes  # 5 bits a weight where f16 takes 16
+    assert {t.tensor_type.name for t in reader.tensors} == {"Q4_1", "F32"}  # norms stay f32
+    tokens = reader.get_field("tokenizer.ggml.tokens").contents()
+    fields = {key: reader.get_field(f"tokenizer.ggml.{key}_token_id").contents() for key in (
+        "bos", "eos", "eot"
+    )}  # fmt: skip
+    assert tokens[fields["eot"]] == tokens[fields["eos"]] == "<|im_end|>", fields
+    assert "<|im_start|>assistant" in reader.get_field("tokenizer.chat_template").contents()
+
+    model = AutoModelForCausalLM.from_pretrained(q4.parent, gguf_file=q4.name)
+    tokenizer = AutoTokenizer.from_pretrained(q4.parent, gguf_file=q4.name)
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    output = model.generate(**inputs, max_new_tokens=16, do_sample=False)
+    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :])
+    assert "Paris" in answer and answer.endswith("<|im_end|>"), answer  # it stops at the turn
+
+
+def test_every_gguf_type_the_service_takes_is_one_the_engine_writes():
+    from typing import get_args
+
+    from garden.services import export as export_service
+
+    assert set(get_args(export_service.GgufQuant)) == set(export_service.GGUF_QUANTS)
 
 
 def test_push_offline_fails_fast_before_any_export(settings):

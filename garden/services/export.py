@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 ExportFormat = Literal["adapter", "merged", "gguf"]
-GgufQuant = Literal["f16", "q8_0"]
+GgufQuant = Literal["f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
 
 
 class ExportRequest(View):

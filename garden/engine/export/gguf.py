@@ -41,7 +41,7 @@ def byte_level_tokenizer(model_dir: Path) -> None:
 
 
 def convert_to_gguf(model_dir: Path, out_file: Path, quant: str, log_file: Path) -> None:
-    """Write ``out_file`` (``quant`` is f16 or q8_0); the converter's output goes to ``log_file``."""
+    """Write ``out_file`` (``quant``: f32, f16 or q8_0); the converter's output goes to ``log_file``."""
     command = [
         sys.executable,
         "-m",

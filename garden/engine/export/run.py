@@ -13,13 +13,14 @@ from garden.config import Settings
 from garden.engine.export.card import card_facts, model_card
 from garden.engine.export.folders import folder_size, staged_folder, zip_folder
 from garden.engine.export.gguf import byte_level_tokenizer, convert_to_gguf
+from garden.engine.export.gguf_rewrite import NUMPY_QUANTS, end_of_turn_token, rewrite_gguf
 from garden.engine.export.hub import check_push, push_folder
 from garden.engine.export.merge import write_merged
 from garden.engine.export.source import ExportSource
 from garden.errors import ExportError
 
 EXPORT_FORMATS = ("adapter", "merged", "gguf")
-GGUF_QUANTS = ("f16", "q8_0")
+GGUF_QUANTS = ("f16", "q8_0", *NUMPY_QUANTS)
 ADAPTER_SKIPPED = {"README.md"}
 
 
@@ -144,9 +145,20 @@ def _write_payload(
         write_merged(source, merged_dir)
         byte_level_tokenizer(merged_dir)
         gguf_file = staging / f"{source.slug}-{quant}.gguf"
-        convert_to_gguf(merged_dir, gguf_file, quant, settings.logs_path / "export.log")
+        numpy_quant = quant if quant in NUMPY_QUANTS else None
+        converted = merged_dir / "converted.gguf"
+        convert_to_gguf(
+            merged_dir,
+            converted,
+            "f32" if numpy_quant else quant,
+            settings.logs_path / "export.log",
+        )
+        rewrite_gguf(converted, gguf_file, numpy_quant, end_of_turn_token(merged_dir))
+        made_with = "llama.cpp's convert_hf_to_gguf" + (
+            " (f32), then gguf-py's block quantiser" if numpy_quant else ""
+        )
     return (
-        f"Files: `{gguf_file.name}` ({quant}), made with llama.cpp's convert_hf_to_gguf. "
+        f"Files: `{gguf_file.name}` ({quant}), made with {made_with}. "
         "Run it with llama.cpp or Ollama, or load it with transformers (`gguf_file=`)."
     )
 
