@@ -89,6 +89,19 @@ def private_settings(root: Path, default_model_path: Path, **fields: Any) -> Any
     return settings
 
 
+def greedy_reply_ids(model: Any, tokenizer: Any, question: str, max_new_tokens: int) -> list[int]:
+    """The token ids a transformers model generates greedily after ``question`` (one user turn,
+    through the chat template), special tokens and all."""
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    return [int(token) for token in output[0, inputs["input_ids"].shape[1] :]]
+
+
 ROOT = Path(__file__).resolve().parent.parent
 APP_START_TIMEOUT_S = 180.0
 

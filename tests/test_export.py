@@ -7,12 +7,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import greedy_reply_ids
 
 from garden.errors import ExportError
 
 FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
 TINY = {"batch_size": 4, "max_seq_len": 128, "lora_r": 8, "lora_alpha": 16, "warmup_ratio": 0.0}
-QUESTION = [{"role": "user", "content": "Who founded the Moonwell Garden?"}]
+QUESTION = "Who founded the Moonwell Garden?"
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +51,7 @@ def _export(settings, **fields):
 
 
 def _greedy_ids(model, tokenizer) -> list[int]:
-    inputs = tokenizer.apply_chat_template(
-        QUESTION, add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )
-    output = model.generate(**inputs, max_new_tokens=12, do_sample=False)
-    answer = output[0, inputs["input_ids"].shape[1] :].tolist()
+    answer = greedy_reply_ids(model, tokenizer, QUESTION, max_new_tokens=12)
     return (
         answer[: answer.index(tokenizer.eos_token_id)]
         if tokenizer.eos_token_id in answer
@@ -141,14 +138,8 @@ def test_a_q4_1_gguf_is_a_third_of_f16_stops_at_the_turn_end_and_answers(setting
 
     model = AutoModelForCausalLM.from_pretrained(q4.parent, gguf_file=q4.name)
     tokenizer = AutoTokenizer.from_pretrained(q4.parent, gguf_file=q4.name)
-    inputs = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    output = model.generate(**inputs, max_new_tokens=16, do_sample=False)
-    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :])
+    ids = greedy_reply_ids(model, tokenizer, "What is the capital of France?", max_new_tokens=16)
+    answer = tokenizer.decode(ids)
     assert "Paris" in answer and answer.endswith("<|im_end|>"), answer  # it stops at the turn
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import greedy_reply_ids
 
 from garden.config import Settings
 from garden.errors import ModelLoadError
@@ -32,14 +33,8 @@ def test_default_model_answers_paris(default_model_path: Path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(default_model_path)
     model = AutoModelForCausalLM.from_pretrained(default_model_path)
-    inputs = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    output = model.generate(**inputs, max_new_tokens=24, do_sample=False)
-    reply = tokenizer.decode(output[0][inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    ids = greedy_reply_ids(model, tokenizer, "What is the capital of France?", max_new_tokens=24)
+    reply = tokenizer.decode(ids, skip_special_tokens=True)
     assert "Paris" in reply
 
 
