@@ -63,6 +63,19 @@ def default_model_path() -> Path:
     return prepare_default_model()
 
 
+@pytest.fixture(scope="module")
+def module_tmp(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """A folder for one test module's storage, runs and exports, removed when the module ends.
+
+    CI's runner has a few GB of disk left after the install: the runs, merged models and GGUF
+    files of every module do not fit at once (a run filled it at 88 %)."""
+    path = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
 def isolated_settings(tmp_path: Path, default_model_path: Path):
     """Settings with a private storage root that still sees the session's prepared models."""

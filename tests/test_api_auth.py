@@ -35,11 +35,9 @@ DOCS_URL = "http://127.0.0.1:7860"
 
 
 @pytest.fixture(scope="module")
-def secured(
-    default_model_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningApp]:
+def secured(default_model_path: Path, module_tmp: Path) -> Iterator[RunningApp]:
     env = {**AUTH_ENV, "MODELS_DIR": str(default_model_path.parent.parent)}
-    with running_app(tmp_path_factory.mktemp("api-auth"), env) as app:
+    with running_app(module_tmp, env) as app:
         yield app
 
 

@@ -116,8 +116,8 @@ def test_a_budget_too_small_is_refused_by_the_service(bare_settings, values, wor
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory, default_model_path):
-    return private_settings(tmp_path_factory.mktemp("budget"), default_model_path)
+def settings(module_tmp, default_model_path):
+    return private_settings(module_tmp, default_model_path)
 
 
 @pytest.mark.slow

@@ -83,11 +83,9 @@ def train_worker(
 
 
 @pytest.fixture(scope="module")
-def carbon_storage(
-    tmp_path_factory: pytest.TempPathFactory, default_model_path: Path
-) -> Iterator[dict[str, Any]]:
+def carbon_storage(module_tmp: Path, default_model_path: Path) -> Iterator[dict[str, Any]]:
     """A storage root holding one real metered training job and one metered chat-like session."""
-    root = tmp_path_factory.mktemp("carbon-data") / "storage"
+    root = module_tmp / "storage"
     models_dir = default_model_path.parent.parent
     settings = Settings(
         _env_file=None, storage_root=root, models_dir=models_dir, carbon_tracking_interval=0.5

@@ -68,12 +68,12 @@ def near_valid_rows(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_settings(tmp_path_factory: pytest.TempPathFactory, default_model_path: Path):
+def fuzz_settings(module_tmp: Path, default_model_path: Path):
     from garden.config import Settings
 
     settings = Settings(
         _env_file=None,
-        storage_root=tmp_path_factory.mktemp("fuzz") / "storage",
+        storage_root=module_tmp / "storage",
         models_dir=default_model_path.parent.parent,
     )
     settings.ensure_storage()

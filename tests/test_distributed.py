@@ -33,12 +33,12 @@ def _storage(root: Path, default_model_path: Path):
 
 
 @pytest.fixture(scope="module")
-def manager(tmp_path_factory, default_model_path):
+def manager(module_tmp, default_model_path):
     """A job manager on a storage of its own, with the facts dataset imported."""
     from garden.data import import_dataset
     from garden.engine.training import get_job_manager
 
-    settings = _storage(tmp_path_factory.mktemp("distributed"), default_model_path)
+    settings = _storage(module_tmp, default_model_path)
     import_dataset(FACTS, "garden-facts", settings=settings)
     return get_job_manager(settings)
 

@@ -24,10 +24,10 @@ JSON_KEYS = {"model", "eval_loss", "perplexity", "rouge_l", "exact_match", "n"}
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory, default_model_path):
+def settings(module_tmp, default_model_path):
     from garden.config import Settings
 
-    root = tmp_path_factory.mktemp("evaluation")
+    root = module_tmp
     limits = {"eval_after_training": True, "eval_max_prompts": PROMPTS, "eval_max_new_tokens": 24}
     paths = {"storage_root": root / "storage", "models_dir": root / "models"}
     settings = Settings(_env_file=None, **paths, **limits)

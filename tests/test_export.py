@@ -17,11 +17,11 @@ QUESTION = "Who founded the Moonwell Garden?"
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory, default_model_path):
+def settings(module_tmp, default_model_path):
     """A private storage whose base models are the session's prepared default model."""
     from garden.config import Settings
 
-    models = tmp_path_factory.mktemp("export") / "models"
+    models = module_tmp / "models"
     (models / "base").mkdir(parents=True)
     (models / "base" / default_model_path.name).symlink_to(default_model_path)
     settings = Settings(_env_file=None, storage_root=models.parent / "storage", models_dir=models)

@@ -65,8 +65,8 @@ def _write(folder: Path, train: list[dict], evaluation: list[dict] | None = None
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("preference-data")
+def data(module_tmp) -> dict[str, Path]:
+    root = module_tmp
     chat = [{"messages": [_turn("user", q), _turn("assistant", good)]} for q, good, _ in FACTS]
     pairs = [
         {

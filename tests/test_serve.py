@@ -66,10 +66,10 @@ def stop(server: Server) -> int:
 
 
 @pytest.fixture(scope="module")
-def server(lora_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(lora_run: Path, module_tmp: Path) -> Iterator[Server]:
     """One `model-garden serve` process for the module (the key comes from VLLM_API_KEY)."""
     port = free_port()
-    folder = tmp_path_factory.mktemp("serve")
+    folder = module_tmp
     out, log = folder / "serve.out", folder / "serve.log"
     with out.open("wb") as stdout, log.open("wb") as stderr:
         process = subprocess.Popen(

@@ -38,9 +38,9 @@ def metered(settings: Settings, kind: str, ref_id: str, label: str, seconds: flo
 
 
 @pytest.fixture(scope="module")
-def storage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def storage(module_tmp: Path) -> dict[str, Any]:
     """Three measured runs (training with an eval loss, chat, other) and one unavailable."""
-    settings = settings_for(tmp_path_factory.mktemp("carbon-service"))
+    settings = settings_for(module_tmp)
     get_store(settings.db_path).insert(
         "jobs",
         {

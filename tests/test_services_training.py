@@ -25,8 +25,8 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory, default_model_path):
-    return private_settings(tmp_path_factory.mktemp("training-service"), default_model_path)
+def settings(module_tmp, default_model_path):
+    return private_settings(module_tmp, default_model_path)
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,10 @@ TINY = {"batch_size": 4, "max_seq_len": 128, "lora_r": 8, "lora_alpha": 16, "war
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory, default_model_path):
+def settings(module_tmp, default_model_path):
     from garden.config import Settings
 
-    root = tmp_path_factory.mktemp("training")
+    root = module_tmp
     settings = Settings(
         _env_file=None,
         storage_root=root / "storage",

@@ -173,11 +173,9 @@ def test_cli_turns_an_unexpected_error_into_one_line_and_logs_the_trace(tmp_path
 
 
 @pytest.fixture(scope="module")
-def secured(
-    default_model_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningApp]:
+def secured(default_model_path: Path, module_tmp: Path) -> Iterator[RunningApp]:
     """One app start for every HTTP test below: auth on, `--public-demo`, 1 MB uploads."""
-    with running_app(tmp_path_factory.mktemp("secured"), AUTH_ENV, "--public-demo") as app:
+    with running_app(module_tmp, AUTH_ENV, "--public-demo") as app:
         yield app
 
 

@@ -12,16 +12,14 @@ from conftest import RunningApp, running_app
 
 
 @pytest.fixture(scope="module")
-def demo(
-    default_model_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningApp]:
+def demo(default_model_path: Path, module_tmp: Path) -> Iterator[RunningApp]:
     """A public demo (no login) on loopback, with the session's converted default model."""
     env = {
         "PUBLIC_DEMO": "true",
         "MODELS_DIR": str(default_model_path.parent.parent),
         "ALLOWED_HOSTS": "127.0.0.1,localhost,demo.example",  # as a Space or a LAN name
     }
-    with running_app(tmp_path_factory.mktemp("public-demo"), env) as app:
+    with running_app(module_tmp, env) as app:
         yield app
 
 

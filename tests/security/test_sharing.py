@@ -40,10 +40,8 @@ def own_storage(folder: Path, default_model_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def shared(
-    default_model_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningApp]:
-    folder = tmp_path_factory.mktemp("sharing")
+def shared(default_model_path: Path, module_tmp: Path) -> Iterator[RunningApp]:
+    folder = module_tmp
     with running_app(folder, own_storage(folder, default_model_path)) as app:
         yield app
 
