@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import greedy_reply_ids
@@ -64,6 +65,20 @@ def _text(tokenizer, ids: list[int]) -> str:
     return tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
+def _read_gguf(path: Path, scratch: Path) -> tuple[Any, Any]:
+    """The GGUF read back as a transformers model and tokenizer through the app's own GGUF
+    converter: tests/test_models.py checks that it equals transformers' `gguf_file=` loading,
+    which parses the metadata four times and takes about a minute a file on 2 cores."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from garden.gguf_convert import convert_llama_gguf
+
+    folder = scratch / path.stem
+    folder.mkdir()
+    convert_llama_gguf(path, folder, say=lambda _: None, name_or_path=path.stem)
+    return AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+
+
 def _card(folder: Path) -> tuple[dict, str]:
     from huggingface_hub import ModelCard
 
@@ -91,7 +106,7 @@ def test_adapter_zip_holds_the_peft_adapter_and_a_full_card(settings, run):
 
 
 @pytest.mark.slow
-def test_merged_answers_like_the_peft_model_and_gguf_round_trips(settings, run):
+def test_merged_answers_like_the_peft_model_and_gguf_round_trips(settings, run, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -110,18 +125,15 @@ def test_merged_answers_like_the_peft_model_and_gguf_round_trips(settings, run):
     gguf = _export(settings, model="export-run", format="gguf", quant="f16")
     assert gguf.download == "exports/export-run-gguf-f16/export-run-f16.gguf"
     gguf_path = Path(gguf.download_abs)
-    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    gguf_tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    gguf_ids = _greedy_ids(gguf_model, gguf_tokenizer)
+    gguf_ids = _greedy_ids(*_read_gguf(gguf_path, tmp_path))
     assert _text(tokenizer, gguf_ids) == _text(tokenizer, merged_ids)
     assert _card(gguf_path.parent)[0]["library_name"] == "gguf"
 
 
 @pytest.mark.slow
-def test_a_q4_1_gguf_is_a_third_of_f16_stops_at_the_turn_end_and_answers(settings, run):
+def test_a_q4_1_gguf_is_a_third_of_f16_stops_at_the_turn_end_and_answers(settings, run, tmp_path):
     """Quantised with gguf-py (no C++ build), chat template and stop tokens in its metadata."""
     import gguf
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     q4 = Path(_export(settings, model="export-run", format="gguf", quant="q4_1").download_abs)
     assert q4.name == "export-run-q4_1.gguf"
@@ -136,8 +148,7 @@ def test_a_q4_1_gguf_is_a_third_of_f16_stops_at_the_turn_end_and_answers(setting
     assert tokens[fields["eot"]] == tokens[fields["eos"]] == "<|im_end|>", fields
     assert "<|im_start|>assistant" in reader.get_field("tokenizer.chat_template").contents()
 
-    model = AutoModelForCausalLM.from_pretrained(q4.parent, gguf_file=q4.name)
-    tokenizer = AutoTokenizer.from_pretrained(q4.parent, gguf_file=q4.name)
+    model, tokenizer = _read_gguf(q4, tmp_path)
     ids = greedy_reply_ids(model, tokenizer, "What is the capital of France?", max_new_tokens=16)
     answer = tokenizer.decode(ids)
     assert "Paris" in answer and answer.endswith("<|im_end|>"), answer  # it stops at the turn
