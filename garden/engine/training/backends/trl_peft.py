@@ -384,7 +384,8 @@ def finish_training(
     state = trainer.state
     stopped = callback.stopped
     final_eval_loss = None
-    if has_eval and not stopped:
+    evaluated_steps = [entry.get("step") for entry in state.log_history if "eval_loss" in entry]
+    if has_eval and not stopped and state.global_step not in evaluated_steps:
         ctx.log("Final evaluation")
         final_eval_loss = trainer.evaluate().get("eval_loss")
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
