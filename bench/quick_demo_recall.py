@@ -7,8 +7,10 @@ contain the fact's key word. Recall does not depend on the load; the training se
 loaded machine they are an upper bound only).
 
     uv run python bench/quick_demo_recall.py
+    uv run python bench/quick_demo_recall.py --time-budget-s 200   # a CPU ~30 % slower
 
-The last line is one JSON object with the figures.
+A shorter ``--time-budget-s`` stands in for a slower CPU (fewer steps in the budget);
+``--learning-rate`` and ``--batch-size`` try other values against the preset's. The last line is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -28,7 +30,19 @@ PRESET = "Quick CPU demo"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
+    parser.add_argument("--time-budget-s", type=float, help="instead of the preset's budget")
+    parser.add_argument("--learning-rate", type=float, help="instead of the preset's rate")
+    parser.add_argument("--batch-size", type=int, help="instead of the preset's batch size")
+    args = parser.parse_args()
+    overrides = {
+        key: value
+        for key, value in {
+            "time_budget_s": args.time_budget_s,
+            "learning_rate": args.learning_rate,
+            "batch_size": args.batch_size,
+        }.items()
+        if value is not None
+    }
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -45,7 +59,9 @@ def main() -> None:
         )
         settings.ensure_storage()
         (settings.base_models_path / model_path.name).symlink_to(model_path)
-        spec = training.build_spec({"dataset": str(FACTS), "name": "quick-demo"}, preset=PRESET)
+        spec = training.build_spec(
+            {"dataset": str(FACTS), "name": "quick-demo", **overrides}, preset=PRESET
+        )
         job = training.submit(spec, settings=settings)
         done = training.wait(job.id, settings=settings)
         if done.status != "completed":
@@ -61,6 +77,10 @@ def main() -> None:
         "recall": recalled,
         "probes": len(answers),
         "preset": PRESET,
+        "overrides": overrides,
+        "time_budget_s": spec.time_budget_s,
+        "learning_rate": spec.learning_rate,
+        "batch_size": spec.batch_size,
         "steps": done.step,
         "first_loss": done.first_loss,
         "final_loss": done.loss,

@@ -187,3 +187,81 @@ def test_the_budget_and_its_forecast_are_shown() -> None:
         present.job_budget(job.model_copy(update={"time_budget_s": None, "co2_budget_g": None}))
         == []
     )
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_plan_is_made_again_when_the_pace_changes_after_the_probe(monkeypatch) -> None:
+    """A probe at 1 s a step fits 56 steps into 60 s; the next four steps take 3 s each, so at
+    8 steps the plan is made again from the pace since the warm-up step (7 steps in 15 s)."""
+    from types import SimpleNamespace
+
+    from garden.engine.training import budget
+    from garden.engine.training.spec import JobSpec
+
+    clock = _Clock()
+    monkeypatch.setattr(budget.time, "monotonic", clock)
+    logs: list[str] = []
+    ctx = SimpleNamespace(
+        spec=JobSpec(dataset="facts", time_budget_s=60.0, max_steps=1000),
+        carbon=lambda: (None, None),
+        log=lambda message, level="INFO": logs.append(message),
+        emit=lambda event: None,
+        extra={"train_started": 0.0},
+    )
+    callback = budget.make_budget_callback(ctx)
+    state = SimpleNamespace(global_step=0, max_steps=1000, num_input_tokens_seen=0)
+    control = SimpleNamespace(should_training_stop=False)
+    callback.on_train_begin(None, state, control)
+    plans = []
+    for end in (5, 6, 7, 8, 11, 14, 17, 20):  # the warm-up step, the probe, slower steps
+        clock.now = end
+        state.global_step += 1
+        callback.on_step_end(None, state, control, lr_scheduler=None)
+        plans.append(state.max_steps)
+    assert plans == [1000, 1000, 1000, 56, 56, 56, 56, 26], plans
+    assert "Budget re-planned after 7 timed steps (2.14 s a step): 26 steps instead of 56" in logs
+    assert not control.should_training_stop
+
+
+def test_the_probe_trains_at_a_real_rate_not_the_long_schedule_s_warm_up() -> None:
+    """100 epochs ask for ~2,600 steps, whose 3 % warm-up is 78 steps: the probe would train at
+    1/78 of the rate. Until the fit, a budgeted run's schedule is one of 32 steps instead."""
+    import math
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import get_scheduler
+
+    from garden.engine.training import budget
+    from garden.engine.training.spec import JobSpec
+
+    ctx = SimpleNamespace(
+        spec=JobSpec(dataset="facts", time_budget_s=285.0),
+        carbon=lambda: (None, None),
+        log=lambda message, level="INFO": None,
+        emit=lambda event: None,
+        extra={},
+    )
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-3)
+    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=78, num_training_steps=2600)
+    args = SimpleNamespace(
+        lr_scheduler_type="cosine",
+        lr_scheduler_kwargs={},
+        get_warmup_steps=lambda steps: math.ceil(0.03 * steps),
+    )
+    state = SimpleNamespace(global_step=0, max_steps=2600, num_input_tokens_seen=0)
+    callback = budget.make_budget_callback(ctx)
+    callback.on_train_begin(args, state, SimpleNamespace(), lr_scheduler=scheduler)
+    rates = []
+    for _ in range(4):  # the warm-up step and the three probe steps
+        optimizer.step()
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert min(rates) > 0.9 * 2e-3, rates

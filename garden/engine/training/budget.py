@@ -6,10 +6,16 @@ smaller of the steps that fit the time budget, the steps that fit the CO₂ budg
 the schedule (epochs or max_steps) asked for; the trainer's ``max_steps`` and its learning-rate
 schedule are then remade for that many steps, so a cosine schedule ends at the budget. A guard
 ends the run (as a completed one: saved, evaluated) when the next step would pass a budget.
+
+Three steps are a small sample: a probe slowed by something else on the machine would end the
+run far short of its budget. So the plan is made again, from the pace of every step since the
+warm-up, each time the steps done since the probe double (8, 16, 32, ...). Until the first fit
+the learning-rate schedule is one for a short run, so the probe steps train at a real rate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -21,6 +27,8 @@ from garden.errors import JobError
 
 PROBE_WARMUP_STEPS = 1
 PROBE_STEPS = 3
+# The schedule's length until the probe has fitted one (a fresh run's warm-up stays short).
+PROVISIONAL_STEPS = 8 * (PROBE_WARMUP_STEPS + PROBE_STEPS)
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,8 @@ def make_budget_callback(ctx: Any) -> Any:
             self.probe_at: tuple[int, int, float | None, float | None] | None = None
             self.pace: Usage | None = None
             self.last_step_s = 0.0
+            self.requested = 0  # the steps the schedule asked for, before any fit
+            self.next_fit = 0
 
         def _co2_g(self) -> tuple[float | None, float | None]:
             energy, emissions = ctx.carbon()
@@ -171,6 +181,11 @@ def make_budget_callback(ctx: Any) -> Any:
             self.t_begin = ctx.extra.get("train_started", time.monotonic())
             self.t_last = time.monotonic()
             self.start_step = state.global_step
+            if state.global_step == 0 and state.max_steps > PROVISIONAL_STEPS:
+                # The schedule asked for (100 epochs, say) would warm the rate up over dozens
+                # of steps, and the probe would train at almost none: until the fit, the
+                # schedule is one for a short run.
+                refit_schedule(args, kwargs.get("lr_scheduler"), PROVISIONAL_STEPS)
 
         def on_step_end(self, args, state, control, **kwargs):
             now = time.monotonic()
@@ -181,15 +196,25 @@ def make_budget_callback(ctx: Any) -> Any:
                 self.t_probe = now
                 self.probe_at = (done, int(state.num_input_tokens_seen or 0), kwh, co2)
             elif done == PROBE_WARMUP_STEPS + PROBE_STEPS and self.probe_at is not None:
+                self.requested = state.max_steps
                 self._fit(args, state, kwargs.get("lr_scheduler"), now)
+                self.next_fit = 2 * done
                 if state.global_step >= state.max_steps:  # the probe filled the budget
                     control.should_training_stop = True
+            elif done == self.next_fit and state.global_step < state.max_steps:
+                self.next_fit = 2 * done
+                # A step slower than the pace may already have passed a budget: the guard
+                # below ends the run then, as it would have without a re-plan.
+                with contextlib.suppress(JobError):
+                    self._fit(args, state, kwargs.get("lr_scheduler"), now)
             self._guard(state, control, now)
 
         def _fit(self, args: Any, state: Any, scheduler: Any, now: float) -> None:
+            """Fit the run's steps to its budgets at the pace since the warm-up step."""
             _, tokens0, kwh0, co2_0 = self.probe_at or (0, 0, None, None)
             kwh, co2 = self._co2_g()
-            steps = PROBE_STEPS
+            steps = state.global_step - self.start_step - PROBE_WARMUP_STEPS
+            first = self.pace is None
             self.pace = Usage(
                 steps=1,
                 seconds=(now - self.t_probe) / steps,
@@ -201,13 +226,13 @@ def make_budget_callback(ctx: Any) -> Any:
             )
             spent = Usage(steps=state.global_step, seconds=now - self.t_begin, kwh=kwh, co2_g=co2)
             fit = fit_steps(
-                state.max_steps,
+                self.requested,
                 spent,
                 self.pace,
                 spec.time_budget_s,
                 spec.co2_budget_g if co2 is not None else None,
             )
-            if spec.co2_budget_g is not None and co2 is None:
+            if spec.co2_budget_g is not None and co2 is None and first:
                 if spec.time_budget_s is None:
                     raise JobError(
                         "The CO₂ budget cannot be kept: this run has no carbon readings "
@@ -217,11 +242,20 @@ def make_budget_callback(ctx: Any) -> Any:
                 ctx.log(
                     "Carbon tracking is unavailable: only the time budget is applied", "WARNING"
                 )
-            if fit.steps != state.max_steps:
+            planned = state.max_steps
+            if fit.steps != planned:
                 state.max_steps = fit.steps
                 if not refit_schedule(args, scheduler, fit.steps):
                     ctx.log("The learning-rate schedule could not be refitted", "WARNING")
-            ctx.log(forecast_line(fit, spec, self.pace, tokens_per_s))
+            if first:
+                ctx.log(forecast_line(fit, spec, self.pace, tokens_per_s))
+            elif fit.steps != planned:
+                ctx.log(
+                    f"Budget re-planned after {steps} timed steps ({self.pace.seconds:.2f} s a "
+                    f"step): {fit.steps} steps instead of {planned}"
+                )
+            else:
+                return
             ctx.emit(
                 MetricsEvent(
                     metrics=StepMetrics(
