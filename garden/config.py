@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     queue_max_size: int = Field(64, ge=1, description="events waiting in the Gradio queue")
     chat_concurrency: int = Field(32, ge=1, description="chat answers generated at once")
     import_concurrency: int = Field(2, ge=1, description="dataset inspects/imports at once")
+    ws_max_followers: int = Field(64, ge=1, description="live /ws/jobs streams open at once")
+    ws_max_followers_per_client: int = Field(
+        8, ge=1, description="live /ws/jobs streams one client address may hold open"
+    )
     upload_cache_hours: float = Field(24.0, gt=0.0, description="age of purged Gradio uploads")
 
     hf_token: SecretStr = Field(SecretStr(""), description="Hugging Face token for pushes")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,6 +42,33 @@ def follow(app: RunningApp, job_id: str) -> list[dict[str, Any]]:
     return events
 
 
+def assert_streams_are_bounded_per_client(app: RunningApp, job_id: str) -> None:
+    """While the job is active: a client's ninth stream gets one error line and close code
+    1013 (``WS_MAX_FOLLOWERS_PER_CLIENT`` is 8); a stream it closes frees its place."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url = f"ws://127.0.0.1:{app.port}/ws/jobs/{job_id}"
+    with contextlib.ExitStack() as open_streams:
+        streams = [open_streams.enter_context(connect(url, open_timeout=30)) for _ in range(8)]
+        assert all(json.loads(s.recv(timeout=30))["job_id"] == job_id for s in streams)
+        with connect(url, open_timeout=30) as ninth:
+            body = json.loads(ninth.recv(timeout=30))
+            assert body["error"].startswith("This client already follows 8 jobs live"), body
+            with pytest.raises(ConnectionClosed) as closed:
+                ninth.recv(timeout=30)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        streams.pop().close()
+        deadline = time.monotonic() + 30
+        while True:  # the server frees the place as soon as it sees the close
+            with connect(url, open_timeout=30) as again:
+                first = json.loads(again.recv(timeout=30))
+            if "job_id" in first or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert first.get("job_id") == job_id, first
+
+
 @pytest.mark.slow
 def test_full_script_import_train_follow_chat_emissions(
     app: RunningApp, client: httpx.Client
@@ -65,6 +94,7 @@ def test_full_script_import_train_follow_chat_emissions(
     job_id = started.json()["job_id"]
     assert started.json()["job"]["id"] == job_id
 
+    assert_streams_are_bounded_per_client(app, job_id)
     events = follow(app, job_id)
     final = events[-1]
     assert final["final"] and final["status"] == "completed", events

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from garden.api.errors import ApiError, error_body
+from garden.api.followers import FollowerLimitError, Followers
 from garden.api.views import public, public_list
+from garden.config import get_settings
 from garden.errors import GardenError, ModelLoadError
 from garden.services import rest, training
 from garden.services.rest import JobCreated, JobDetail, JobEvent
@@ -20,6 +22,18 @@ live = APIRouter(tags=["training"])
 
 POLL_S = 1.0
 UNKNOWN_JOB = 4404
+TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded
+
+_followers: Followers | None = None
+
+
+def followers() -> Followers:
+    """The process's bounds on open ``/ws/jobs`` streams, from the settings at first use."""
+    global _followers
+    if _followers is None:
+        settings = get_settings()
+        _followers = Followers(settings.ws_max_followers, settings.ws_max_followers_per_client)
+    return _followers
 
 
 def find_job(job_id: str) -> JobView:
@@ -96,8 +110,23 @@ def resume_job(job_id: str) -> JobView:
 
 @live.websocket("/ws/jobs/{job_id}")
 async def follow_job(websocket: WebSocket, job_id: str) -> None:
-    """Send a ``JobEvent`` whenever the job changes; the last one has ``final`` set."""
+    """Send a ``JobEvent`` whenever the job changes; the last one has ``final`` set.
+
+    Streams are bounded in all and per client address: one over a bound gets one error line
+    and close code 1013. A client that leaves frees its place at once, not at the next send."""
     await websocket.accept()
+    client = websocket.client.host if websocket.client else "unknown"
+    try:
+        with followers().slot(client):
+            await _follow(websocket, job_id)
+    except FollowerLimitError as exc:
+        await websocket.send_json(error_body(exc.message, exc.hint))
+        await websocket.close(TRY_AGAIN_LATER)
+    except WebSocketDisconnect:
+        return
+
+
+async def _follow(websocket: WebSocket, job_id: str) -> None:
     try:
         await run_in_threadpool(find_job, job_id)
     except GardenError as exc:
@@ -105,15 +134,28 @@ async def follow_job(websocket: WebSocket, job_id: str) -> None:
         await websocket.close(UNKNOWN_JOB)
         return
     last: JobEvent | None = None
-    try:
-        while True:
-            event = await run_in_threadpool(rest.job_event, job_id)
-            if event != last:
-                await websocket.send_json(public(event).model_dump(mode="json"))
-                last = event
-            if event.final:
-                break
-            await asyncio.sleep(POLL_S)
-        await websocket.close()
-    except WebSocketDisconnect:
-        return
+    while True:
+        event = await run_in_threadpool(rest.job_event, job_id)
+        if event != last:
+            await websocket.send_json(public(event).model_dump(mode="json"))
+            last = event
+        if event.final:
+            break
+        if await _client_left(websocket, POLL_S):
+            return
+    await websocket.close()
+
+
+async def _client_left(websocket: WebSocket, seconds: float) -> bool:
+    """Wait ``seconds`` unless the client leaves first; what it sends meanwhile is ignored (so
+    a chatty client cannot make the job be read more often)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        try:
+            message = await asyncio.wait_for(websocket.receive(), timeout=left)
+        except TimeoutError:
+            return False
+        if message["type"] == "websocket.disconnect":
+            return True
+    return False
