@@ -102,6 +102,56 @@ def private_settings(root: Path, default_model_path: Path, **fields: Any) -> Any
     return settings
 
 
+FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
+SHORT_RUN = "short-run"
+SHORT_RUN_PROMPTS = 4
+SHORT_RUN_VALUES: dict[str, Any] = {
+    "dataset": str(FACTS),
+    "name": SHORT_RUN,
+    "max_steps": 4,
+    "batch_size": 4,
+    "max_seq_len": 96,
+    "learning_rate": 3e-3,
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "warmup_ratio": 0.0,
+    "eval_steps": 2,
+}
+
+
+@dataclass
+class ShortRun:
+    """A completed short LoRA run and the settings of the storage that holds it."""
+
+    settings: Any
+    job: Any  # garden.services.training.JobView
+
+
+@pytest.fixture(scope="session")
+def short_run(tmp_path_factory: pytest.TempPathFactory, default_model_path: Path) -> ShortRun:
+    """One real short LoRA run of the default model on the bundled facts, shared by the training
+    service and evaluation tests (each run costs ~1 min of both cores on CI). The export tests
+    keep a 3-step run of their own: a q4_1 copy of this 4-step, rank-16 run no longer says that
+    Paris is the capital of France, which their Paris probe asks.
+
+    Its storage evaluates runs at their end, as the app does when asked; tests that train more
+    runs do so in storages of their own, so this one holds this run only."""
+    from garden.services import training
+
+    settings = private_settings(
+        tmp_path_factory.mktemp("short-run"),
+        default_model_path,
+        eval_after_training=True,
+        eval_max_prompts=SHORT_RUN_PROMPTS,
+        eval_max_new_tokens=24,
+    )
+    spec = training.build_spec(SHORT_RUN_VALUES, preset="Quick CPU demo")
+    job = training.wait(training.submit(spec, settings=settings).id, timeout=900, settings=settings)
+    logs = [line.message for line in training.logs(job.id, settings=settings)]
+    assert job.status == "completed", (job.error, logs[-5:])
+    return ShortRun(settings, job)
+
+
 def greedy_reply_ids(model: Any, tokenizer: Any, question: str, max_new_tokens: int) -> list[int]:
     """The token ids a transformers model generates greedily after ``question`` (one user turn,
     through the chat template), special tokens and all."""

@@ -73,8 +73,13 @@ def test_two_process_ddp_matches_one_process_of_the_same_global_batch(manager):
 
 
 @pytest.mark.slow
-def test_two_process_job_stops_with_one_checkpoint_and_resumes(manager):
-    from garden.engine.training import last_checkpoint
+def test_two_process_job_stops_fails_on_a_full_disk_and_resumes_to_the_end(manager, monkeypatch):
+    """One 2-process job through stop, a failing rank and two resumes: stopped with one
+    checkpoint; resumed where rank 0 cannot write (a file-size limit: a full disk), so the job
+    fails saying which rank, keeps its record and stays resumable; resumed again from the same
+    checkpoint, it completes every step."""
+    from garden.engine.training import RESUMABLE_STATUSES, last_checkpoint
+    from garden.engine.training.worker import MAX_FILE_BYTES_ENV
 
     job_id = manager.submit(
         {
@@ -98,11 +103,26 @@ def test_two_process_job_stops_with_one_checkpoint_and_resumes(manager):
     checkpoints = list(stopped.checkpoint_dir.glob("checkpoint-*"))
     assert len(checkpoints) == 1 and last_checkpoint(stopped.checkpoint_dir) == checkpoints[0]
     assert stopped.result is not None and 1 <= stopped.result.steps < 4
+
+    monkeypatch.setenv(MAX_FILE_BYTES_ENV, str(1_000_000))
+    manager.resume(job_id)
+    failed = manager.wait(job_id, timeout=1200)
+    assert failed.status == "failed" and failed.status in RESUMABLE_STATUSES
+    assert (failed.error or "").startswith("Rank 0 (machine 0) failed: Writing to disk failed")
+    assert failed.error_kind == "disk_full" and "\n" not in (failed.error or "")
+    assert manager.get(job_id).id == job_id  # the record is kept
+    assert last_checkpoint(failed.checkpoint_dir) == checkpoints[0]  # still usable
+
+    monkeypatch.delenv(MAX_FILE_BYTES_ENV)
     manager.resume(job_id)
     done = manager.wait(job_id, timeout=1200)
     assert done.status == "completed", done.error
     assert done.result is not None and done.result.steps == 4
-    assert any("Resuming from" in log.message for log in manager.logs(job_id, limit=1000))
+    resumed = [
+        log.message for log in manager.logs(job_id, limit=1000) if "Resuming from" in log.message
+    ]
+    # Both resumes start from the stop's checkpoint (a rank may log it too).
+    assert len(resumed) >= 2 and set(resumed) == {f"Resuming from {checkpoints[0].name}"}
 
 
 @pytest.mark.slow
@@ -142,21 +162,3 @@ def test_two_machines_on_loopback_complete(tmp_path, default_model_path):
     assert Path(summaries[0]["output_dir"], "model.safetensors").is_file()
     assert not Path(summaries[1]["output_dir"]).exists()  # machine 0 writes the model
     assert summaries[1]["output_dir"].endswith("two-machines-machine1")
-
-
-@pytest.mark.slow
-def test_a_failing_rank_fails_the_job_saying_which_rank(manager, monkeypatch):
-    """Rank 0 cannot write its adapter (a file-size limit: a full disk); rank 1 ends fine."""
-    from garden.engine.training import RESUMABLE_STATUSES
-    from garden.engine.training.worker import MAX_FILE_BYTES_ENV
-
-    monkeypatch.setenv(MAX_FILE_BYTES_ENV, str(1_000_000))
-    job_id = manager.submit(
-        {**TINY, "dataset": "garden-facts", "name": "ddp-fails", "batch_size": 2,
-         "num_processes": 2, "max_steps": 1}
-    )  # fmt: skip
-    job = manager.wait(job_id, timeout=1200)
-    assert job.status == "failed" and job.status in RESUMABLE_STATUSES
-    assert (job.error or "").startswith("Rank 0 (machine 0) failed: Writing to disk failed")
-    assert job.error_kind == "disk_full" and "\n" not in (job.error or "")
-    assert manager.get(job_id).id == job_id  # the record is kept

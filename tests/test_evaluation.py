@@ -12,51 +12,25 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SHORT_RUN, SHORT_RUN_PROMPTS
 
 from garden.errors import DatasetError, JobError
 from garden.services import carbon, evaluation, training
 from garden.ui.carbon_charts import loss_vs_co2
 from garden.ui.evaluate_panel import metrics_markdown, pair_rows
 
-FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
-PROMPTS = 4
 JSON_KEYS = {"model", "eval_loss", "perplexity", "rouge_l", "exact_match", "n"}
 
 
 @pytest.fixture(scope="module")
-def settings(module_tmp, default_model_path):
-    from garden.config import Settings
-
-    root = module_tmp
-    limits = {"eval_after_training": True, "eval_max_prompts": PROMPTS, "eval_max_new_tokens": 24}
-    paths = {"storage_root": root / "storage", "models_dir": root / "models"}
-    settings = Settings(_env_file=None, **paths, **limits)
-    settings.ensure_storage()
-    base = settings.base_models_path / default_model_path.name
-    base.symlink_to(default_model_path)
-    return settings
+def settings(short_run):
+    return short_run.settings
 
 
 @pytest.fixture(scope="module")
-def run(settings):
-    """One run that learns the facts hard enough (high learning rate) to answer differently."""
-    values = {
-        "dataset": str(FACTS),
-        "name": "eval-run",
-        "max_steps": 4,
-        "batch_size": 4,
-        "max_seq_len": 96,
-        "learning_rate": 5e-3,
-        "lora_r": 16,
-        "lora_alpha": 32,
-        "warmup_ratio": 0.0,
-        "eval_steps": 100,
-    }
-    spec = training.build_spec(values, preset="Quick CPU demo")
-    job = training.wait(training.submit(spec, settings=settings).id, timeout=900, settings=settings)
-    logs = [line.message for line in training.logs(job.id, settings=settings)]
-    assert job.status == "completed", (job.error, logs[-5:])
-    return job
+def run(short_run):
+    """The session's short run (conftest): its storage evaluates every run at its end."""
+    return short_run.job
 
 
 def _closed_port() -> int:
@@ -66,13 +40,13 @@ def _closed_port() -> int:
 
 
 def _check_metrics(view: evaluation.EvaluationView) -> None:
-    assert view.status == "completed" and view.model == "finetuned/eval-run"
+    assert view.status == "completed" and view.model == f"finetuned/{SHORT_RUN}"
     assert view.eval_loss is not None and math.isfinite(view.eval_loss) and view.eval_loss > 0
     assert view.perplexity == pytest.approx(math.exp(view.eval_loss))
     assert view.rouge_l is not None and 0.0 <= view.rouge_l <= 1.0
     assert view.exact_match is not None and 0.0 <= view.exact_match <= 1.0
     assert view.contains_match is not None and 0.0 <= view.contains_match <= 1.0
-    assert view.n == PROMPTS == len(view.pairs)
+    assert view.n == SHORT_RUN_PROMPTS == len(view.pairs)
     assert all(pair.prompt and pair.reference and pair.tuned for pair in view.pairs)
 
 
@@ -102,12 +76,12 @@ def test_eval_json_with_a_failing_judge_keeps_the_metrics(settings, run):
         **os.environ,
         "STORAGE_ROOT": str(settings.storage_root),
         "MODELS_DIR": str(settings.models_dir),
-        "EVAL_MAX_PROMPTS": str(PROMPTS),
+        "EVAL_MAX_PROMPTS": str(SHORT_RUN_PROMPTS),
         "EVAL_MAX_NEW_TOKENS": "24",
         "EVAL_JUDGE_URL": f"http://127.0.0.1:{_closed_port()}/v1",
         "EVAL_JUDGE_MODEL": "judge",
     }
-    command = [str(Path(sys.executable).parent / "model-garden"), "eval", "eval-run", "--json"]
+    command = [str(Path(sys.executable).parent / "model-garden"), "eval", SHORT_RUN, "--json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
@@ -136,7 +110,7 @@ def test_the_model_card_states_the_evaluation(settings, run):
 
     from garden.services import export
 
-    request = export.ExportRequest.model_validate({"model": "eval-run", "format": "adapter"})
+    request = export.ExportRequest.model_validate({"model": SHORT_RUN, "format": "adapter"})
     view = export.export(request, settings=settings)
     stored = evaluation.get_evaluation(run.id, settings=settings)
     assert stored is not None and view.card["evaluation"]["rouge_l"] == stored.rouge_l

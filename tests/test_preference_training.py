@@ -66,7 +66,6 @@ def _write(folder: Path, train: list[dict], evaluation: list[dict] | None = None
 
 @pytest.fixture(scope="module")
 def data(module_tmp) -> dict[str, Path]:
-    root = module_tmp
     chat = [{"messages": [_turn("user", q), _turn("assistant", good)]} for q, good, _ in FACTS]
     pairs = [
         {
@@ -85,10 +84,10 @@ def data(module_tmp) -> dict[str, Path]:
         for i, (q, good, bad) in enumerate(FACTS)
     ]
     return {
-        "chat": _write(root / "chat", chat[:8]),
-        "prefs": _write(root / "prefs", pairs[:16], pairs[16:]),
-        "one-batch-prefs": _write(root / "one-batch-prefs", pairs[:4]),
-        "feedback": _write(root / "feedback", feedback[:8]),
+        "chat": _write(module_tmp / "chat", chat[:8]),
+        "prefs": _write(module_tmp / "prefs", pairs[:16], pairs[16:]),
+        "one-batch-prefs": _write(module_tmp / "one-batch-prefs", pairs[:4]),
+        "feedback": _write(module_tmp / "feedback", feedback[:8]),
     }
 
 

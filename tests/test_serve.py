@@ -69,8 +69,7 @@ def stop(server: Server) -> int:
 def server(lora_run: Path, module_tmp: Path) -> Iterator[Server]:
     """One `model-garden serve` process for the module (the key comes from VLLM_API_KEY)."""
     port = free_port()
-    folder = module_tmp
-    out, log = folder / "serve.out", folder / "serve.log"
+    out, log = module_tmp / "serve.out", module_tmp / "serve.log"
     with out.open("wb") as stdout, log.open("wb") as stderr:
         process = subprocess.Popen(
             [CLI, "serve", "--port", str(port)],

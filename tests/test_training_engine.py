@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import private_settings
 
 from garden.errors import DatasetError, GardenError, JobError, ModelLoadError
 
@@ -19,19 +20,9 @@ TINY = {"batch_size": 4, "max_seq_len": 128, "lora_r": 8, "lora_alpha": 16, "war
 
 @pytest.fixture(scope="module")
 def settings(module_tmp, default_model_path):
-    from garden.config import Settings
-
-    root = module_tmp
-    settings = Settings(
-        _env_file=None,
-        storage_root=root / "storage",
-        models_dir=root / "models",
-        max_concurrent_jobs=1,
-        checkpoint_interval=100,
+    return private_settings(
+        module_tmp, default_model_path, max_concurrent_jobs=1, checkpoint_interval=100
     )
-    settings.ensure_storage()
-    (settings.base_models_path / default_model_path.name).symlink_to(default_model_path)
-    return settings
 
 
 @pytest.fixture(scope="module")

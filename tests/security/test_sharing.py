@@ -41,8 +41,7 @@ def own_storage(folder: Path, default_model_path: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def shared(default_model_path: Path, module_tmp: Path) -> Iterator[RunningApp]:
-    folder = module_tmp
-    with running_app(folder, own_storage(folder, default_model_path)) as app:
+    with running_app(module_tmp, own_storage(module_tmp, default_model_path)) as app:
         yield app
 
 
