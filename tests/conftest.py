@@ -102,6 +102,16 @@ def private_settings(root: Path, default_model_path: Path, **fields: Any) -> Any
     return settings
 
 
+class Clock:
+    """A clock that stands still until a test moves ``now`` (a stand-in for time.monotonic)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
 SHORT_RUN = "short-run"
 SHORT_RUN_PROMPTS = 4

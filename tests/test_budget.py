@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 import pytest
-from conftest import private_settings
+from conftest import Clock, private_settings
 
 from garden.engine.training.budget import Usage, fit_steps
 from garden.errors import JobError
@@ -189,14 +189,6 @@ def test_the_budget_and_its_forecast_are_shown() -> None:
     )
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_plan_is_made_again_when_the_pace_changes_after_the_probe(monkeypatch) -> None:
     """A probe at 1 s a step fits 56 steps into 60 s; the next four steps take 3 s each, so at
     8 steps the plan is made again from the pace since the warm-up step (7 steps in 15 s)."""
@@ -205,7 +197,7 @@ def test_the_plan_is_made_again_when_the_pace_changes_after_the_probe(monkeypatc
     from garden.engine.training import budget
     from garden.engine.training.spec import JobSpec
 
-    clock = _Clock()
+    clock = Clock(now=0.0)
     monkeypatch.setattr(budget.time, "monotonic", clock)
     logs: list[str] = []
     ctx = SimpleNamespace(

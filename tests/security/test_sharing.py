@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningApp, running_app
+from conftest import Clock, RunningApp, running_app
 
 from garden.config import Settings
 from garden.errors import ConfigError
@@ -23,14 +23,6 @@ AUTH_ENV = {
     "LOGIN_MAX_FAILURES": "3",
     "JWT_SECRET_KEY": "",  # not set: the app makes one
 }
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def own_storage(folder: Path, default_model_path: Path) -> dict[str, str]:
