@@ -221,6 +221,14 @@ def test_the_plan_is_made_again_when_the_pace_changes_after_the_probe(monkeypatc
     assert "Budget re-planned after 7 timed steps (2.14 s a step): 26 steps instead of 56" in logs
     assert not control.should_training_stop
 
+    # Slower still: the plan made at step 16 (52 s for 15 timed steps) ends the run at once. The
+    # trainer checked max_steps before this callback, so the callback must stop it itself.
+    for end in (23, 27, 31, 35, 39, 43, 47, 57):
+        clock.now = end
+        state.global_step += 1
+        callback.on_step_end(None, state, control, lr_scheduler=None)
+    assert state.global_step == state.max_steps == 16 and control.should_training_stop
+
 
 def test_the_probe_trains_at_a_real_rate_not_the_long_schedule_s_warm_up() -> None:
     """100 epochs ask for ~2,600 steps, whose 3 % warm-up is 78 steps: the probe would train at

@@ -199,8 +199,6 @@ def make_budget_callback(ctx: Any) -> Any:
                 self.requested = state.max_steps
                 self._fit(args, state, kwargs.get("lr_scheduler"), now)
                 self.next_fit = 2 * done
-                if state.global_step >= state.max_steps:  # the probe filled the budget
-                    control.should_training_stop = True
             elif done == self.next_fit and state.global_step < state.max_steps:
                 self.next_fit = 2 * done
                 # A step slower than the pace may already have passed a budget: the guard
@@ -272,7 +270,11 @@ def make_budget_callback(ctx: Any) -> Any:
 
         def _guard(self, state: Any, control: Any, now: float) -> None:
             """End the run (completed) when the next step would pass a budget."""
-            if control.should_training_stop or state.global_step >= state.max_steps:
+            if state.global_step >= state.max_steps:
+                # A fit made at this step may have ended the run here; the trainer's own check
+                # of max_steps ran before this callback, with the old value.
+                control.should_training_stop = True
+            if control.should_training_stop:
                 return
             # Before the pace is known the last step is the guess, but not the warm-up step:
             # it carries the trainer's start and first-call costs, far above a step's.
