@@ -84,6 +84,10 @@ class Settings(BaseSettings):
 
     hf_token: SecretStr = Field(SecretStr(""), description="Hugging Face token for pushes")
 
+    warm_workers: bool = Field(
+        True, description="start training workers from a fork server that imported torch once"
+    )
+
     eval_after_training: bool = Field(True, description="evaluate every completed run")
     eval_max_prompts: int = Field(16, ge=1, description="held-out prompts answered per eval")
     eval_max_new_tokens: int = Field(64, ge=1, description="tokens per answer in an eval")

@@ -209,7 +209,9 @@ def running_app(
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), "--port", str(port), *args],
             cwd=workdir,
-            env={**os.environ, **(env or {})},
+            # An app's warm fork server imports the training stack (≈8 s of CPU) for runs that
+            # most test apps never start: only apps that ask get one.
+            env={**os.environ, "WARM_WORKERS": "false", **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -235,8 +237,9 @@ def running_app(
 
 @pytest.fixture(scope="session")
 def app(default_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    """One app per test session on the session's storage, shared by the HTTP and browser tests."""
-    with running_app(tmp_path_factory.mktemp("app")) as running:
+    """One app per test session on the session's storage, shared by the HTTP and browser tests;
+    as a user gets it, with warm training workers."""
+    with running_app(tmp_path_factory.mktemp("app"), {"WARM_WORKERS": "true"}) as running:
         yield running
 
 

@@ -28,6 +28,7 @@ from garden.engine.training import (
     queries,
 )
 from garden.engine.training.spec import OBJECTIVES, preset_objective
+from garden.engine.training.warm import warm_up_in_background
 from garden.errors import ConfigError, GardenError, JobError
 from garden.services import web
 from garden.services.base import View, resolve
@@ -371,6 +372,11 @@ def start_manager(*, settings: Settings | None = None) -> list[str]:
     Returns their ids. Commands start the manager on first use too; the app calls this at launch.
     """
     return list(get_job_manager(resolve(settings)).recovered)
+
+
+def warm_up_workers(*, settings: Settings | None = None) -> None:
+    """Import the training stack in the background now, so the next run starts at once."""
+    warm_up_in_background(resolve(settings).warm_workers)
 
 
 # The probe alone takes a few steps: a budget below these cannot fit a run on any machine.

@@ -65,6 +65,7 @@ def recover_jobs_in_background(settings: Settings) -> threading.Thread:
             from garden.services import training
 
             interrupted = training.start_manager(settings=settings)
+            training.warm_up_workers(settings=settings)
             if interrupted:
                 log.warning("Marked %d job(s) from a previous run as interrupted", len(interrupted))
         except Exception as exc:

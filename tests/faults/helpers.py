@@ -36,7 +36,12 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, poll: float 
 
 
 def app_env(settings: Any) -> dict[str, str]:
-    return {"STORAGE_ROOT": str(settings.storage_root), "MODELS_DIR": str(settings.models_path)}
+    """An app on ``settings``' storage, with warm workers as users get them."""
+    return {
+        "STORAGE_ROOT": str(settings.storage_root),
+        "MODELS_DIR": str(settings.models_path),
+        "WARM_WORKERS": "true",
+    }
 
 
 def descendants(pid: int) -> list[psutil.Process]:

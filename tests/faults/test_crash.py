@@ -70,7 +70,9 @@ def test_sigkill_then_restart_resumes_once_from_the_checkpoint(tmp_path, isolate
         )
         new = job_record(settings, job_id)
         assert new.pid != old.pid and _gone(old.pid)
-        workers = [p for p in psutil.Process(second.process.pid).children() if p.pid == new.pid]
+        # The new worker is the app's, forked by the app's warm fork server (or spawned by it).
+        app_processes = psutil.Process(second.process.pid).children(recursive=True)
+        workers = [p for p in app_processes if p.pid == new.pid]
         assert len(workers) == 1
         logs = _logs(settings, job_id)
         assert f"Resuming from {checkpoint.name}" in logs

@@ -1,15 +1,15 @@
 """The job manager: a queue of training jobs, a supervising thread per running job, and commands.
 
 ``JobManager.submit`` plans a spec and queues it; at most ``MAX_CONCURRENT_JOBS`` run at once.
-Each running job has a supervising thread in this process that starts a worker process
-(multiprocessing "spawn") with a ``TrainTask`` and records its events through a ``Journal``.
+Each running job has a supervising thread in this process that starts a worker process (forked
+from the warm fork server of ``warm.py``, or spawned) with a ``TrainTask`` and records its events
+through a ``Journal``.
 Stop, cancel and resume work from any process through flag files and pids.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import queue
 import sqlite3
@@ -35,6 +35,7 @@ from garden.engine.training.spec import (
     JobSpec,
 )
 from garden.engine.training.task import TrainTask
+from garden.engine.training.warm import worker_context
 from garden.engine.training.worker import worker_main
 from garden.errors import JobError
 from garden.models import clean_incomplete_outputs
@@ -342,7 +343,7 @@ class JobManager:
         )
 
     def _supervise(self, job_id: str) -> None:
-        ctx = multiprocessing.get_context("spawn")
+        ctx = worker_context(self.settings.warm_workers)
         events = ctx.Queue()
         ended = False
         proc = None
