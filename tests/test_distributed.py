@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
+from test_training_cli import SUMMARY_KEYS, cli
 
 FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
 TINY = {
@@ -51,47 +52,24 @@ def _run(manager, **values):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_matches_one_process_of_the_same_global_batch(manager):
-    from garden.services import training
-
-    common = {**TINY, "dataset": "garden-facts", "max_steps": 3, "max_seq_len": 128}
-    one = _run(manager, **common, name="one-process", batch_size=4)
-    two = _run(manager, **common, name="two-process", batch_size=2, num_processes=2)
-    assert two.plan is not None and two.plan.strategy == "ddp" and two.plan.global_batch == 4
-    assert one.result is not None and two.result is not None
-    for job in (one, two):
-        print(f"{job.name}: loss {job.result.first_loss:.4f} -> {job.result.final_loss:.4f}")
-    assert two.result.final_loss < two.result.first_loss  # it learns
-    # Accelerate shards each global batch of 4 as 2 + 2 in the same seeded order.
-    assert two.result.first_loss == pytest.approx(one.result.first_loss, rel=0.05)
-    assert two.result.final_loss == pytest.approx(one.result.final_loss, rel=0.15)
-    assert two.result.train_tokens == pytest.approx(one.result.train_tokens, rel=0.02)
-    assert (Path(two.result.output_dir) / "model.safetensors").is_file()
-    assert two.result.energy_kwh and two.result.energy_kwh > 0
-    view = training.get(two.id, settings=manager.settings)
-    assert (view.strategy, view.processes, view.global_batch) == ("ddp", 2, 4)
-
-
-@pytest.mark.slow
-def test_two_process_job_stops_fails_on_a_full_disk_and_resumes_to_the_end(manager, monkeypatch):
-    """One 2-process job through stop, a failing rank and two resumes: stopped with one
-    checkpoint; resumed where rank 0 cannot write (a file-size limit: a full disk), so the job
-    fails saying which rank, keeps its record and stays resumable; resumed again from the same
-    checkpoint, it completes every step."""
+def test_one_two_process_job_matches_one_process_stops_fails_and_resumes_to_the_end(
+    manager, monkeypatch
+):
+    """One 2-process job through its whole life: its first step matches one process of the same
+    global batch (Accelerate shards each batch of 4 as 2 + 2 in the same seeded order); stopped
+    with one checkpoint; resumed where rank 0 cannot write (a file-size limit: a full disk), so
+    it fails saying which rank, keeps its record and stays resumable; resumed again from the
+    same checkpoint, it completes every step, learns, and ends where one process ends."""
     from garden.engine.training import RESUMABLE_STATUSES, last_checkpoint
     from garden.engine.training.worker import MAX_FILE_BYTES_ENV
+    from garden.services import training
 
+    common = {**TINY, "dataset": "garden-facts", "max_steps": 4, "max_seq_len": 128}
+    one = _run(manager, **common, name="one-process", batch_size=4)
     job_id = manager.submit(
-        {
-            **TINY,
-            "dataset": "garden-facts",
-            "name": "ddp-stop",
-            "batch_size": 2,
-            "num_processes": 2,
-            "max_steps": 4,
-            "checkpoint_interval": 100,
-        }
-    )
+        {**common, "name": "two-process", "batch_size": 2, "num_processes": 2,
+         "checkpoint_interval": 100}
+    )  # fmt: skip
     deadline = time.monotonic() + 900
     while manager.get(job_id).progress.step < 1:
         assert manager.get(job_id).status == "running", manager.get(job_id).error
@@ -100,9 +78,13 @@ def test_two_process_job_stops_fails_on_a_full_disk_and_resumes_to_the_end(manag
     manager.stop(job_id)
     stopped = manager.wait(job_id, timeout=600)
     assert stopped.status == "stopped", stopped.error
+    assert stopped.plan is not None and stopped.plan.strategy == "ddp"
+    assert stopped.plan.global_batch == 4
     checkpoints = list(stopped.checkpoint_dir.glob("checkpoint-*"))
     assert len(checkpoints) == 1 and last_checkpoint(stopped.checkpoint_dir) == checkpoints[0]
     assert stopped.result is not None and 1 <= stopped.result.steps < 4
+    assert one.result is not None and stopped.result.first_loss is not None
+    assert stopped.result.first_loss == pytest.approx(one.result.first_loss, rel=0.05)
 
     monkeypatch.setenv(MAX_FILE_BYTES_ENV, str(1_000_000))
     manager.resume(job_id)
@@ -123,12 +105,21 @@ def test_two_process_job_stops_fails_on_a_full_disk_and_resumes_to_the_end(manag
     ]
     # Both resumes start from the stop's checkpoint (a rank may log it too).
     assert len(resumed) >= 2 and set(resumed) == {f"Resuming from {checkpoints[0].name}"}
+    print(f"one process: {one.result.first_loss:.4f} -> {one.result.final_loss:.4f}")
+    print(f"two, resumed: {stopped.result.first_loss:.4f} -> {done.result.final_loss:.4f}")
+    assert done.result.final_loss < stopped.result.first_loss  # it learns
+    assert done.result.final_loss == pytest.approx(one.result.final_loss, rel=0.15)
+    assert (Path(done.result.output_dir) / "model.safetensors").is_file()
+    assert done.result.energy_kwh and done.result.energy_kwh > 0
+    view = training.get(job_id, settings=manager.settings)
+    assert (view.strategy, view.processes, view.global_batch) == ("ddp", 2, 4)
 
 
 @pytest.mark.slow
 def test_two_machines_on_loopback_complete(tmp_path, default_model_path):
-    """Each "machine" is one `model-garden train` process with its own storage, as on a cluster
-    where every node runs the same command with its own --machine-rank (Accelerate's way)."""
+    """Each "machine" is one `model-garden train --json` process with its own storage, as on a
+    cluster where every node runs the same command with its own --machine-rank (Accelerate's
+    way); then `jobs list/show/resume` read machine 0's record."""
     port = free_port()
     processes = []
     for rank in (0, 1):
@@ -157,8 +148,22 @@ def test_two_machines_on_loopback_complete(tmp_path, default_model_path):
     for (_, err), proc in zip(outputs, processes, strict=True):
         assert proc.returncode == 0, err.decode()[-3000:]
     summaries = [json.loads(out) for out, _ in outputs]
+    assert all(set(summary) == SUMMARY_KEYS for summary in summaries)
     assert [summary["status"] for summary in summaries] == ["completed", "completed"]
     assert [summary["steps"] for summary in summaries] == [2, 2]
+    assert {summary["backend"] for summary in summaries} == {"trl_peft"}
     assert Path(summaries[0]["output_dir"], "model.safetensors").is_file()
     assert not Path(summaries[1]["output_dir"]).exists()  # machine 0 writes the model
     assert summaries[1]["output_dir"].endswith("two-machines-machine1")
+
+    # `jobs` on machine 0's record, as on any machine after `train`.
+    env = {**os.environ, "STORAGE_ROOT": str(tmp_path / "machine0" / "storage")}
+    job_id = summaries[0]["job_id"]
+    listed = json.loads(cli("jobs", "list", "--json", env=env).stdout)
+    assert [job["job_id"] for job in listed] == [job_id]
+    assert all(set(job) == SUMMARY_KEYS | {"name"} for job in listed)
+    shown = cli("jobs", "show", job_id, "--json", env=env)
+    assert shown.returncode == 0
+    assert len([m for m in json.loads(shown.stdout)["metrics"] if m["loss"] is not None]) == 2
+    again = cli("jobs", "resume", job_id, env=env)
+    assert again.returncode == 2 and "only stopped" in again.stderr
