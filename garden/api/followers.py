@@ -1,7 +1,8 @@
 """Bounds on the live job streams (``/ws/jobs/{id}``): open at once in all, and per client.
 
-Each open stream reads the job's state once a second on the shared thread pool, so an
-unbounded number of them (one visitor opening thousands) would starve every other request.
+Each open stream wakes once a second on the shared thread pool (its reads of the job are shared
+with the job's other streams: ``shared_reads.py``), so an unbounded number of them (one visitor
+opening thousands) would still starve every other request.
 A stream over a bound is refused with one line that says which bound and what to do.
 """
 

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from garden.api.errors import ApiError, error_body
 from garden.api.followers import FollowerLimitError, Followers
+from garden.api.shared_reads import SharedReads
 from garden.api.views import public, public_list
 from garden.config import get_settings
 from garden.errors import GardenError, ModelLoadError
@@ -25,6 +26,8 @@ UNKNOWN_JOB = 4404
 TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded
 
 _followers: Followers | None = None
+# Every stream of one job shares one read of it per half interval (not one read per stream).
+_job_events: SharedReads[JobEvent] = SharedReads(rest.job_event, max_age_s=POLL_S / 2)
 
 
 def followers() -> Followers:
@@ -135,7 +138,7 @@ async def _follow(websocket: WebSocket, job_id: str) -> None:
         return
     last: JobEvent | None = None
     while True:
-        event = await run_in_threadpool(rest.job_event, job_id)
+        event = await run_in_threadpool(_job_events.get, job_id)
         if event != last:
             await websocket.send_json(public(event).model_dump(mode="json"))
             last = event
