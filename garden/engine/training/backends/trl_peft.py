@@ -19,6 +19,11 @@ from typing import Any
 
 from garden.engine.training.backends.context import TrainContext, TrainOutcome
 from garden.engine.training.budget import make_budget_callback
+from garden.engine.training.micro_batch import (
+    activation_bytes_per_token,
+    micro_batch_size,
+    model_config,
+)
 from garden.engine.training.packed_attention import register_packed_attention
 from garden.engine.training.records import MetricsEvent, StepMetrics, reward_metrics
 from garden.engine.training.spec import JobSpec
@@ -174,13 +179,22 @@ def trainer_arguments(ctx: TrainContext, has_eval: bool) -> dict[str, Any]:
     spec = ctx.spec
     eval_steps = spec.eval_steps if has_eval else None
     batch = spec.batch_size
+    if ctx.device == "cpu":
+        per_token = activation_bytes_per_token(model_config(ctx.model_path))
+        batch = micro_batch_size(spec.batch_size, spec.max_seq_len, per_token)
+        if batch < spec.batch_size:
+            ctx.log(
+                f"Batch of {spec.batch_size} rows trained as micro-batches of {batch} "
+                f"(×{spec.batch_size // batch} accumulation) to bound memory: "
+                f"≈{batch * spec.max_seq_len * per_token / 2**30:.1f} GB of activations"
+            )
     return dict(
         output_dir=str(ctx.checkpoint_dir),
         max_steps=spec.max_steps or -1,
         num_train_epochs=spec.epochs,
         per_device_train_batch_size=batch,
         per_device_eval_batch_size=batch,
-        gradient_accumulation_steps=spec.gradient_accumulation,
+        gradient_accumulation_steps=spec.gradient_accumulation * (spec.batch_size // batch),
         learning_rate=spec.learning_rate,
         lr_scheduler_type=spec.lr_scheduler,
         optim="adamw_torch_fused",

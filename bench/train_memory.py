@@ -1,0 +1,163 @@
+"""Peak memory per training rank: the default model on long chats, one and two processes.
+
+Each case is a real job through the training service (as the CLI and the tabs submit it) on
+chat rows long enough to fill every packed row: the CLI's defaults (no preset: batch 4, 256
+tokens) and the *LoRA* preset at ``max_seq_len`` 1024 (batch 8 per rank; one gradient
+accumulation step and two optimizer steps here, since memory is per micro-batch). While a job
+runs, the resident set size (RSS) of its worker and of every process under it is sampled every
+0.1 s; a rank's peak is the largest RSS of a training process (the worker itself with one
+process, each ``torchrun`` rank with two). Memory does not depend on the machine's load.
+
+    HF_HUB_OFFLINE=1 uv run python bench/train_memory.py [--cases cli-1,cli-2,lora1024-1,...]
+
+The last line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import benchenv
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+ALPACA = ROOT / "assets" / "datasets" / "alpaca_sample.jsonl"
+CASES: dict[str, dict[str, Any]] = {
+    "cli-1": {"preset": None, "values": {}, "processes": 1},
+    "cli-2": {"preset": None, "values": {}, "processes": 2},
+    "lora1024-1": {"preset": "LoRA", "values": {"gradient_accumulation": 1}, "processes": 1},
+    "lora1024-2": {"preset": "LoRA", "values": {"gradient_accumulation": 1}, "processes": 2},
+}
+GB = 1024**3
+
+
+def long_chats(path: Path, rows: int = 64) -> Path:
+    """Chats of several turns (≈600–1,500 tokens each) from the alpaca sample."""
+    pairs = [json.loads(line) for line in ALPACA.read_text(encoding="utf-8").splitlines()]
+    rng = random.Random(0)
+    with path.open("w", encoding="utf-8") as out:
+        for _ in range(rows):
+            turns = []
+            for pair in rng.sample(pairs, k=min(len(pairs), rng.randint(6, 12))):
+                question = f"{pair.get('instruction', '')} {pair.get('input', '')}".strip()
+                turns += [
+                    {"role": "user", "content": question},
+                    {"role": "assistant", "content": str(pair.get("output", "")) * 2},
+                ]
+            out.write(json.dumps({"messages": turns}) + "\n")
+    return path
+
+
+class PeakSampler(threading.Thread):
+    """The peak RSS of each process under ``pid`` (and of ``pid``), sampled until stopped."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peaks: dict[int, tuple[str, int]] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                processes = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            for proc in processes:
+                try:
+                    rss = proc.memory_info().rss
+                    name = " ".join(proc.cmdline()[:3])[:80]
+                except psutil.Error:
+                    continue
+                if rss > self.peaks.get(proc.pid, ("", 0))[1]:
+                    self.peaks[proc.pid] = (name, rss)
+            time.sleep(0.1)
+
+
+def run_case(name: str, case: dict[str, Any], settings: Any, dataset: Path) -> dict[str, Any]:
+    from garden.engine.training import queries
+    from garden.services import training
+    from garden.store import get_store
+
+    values = {
+        "dataset": str(dataset),
+        "name": name,
+        "max_steps": 2,
+        "num_processes": case["processes"],
+        **case["values"],
+    }
+    spec = training.build_spec(values, preset=case["preset"])
+    job = training.submit(spec, settings=settings)
+    deadline = time.monotonic() + 120
+    while (pid := queries.get_job(get_store(settings.db_path), job.id).pid) is None:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{name}: the worker did not start")
+        time.sleep(0.05)
+    sampler = PeakSampler(pid)
+    sampler.start()
+    done = training.wait(job.id, settings=settings)
+    sampler.done.set()
+    sampler.join()
+    if done.status != "completed":
+        raise SystemExit(f"{name}: the run ended {done.status}: {done.error}")
+    # With two processes the worker only launches the ranks: a rank is a process that imported
+    # torch and trains, i.e. the largest processes under the worker.
+    ranked = sorted(sampler.peaks.values(), key=lambda item: item[1], reverse=True)
+    ranks = ranked[: case["processes"]]
+    figures = {
+        "case": name,
+        "preset": case["preset"] or "CLI defaults",
+        "processes": case["processes"],
+        "batch_size": spec.batch_size,
+        "max_seq_len": spec.max_seq_len,
+        "train_tokens": done.train_tokens,
+        "rank_peak_gb": [round(rss / GB, 2) for _, rss in ranks],
+        "all_processes_peak_gb": round(sum(rss for _, rss in ranked) / GB, 2),
+        "processes_seen": [(cmd, round(rss / GB, 2)) for cmd, rss in ranked[:6]],
+    }
+    print(json.dumps(figures))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--cases", default=",".join(CASES), help="comma list of " + ", ".join(CASES)
+    )
+    args = parser.parse_args()
+    load_before = benchenv.load_now()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from garden.config import Settings
+    from garden.models import prepare_default_model
+
+    model_path = prepare_default_model()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="garden-memory-") as tmp:
+        root = Path(tmp)
+        settings = Settings(
+            _env_file=None, storage_root=root / "storage", models_dir=root / "models"
+        )
+        settings.ensure_storage()
+        (settings.base_models_path / model_path.name).symlink_to(model_path)
+        data = root / "long-chats"
+        data.mkdir()
+        long_chats(data / "train.jsonl")
+        for name in args.cases.split(","):
+            results.append(run_case(name, CASES[name], settings, data))
+    print(
+        json.dumps({"bench": "train_memory", "cases": results, **benchenv.conditions(load_before)})
+    )
+
+
+if __name__ == "__main__":
+    main()
