@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,34 @@ def test_disabled_always_spawns():
 
 
 @pytest.mark.skipif(not warm.warm_starts_possible(), reason="fork server is Linux without a GPU")
-def test_warm_until_the_environment_changes(monkeypatch):
+def test_warm_until_what_torch_reads_at_import_changes(monkeypatch):
+    warm.worker_context(True)  # the session's fork server, started if it was not yet
+    # As if the server had started with the environment as it is now (earlier tests may have
+    # changed it since the server really started).
+    monkeypatch.setattr(warm, "_started_env", dict(os.environ))
     assert warm.worker_context(True).get_start_method() == "forkserver"
-    # The fork server imported torch under the old environment: a changed one spawns afresh.
+    # What a library sets at import (vLLM does) is taken over by the worker: still warm.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/tmp/elsewhere")
+    monkeypatch.setenv("GARDEN_FAULT_MAX_FILE_BYTES", "1000000")
+    assert warm.worker_context(True).get_start_method() == "forkserver"
+    # torch imported in the server under the old value: a fresh process.
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
     assert warm.worker_context(True).get_start_method() == "spawn"
-    monkeypatch.undo()
-    assert warm.worker_context(True).get_start_method() == "forkserver"
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert warm.worker_context(True).get_start_method() == "spawn"
+
+
+def test_a_worker_adopts_the_app_s_environment():
+    before = dict(os.environ)
+    try:
+        os.environ["GARDEN_LEFT_OVER"] = "from the fork server"
+        wanted = {**before, "GARDEN_ADOPTED": "from the app"}
+        warm.adopt_environment(wanted)
+        assert dict(os.environ) == wanted
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
 
 
 def test_the_preload_imports_what_a_run_uses():

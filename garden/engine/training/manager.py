@@ -350,7 +350,9 @@ class JobManager:
         try:
             task = self._task(self.get(job_id))
             proc = ctx.Process(
-                target=worker_main, args=(task, events), name=f"garden-train-{job_id}"
+                target=worker_main,
+                args=(task, events, dict(os.environ)),
+                name=f"garden-train-{job_id}",
             )
             proc.daemon = True
             proc.start()

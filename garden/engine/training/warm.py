@@ -5,11 +5,14 @@ before its first step. With ``WARM_WORKERS`` on (the default), workers are forke
 multiprocessing's fork server, which imports that stack once, when the app starts (or at the
 first run of a command), so each run after it starts in well under a second.
 
-A fork server keeps the environment it was started with, and torch reads some of it at import
-(``ATEN_CPU_CAPABILITY``, ``OMP_NUM_THREADS``, ``CUDA_VISIBLE_DEVICES``): a worker is spawned
-afresh whenever the environment has changed since. Where a GPU driver is present, workers are
-always spawned: Unsloth must be imported before transformers, and CUDA must not be set up in a
-process that forks.
+A fork server keeps the environment it was started with. A forked worker takes the app's
+environment as it is when the run starts (``adopt_environment``), but what the C/C++ runtimes
+and the hub libraries read once, at import (``ATEN_CPU_CAPABILITY``, ``OMP_NUM_THREADS``,
+``CUDA_VISIBLE_DEVICES``, ``HF_HUB_OFFLINE`` …), cannot be changed after it: a worker is spawned
+afresh whenever one of those has changed since. Other changes (vLLM sets a few variables when it
+is imported) keep the warm start. Where a GPU driver is present, workers are always spawned:
+Unsloth must be imported before transformers, and CUDA must not be set up in a process that
+forks.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import multiprocessing
 import os
 import sys
 import threading
+from collections.abc import Mapping
 from multiprocessing import forkserver
 from multiprocessing.context import ForkServerContext, SpawnContext
 from pathlib import Path
@@ -25,6 +29,26 @@ from pathlib import Path
 # The fork server imports this module, which loads what a run uses (see its docstring).
 PRELOAD = ("garden.engine.training.preload",)
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
+
+# Variables read once, at import or process start, by torch, oneDNN, OpenMP, MKL, glibc, CUDA,
+# Python and the Hugging Face libraries.
+IMPORT_TIME_PREFIXES = (
+    "ATEN_",
+    "ONEDNN_",
+    "DNNL_",
+    "OMP_",
+    "KMP_",
+    "GOMP_",
+    "MKL_",
+    "OPENBLAS_",
+    "MALLOC_",
+    "LD_",
+    "CUDA_",
+    "PYTHON",
+    "HF_",
+    "TRANSFORMERS_",
+    "CODECARBON_",
+)
 
 _lock = threading.Lock()
 _started_env: dict[str, str] | None = None
@@ -48,7 +72,7 @@ def worker_context(enabled: bool) -> SpawnContext | ForkServerContext:
             context.set_forkserver_preload(list(PRELOAD))
             forkserver.ensure_running()
             _started_env = dict(os.environ)
-        if dict(os.environ) != _started_env:
+        if _import_time(os.environ) != _import_time(_started_env):
             return spawn
     return multiprocessing.get_context("forkserver")
 
@@ -62,3 +86,16 @@ def warm_up_in_background(enabled: bool) -> threading.Thread | None:
     )
     thread.start()
     return thread
+
+
+def _import_time(environment: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environment.items() if k.startswith(IMPORT_TIME_PREFIXES)}
+
+
+def adopt_environment(environment: Mapping[str, str]) -> None:
+    """In a worker: the app's environment as it was when the run started, not the fork
+    server's (a spawned worker has it already; setting it again changes nothing)."""
+    if environment == os.environ:
+        return
+    os.environ.clear()
+    os.environ.update(environment)

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from garden.engine.training.procs import die_with_parent
 from garden.engine.training.records import FailedEvent, LogEvent, StartedEvent, WorkerEvent
 from garden.engine.training.spec import STOP_FLAG
 from garden.engine.training.task import TrainTask, _Carbon, finish_run, train_context
+from garden.engine.training.warm import adopt_environment
 from garden.errors import GardenError, JobError, OutOfMemoryError
 from garden.models import staging_dir
 
@@ -131,8 +133,11 @@ def _log_to(emit: Emit) -> Any:
     return lambda level, message: emit(LogEvent(level=level, message=message))
 
 
-def worker_main(task: TrainTask, events: Any) -> None:
-    """Entry of the worker process: train one run of a job and report through ``events``."""
+def worker_main(task: TrainTask, events: Any, environment: Mapping[str, str] | None = None) -> None:
+    """Entry of the worker process: train one run of a job and report through ``events``,
+    in the app's ``environment`` (a worker forked from the warm fork server has the server's)."""
+    if environment is not None:
+        adopt_environment(environment)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
 
