@@ -137,3 +137,16 @@ def llama_cpp_figures(gguf: Path, threads: int = 2, tokens: int = 128) -> dict[s
         kind = "decode" if test.get("n_gen") else "prompt"
         figures[f"llama_cpp_{kind}_tok_s"] = round(float(test.get("avg_ts", 0.0)), 1)
     return figures
+
+
+def private_storage(root: Path) -> Any:
+    """Settings of a fresh storage under ``root`` holding the default model (converted once,
+    linked here), so a bench's runs and datasets stay out of the user's storage."""
+    from garden.config import Settings
+    from garden.models import prepare_default_model
+
+    model_path = prepare_default_model()
+    settings = Settings(_env_file=None, storage_root=root / "storage", models_dir=root / "models")
+    settings.ensure_storage()
+    (settings.base_models_path / model_path.name).symlink_to(model_path)
+    return settings

@@ -46,19 +46,12 @@ def main() -> None:
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from garden.config import Settings
     from garden.data import recall_probe
-    from garden.models import prepare_default_model
     from garden.services import training
 
-    model_path = prepare_default_model()
     with tempfile.TemporaryDirectory(prefix="garden-recall-") as tmp:
         root = Path(tmp)
-        settings = Settings(
-            _env_file=None, storage_root=root / "storage", models_dir=root / "models"
-        )
-        settings.ensure_storage()
-        (settings.base_models_path / model_path.name).symlink_to(model_path)
+        settings = benchenv.private_storage(root)
         spec = training.build_spec(
             {"dataset": str(FACTS), "name": "quick-demo", **overrides}, preset=PRESET
         )

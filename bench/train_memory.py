@@ -137,18 +137,10 @@ def main() -> None:
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from garden.config import Settings
-    from garden.models import prepare_default_model
-
-    model_path = prepare_default_model()
     results = []
     with tempfile.TemporaryDirectory(prefix="garden-memory-") as tmp:
         root = Path(tmp)
-        settings = Settings(
-            _env_file=None, storage_root=root / "storage", models_dir=root / "models"
-        )
-        settings.ensure_storage()
-        (settings.base_models_path / model_path.name).symlink_to(model_path)
+        settings = benchenv.private_storage(root)
         data = root / "long-chats"
         data.mkdir()
         long_chats(data / "train.jsonl")

@@ -21,7 +21,7 @@ def test_warm_until_what_torch_reads_at_import_changes(monkeypatch):
     warm.worker_context(True)  # the session's fork server, started if it was not yet
     # As if the server had started with the environment as it is now (earlier tests may have
     # changed it since the server really started).
-    monkeypatch.setattr(warm, "_started_env", dict(os.environ))
+    monkeypatch.setattr(warm, "_server_import_env", warm._import_time(os.environ))
     assert warm.worker_context(True).get_start_method() == "forkserver"
     # What a library sets at import (vLLM does) is taken over by the worker: still warm.
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/tmp/elsewhere")

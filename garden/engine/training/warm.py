@@ -51,7 +51,8 @@ IMPORT_TIME_PREFIXES = (
 )
 
 _lock = threading.Lock()
-_started_env: dict[str, str] | None = None
+# What the fork server's imports read, as it was when the server started.
+_server_import_env: dict[str, str] | None = None
 
 
 def warm_starts_possible() -> bool:
@@ -62,17 +63,17 @@ def warm_starts_possible() -> bool:
 def worker_context(enabled: bool) -> SpawnContext | ForkServerContext:
     """The multiprocessing context a training worker starts in: the warm fork server where it
     applies (starting it if needed), a fresh "spawn" process otherwise."""
-    global _started_env
+    global _server_import_env
     spawn = multiprocessing.get_context("spawn")
     if not (enabled and warm_starts_possible()):
         return spawn
     with _lock:
-        if _started_env is None:
+        if _server_import_env is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(list(PRELOAD))
             forkserver.ensure_running()
-            _started_env = dict(os.environ)
-        if _import_time(os.environ) != _import_time(_started_env):
+            _server_import_env = _import_time(os.environ)
+        if _import_time(os.environ) != _server_import_env:
             return spawn
     return multiprocessing.get_context("forkserver")
 
