@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     public_demo: bool = Field(False, description="public without auth, with demo limits")
     public_demo_max_steps: int = Field(50, ge=1, description="training steps cap in a demo")
     public_demo_max_upload_mb: int = Field(10, ge=1, description="upload cap in a demo")
+    public_demo_max_jobs_per_visitor: int = Field(
+        1, ge=1, description="runs one demo visitor may have queued or running"
+    )
+    public_demo_max_active_jobs: int = Field(
+        4, ge=1, description="runs queued or running in a demo, all visitors together"
+    )
+    public_demo_max_datasets_per_visitor: int = Field(
+        5, ge=1, description="datasets one demo visitor may import"
+    )
 
     @field_validator("log_level")
     @classmethod

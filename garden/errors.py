@@ -57,3 +57,11 @@ class CarbonError(GardenError, kind="carbon"):
 
 class ExportError(GardenError, kind="export"):
     """A model cannot be exported or pushed as asked."""
+
+
+class AccessError(GardenError, kind="forbidden"):
+    """The caller may not do this here (a public demo's visitor, another visitor's work)."""
+
+
+class LimitError(GardenError, kind="limit"):
+    """A shared app's cap is reached; the same request may succeed later."""

@@ -26,6 +26,7 @@ TABLES = (
     "emissions",
     "emission_readings",
     "evaluations",
+    "visitor_items",
 )
 
 MIGRATIONS: list[str] = [
@@ -200,6 +201,17 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     CREATE INDEX evaluations_job ON evaluations(job_id, created_at)
+    """,
+    # 6: what each visitor of a public demo made (only its maker may delete or stop it)
+    """
+    CREATE TABLE visitor_items (
+        kind TEXT NOT NULL,            -- dataset | job
+        item_id TEXT NOT NULL,
+        visitor TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (kind, item_id)
+    );
+    CREATE INDEX visitor_items_visitor ON visitor_items(visitor, kind)
     """,
 ]
 

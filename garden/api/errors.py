@@ -19,12 +19,14 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from garden.errors import (
+    AccessError,
     CarbonError,
     ConfigError,
     DatasetError,
     DiskFullError,
     GardenError,
     JobError,
+    LimitError,
     ModelLoadError,
     OutOfMemoryError,
     ServingError,
@@ -39,6 +41,8 @@ API_PATHS = frozenset({"/api/v1", "/docs", "/docs/oauth2-redirect", "/openapi.js
 
 STATUS_BY_ERROR: list[tuple[type[GardenError], int]] = [
     (AuthError, 401),
+    (AccessError, 403),
+    (LimitError, 429),
     (JobError, 409),
     (DatasetError, 400),
     (ModelLoadError, 503),

@@ -9,7 +9,8 @@ from typing import Any
 from garden.api.errors import error_response, is_api_path
 from garden.api.routes.health import HEALTH_PATH
 from garden.config import Settings
-from garden.services import auth, web
+from garden.errors import AccessError
+from garden.services import auth, visitors, web
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,7 +40,9 @@ def bearer_token(scope: Scope) -> str | None:
 
 
 class BearerGate:
-    """ASGI middleware in front of the API paths; other paths go on to Gradio's own gate."""
+    """ASGI middleware in front of the API paths; other paths go on to Gradio's own gate. With
+    ENABLE_AUTH every API path but the open ones needs a token; on a public demo a call without
+    one may only read, and chat (``visitors.check_rest_write``)."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -47,23 +50,24 @@ class BearerGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if (
-            not self.settings.enable_auth
-            or scope["type"] not in ("http", "websocket")
-            or not is_api_path(path)
-            or path in OPEN_API_PATHS
-        ):
+        if scope["type"] not in ("http", "websocket") or not is_api_path(path):
             await self.app(scope, receive, send)
             return
+        user = None
         try:
-            scope.setdefault("state", {})["user"] = auth.verify_token(
-                bearer_token(scope), settings=self.settings
-            )
+            if self.settings.enable_auth and path not in OPEN_API_PATHS:
+                user = auth.verify_token(bearer_token(scope), settings=self.settings)
+                scope.setdefault("state", {})["user"] = user
+            if scope["type"] == "http":
+                visitors.check_rest_write(self.settings, scope["method"], path, user)
         except auth.AuthError as exc:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": POLICY_VIOLATION})
             else:
                 await error_response(401, exc.message, exc.hint)(scope, receive, send)
+            return
+        except AccessError as exc:
+            await error_response(403, exc.message, exc.hint)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

@@ -18,7 +18,7 @@ from garden.config import Settings
 from garden.data import DatasetKind
 from garden.data import ReadOptions as ReadOptions  # how to read a source; front ends use it
 from garden.errors import DatasetError
-from garden.services import web
+from garden.services import visitors, web
 from garden.services.base import View, resolve
 
 Progress = Callable[[float, str], None]
@@ -178,11 +178,20 @@ def get_dataset(id_or_name: str, *, settings: Settings | None = None) -> Dataset
     return _dataset_view(data.get_dataset(id_or_name, resolve(settings)))
 
 
-def delete_dataset(id_or_name: str | None, *, settings: Settings | None = None) -> DatasetView:
-    """Remove an imported dataset: its processed files, its raw copy and its record."""
+def delete_dataset(
+    id_or_name: str | None,
+    *,
+    settings: Settings | None = None,
+    visitor: visitors.Visitor | None = None,
+) -> DatasetView:
+    """Remove an imported dataset: its processed files, its raw copy and its record. A public
+    demo's ``visitor`` may remove only a dataset it imported."""
     if not id_or_name:
         raise DatasetError("No dataset chosen.", hint="Pick the dataset to delete in the list.")
-    return _dataset_view(data.delete_dataset(id_or_name, resolve(settings)))
+    settings = resolve(settings)
+    record = data.get_dataset(id_or_name, settings)
+    visitors.check_may_change("dataset", record.id, visitor, settings=settings)
+    return _dataset_view(data.delete_dataset(record.id, settings))
 
 
 def model_choices(*, settings: Settings | None = None) -> list[str]:
@@ -225,18 +234,22 @@ def import_dataset(
     *,
     progress: Progress | None = None,
     settings: Settings | None = None,
+    visitor: visitors.Visitor | None = None,
 ) -> DatasetView:
     """Normalise, validate and split a source and save it under the requested name.
 
-    Rows that cannot be used make the import fail, naming them, unless ``drop_invalid``.
+    Rows that cannot be used make the import fail, naming them, unless ``drop_invalid``. A
+    public demo's ``visitor`` may import only ``PUBLIC_DEMO_MAX_DATASETS_PER_VISITOR``.
     """
     settings = resolve(settings)
     options = _web_options(request.source, request.options, settings)
-    record = data.import_dataset(
-        _source_ref(request.source, settings), request.name, options,
-        eval_fraction=request.eval_fraction, seed=request.seed,
-        drop_invalid=request.drop_invalid, settings=settings, progress=progress,
-    )  # fmt: skip
+    with visitors.adding("dataset", visitor, settings=settings) as claim:
+        record = data.import_dataset(
+            _source_ref(request.source, settings), request.name, options,
+            eval_fraction=request.eval_fraction, seed=request.seed,
+            drop_invalid=request.drop_invalid, settings=settings, progress=progress,
+        )  # fmt: skip
+        claim(record.id)
     return _dataset_view(record)
 
 

@@ -18,6 +18,7 @@ from garden.engine.evaluation import EvalRequest, EvaluationResult, JudgeConfig,
 from garden.engine.evaluation.plan import request_for_job
 from garden.engine.training import JobRecord, queries
 from garden.errors import DatasetError, GardenError, JobError
+from garden.services import visitors
 from garden.services.base import View, resolve
 from garden.services.endpoints import Endpoint, check_endpoint
 from garden.store import Store, get_store
@@ -180,7 +181,8 @@ def evaluate_run(
     if judge is not None:
         request = request.model_copy(update={"judge": judge_config})
     try:
-        result = _run_in_worker(request)
+        with visitors.in_flight("evaluation", settings=settings):
+            result = _run_in_worker(request)
     except GardenError:
         raise
     except Exception as exc:

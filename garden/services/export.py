@@ -161,9 +161,11 @@ def download_name(view: ExportView, *, settings: Settings | None = None) -> str 
 
 def export_for_web(request: WebExportRequest, *, settings: Settings | None = None) -> ExportView:
     """An export asked for over the web (the tab or the REST API): only a listed model, never a
-    folder of the server a visitor names; no push; always a file to download."""
-    from garden.services import web
+    folder of the server a visitor names; no push; always a file to download. A public demo
+    builds one export at a time."""
+    from garden.services import visitors, web
 
     model = web.check_model(request.model, settings=settings) or request.model
     checked = request.model_copy(update={"model": model})
-    return export(checked.request(), settings=settings)
+    with visitors.in_flight("export", settings=settings):
+        return export(checked.request(), settings=settings)

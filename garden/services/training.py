@@ -30,7 +30,7 @@ from garden.engine.training import (
 from garden.engine.training.spec import OBJECTIVES, preset_objective
 from garden.engine.training.warm import warm_up_in_background
 from garden.errors import ConfigError, GardenError, JobError
-from garden.services import web
+from garden.services import visitors, web
 from garden.services.base import View, resolve
 from garden.store import Store, get_store
 
@@ -423,10 +423,16 @@ def submit(spec: JobSpec, *, settings: Settings | None = None) -> JobView:
 MACHINE_FIELDS = ("num_machines", "machine_rank", "main_process_ip", "main_process_port")
 
 
-def submit_from_web(values: Mapping[str, object], *, settings: Settings | None = None) -> JobView:
+def submit_from_web(
+    values: Mapping[str, object],
+    *,
+    settings: Settings | None = None,
+    visitor: visitors.Visitor | None = None,
+) -> JobView:
     """Submit a run typed in a web form: the dataset must be an imported one and the base model
     a listed model or a hub id; a host path is refused before anything is read or queued. In a
-    public demo the run is capped at ``PUBLIC_DEMO_MAX_STEPS`` steps."""
+    public demo the run is capped at ``PUBLIC_DEMO_MAX_STEPS`` steps, and a ``visitor`` may have
+    ``PUBLIC_DEMO_MAX_JOBS_PER_VISITOR`` runs queued or running."""
     checked = dict(values)
     if "/" in str(values.get("lora_target_modules") or ""):
         raise JobError(
@@ -444,7 +450,12 @@ def submit_from_web(values: Mapping[str, object], *, settings: Settings | None =
         checked.pop("base_model", None)
     else:
         checked["base_model"] = model
-    return submit(capped_for_demo(build_spec(checked), resolve(settings)), settings=settings)
+    settings = resolve(settings)
+    spec = capped_for_demo(build_spec(checked), settings)
+    with visitors.adding("job", visitor, settings=settings) as claim:
+        view = submit(spec, settings=settings)
+        claim(view.id)
+    return view
 
 
 def capped_for_demo(spec: JobSpec, settings: Settings) -> JobSpec:
@@ -455,19 +466,32 @@ def capped_for_demo(spec: JobSpec, settings: Settings) -> JobSpec:
     return spec.model_copy(update={"max_steps": min(spec.max_steps or cap, cap)})
 
 
-def stop(job_id: str, *, settings: Settings | None = None) -> JobView:
-    """Graceful stop: the run saves a checkpoint and its adapter, then ends 'stopped'."""
-    return _view(get_job_manager(resolve(settings)).stop(job_id))
+def stop(
+    job_id: str, *, settings: Settings | None = None, visitor: visitors.Visitor | None = None
+) -> JobView:
+    """Graceful stop: the run saves a checkpoint and its adapter, then ends 'stopped'. A public demo's ``visitor`` may stop only its own runs."""
+    settings = resolve(settings)
+    visitors.check_may_change("job", job_id, visitor, settings=settings)
+    return _view(get_job_manager(settings).stop(job_id))
 
 
-def cancel(job_id: str, *, settings: Settings | None = None) -> JobView:
-    """Hard stop: the worker is killed at once and nothing more is saved."""
-    return _view(get_job_manager(resolve(settings)).cancel(job_id))
+def cancel(
+    job_id: str, *, settings: Settings | None = None, visitor: visitors.Visitor | None = None
+) -> JobView:
+    """Hard stop: the worker is killed at once and nothing more is saved. A public demo's ``visitor`` may cancel only its own runs."""
+    settings = resolve(settings)
+    visitors.check_may_change("job", job_id, visitor, settings=settings)
+    return _view(get_job_manager(settings).cancel(job_id))
 
 
-def resume(job_id: str, *, settings: Settings | None = None) -> JobView:
-    """Queue a stopped, interrupted or failed job again, from its last checkpoint."""
-    return _view(get_job_manager(resolve(settings)).resume(job_id))
+def resume(
+    job_id: str, *, settings: Settings | None = None, visitor: visitors.Visitor | None = None
+) -> JobView:
+    """Queue a stopped, interrupted or failed job again, from its last checkpoint. A public demo's ``visitor`` may resume only its own runs."""
+    settings = resolve(settings)
+    visitors.check_may_change("job", job_id, visitor, settings=settings)
+    with visitors.adding("job", visitor, settings=settings):
+        return _view(get_job_manager(settings).resume(job_id))
 
 
 def wait(job_id: str, timeout: float | None = None, *, settings: Settings | None = None) -> JobView:

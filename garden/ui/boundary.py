@@ -18,7 +18,7 @@ import gradio as gr
 
 from garden.config import Settings
 from garden.errors import GardenError
-from garden.services import web
+from garden.services import visitors, web
 
 log = logging.getLogger("garden.ui")
 
@@ -26,6 +26,14 @@ T = TypeVar("T")
 MARKDOWN_SPECIAL = re.compile(r"([\\`\[\]])")
 UNEXPECTED = "Something went wrong ({name}) while {doing}."
 UNEXPECTED_HINT = "Try again; if it keeps failing, the app log has the details."
+
+
+def visitor() -> visitors.Visitor:
+    """The browser session whose event is running: a public demo's visitor."""
+    from gradio.context import LocalContext
+
+    request = LocalContext.request.get(None)
+    return visitors.Visitor.of_session(getattr(request, "session_hash", None))
 
 
 def one_line(

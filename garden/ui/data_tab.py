@@ -20,7 +20,7 @@ from garden.config import Settings
 from garden.errors import DatasetError
 from garden.services import datasets, web
 from garden.services.datasets import DatasetSource, InspectView, SourceKind
-from garden.ui.boundary import code, guard, plain, report
+from garden.ui.boundary import code, guard, plain, report, visitor
 from garden.ui.data_preview import samples_markdown
 
 UPLOAD, BUNDLED, HUB, IMPORTED = (
@@ -325,7 +325,9 @@ def refreshed(settings: Settings) -> list[Any]:
 
 def run_save(settings: Settings, form: SaveForm, progress: datasets.Progress) -> list[Any]:
     try:
-        view = datasets.import_dataset(form.request, progress=progress, settings=settings)
+        view = datasets.import_dataset(
+            form.request, progress=progress, settings=settings, visitor=visitor()
+        )
     except Exception as exc:
         return [_warn(exc, "saving the dataset", settings), *refreshed(settings)]
     gr.Info(f"Saved {view.name}: {view.train_rows:,} train and {view.eval_rows:,} eval rows.")
@@ -341,7 +343,7 @@ def run_save(settings: Settings, form: SaveForm, progress: datasets.Progress) ->
 
 def run_delete(settings: Settings, dataset_id: str | None) -> list[Any]:
     try:
-        view = datasets.delete_dataset(dataset_id, settings=settings)
+        view = datasets.delete_dataset(dataset_id, settings=settings, visitor=visitor())
     except Exception as exc:
         return [_warn(exc, "deleting the dataset", settings), *refreshed(settings)]
     gr.Info(f"Deleted {view.name}.")

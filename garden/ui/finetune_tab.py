@@ -20,7 +20,7 @@ from garden import present
 from garden.config import Settings
 from garden.services import models, training
 from garden.services.training import JobView
-from garden.ui.boundary import OnShow, guard, plain, report
+from garden.ui.boundary import OnShow, guard, plain, report, visitor
 from garden.ui.evaluate_panel import EvaluatePanel
 from garden.ui.export_panel import ExportPanel
 from garden.ui.run_charts import curves
@@ -348,7 +348,7 @@ class FineTuneTab:
                     yield {
                         self.view.status: present.preparing_default(status.step, status.elapsed_s)
                     }
-            job = training.submit_from_web(given, settings=self.settings)
+            job = training.submit_from_web(given, settings=self.settings, visitor=visitor())
         except Exception as exc:  # the boundary: one line, trace to the log
             yield self.refused(report(exc, "starting the run", self.settings))
             return
@@ -361,7 +361,7 @@ class FineTuneTab:
             gr.Warning("No run to act on.")
             return self.refresh(job_id)
         try:
-            action(job.id, settings=self.settings)
+            action(job.id, settings=self.settings, visitor=visitor())
         except Exception as exc:  # the boundary: one line, trace to the log
             report(exc, f"{action.__name__} {job.id}", self.settings)
         return self.refresh(job.id)

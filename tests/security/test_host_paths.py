@@ -21,6 +21,8 @@ from garden.services import datasets, training, web
 from garden.services.datasets import DatasetSource
 from garden.ui import data_tab
 
+from .web_calls import call, inspect_args
+
 SECRET = "root:x:0:0"
 MARKER = "top-secret-marker-7"
 
@@ -54,39 +56,12 @@ def host_paths(planted: dict[str, str]) -> list[str]:
     ]
 
 
-def shown(result: Any) -> str:
-    """Everything an endpoint sent back, as one string."""
-    return json.dumps(result, default=str)
-
-
 def assert_clean(text: str, typed: str = "") -> None:
     """Nothing of a file, no server path (beyond what was typed, which Gradio may echo)."""
     text = text.replace(typed, "<typed>") if typed else text
     assert SECRET not in text and MARKER not in text, text[:500]
     assert str(get_settings().storage_root.resolve()) not in text, text[:500]
     assert "Traceback" not in text, text[:500]
-
-
-def call(client: Client, *args: Any, **kwargs: Any) -> str:
-    """The endpoint's output, or the error Gradio answered with (both must be clean)."""
-    try:
-        return shown(client.predict(*args, **kwargs))
-    except Exception as exc:  # gradio_client raises the app's refusal as AppError
-        return str(exc)
-
-
-def inspect_args(kind: str, **values: Any) -> dict[str, Any]:
-    return {
-        "kind_value": kind,
-        "upload_value": None,
-        "bundled_value": None,
-        "hub_value": "",
-        "imported_value": None,
-        "model_value": "SmolLM2-135M-Instruct",
-        "seq_value": 2048,
-        "mapping_value": "",
-        **values,
-    }
 
 
 def start_args(**values: Any) -> list[Any]:

@@ -9,6 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import RunningApp, running_app
+from gradio_client import Client
+
+from garden.ui import data_tab
+
+from .web_calls import call, inspect_args
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +23,7 @@ def demo(default_model_path: Path, module_tmp: Path) -> Iterator[RunningApp]:
         "PUBLIC_DEMO": "true",
         "MODELS_DIR": str(default_model_path.parent.parent),
         "ALLOWED_HOSTS": "127.0.0.1,localhost,demo.example",  # as a Space or a LAN name
+        "PUBLIC_DEMO_MAX_DATASETS_PER_VISITOR": "1",
     }
     with running_app(module_tmp, env) as app:
         yield app
@@ -70,7 +76,6 @@ def test_cross_site_requests_and_foreign_hosts_are_refused(demo: RunningApp) -> 
                 client.post("gradio_api/queue/join", json=join, headers=headers),
                 client.post("gradio_api/upload", files={"files": ("a.txt", b"x")}, headers=headers),
                 client.post("api/v1/chat", json={"messages": []}, headers=headers),
-                client.delete("api/v1/training/jobs/nope", headers=headers),
             ]
             for answer in answers:
                 assert (answer.status_code == 403) == refused, (headers, answer.request.url, answer)
@@ -82,3 +87,34 @@ def test_cross_site_requests_and_foreign_hosts_are_refused(demo: RunningApp) -> 
         rebound = client.get("", headers={"Host": f"attacker.example:{demo.port}"})
         assert rebound.status_code == 400 and "ALLOWED_HOSTS" in rebound.text
         assert client.get("", headers={"Host": f"localhost:{demo.port}"}).status_code == 200
+
+
+def test_visitors_change_only_their_own_work_and_rest_only_reads(demo: RunningApp) -> None:
+    """Two browser sessions of the Data tab: each deletes only what it saved, and saves only
+    so many; a REST call without a token cannot write at all, but may still list and chat."""
+    alice, bob = Client(demo.url, verbose=False), Client(demo.url, verbose=False)
+    facts = inspect_args(data_tab.BUNDLED, bundled_value="garden_facts")
+
+    def save(client: Client, name: str) -> str:
+        return call(client, **facts, name_value=name, fraction=0.1, seed_value=1, drop=False,
+                    api_name="/data_save")  # fmt: skip
+
+    assert "Saved" in save(alice, "alice-facts")
+    assert "the most it allows (1)" in save(alice, "alice-more")
+    assert "Saved" in save(bob, "bob-facts")  # Bob's list now shows Alice's dataset too
+    with httpx.Client(base_url=demo.url, timeout=60) as rest:
+        listed = {d["name"]: d["id"] for d in rest.get("api/v1/datasets").json()}
+        target = listed["alice-facts"]
+        assert "made by someone else" in call(bob, target, api_name="/data_delete")
+        for refused in (
+            rest.delete(f"api/v1/datasets/{target}"),
+            rest.post("api/v1/datasets", json={"source": "garden_facts", "name": "rest-facts"}),
+            rest.post("api/v1/training/jobs", json={"dataset": "bob-facts"}),
+        ):
+            assert refused.status_code == 403, refused.text
+            assert "read-only" in refused.json()["error"], refused.text
+        assert target in {d["id"] for d in rest.get("api/v1/datasets").json()}, "nothing lost"
+        assert "Deleted" in call(alice, target, api_name="/data_delete")
+        assert target not in {d["id"] for d in rest.get("api/v1/datasets").json()}
+    alice.close()
+    bob.close()
