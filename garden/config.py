@@ -81,6 +81,9 @@ class Settings(BaseSettings):
         8, ge=1, description="live /ws/jobs streams one client address may hold open"
     )
     upload_cache_hours: float = Field(24.0, gt=0.0, description="age of purged Gradio uploads")
+    upload_cache_max_mb: int = Field(
+        2048, ge=1, description="Gradio uploads a public app keeps within UPLOAD_CACHE_HOURS"
+    )
 
     hf_token: SecretStr = Field(SecretStr(""), description="Hugging Face token for pushes")
 

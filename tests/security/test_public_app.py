@@ -24,6 +24,7 @@ def demo(default_model_path: Path, module_tmp: Path) -> Iterator[RunningApp]:
         "MODELS_DIR": str(default_model_path.parent.parent),
         "ALLOWED_HOSTS": "127.0.0.1,localhost,demo.example",  # as a Space or a LAN name
         "PUBLIC_DEMO_MAX_DATASETS_PER_VISITOR": "1",
+        "UPLOAD_CACHE_MAX_MB": "20",
     }
     with running_app(module_tmp, env) as app:
         yield app
@@ -118,3 +119,35 @@ def test_visitors_change_only_their_own_work_and_rest_only_reads(demo: RunningAp
         assert target not in {d["id"] for d in rest.get("api/v1/datasets").json()}
     alice.close()
     bob.close()
+
+
+def test_uploads_are_capped_per_request_and_in_all(demo: RunningApp) -> None:
+    """Gradio caps each file, not a request (up to 1,000 files): one request carries at most
+    MAX_UPLOAD_MB (10 on a demo) in all, must declare its length, and what the app keeps within
+    UPLOAD_CACHE_HOURS stays under UPLOAD_CACHE_MAX_MB (20 here)."""
+    own = {"Origin": demo.url.rstrip("/")}
+    six_mb = b"x" * (6 * 2**20)
+    with httpx.Client(base_url=demo.url, timeout=60, headers=own) as client:
+        two_files = [("files", ("a.txt", six_mb)), ("files", ("b.txt", six_mb))]
+        refused = client.post("gradio_api/upload", files=two_files)
+        assert refused.status_code == 413 and "larger than 10 MB" in refused.json()["error"]
+        chunked = client.post(
+            "gradio_api/upload",
+            content=iter([b"--x\r\n"]),
+            headers={"Content-Type": "multipart/form-data; boundary=x"},
+        )
+        assert chunked.status_code == 411, chunked.text
+        kept = [
+            client.post("gradio_api/upload", files={"files": ("c.txt", six_mb)}) for _ in range(4)
+        ]
+        assert [answer.status_code for answer in kept] == [200, 200, 200, 507], kept
+        assert "upload space is full" in kept[-1].json()["error"]
+
+
+def test_the_upload_budget_slides_with_the_cache_window() -> None:
+    from garden.api.uploads import UploadBudget
+
+    budget = UploadBudget(limit=10, window_s=60)
+    assert budget.take(6, now=0) and budget.take(4, now=30)
+    assert not budget.take(1, now=59), "full until the first upload leaves the window"
+    assert budget.take(6, now=61) and not budget.take(1, now=62)
