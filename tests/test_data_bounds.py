@@ -337,3 +337,27 @@ def test_transformers_backend_refuses_beyond_its_queue(default_model_path: Path)
             pass
         backend.shutdown()
     assert backend._waiting == 0
+
+
+def test_a_hub_dataset_is_counted_while_it_streams_and_stops_at_the_cap() -> None:
+    """A hub split is read no deeper than MAX_UPLOAD_MB of rows (as JSON), like a file; the
+    import plans its disk for that bound before the first row arrives."""
+    import dataclasses
+
+    from garden.config import Settings
+    from garden.data.hub import bounded_rows
+    from garden.data.importer import processed_size_estimate
+
+    demo = Settings(_env_file=None, public_demo=True)
+    source = resolve_source("hf://org/huge:train", demo)
+    assert source.max_bytes == 10 * 2**20  # the demo's upload cap
+    assert processed_size_estimate(source) == 2 * source.max_bytes
+    small = dataclasses.replace(source, max_bytes=2 * 2**20)
+    records = iter([{"text": "x" * 1000} for _ in range(10_000)])  # ≈1 KB a row as JSON
+    rows = []
+    with pytest.raises(DatasetError) as refused:
+        rows.extend(bounded_rows(small, records))
+    assert 2000 < len(rows) < 2100 and next(records), "stopped early: the rest was never read"
+    message = str(refused.value)
+    assert f"org/huge is larger than 2 MB (stopped at row {len(rows) + 1})" in message
+    assert "\n" not in message, message

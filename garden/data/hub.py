@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from garden.data.sources import RawRow, Source
 from garden.errors import DatasetError
@@ -94,13 +96,27 @@ def iter_hub(source: Source) -> Iterator[RawRow]:
         iterator = iter(dataset)
     except Exception as exc:
         raise hub_error(source, exc) from exc
-    index = 0
+    yield from bounded_rows(source, iterator)
+
+
+def bounded_rows(source: Source, records: Iterator[Any]) -> Iterator[RawRow]:
+    """The hub's records as rows, their JSON bytes counted as they stream: past the source's
+    ``max_bytes`` (``MAX_UPLOAD_MB``, as for a file) the import stops with one line."""
+    index = read = 0
     while True:
         try:
-            record = next(iterator)
+            record = next(records)
         except StopIteration:
             return
         except Exception as exc:
             raise hub_error(source, exc) from exc
-        yield RawRow(index, f"row {index + 1}", dict(record))
+        row = dict(record)
+        read += len(json.dumps(row, default=str).encode())
+        if source.max_bytes is not None and read > source.max_bytes:
+            raise DatasetError(
+                f"{source.hub_id} is larger than {source.max_bytes // 2**20} MB "
+                f"(stopped at row {index + 1}).",
+                hint="Pick a smaller split, such as org/name:train[:1000], or raise MAX_UPLOAD_MB.",
+            )
+        yield RawRow(index, f"row {index + 1}", row)
         index += 1

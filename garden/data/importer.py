@@ -95,9 +95,10 @@ def import_dataset(
 
 def processed_size_estimate(src: Source) -> int:
     """Bytes the processed files of ``src`` may take: twice its (decompressed) size, as the
-    normalised rows repeat role names and keys; a Parquet file expands about four times."""
+    normalised rows repeat role names and keys; a Parquet file expands about four times. A hub
+    dataset may stream up to its ``max_bytes``, so that bound is planned for."""
     if src.path is None:
-        return 0
+        return 2 * (src.max_bytes or 0)
     size = src.path.stat().st_size
     if src.compressed:
         with src.path.open("rb") as handle:  # gzip records the size (mod 4 GiB) at its end

@@ -106,7 +106,7 @@ def resolve_source(
             )
         return _file_source(bundled, settings, kind="bundled", ref=ref)
     if ref.startswith(("hf://", "hub:")):
-        hub = _hub_source(ref, split, subset)
+        hub = _hub_source(ref, split, subset, settings)
         if hub is None:
             raise DatasetError(
                 f"{ref!r} is not a hub dataset id.",
@@ -123,7 +123,7 @@ def resolve_source(
     bundled = bundled_path(ref)
     if bundled is not None:
         return _file_source(bundled, settings, kind="bundled", ref=ref)
-    hub = _hub_source(ref, split, subset)
+    hub = _hub_source(ref, split, subset, settings)
     if hub is not None and path.suffix.lower() not in (*FILE_TYPES, ".gz"):
         return hub
     raise DatasetError(
@@ -132,7 +132,10 @@ def resolve_source(
     )
 
 
-def _hub_source(ref: str, split: str | None, subset: str | None) -> Source | None:
+def _hub_source(
+    ref: str, split: str | None, subset: str | None, settings: Settings
+) -> Source | None:
+    """A hub dataset, read at most ``MAX_UPLOAD_MB`` of rows (as JSON) deep, like a file."""
     match = HUB_PATTERN.match(ref)
     if match is None:
         return None
@@ -142,6 +145,7 @@ def _hub_source(ref: str, split: str | None, subset: str | None) -> Source | Non
         hub_id=match["id"],
         subset=subset or match["subset"],
         split=split or match["split"] or "train",
+        max_bytes=settings.max_upload_mb * 1024 * 1024,
     )
 
 
