@@ -81,6 +81,9 @@ class Settings(BaseSettings):
         8, ge=1, description="live /ws/jobs streams one client address may hold open"
     )
     upload_cache_hours: float = Field(24.0, gt=0.0, description="age of purged Gradio uploads")
+    max_base_model_gb: float = Field(
+        20.0, gt=0.0, description="largest hub base model downloaded (GB of weights)"
+    )
     upload_cache_max_mb: int = Field(
         2048, ge=1, description="Gradio uploads a public app keeps within UPLOAD_CACHE_HOURS"
     )
@@ -101,6 +104,9 @@ class Settings(BaseSettings):
     public_demo: bool = Field(False, description="public without auth, with demo limits")
     public_demo_max_steps: int = Field(50, ge=1, description="training steps cap in a demo")
     public_demo_max_upload_mb: int = Field(10, ge=1, description="upload cap in a demo")
+    public_demo_max_base_model_gb: float = Field(
+        1.0, gt=0.0, description="largest hub base model a demo downloads (GB of weights)"
+    )
     public_demo_max_jobs_per_visitor: int = Field(
         1, ge=1, description="runs one demo visitor may have queued or running"
     )
@@ -128,9 +134,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _demo_caps_uploads(self) -> Settings:
-        """A public demo accepts only small uploads, whatever MAX_UPLOAD_MB says."""
+        """A public demo accepts only small uploads and base models, whatever MAX_UPLOAD_MB and
+        MAX_BASE_MODEL_GB say."""
         if self.public_demo:
             self.max_upload_mb = min(self.max_upload_mb, self.public_demo_max_upload_mb)
+            self.max_base_model_gb = min(self.max_base_model_gb, self.public_demo_max_base_model_gb)
         return self
 
     @property

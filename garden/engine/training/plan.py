@@ -20,6 +20,7 @@ from garden.engine.training.queries import get_job
 from garden.engine.training.records import PlannedRun
 from garden.engine.training.spec import ACTIVE_STATUSES, JobSpec, parse_spec
 from garden.errors import DatasetError, DiskFullError, JobError, ModelLoadError, OutOfMemoryError
+from garden.hub_weights import check_download
 from garden.models import ModelInfo, resolve_model
 from garden.store import get_store
 
@@ -241,6 +242,7 @@ def plan_job(data: JobSpec | Mapping[str, Any], settings: Settings | None = None
         model_path = init_path
     elif model.kind == "hub":
         model_path = model.id
+        check_download(model.id, settings)
         if os.environ.get("HF_HUB_OFFLINE") == "1":
             warnings.append(f"{model.id} is a hub id and the hub is offline: it must be cached.")
     else:
