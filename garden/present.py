@@ -93,10 +93,18 @@ def tokens_line(stats: TokenStats, *, markdown: bool = False) -> str | None:
         return None
     sampled = f" (from a random sample of {stats.count:,} rows)" if stats.sampled else ""
     total = f"{stats.total_estimate:,}" if stats.total_estimate is not None else MISSING
-    return (
+    line = (
         f"{_label(f'Tokens{sampled}', markdown)} min {stats.min} · median {stats.median} · "
         f"mean {stats.mean} · p95 {stats.p95} · max {stats.max} · ≈{total} in total"
     )
+    if stats.chunks_estimate is not None and stats.over_max_seq_len:
+        line += (
+            f" · {stats.over_max_seq_len:,} documents longer than max_seq_len are split, "
+            f"≈{stats.chunks_estimate:,} training chunks in all (none of the text is cut)"
+        )
+    elif stats.over_max_seq_len:
+        line += f" · {stats.over_max_seq_len:,} rows longer than max_seq_len are truncated"
+    return line
 
 
 def issue_counts(counts: dict[str, int]) -> str:

@@ -69,7 +69,12 @@ def inspect_source(
         warnings=scan.warnings.items,
         error_counts=dict(scan.errors.counts),
         warning_counts=dict(scan.warnings.counts),
-        token_stats=token_stats(lengths, scan.valid),
+        token_stats=token_stats(
+            lengths,
+            scan.valid,
+            options.max_seq_len,
+            chunked=KIND_BY_FORMAT.get(detection.format, "chat") == "text",
+        ),
         token_lengths=lengths,
         max_seq_len=options.max_seq_len,
         raw_preview=scan.raw_preview,

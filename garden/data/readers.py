@@ -11,6 +11,7 @@ import csv
 import datetime
 import gzip
 import io
+import itertools
 import json
 import math
 import re
@@ -220,45 +221,86 @@ def _iter_jsonl(handle: IO[bytes]) -> Iterator[RawRow]:
         index += 1
 
 
+LINE_MODE_PEEK_BYTES = 1 << 20
+
+
 def _iter_text_blocks(handle: IO[bytes]) -> Iterator[RawRow]:
-    """A plain text corpus: one ``{"text": ...}`` document per blank-line-separated block."""
+    """A plain text corpus: one ``{"text": ...}`` document per blank-line-separated block, or
+    per line when the file has no blank line in its first MB (one article per line, as corpora
+    such as a wiki dump come: read as blocks, the whole file would be one document)."""
     text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="strict", newline=None)
-    lines: list[str] = []
-    size = start = index = 0
     line_no = 0
 
-    def block() -> RawRow:
-        location = f"line {start}"
-        if size > MAX_LINE_BYTES:
-            return RawRow(
-                index, location, None, f"is a block longer than {MAX_LINE_BYTES >> 20} MB"
-            )
-        return RawRow(index, location, {"text": "".join(lines).strip()})
+    def numbered() -> Iterator[tuple[int, str]]:
+        nonlocal line_no
+        while line := text.readline(MAX_LINE_BYTES + 1):
+            line_no += 1
+            yield line_no, line
 
     try:
-        while True:
-            line = text.readline(MAX_LINE_BYTES + 1)
-            if not line:
+        lines = numbered()
+        head: list[tuple[int, str]] = []
+        peeked = 0
+        for number, line in lines:
+            head.append((number, line))
+            peeked += len(line)
+            if not line.strip() or peeked > LINE_MODE_PEEK_BYTES:
                 break
-            line_no += 1
-            if line.strip():
-                if not lines and size == 0:
-                    start = line_no
-                if size <= MAX_LINE_BYTES:
-                    lines.append(line)
-                size += len(line)
-                continue
-            if size:
-                yield block()
-                index += 1
-                lines, size = [], 0
+        per_line = sum(1 for _, line in head if line.strip()) > 1 and all(
+            line.strip() for _, line in head
+        )
+        stream = itertools.chain(head, lines)
+        yield from _lines_as_documents(stream) if per_line else _blocks_as_documents(stream)
     except UnicodeDecodeError as exc:
         raise DatasetError(
             f"The text file is not valid UTF-8 (near line {line_no + 1}).",
             hint="Re-save the file as UTF-8.",
         ) from exc
+
+
+def _lines_as_documents(lines: Iterator[tuple[int, str]]) -> Iterator[RawRow]:
+    index = 0
+    rest_of_long_line = False  # ``readline`` hands an over-long line out in pieces
+    for number, line in lines:
+        if rest_of_long_line:
+            rest_of_long_line = not line.endswith("\n")
+            continue
+        if not line.strip():
+            continue
+        if len(line) > MAX_LINE_BYTES:
+            rest_of_long_line = not line.endswith("\n")
+            yield RawRow(index, f"line {number}", None, f"is longer than {MAX_LINE_BYTES >> 20} MB")
+        else:
+            yield RawRow(index, f"line {number}", {"text": line.strip()})
+        index += 1
+
+
+def _blocks_as_documents(lines: Iterator[tuple[int, str]]) -> Iterator[RawRow]:
+    block: list[str] = []
+    size = start = index = 0
+
+    def document() -> RawRow:
+        location = f"line {start}"
+        if size > MAX_LINE_BYTES:
+            return RawRow(
+                index, location, None, f"is a block longer than {MAX_LINE_BYTES >> 20} MB"
+            )
+        return RawRow(index, location, {"text": "".join(block).strip()})
+
+    for number, line in lines:
+        if line.strip():
+            if not block and size == 0:
+                start = number
+            if size <= MAX_LINE_BYTES:
+                block.append(line)
+            size += len(line)
+            continue
+        if size:
+            yield document()
+            index += 1
+            block, size = [], 0
     if size:
-        yield block()
+        yield document()
 
 
 def _iter_json(handle: IO[bytes], name: str) -> Iterator[RawRow]:

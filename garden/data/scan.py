@@ -18,6 +18,7 @@ from typing import Any
 from garden.config import Settings
 from garden.data.formats import (
     CHAT_FORMATS,
+    KIND_BY_FORMAT,
     Detection,
     RowError,
     complete_mapping,
@@ -131,6 +132,11 @@ def scan_rows(
     Without a mapping override, a row in another chat format is converted with a warning.
     """
     allow_mixed, max_seq_len = options.mapping is None, options.max_seq_len
+    long_rows = (
+        "training splits it into chunks of that length"
+        if KIND_BY_FORMAT.get(detection.format) == "text"
+        else "training truncates it"
+    )
     scan = Scan()
     mapping = detection.mapping
     seen: dict[int, str] = {}
@@ -145,7 +151,7 @@ def scan_rows(
                 scan.warnings.add(
                     "too_long",
                     f"has {length} tokens, more than the max sequence length {max_seq_len} "
-                    "(training truncates it)",
+                    f"({long_rows})",
                     location,
                 )
         pending.clear()

@@ -98,13 +98,19 @@ def byte_bound(sample: dict[str, Any]) -> int:
     )
 
 
-def token_stats(lengths: list[int], rows: int) -> dict[str, Any]:
-    """Summary of token lengths; ``sampled`` is true when they come from a sample of the rows."""
+def token_stats(
+    lengths: list[int], rows: int, max_seq_len: int | None = None, *, chunked: bool = False
+) -> dict[str, Any]:
+    """Summary of token lengths; ``sampled`` is true when they come from a sample of the rows.
+
+    With ``max_seq_len``: how many rows are longer (``over_max_seq_len``, scaled to all rows).
+    Conversations over it are truncated in training; text documents (``chunked``) are split
+    into consecutive chunks instead, and ``chunks_estimate`` says how many examples they make."""
     if not lengths:
         return {"count": 0, "rows": rows, "sampled": False}
     ordered = sorted(lengths)
     mean = statistics.fmean(ordered)
-    return {
+    stats: dict[str, Any] = {
         "count": len(ordered),
         "rows": rows,
         "sampled": len(ordered) < rows,
@@ -115,6 +121,13 @@ def token_stats(lengths: list[int], rows: int) -> dict[str, Any]:
         "p95": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
         "total_estimate": round(mean * rows),
     }
+    if max_seq_len:
+        scale = rows / len(ordered)
+        stats["over_max_seq_len"] = round(sum(n > max_seq_len for n in ordered) * scale)
+        if chunked:
+            chunks = sum(-(-n // max_seq_len) for n in ordered)
+            stats["chunks_estimate"] = round(chunks * scale)
+    return stats
 
 
 def render_samples(

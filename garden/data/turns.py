@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from garden.data.media import ONLY_MEDIA, is_media_part, strip_placeholders
 from garden.data.row_errors import RowError
-from garden.data.tool_calls import parse_calls, result_name
+from garden.data.tool_calls import parse_calls, parse_json, result_name
 
 TURN_ROLE_KEYS = ("role", "from", "speaker", "author", "sender")
 TURN_CONTENT_KEYS = ("content", "value", "text", "message", "utterance")
@@ -38,35 +39,107 @@ ROLE_ALIASES = {
 }
 
 
-def text_of(value: Any, what: str, notes: list[str], *, required: bool = True) -> str:
-    """A field as text; content parts are joined and media parts left out (see ``media``)."""
-    media = False
+TEXT_PART_TYPES = ("text", "input_text", "output_text")
+REASONING_PART_TYPES = ("reasoning", "thinking")
+CALL_PART_TYPES = ("tool_call", "function_call")
+PART_TEXT_KEYS = ("text", "value", "content")
+
+
+@dataclass
+class Parts:
+    """A turn's content read from a string or from a list of typed parts."""
+
+    text: str
+    reasoning: str = ""
+    calls: list[Any] = field(default_factory=list)
+    media: bool = False
+
+
+def _part_text(part: dict[str, Any], what: str, number: int) -> str:
+    value = next((part[key] for key in PART_TEXT_KEYS if key in part), None)
+    if value is None and part.get("type") in REASONING_PART_TYPES:
+        value = part.get(str(part["type"]))
+    if not isinstance(value, str):
+        raise RowError(
+            f"has a {part.get('type', 'text')} part (part {number}) with no text in {what}"
+        )
+    return value
+
+
+def parts_of(value: list[Any], what: str) -> Parts:
+    """Content given as parts (OpenAI's ``{"type": "text", "text": …}``, or ``"value"``):
+    text parts joined, reasoning/thinking parts kept apart, tool-call parts collected, media
+    parts noted (and left out); any other part type is a row error naming it."""
+    parts = Parts(text="")
+    texts, thoughts = [], []
+    for number, part in enumerate(value, 1):
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise RowError(f"has part {number} of {what} that is not an object with a type")
+        kind = str(part.get("type", "text"))
+        if kind in TEXT_PART_TYPES:
+            texts.append(_part_text(part, what, number))
+        elif kind in REASONING_PART_TYPES:
+            thoughts.append(_part_text(part, what, number))
+        elif kind in CALL_PART_TYPES:
+            call = next((part[k] for k in PART_TEXT_KEYS if k in part), part)
+            parts.calls.append(parse_json(call, f"the tool call in part {number} of {what}"))
+        elif is_media_part(part):
+            parts.media = True
+        else:
+            raise RowError(
+                f"has a content part of the unknown type {kind!r} (part {number}) in {what}; "
+                f"expected text, reasoning, tool_call or media"
+            )
+    parts.text, parts.reasoning = "\n".join(texts), "\n".join(thoughts)
+    return parts
+
+
+def with_reasoning(text: str, reasoning: str) -> str:
+    """An assistant answer with its reasoning before it, in ``<think>`` markers (the form the
+    chat templates of reasoning models render)."""
+    if not reasoning.strip():
+        return text
+    thought = f"<think>\n{reasoning.strip()}\n</think>"
+    return f"{thought}\n\n{text}" if text.strip() else thought
+
+
+def read_content(value: Any, what: str, notes: list[str], *, required: bool = True) -> Parts:
+    """A turn's content as text (its reasoning and tool-call parts apart); media left out (see
+    ``media``)."""
     if value is None:
         if required:
             raise RowError(f"has no {what}")
-        return ""
+        return Parts(text="")
     if isinstance(value, str):
-        text = value
+        parts = Parts(text=value)
     elif isinstance(value, bool):
         raise RowError(f"has a true/false value as {what}, expected text")
     elif isinstance(value, int | float):
         notes.append(f"the number in {what} was used as text")
-        text = str(value)
-    elif isinstance(value, list) and all(
-        isinstance(p, dict) and ("text" in p or is_media_part(p)) for p in value
-    ):
-        media = any(is_media_part(p) for p in value)
-        text = "\n".join(str(p["text"]) for p in value if "text" in p)
+        parts = Parts(text=str(value))
+    elif isinstance(value, list):
+        parts = parts_of(value, what)
     else:
-        kind = {"dict": "an object", "list": "a list"}.get(
-            type(value).__name__, type(value).__name__
-        )
+        kind = "an object" if isinstance(value, dict) else type(value).__name__
         raise RowError(f"has {kind} as {what}, expected text")
-    stripped = strip_placeholders(text)
-    media = media or stripped != text
-    if required and not stripped.strip():
-        raise RowError(ONLY_MEDIA.format(what=what) if media else f"has an empty {what}")
-    return stripped
+    stripped = strip_placeholders(parts.text)
+    parts.media = parts.media or stripped != parts.text
+    parts.text = stripped
+    if required and not stripped.strip() and not parts.reasoning.strip() and not parts.calls:
+        raise RowError(ONLY_MEDIA.format(what=what) if parts.media else f"has an empty {what}")
+    return parts
+
+
+def text_of(value: Any, what: str, notes: list[str], *, required: bool = True) -> str:
+    """A field as text: content parts joined (reasoning in ``<think>`` markers), media parts
+    left out (see ``media``); tool-call parts are an error where no call may stand."""
+    parts = read_content(value, what, notes, required=required)
+    if parts.calls:
+        raise RowError(f"has a tool_call part in {what}, where only an assistant turn may call")
+    return with_reasoning(parts.text, parts.reasoning)
 
 
 def turn_keys(turns: list[Any]) -> tuple[str, str]:
@@ -126,10 +199,25 @@ def normalise_turns(
             messages.append(result)
             continue
         raw_calls = turn.get("tool_calls") or turn.get("function_call")
-        if role == "assistant" and raw_calls not in (None, "", []):
-            calls = parse_calls(raw_calls, where, declared)
-            content = text_of(turn.get(content_key), f"content in {where}", notes, required=False)
-            messages.append({"role": "assistant", "content": content, "tool_calls": calls})
+        if role == "assistant":
+            parts = read_content(
+                turn.get(content_key), f"content in {where}", notes,
+                required=raw_calls in (None, "", []),
+            )  # fmt: skip
+            if parts.calls and raw_calls in (None, "", []):
+                raw_calls = parts.calls
+            reasoning = turn.get("reasoning_content") or turn.get("reasoning") or ""
+            if not isinstance(reasoning, str):
+                raise RowError(f"{where} has reasoning that is not text")
+            content = with_reasoning(
+                parts.text, "\n".join(filter(None, (reasoning, parts.reasoning)))
+            )
+            if raw_calls not in (None, "", []):
+                calls = parse_calls(raw_calls, where, declared)
+                messages.append({"role": "assistant", "content": content, "tool_calls": calls})
+                continue
+            calls = None
+            messages.append({"role": role, "content": content})
             continue
         calls = None
         content = text_of(turn.get(content_key), f"content in {where}", notes)

@@ -60,6 +60,12 @@ class TokenStats(View):
     median: int | None = None
     p95: int | None = None
     total_estimate: int | None = None
+    over_max_seq_len: int | None = Field(
+        None, description="rows longer than max_seq_len (conversations are truncated there)"
+    )
+    chunks_estimate: int | None = Field(
+        None, description="text only: examples once long documents are split at max_seq_len"
+    )
 
 
 class FormatCandidate(View):

@@ -90,17 +90,32 @@ def read_jsonl(path: Path | None) -> list[dict[str, Any]]:
 def tokenize_rows(
     rows: list[dict[str, Any]], tokenizer: Any, max_len: int, assistant_only: bool
 ) -> list[dict[str, Any]]:
-    """Pre-tokenised examples (``input_ids`` + ``assistant_masks``), truncated to ``max_len``."""
-    out = []
+    """Pre-tokenised examples (``input_ids`` + ``assistant_masks``). A conversation is truncated
+    to ``max_len``; a text document longer than that is split into consecutive chunks of
+    ``max_len`` tokens (continued pre-training's grouping), so none of its text goes unused."""
+    out: list[dict[str, list[int]]] = []
     for row in rows:
         if "messages" in row:
-            enc = encode_chat(tokenizer, row["messages"], assistant_only, row.get("tools"))
+            encoded = encode_chat(tokenizer, row["messages"], assistant_only, row.get("tools"))
+            chunks = [{key: value[:max_len] for key, value in encoded.items()}]
         else:
-            enc = encode_text(tokenizer, str(row.get("text", "")))
-        enc = {key: value[:max_len] for key, value in enc.items()}
-        if len(enc["input_ids"]) > 1 and any(enc["assistant_masks"]):
-            out.append(enc)
+            chunks = text_chunks(encode_text(tokenizer, str(row.get("text", ""))), max_len)
+        out.extend(c for c in chunks if len(c["input_ids"]) > 1 and any(c["assistant_masks"]))
     return out
+
+
+def text_chunks(encoded: dict[str, list[int]], max_len: int) -> list[dict[str, list[int]]]:
+    """``encoded`` cut into consecutive pieces of at most ``max_len`` tokens; a last piece of
+    one token (which teaches nothing) takes one more from the piece before it."""
+    total = len(encoded["input_ids"])
+    starts = list(range(0, total, max_len))
+    if len(starts) > 1 and total - starts[-1] == 1:
+        starts[-1] -= 1
+    ends = [*starts[1:], total]
+    return [
+        {key: value[start:end] for key, value in encoded.items()}
+        for start, end in zip(starts, ends, strict=True)
+    ]
 
 
 def torch_dtype_for(precision: str, device: str, method: str = "lora") -> Any:
