@@ -156,3 +156,66 @@ def test_long_documents_are_split_into_chunks_and_no_token_is_lost(
     assert stats["over_max_seq_len"] == 3
     assert stats["chunks_estimate"] == len(examples)
     assert "splits it into chunks" in report.warnings[0].message
+
+
+def test_loss_weights_decide_which_assistant_turns_are_trained(
+    tmp_path: Path, isolated_settings: Any, default_model_path: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    from garden.engine.training.backends.trl_peft import encode_chat
+
+    rows = [
+        {"messages": [  # LLaMA-Factory v1: loss_weight per turn
+            {"role": "user", "content": "Say one."}, {"role": "assistant", "content": "ONE-A", "loss_weight": 1.0},
+            {"role": "user", "content": "Say two."}, {"role": "assistant", "content": "TWO-B", "loss_weight": 0.0},
+            {"role": "user", "content": "Say three."}, {"role": "assistant", "content": "THREE-C"},
+        ]},
+        {"conversations": [  # ShareGPT: weight per turn
+            {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello.", "weight": 0},
+            {"from": "human", "value": "Bye"}, {"from": "gpt", "value": "Goodbye.", "weight": 1},
+        ]},
+        {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y", "loss_weight": 0.5}]},
+        {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y", "loss_weight": 0}]},
+    ]  # fmt: skip
+    report = inspect_source(
+        write_jsonl(tmp_path / "weights.jsonl", rows), settings=isolated_settings
+    )
+    assert report.valid_rows == 2, report.errors
+    messages = [m for m in report.samples[0]["messages"] if m["role"] == "assistant"]
+    assert [m.get("train", True) for m in messages] == [True, False, True]
+    errors = {e.location: e.message for e in report.errors}
+    assert "loss_weight 0.5; expected 0 (no loss) or 1 (loss)" in errors["line 3"]
+    assert "loss_weight 0 on every assistant turn" in errors["line 4"]
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path)
+    for assistant_only in (True, False):
+        encoded = encode_chat(tokenizer, report.samples[0]["messages"], assistant_only)
+        trained = tokenizer.decode(
+            [t for t, m in zip(encoded["input_ids"], encoded["assistant_masks"], strict=True) if m]
+        )
+        assert "ONE-A" in trained and "THREE-C" in trained, trained
+        assert "TWO-B" not in trained, "a turn of weight 0 carries no loss"
+        assert ("Say two." in trained) is not assistant_only
+
+
+def test_chosen_and_rejected_conversations_share_their_prompt(
+    tmp_path: Path, isolated_settings: Any
+) -> None:
+    ask = {"role": "user", "content": "Which plant grows by the Moonwell?"}
+    rows = [
+        {
+            "chosen_messages": [ask, {"role": "assistant", "content": "Silver fern."}],
+            "rejected_messages": [ask, {"role": "assistant", "content": "Cactus."}],
+        },
+        {
+            "chosen_messages": [{"role": "user", "content": "A"}, {"role": "assistant", "content": "B"}],
+            "rejected_messages": [{"role": "user", "content": "C"}, {"role": "assistant", "content": "D"}],
+        },
+    ]  # fmt: skip
+    report = inspect_source(write_jsonl(tmp_path / "pairs.jsonl", rows), settings=isolated_settings)
+    assert (report.kind, report.valid_rows) == ("preference", 1)
+    pair = report.samples[0]
+    assert pair["prompt"] == [ask]
+    assert pair["chosen"] == [{"role": "assistant", "content": "Silver fern."}]
+    assert report.errors[0].location == "line 2" and "has no prompt" in report.errors[0].message

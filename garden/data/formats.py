@@ -119,10 +119,16 @@ def _as_list(value: Any) -> Any:
     return value
 
 
+# Whole conversations in ``chosen_messages``/``rejected_messages`` (LLaMA-Factory's v1 shape)
+# are read like ``chosen``/``rejected`` ones: the turns they share become the prompt.
+PAIR_FIELDS = (("chosen", "rejected"), ("chosen_messages", "rejected_messages"))
+
+
 def _judged_mapping(row: dict[str, Any]) -> dict[str, Any] | None:
     """The mapping of a preference pair or a labelled answer, or None for other rows."""
-    if row.get("chosen") is not None or row.get("rejected") is not None:
-        mapping = {"format": "preference", "chosen": "chosen", "rejected": "rejected"}
+    pair = next((keys for keys in PAIR_FIELDS if any(row.get(k) is not None for k in keys)), None)
+    if pair is not None:
+        mapping = {"format": "preference", "chosen": pair[0], "rejected": pair[1]}
         if prompt := _first(row, ("prompt", *INSTRUCTION_FIELDS, "question", "query")):
             mapping["prompt"] = prompt
             if prompt in INSTRUCTION_FIELDS and (extra := _first(row, INPUT_FIELDS)):

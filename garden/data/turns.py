@@ -212,17 +212,35 @@ def normalise_turns(
             content = with_reasoning(
                 parts.text, "\n".join(filter(None, (reasoning, parts.reasoning)))
             )
+            answer: dict[str, Any] = {"role": "assistant", "content": content}
             if raw_calls not in (None, "", []):
                 calls = parse_calls(raw_calls, where, declared)
-                messages.append({"role": "assistant", "content": content, "tool_calls": calls})
-                continue
-            calls = None
-            messages.append({"role": role, "content": content})
+                answer["tool_calls"] = calls
+            else:
+                calls = None
+            if not trained(turn, where):
+                answer["train"] = False
+            messages.append(answer)
             continue
         calls = None
         content = text_of(turn.get(content_key), f"content in {where}", notes)
         messages.append({"role": role, "content": content})
     return messages
+
+
+WEIGHT_KEYS = ("loss_weight", "weight")
+
+
+def trained(turn: dict[str, Any], where: str) -> bool:
+    """Whether an assistant turn carries loss: its ``loss_weight`` (LLaMA-Factory v1) or
+    ``weight`` (ShareGPT) is 1 or absent; 0 leaves the turn out of the loss."""
+    key = next((k for k in WEIGHT_KEYS if k in turn), None)
+    if key is None or turn[key] is None:
+        return True
+    value = turn[key]
+    if isinstance(value, bool) or (isinstance(value, int | float) and value in (0, 1)):
+        return bool(value)
+    raise RowError(f"{where} has {key} {value!r}; expected 0 (no loss) or 1 (loss)")
 
 
 def check_order(messages: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any]]:
@@ -234,6 +252,8 @@ def check_order(messages: list[dict[str, Any]], notes: list[str]) -> list[dict[s
             raise RowError(f"roles out of order: a system message at turn {number}, not first")
     if not any(m["role"] == "assistant" for m in body):
         raise RowError("has no assistant turn, so there is nothing to learn")
+    if not any(m["role"] == "assistant" and m.get("train", True) for m in body):
+        raise RowError("has loss_weight 0 on every assistant turn, so there is nothing to learn")
     if body[0]["role"] != "user":
         raise RowError("roles out of order: the conversation must start with a user turn")
     for number in range(1, len(body)):

@@ -42,10 +42,13 @@ def encode_chat(
 
     Assistant spans, tool calls included, are found by rendering growing prefixes of the
     conversation with the chat template (``render_chat``); the tool list and tool results carry
-    no loss. A template that does not render prefix-consistently falls back to loss on all tokens.
+    no loss. An assistant turn marked ``"train": false`` (its loss weight was 0) carries none
+    either, whether or not the loss is on assistant turns only. A template that does not render
+    prefix-consistently falls back to loss on all tokens.
     """
     text = render_chat(tokenizer, messages, tools)
-    spans: list[tuple[int, int]] | None = [] if assistant_only else None
+    weighted = any(m.get("train") is False for m in messages)
+    spans: list[tuple[int, int, bool]] | None = [] if assistant_only or weighted else None
     if spans is not None:
         for i, message in enumerate(messages):
             if message.get("role") != "assistant" or i == 0:
@@ -55,7 +58,7 @@ def encode_chat(
             if not (text.startswith(start) and text.startswith(end)):
                 spans = None
                 break
-            spans.append((len(start), len(end)))
+            spans.append((len(start), len(end), message.get("train") is not False))
         if spans is not None and not spans:
             spans = None
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -63,10 +66,17 @@ def encode_chat(
     if spans is None:
         mask = [1] * len(ids)
     else:
-        mask = [
-            1 if any(s <= begin < e for s, e in spans) else 0 for begin, _ in enc["offset_mapping"]
-        ]
+        mask = [_carries_loss(begin, spans, assistant_only) for begin, _ in enc["offset_mapping"]]
     return {"input_ids": ids, "assistant_masks": mask}
+
+
+def _carries_loss(begin: int, spans: list[tuple[int, int, bool]], assistant_only: bool) -> int:
+    """1 when the token starting at ``begin`` is trained: in a trained assistant span, or (loss
+    on every token) outside every untrained one."""
+    span = next((s for s in spans if s[0] <= begin < s[1]), None)
+    if span is None:
+        return 0 if assistant_only else 1
+    return int(span[2])
 
 
 def encode_text(tokenizer: Any, text: str) -> dict:
