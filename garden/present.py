@@ -254,6 +254,11 @@ def job_preference(job: JobView) -> list[str]:
         facts.append(f"reward margin {number(job.reward_margin)}")
     if job.reward_accuracy is not None:
         facts.append(f"pairs ranked right {100 * job.reward_accuracy:.0f} %")
+    if job.reward_mean is not None:
+        each = ", ".join(
+            f"{name} {number(v)}" for name, v in (job.rewards_by_function or {}).items()
+        )
+        facts.append(f"mean reward {number(job.reward_mean)}" + (f" ({each})" if each else ""))
     return facts
 
 

@@ -136,7 +136,7 @@ def test_long_documents_are_split_into_chunks_and_no_token_is_lost(
 ) -> None:
     from transformers import AutoTokenizer
 
-    from garden.engine.training.backends.trl_peft import encode_text, text_chunks, tokenize_rows
+    from garden.engine.training.encoding import encode_text, text_chunks, tokenize_rows
 
     tokenizer = AutoTokenizer.from_pretrained(default_model_path)
     documents = [" ".join(f"plant{n}-{k} grows by the well." for k in range(60)) for n in range(3)]
@@ -163,7 +163,7 @@ def test_loss_weights_decide_which_assistant_turns_are_trained(
 ) -> None:
     from transformers import AutoTokenizer
 
-    from garden.engine.training.backends.trl_peft import encode_chat
+    from garden.engine.training.encoding import encode_chat
 
     rows = [
         {"messages": [  # LLaMA-Factory v1: loss_weight per turn

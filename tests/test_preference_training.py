@@ -198,7 +198,10 @@ def test_objectives_follow_the_dataset_kind(settings, data):
     fits = training.objectives_for(str(data["feedback"]), settings=settings)
     assert fits.objectives == ["kto"]
     assert fits.presets and all("KTO" in name for name in fits.presets)
-    assert training.objectives_for(str(data["chat"]), settings=settings).objectives == ["sft"]
+    assert training.objectives_for(str(data["chat"]), settings=settings).objectives == [
+        "sft",
+        "grpo",
+    ]
 
 
 def _cli(settings, *args: str) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import pytest
 import test_training_engine as training
 from conftest import ROOT, RunningApp
 
-from garden.engine.training.backends.trl_peft import encode_chat
+from garden.engine.training.encoding import encode_chat
 from garden.engine.training.tool_template import (
     parse_tool_calls,
     render_chat,

@@ -6,6 +6,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -71,9 +72,16 @@ def summary(job: JobView) -> dict[str, Any]:
 
 
 def preference_summary(job: JobView) -> dict[str, Any]:
-    """The reward figures of a preference run (nothing for SFT)."""
+    """The reward figures of a preference or GRPO run (nothing for SFT)."""
     if job.objective == "sft":
         return {}
+    if job.objective == "grpo":
+        return {
+            "objective": job.objective,
+            "init_from_run": job.init_from_run,
+            "reward_mean": job.reward_mean,
+            "rewards_by_function": job.rewards_by_function,
+        }
     return {
         "objective": job.objective,
         "init_from_run": job.init_from_run,
@@ -164,10 +172,28 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option("--method", type=click.Choice(["lora", "qlora", "full"]), default=None)
 @click.option(
     "--objective",
-    type=click.Choice(["sft", "dpo", "orpo", "kto"]),
+    type=click.Choice(["sft", "dpo", "orpo", "kto", "grpo"]),
     default=None,
-    help="sft (default); dpo/orpo on preference pairs; kto on answers labelled good or bad.",
+    help="sft (default); dpo/orpo on preference pairs; kto on answers labelled good or bad; "
+    "grpo on chat or text prompts, with --reward.",
 )
+@click.option(
+    "--reward",
+    "rewards",
+    multiple=True,
+    help="GRPO reward, repeatable: KIND[=ARG][*WEIGHT] with KIND number_match, exact_match, "
+    "regex=PATTERN, json[={schema}], tool_call, length=MIN-MAX (e.g. --reward number_match "
+    "--reward 'regex=Answer: \\d+$*0.5').",
+)
+@click.option(
+    "--reward-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="GRPO: a .py file defining reward(prompt, completion, **row) -> float (runs its code).",
+)
+@click.option("--num-generations", type=int, default=None, help="GRPO: completions per prompt.")
+@click.option("--max-completion-length", type=int, default=None, help="GRPO: tokens each.")
+@click.option("--temperature", "generation_temperature", type=float, default=None)
 @click.option("--beta", type=float, default=None, help="DPO/KTO beta, ORPO lambda (0.1).")
 @click.option("--init-from", "init_from_run", default=None, help="Start from this completed run.")
 @click.option("--backend", type=click.Choice(["auto", "trl_peft", "unsloth"]), default=None)
@@ -213,11 +239,15 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 def train(preset: str | None, as_json: bool, **options: Any) -> None:
     """Fine-tune a model in the foreground (Ctrl-C stops gracefully and keeps a checkpoint)."""
-    given = {key: value for key, value in options.items() if value is not None}
+    given = {key: value for key, value in options.items() if value not in (None, ())}
     for key in BUDGET_OPTIONS:
         if given.get(key) == 0:
             given[key] = None  # over the preset's budget: none
     try:
+        if "rewards" in given:
+            given["rewards"] = training.parse_rewards("\n".join(given["rewards"]))
+        if "reward_file" in given:
+            given["reward_file"] = str(Path(given["reward_file"]).resolve())
         job = training.submit(training.build_spec(given, preset))
     except GardenError as exc:
         fail(exc)

@@ -24,8 +24,8 @@ DatasetKind = Literal["chat", "text", "preference", "feedback"]
 DATASET_KINDS: tuple[DatasetKind, ...] = ("chat", "text", "preference", "feedback")
 
 OBJECTIVES_BY_KIND: dict[DatasetKind, tuple[str, ...]] = {
-    "chat": ("sft",),
-    "text": ("sft",),
+    "chat": ("sft", "grpo"),
+    "text": ("sft", "grpo"),
     "preference": ("dpo", "orpo"),
     "feedback": ("kto",),
 }

@@ -8,30 +8,37 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from garden.config import Settings
-from garden.data.kinds import OBJECTIVES_BY_KIND
 from garden.engine.evaluation.storage import latest_completed
 from garden.engine.training import (
     ACTIVE_STATUSES,
-    PRESETS,
     RESUMABLE_STATUSES,
     TERMINAL_STATUSES,
     JobRecord,
     JobSpec,
     get_job_manager,
-    parse_spec,
     queries,
 )
-from garden.engine.training.spec import OBJECTIVES, preset_objective
 from garden.engine.training.warm import warm_up_in_background
-from garden.errors import ConfigError, GardenError, JobError
+from garden.errors import ConfigError, JobError
 from garden.services import visitors, web
 from garden.services.base import View, resolve
+from garden.services.training_form import (
+    ObjectiveChoices,
+    PresetView,
+    base_model_choices,
+    build_spec,
+    dataset_choices,
+    objectives_for,
+    parse_rewards,
+    preset_values,
+    presets,
+    rewards_text,
+)
 from garden.store import Store, get_store
 
 __all__ = [
@@ -53,24 +60,17 @@ __all__ = [
     "logs",
     "metrics",
     "objectives_for",
+    "parse_rewards",
     "preset_values",
     "presets",
     "resume",
+    "rewards_text",
     "start_manager",
     "stop",
     "submit",
     "submit_from_web",
     "wait",
 ]
-
-SettingValue = float | int | str | None
-
-
-class PresetView(View):
-    """A named set of training settings (a partial ``JobSpec``)."""
-
-    name: str
-    settings: dict[str, SettingValue]
 
 
 class JobView(View):
@@ -79,10 +79,14 @@ class JobView(View):
     id: str
     name: str
     status: str
-    objective: str = Field("sft", description="sft, dpo, orpo or kto")
+    objective: str = Field("sft", description="sft, dpo, orpo, kto or grpo")
     init_from_run: str | None = Field(None, description="The run this one started from")
     reward_margin: float | None = Field(None, description="Preference runs: latest reward margin")
     reward_accuracy: float | None = Field(None, description="Share of pairs ranked right")
+    reward_mean: float | None = Field(None, description="GRPO runs: latest mean reward")
+    rewards_by_function: dict[str, float] | None = Field(
+        None, description="GRPO runs: latest mean reward of each reward function"
+    )
     step: int = 0
     total_steps: int | None = None
     loss: float | None = Field(None, description="Latest train loss; the final one once ended")
@@ -161,14 +165,13 @@ class MetricPoint(View):
     reward_margin: float | None = None
     reward_accuracy: float | None = None
     eval_reward_margin: float | None = None
-
-
-class ObjectiveChoices(View):
-    """What a dataset can train: its kind of rows, the objectives and presets that fit it."""
-
-    kind: str | None = Field(None, description="chat, text, preference or feedback")
-    objectives: list[str]
-    presets: list[str]
+    reward_mean: float | None = Field(None, description="GRPO runs: mean weighted reward")
+    reward_std: float | None = None
+    completion_length: float | None = Field(None, description="GRPO: mean completion tokens")
+    kl: float | None = None
+    rewards_by_function: dict[str, float] | None = Field(
+        None, description="GRPO: mean reward of each reward function"
+    )
 
 
 class LogLine(View):
@@ -212,6 +215,8 @@ def _view(job: JobRecord, evaluation: Mapping[str, Any] | None = None) -> JobVie
         forecast_co2_kg=live.forecast_co2_kg,
         reward_margin=live.reward_margin,
         reward_accuracy=live.reward_accuracy,
+        reward_mean=live.reward_mean,
+        rewards_by_function=live.rewards_by_function,
     )
 
 
@@ -220,49 +225,6 @@ def _store(settings: Settings | None) -> Store:
 
 
 # --- the form ------------------------------------------------------------------------------
-
-
-def presets() -> list[PresetView]:
-    return [PresetView(name=name, settings=dict(values)) for name, values in PRESETS.items()]
-
-
-def preset_values(name: str) -> dict[str, Any]:
-    """Every setting a form shows for preset ``name``: the ``JobSpec`` defaults, overlaid with
-    the preset's values (the objective included), so a form filled from it submits the preset."""
-    if name not in PRESETS:
-        raise JobError(f"Unknown preset {name!r}.", hint="Use one of: " + ", ".join(PRESETS))
-    defaults = {
-        key: field.get_default(call_default_factory=True)
-        for key, field in JobSpec.model_fields.items()
-        if not field.is_required()
-    }
-    return {**defaults, **PRESETS[name]}
-
-
-def build_spec(values: Mapping[str, object], preset: str | None = None) -> JobSpec:
-    """A checked ``JobSpec`` from ``values`` over ``preset``; ``JobError`` names bad fields."""
-    return parse_spec(values, preset)
-
-
-def objectives_for(dataset: str, *, settings: Settings | None = None) -> ObjectiveChoices:
-    """The objectives and presets that fit ``dataset`` (an imported id or name, or a folder).
-
-    Every objective is offered when the dataset cannot be read (the plan then says why)."""
-    from garden.engine.training.plan import dataset_kind, resolve_dataset
-
-    kind = None
-    objectives: tuple[str, ...] = OBJECTIVES
-    if dataset and not Path(dataset).is_file():
-        try:
-            kind = dataset_kind(resolve_dataset(dataset, resolve(settings)))
-            objectives = OBJECTIVES_BY_KIND[kind]
-        except (GardenError, OSError, ValueError):
-            kind = None
-    return ObjectiveChoices(
-        kind=kind,
-        objectives=list(objectives),
-        presets=[name for name in PRESETS if preset_objective(name) in objectives],
-    )
 
 
 def follow_up_values(
@@ -286,26 +248,6 @@ def follow_up_values(
             values["dataset"] = dataset_id
             break
     return values
-
-
-def base_model_choices(*, settings: Settings | None = None) -> list[str]:
-    """Ids of the models a run can start from (empty when listing them fails)."""
-    from garden.models import list_models
-
-    try:
-        return [model.id for model in list_models(resolve(settings))]
-    except GardenError:
-        return []
-
-
-def dataset_choices(*, settings: Settings | None = None) -> list[tuple[str, str]]:
-    """``(label, id)`` of the imported datasets, newest first (empty when that fails)."""
-    from garden.data import dataset_choices as imported_choices
-
-    try:
-        return imported_choices(resolve(settings))
-    except GardenError:
-        return []
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -438,6 +380,12 @@ def submit_from_web(
         raise JobError(
             "Target modules are module names, not paths.",
             hint="Use names such as q_proj, v_proj, or all-linear.",
+        )
+    if values.get("reward_file"):
+        raise ConfigError(
+            "A reward file is Python code, so the web may not name one.",
+            hint="Pick rewards in the form, or use `model-garden train --reward-file` on the "
+            "machine itself.",
         )
     if any(values.get(key) not in (None, "", 0, 1) for key in MACHINE_FIELDS):
         raise ConfigError(

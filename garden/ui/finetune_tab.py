@@ -44,6 +44,11 @@ ZERO_MEANS_UNSET = {
 # Start's inputs after FORM_FIELDS (with defaults, so API callers may leave them out).
 PREFERENCE_FIELDS = ("objective", "beta", "init_from_run")
 BUDGET_FIELDS = ("time_budget_min", "co2_budget_g")
+GRPO_FIELDS = ("num_generations", "max_completion_length", "generation_temperature", "rewards")
+REWARDS_INFO = (
+    "GRPO: one reward a line, KIND[=ARG][*WEIGHT]: number_match, exact_match (against the "
+    "reference answer), regex=PATTERN, json[={schema}], tool_call, length=MIN-MAX"
+)
 # Not settings of a preset: picking one leaves them as they are.
 NOT_PRESET = {"base_model", "dataset", "name", "init_from_run"}
 LOSS_CHOICES = {"auto": None, "on": True, "off": False}
@@ -92,10 +97,11 @@ class RunForm:
             )
             self.method = gr.Radio(["lora", "qlora", "full"], value=v["method"], label="Method")
             self.objective = gr.Radio(
-                ["sft", "dpo", "orpo", "kto"],
+                ["sft", "dpo", "orpo", "kto", "grpo"],
                 value=v["objective"],
                 label="Objective",
-                info="Offered as the dataset fits: SFT, DPO/ORPO on pairs, KTO on labelled answers",
+                info="Offered as the dataset fits: SFT and GRPO on chats, DPO/ORPO on pairs, "
+                "KTO on labelled answers",
             )
         with gr.Row():
             self.base_model = gr.Dropdown(
@@ -127,6 +133,20 @@ class RunForm:
             self.beta = self._num("beta", "Beta (DPO/KTO; ORPO lambda)", minimum=0)
             self.init_from_run = gr.Textbox(
                 "", label="Start from run", placeholder="a completed run's id (SFT then DPO)"
+            )
+        grpo = gr.Accordion("GRPO: rewards and sampling", open=v["objective"] == "grpo")
+        with grpo, gr.Row():
+            self.rewards = gr.Textbox(
+                v["rewards"], label="Rewards", lines=3, info=REWARDS_INFO, scale=3
+            )
+            self.num_generations = self._num(
+                "num_generations", "Completions per prompt", precision=0, minimum=2
+            )
+            self.max_completion_length = self._num(
+                "max_completion_length", "Max completion tokens", precision=0, minimum=4
+            )
+            self.generation_temperature = self._num(
+                "generation_temperature", "Temperature", minimum=0.05
             )
         with gr.Accordion("Advanced settings", open=False):
             self._advanced()
@@ -173,8 +193,8 @@ class RunForm:
             self.strategy = pick("strategy", ["auto", "ddp", "fsdp", "deepspeed"], "Strategy")
 
     def components(self) -> list[Component]:
-        """The setting components, in ``FORM_FIELDS``, ``PREFERENCE_FIELDS`` then
-        ``BUDGET_FIELDS`` order (the API order of Start)."""
+        """The setting components, in ``FORM_FIELDS``, ``PREFERENCE_FIELDS``, ``BUDGET_FIELDS``
+        then ``GRPO_FIELDS`` order (the API order of Start)."""
         return [getattr(self, name) for name in START_FIELDS]
 
     def component(self, name: str) -> Component:
@@ -182,7 +202,7 @@ class RunForm:
 
 
 FORM_FIELDS = tuple(field.name for field in fields(RunForm))
-START_FIELDS = (*FORM_FIELDS, *PREFERENCE_FIELDS, *BUDGET_FIELDS)
+START_FIELDS = (*FORM_FIELDS, *PREFERENCE_FIELDS, *BUDGET_FIELDS, *GRPO_FIELDS)
 
 
 def form_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -195,6 +215,8 @@ def form_values(values: dict[str, Any]) -> dict[str, Any]:
             shown[key] = next(name for name, on in LOSS_CHOICES.items() if on is value)
         elif key == "lora_target_modules" and isinstance(value, list):
             shown[key] = ", ".join(value)
+        elif key == "rewards":
+            shown[key] = training.rewards_text(value or [])
         elif key in ("init_from_run", "name"):
             shown[key] = value or ""
         elif key in ("base_model", "dataset"):  # the default model shows as empty
@@ -228,6 +250,8 @@ def spec_values(values: dict[str, Any]) -> dict[str, Any]:
             value = LOSS_CHOICES.get(value, value)
         if key == "time_budget_min":
             key, value = "time_budget_s", round(float(value) * 60, 3) if value else None
+        if key == "rewards" and isinstance(value, str):
+            value = training.parse_rewards(value) or None
         if value is None or value == "" or (key in ZERO_MEANS_UNSET and not value):
             continue
         given[key] = value
@@ -337,7 +361,11 @@ class FineTuneTab:
 
         Pressed while the embedded default model is still being converted (the first minute of
         a fresh install), it says so at once, shows the conversion's progress, then starts."""
-        given = self.submission(*values)
+        try:
+            given = self.submission(*values)
+        except Exception as exc:  # a bad reward line: one line, trace to the log
+            yield self.refused(report(exc, "reading the form", self.settings))
+            return
         if "dataset" not in given:
             gr.Warning("Pick a dataset first (import one in the Data tab).")
             yield self.refused("no dataset picked.")

@@ -27,10 +27,20 @@ def _series(points: list[MetricPoint], value: Callable[[MetricPoint], float | No
     return [step for step, _ in known], [v for _, v in known]
 
 
+def _reward_of(name: str) -> Callable[[MetricPoint], float | None]:
+    return lambda point: (point.rewards_by_function or {}).get(name)
+
+
 def curves(points: list[MetricPoint]) -> tuple[Any, Any]:
-    """Plotly figures by step: train/eval loss (reward margins for a preference run), and
-    learning rate."""
+    """Plotly figures by step: train/eval loss (reward margins for a preference run, each
+    reward function's mean for a GRPO run), and learning rate."""
     lr = _figure("Learning rate", {"lr": _series(points, lambda p: p.learning_rate)})
+    if any(point.rewards_by_function for point in points):
+        names = sorted({name for p in points for name in p.rewards_by_function or {}})
+        rewards = {"mean reward": _series(points, lambda p: p.reward_mean)}
+        for name in names:
+            rewards[name] = _series(points, _reward_of(name))
+        return _figure("Rewards", rewards), lr
     if any(point.reward_margin is not None for point in points):
         rewards = {
             "margin": _series(points, lambda p: p.reward_margin),

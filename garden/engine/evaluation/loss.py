@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from garden.engine.training.backends.trl_peft import tokenize_rows
+from garden.engine.training.encoding import tokenize_rows
 
 BATCH_SIZE = 4
 

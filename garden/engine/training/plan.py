@@ -146,6 +146,7 @@ OBJECTIVE_NEEDS = {
     "dpo": KIND_NAMES["preference"],
     "orpo": KIND_NAMES["preference"],
     "kto": KIND_NAMES["feedback"],
+    "grpo": "chat or text rows (their user turns are the prompts)",
 }
 
 
@@ -172,6 +173,14 @@ def _check_objective(spec: JobSpec, dataset: DatasetRef) -> None:
             f"{objective} runs in one training process for now.",
             hint="Set processes and machines to 1.",
         )
+    if spec.objective == "grpo" and not (spec.rewards or spec.reward_file):
+        raise JobError(
+            "GRPO needs at least one reward.",
+            hint="Pick rewards (e.g. number_match and a regex for the answer format), "
+            "or a preset that has them.",
+        )
+    if spec.objective == "grpo" and spec.reward_file and not Path(spec.reward_file).is_file():
+        raise JobError(f"No reward file at {spec.reward_file}.", hint="Give an existing .py file.")
     if spec.objective == "kto" and spec.batch_size < 2:
         raise JobError(
             "KTO needs a batch size of at least 2 (it estimates its KL term within a batch).",

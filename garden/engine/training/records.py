@@ -59,6 +59,13 @@ class StepMetrics(BaseModel):
     reward_margin: float | None = Field(None, description="Mean chosen minus rejected reward")
     reward_accuracy: float | None = Field(None, description="Share of pairs ranked right")
     eval_reward_margin: float | None = None
+    reward_mean: float | None = Field(None, description="GRPO: mean weighted reward")
+    reward_std: float | None = None
+    completion_length: float | None = Field(None, description="GRPO: mean completion tokens")
+    kl: float | None = None
+    rewards_by_function: dict[str, float] | None = Field(
+        None, description="GRPO: mean reward of each reward function"
+    )
     budget_steps: int | None = Field(None, description="Budgeted runs: the steps fitted")
     forecast_s: float | None = Field(None, description="Budgeted runs: training seconds planned")
     forecast_kwh: float | None = None
@@ -72,13 +79,28 @@ REWARD_LOG_KEYS = {
     "rewards/margins": "reward_margin",
     "rewards/accuracies": "reward_accuracy",
     "eval_rewards/margins": "eval_reward_margin",
+    "reward": "reward_mean",
+    "reward_std": "reward_std",
+    "completions/mean_length": "completion_length",
+    "kl": "kl",
 }
-REWARD_METRICS = frozenset(REWARD_LOG_KEYS.values())
+REWARD_METRICS = frozenset({*REWARD_LOG_KEYS.values(), "rewards_by_function"})
 
 
-def reward_metrics(logs: dict[str, Any]) -> dict[str, float]:
-    """The reward metrics a preference trainer logged (none for SFT)."""
-    return {name: float(logs[key]) for key, name in REWARD_LOG_KEYS.items() if key in logs}
+def reward_metrics(logs: dict[str, Any]) -> dict[str, Any]:
+    """The reward metrics a preference or GRPO trainer logged (none for SFT); GRPO's
+    ``rewards/<function>/mean`` become ``rewards_by_function``."""
+    metrics: dict[str, Any] = {
+        name: float(logs[key]) for key, name in REWARD_LOG_KEYS.items() if key in logs
+    }
+    by_function = {
+        key.removeprefix("rewards/").removesuffix("/mean"): float(value)
+        for key, value in logs.items()
+        if key.startswith("rewards/") and key.endswith("/mean")
+    }
+    if by_function:
+        metrics["rewards_by_function"] = by_function
+    return metrics
 
 
 class JobProgress(StepMetrics):

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from garden.engine.training.rewards import RewardSpec
 from garden.errors import JobError
 from garden.models import DEFAULT_MODEL_NAME
 
@@ -71,7 +72,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-OBJECTIVES = ("sft", "dpo", "orpo", "kto")
+OBJECTIVES = ("sft", "dpo", "orpo", "kto", "grpo")
 # Short runs of the default model on the CPU; the GPU variants go through the Unsloth backend.
 _PREFERENCE_CPU: dict[str, Any] = {
     "method": "lora",
@@ -108,6 +109,21 @@ PRESETS.update(
         "DPO (GPU, Unsloth)": {**_PREFERENCE_GPU, "objective": "dpo", "beta": 0.1},
         "ORPO (GPU, Unsloth)": {**_PREFERENCE_GPU, "objective": "orpo", "beta": 0.1},
         "KTO (GPU, Unsloth)": {**_PREFERENCE_GPU, "objective": "kto", "beta": 0.1},
+        "GRPO (CPU quick)": {
+            **_PREFERENCE_CPU,
+            "objective": "grpo",
+            "max_steps": 40,
+            "learning_rate": 5e-4,
+            "batch_size": 8,
+            "max_seq_len": 256,
+            "num_generations": 4,
+            "max_completion_length": 40,
+            "generation_temperature": 1.0,
+            "rewards": [
+                {"kind": "number_match", "weight": 1.0},
+                {"kind": "regex", "pattern": r"Answer:\s*-?\d+", "weight": 0.5},
+            ],
+        },
     }
 )
 
@@ -126,13 +142,22 @@ class JobSpec(BaseModel):
     base_model: str = DEFAULT_MODEL_NAME
     dataset: str
     method: Literal["lora", "qlora", "full"] = "lora"
-    objective: Literal["sft", "dpo", "orpo", "kto"] = "sft"
+    objective: Literal["sft", "dpo", "orpo", "kto", "grpo"] = "sft"
     beta: float = Field(
         0.1,
         gt=0,
         le=100,
         description="DPO/KTO deviation from the reference; ORPO's odds-ratio weight (lambda)",
     )
+    rewards: list[RewardSpec] = Field(
+        default_factory=list, description="GRPO: the reward rules, weighted (see rewards.py)"
+    )
+    reward_file: str | None = Field(
+        None, description="GRPO, CLI only: a .py file defining reward(prompt, completion, **row)"
+    )
+    num_generations: int = Field(4, ge=2, le=64, description="GRPO: completions per prompt")
+    max_completion_length: int = Field(64, ge=4, le=8192, description="GRPO: tokens per completion")
+    generation_temperature: float = Field(1.0, gt=0, le=2, description="GRPO: sampling temperature")
     init_from_run: str | None = Field(
         None, description="A completed run whose fine-tuned model this run starts from"
     )

@@ -89,6 +89,10 @@ def run_backend(name: str, ctx: TrainContext) -> TrainOutcome:
         from garden.engine.training.backends import unsloth
 
         return unsloth.train(ctx)
+    if ctx.spec.objective == "grpo":
+        from garden.engine.training.backends import grpo
+
+        return grpo.train(ctx)
     if ctx.spec.objective != "sft":
         from garden.engine.training.backends import preference
 

@@ -39,6 +39,10 @@ def train(ctx: TrainContext) -> TrainOutcome:
             use_gradient_checkpointing=False,
             random_state=spec.seed,
         )
+    if spec.objective == "grpo":
+        from garden.engine.training.backends import grpo
+
+        return grpo.train(ctx, model=model, tokenizer=tokenizer)
     if spec.objective != "sft":
         from garden.engine.training.backends import preference
 
