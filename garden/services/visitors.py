@@ -91,35 +91,54 @@ def check_may_change(
 
 
 _adding_lock = threading.Lock()
+_pending: dict[tuple[ItemKind, str], int] = {}  # items being made now, by kind and visitor
 
 
 @contextmanager
 def adding(
     kind: ItemKind, visitor: Visitor | None, *, settings: Settings | None = None
 ) -> Iterator[Callable[[str], None]]:
-    """Check ``visitor``'s cap, then let the caller make one item and claim it with the callable
-    given; checks and claims are serialised, so two quick clicks cannot both pass the cap."""
+    """Check ``visitor``'s cap, counting what it is making right now, then let the caller make
+    one item and claim it with the callable given. Only the check and the reservation hold the
+    lock, so two quick clicks cannot both pass the cap, and a long import blocks nobody."""
     settings = resolve(settings)
+    if not _guarded(settings, visitor):
+        yield lambda item_id: None
+        return
+    assert visitor is not None
+    key = (kind, visitor.key)
     with _adding_lock:
         check_may_add(kind, visitor, settings=settings)
+        _pending[key] = _pending.get(key, 0) + 1
+    try:
         yield lambda item_id: claim(kind, item_id, visitor, settings=settings)
+    finally:
+        with _adding_lock:
+            _pending[key] -= 1
+            if not _pending[key]:
+                del _pending[key]
 
 
 def check_may_add(
     kind: ItemKind, visitor: Visitor | None, *, settings: Settings | None = None
 ) -> None:
-    """``LimitError`` when a demo visitor (or all of them, for runs) already has the most allowed."""
+    """``LimitError`` when a demo visitor (or all of them, for runs) already has the most allowed,
+    counting the items being made right now (``adding``)."""
     settings = resolve(settings)
     if not _guarded(settings, visitor):
         return
     assert visitor is not None
     store = _store(settings)
+    making = _pending.get((kind, visitor.key), 0)
     if kind == "dataset":
-        mine = store.query(
-            "SELECT COUNT(*) AS n FROM visitor_items v JOIN datasets d ON d.id = v.item_id"
-            " WHERE v.kind = 'dataset' AND v.visitor = ?",
-            (visitor.key,),
-        )[0]["n"]
+        mine = (
+            making
+            + store.query(
+                "SELECT COUNT(*) AS n FROM visitor_items v JOIN datasets d ON d.id = v.item_id"
+                " WHERE v.kind = 'dataset' AND v.visitor = ?",
+                (visitor.key,),
+            )[0]["n"]
+        )
         cap = settings.public_demo_max_datasets_per_visitor
         if mine >= cap:
             raise LimitError(
@@ -133,15 +152,16 @@ def check_may_add(
         f" ON v.kind = 'job' AND v.item_id = j.id WHERE j.status IN ({marks})",
         tuple(ACTIVE_STATUSES),
     )
-    mine = sum(1 for row in active if row["visitor"] == visitor.key)
+    mine = making + sum(1 for row in active if row["visitor"] == visitor.key)
+    total = len(active) + sum(n for (what, _), n in _pending.items() if what == "job")
     if mine >= settings.public_demo_max_jobs_per_visitor:
         raise LimitError(
             f"You already have {mine} run(s) queued or running on this demo.",
             hint="Wait for it to end, or stop it, then start the next one.",
         )
-    if len(active) >= settings.public_demo_max_active_jobs:
+    if total >= settings.public_demo_max_active_jobs:
         raise LimitError(
-            f"This demo is busy: {len(active)} runs are queued or running.",
+            f"This demo is busy: {total} runs are queued or running.",
             hint="Try again in a few minutes.",
         )
 

@@ -137,3 +137,20 @@ def test_a_demo_rest_call_without_a_token_only_reads_and_chats(
             visitors.check_rest_write(demo, method, path, user)
     local = demo.model_copy(update={"public_demo": False})
     visitors.check_rest_write(local, method, path, user)  # a local app is not a demo
+
+
+def test_what_a_visitor_is_making_counts_toward_its_cap_and_blocks_no_one_else(demo: Any) -> None:
+    carol, dave = Visitor.of_session("carol"), Visitor.of_session("dave")
+    with visitors.adding("dataset", carol, settings=demo):  # a long import, not yet saved
+        with pytest.raises(LimitError), visitors.adding("dataset", carol, settings=demo):
+            pass
+        with visitors.adding("dataset", dave, settings=demo):  # another visitor goes on
+            pass
+    with visitors.adding("dataset", carol, settings=demo):  # freed: the first one ended
+        pass
+    local = demo.model_copy(update={"public_demo": False})
+    with (
+        visitors.adding("dataset", carol, settings=local),
+        visitors.adding("dataset", carol, settings=local),
+    ):
+        pass  # off a demo nothing is counted
