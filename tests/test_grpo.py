@@ -97,9 +97,8 @@ def test_grpo_needs_a_reward_and_a_prompt_dataset(settings: Any) -> None:
 
 @pytest.mark.slow
 def test_a_short_grpo_run_logs_each_reward_and_is_metered(settings: Any) -> None:
-    spec = training.build_spec(
-        {"dataset": "garden-math", "max_steps": 2, "eval_steps": None}, preset="GRPO (CPU quick)"
-    )
+    short = {"max_steps": 2, "batch_size": 4, "num_generations": 2, "max_completion_length": 12}
+    spec = training.build_spec({"dataset": "garden-math", **short}, preset="GRPO (CPU quick)")
     job = training.wait(training.submit(spec, settings=settings).id, 600, settings=settings)
     assert job.status == "completed", training.logs(job.id, settings=settings)[-5:]
     points = training.metrics(job.id, settings=settings)
