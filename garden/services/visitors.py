@@ -44,8 +44,9 @@ def _store(settings: Settings) -> Store:
     return get_store(settings.db_path)
 
 
-def _guarded(settings: Settings, visitor: Visitor | None) -> bool:
-    return settings.public_demo and visitor is not None
+def _demo_visitor(settings: Settings, visitor: Visitor | None) -> str | None:
+    """The key of ``visitor`` where the rules apply (a public demo), else None (the owner)."""
+    return visitor.key if settings.public_demo and visitor is not None else None
 
 
 def check_rest_write(settings: Settings, method: str, path: str, user: str | None) -> None:
@@ -65,13 +66,12 @@ def claim(
 ) -> None:
     """Record that ``visitor`` made ``item_id`` (nothing is recorded for the owner)."""
     settings = resolve(settings)
-    if not _guarded(settings, visitor):
+    if (key := _demo_visitor(settings, visitor)) is None:
         return
-    assert visitor is not None
     _store(settings).execute(
         "INSERT OR REPLACE INTO visitor_items (kind, item_id, visitor, created_at)"
         " VALUES (?, ?, ?, ?)",
-        (kind, item_id, visitor.key, now()),
+        (kind, item_id, key, now()),
     )
 
 
@@ -80,13 +80,12 @@ def check_may_change(
 ) -> None:
     """``AccessError`` unless ``visitor`` made the item (or is the owner, or this is no demo)."""
     settings = resolve(settings)
-    if not _guarded(settings, visitor):
+    if (key := _demo_visitor(settings, visitor)) is None:
         return
-    assert visitor is not None
     rows = _store(settings).query(
         "SELECT visitor FROM visitor_items WHERE kind = ? AND item_id = ?", (kind, item_id)
     )
-    if not rows or rows[0]["visitor"] != visitor.key:
+    if not rows or rows[0]["visitor"] != key:
         raise AccessError(f"This {kind} was made by someone else.", hint=OWN_ONLY_HINT)
 
 
@@ -102,11 +101,10 @@ def adding(
     one item and claim it with the callable given. Only the check and the reservation hold the
     lock, so two quick clicks cannot both pass the cap, and a long import blocks nobody."""
     settings = resolve(settings)
-    if not _guarded(settings, visitor):
+    if (who := _demo_visitor(settings, visitor)) is None:
         yield lambda item_id: None
         return
-    assert visitor is not None
-    key = (kind, visitor.key)
+    key = (kind, who)
     with _adding_lock:
         check_may_add(kind, visitor, settings=settings)
         _pending[key] = _pending.get(key, 0) + 1
@@ -125,18 +123,17 @@ def check_may_add(
     """``LimitError`` when a demo visitor (or all of them, for runs) already has the most allowed,
     counting the items being made right now (``adding``)."""
     settings = resolve(settings)
-    if not _guarded(settings, visitor):
+    if (who := _demo_visitor(settings, visitor)) is None:
         return
-    assert visitor is not None
     store = _store(settings)
-    making = _pending.get((kind, visitor.key), 0)
+    making = _pending.get((kind, who), 0)
     if kind == "dataset":
         mine = (
             making
             + store.query(
                 "SELECT COUNT(*) AS n FROM visitor_items v JOIN datasets d ON d.id = v.item_id"
                 " WHERE v.kind = 'dataset' AND v.visitor = ?",
-                (visitor.key,),
+                (who,),
             )[0]["n"]
         )
         cap = settings.public_demo_max_datasets_per_visitor
@@ -152,7 +149,7 @@ def check_may_add(
         f" ON v.kind = 'job' AND v.item_id = j.id WHERE j.status IN ({marks})",
         tuple(ACTIVE_STATUSES),
     )
-    mine = making + sum(1 for row in active if row["visitor"] == visitor.key)
+    mine = making + sum(1 for row in active if row["visitor"] == who)
     total = len(active) + sum(n for (what, _), n in _pending.items() if what == "job")
     if mine >= settings.public_demo_max_jobs_per_visitor:
         raise LimitError(

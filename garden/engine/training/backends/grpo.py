@@ -48,19 +48,18 @@ def prompt_rows(path: Path | None) -> list[dict[str, Any]]:
     return rows
 
 
-def grpo_arguments(ctx: TrainContext) -> dict[str, Any]:
+def grpo_arguments(ctx: TrainContext, reward_weights: list[float]) -> dict[str, Any]:
     """GRPO's own settings over the shared ones: a batch holds whole groups of completions."""
     spec = ctx.spec
     values = trainer_arguments(ctx, has_eval=False)
     groups = max(1, -(-spec.batch_size // spec.num_generations))
-    _, weights = reward_functions(spec.rewards, spec.reward_file)
     values.update(
         per_device_train_batch_size=groups * spec.num_generations,
         gradient_accumulation_steps=spec.gradient_accumulation,
         num_generations=spec.num_generations,
         max_completion_length=spec.max_completion_length,
         temperature=spec.generation_temperature,
-        reward_weights=weights,
+        reward_weights=reward_weights,
         beta=0.0,  # no reference model: half the memory, and TRL's default
         log_completions=False,
         include_num_input_tokens_seen="no",
@@ -88,7 +87,7 @@ def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainO
         f"GRPO on {len(rows)} prompts: {spec.num_generations} completions each, up to "
         f"{spec.max_completion_length} tokens, rewards {names}"
     )
-    args = GRPOConfig(**grpo_arguments(ctx))
+    args = GRPOConfig(**grpo_arguments(ctx, weights))
     return run_trainer(
         GRPOTrainer, ctx, model, tokenizer, args, rows, [], extra={"reward_funcs": functions}
     )
