@@ -6,8 +6,9 @@ import itertools
 from pathlib import Path
 
 import pytest
-from conftest import Clock, private_settings
+from conftest import Clock
 
+from garden.config import get_settings
 from garden.engine.training.budget import Usage, fit_steps
 from garden.errors import JobError
 from garden.services import training
@@ -115,45 +116,29 @@ def test_a_budget_too_small_is_refused_by_the_service(bare_settings, values, wor
         training.build_spec({"dataset": "anything", "time_budget_s": -1})
 
 
-@pytest.fixture(scope="module")
-def settings(module_tmp, default_model_path):
-    return private_settings(module_tmp, default_model_path)
-
-
 @pytest.mark.slow
-def test_a_half_minute_budget_ends_the_run_at_it_with_a_saved_model(settings) -> None:
+def test_the_quick_demo_budget_ends_the_run_at_it_with_a_saved_model(newcomer_run) -> None:
+    """The budgeted run is the one a newcomer starts (Quick CPU demo, 285 s): fitted to the
+    budget from its probe, it ends there with its cosine schedule run down and a saved model."""
     from garden.engine.training import queries
+    from garden.engine.training.spec import PRESETS
     from garden.store import get_store
 
-    budget = 30.0
-    spec = training.build_spec(
-        {
-            "dataset": str(FACTS),
-            "name": "budget-run",
-            "epochs": 50,
-            "time_budget_s": budget,
-            "batch_size": 2,
-            "max_seq_len": 128,
-            "lora_r": 8,
-            "lora_alpha": 16,
-            "learning_rate": 2e-3,
-            "warmup_ratio": 0.0,
-        }
-    )
-    job = training.wait(training.submit(spec, settings=settings).id, 900, settings=settings)
-    logs = [line.message for line in training.logs(job.id, limit=500, settings=settings)]
+    budget = PRESETS["Quick CPU demo"]["time_budget_s"]
+    job = training.get(newcomer_run.job_id)
+    logs = [line.message for line in training.logs(job.id, limit=2000)]
     assert job.status == "completed", (job.error, logs[-5:])
-    assert any(line.startswith("Budget (time 30 s)") for line in logs), logs
+    assert any(line.startswith(f"Budget (time {budget:.0f} s)") for line in logs), logs[:20]
     assert job.budget_steps is not None and job.forecast_s is not None
-    assert 4 < job.budget_steps < 50 * 64  # fitted, far below what 50 epochs ask
+    assert 4 < job.budget_steps < 100 * 64  # fitted, far below what 100 epochs ask
     assert job.forecast_s <= budget and job.step <= job.budget_steps
 
-    points = training.metrics(job.id, settings=settings)
+    points = training.metrics(job.id)
     stamps = [p.ts for p in points if p.loss is not None]
     longest_step = max(b - a for a, b in itertools.pairwise(stamps))
-    result = queries.get_job(get_store(settings.db_path), job.id).result
-    assert result is not None and result.steps == job.step
-    assert result.train_seconds <= budget + longest_step, (result.train_seconds, longest_step)
+    record = queries.get_job(get_store(get_settings().db_path), job.id)
+    assert record.result is not None and record.result.steps == job.step
+    assert record.result.train_seconds <= budget + longest_step, longest_step
     rates = [p.learning_rate for p in points if p.learning_rate is not None]
     assert rates[-1] < 0.25 * max(rates), rates  # the cosine was fitted to end at the budget
     assert (Path(job.output_dir or "") / "adapter" / "adapter_model.safetensors").is_file()

@@ -75,7 +75,9 @@ def test_one_two_process_job_matches_one_process_stops_fails_and_resumes_to_the_
         assert manager.get(job_id).status == "running", manager.get(job_id).error
         assert time.monotonic() < deadline, "no step was trained"
         time.sleep(0.5)
-    manager.stop(job_id)
+    # Stopped and resumed through the service that the tab, the CLI and REST call.
+    assert training.current_or_latest(settings=manager.settings).id == job_id  # the active one
+    assert training.stop(job_id, settings=manager.settings).status == "stopping"
     stopped = manager.wait(job_id, timeout=600)
     assert stopped.status == "stopped", stopped.error
     assert stopped.plan is not None and stopped.plan.strategy == "ddp"
@@ -85,9 +87,11 @@ def test_one_two_process_job_matches_one_process_stops_fails_and_resumes_to_the_
     assert stopped.result is not None and 1 <= stopped.result.steps < 4
     assert one.result is not None and stopped.result.first_loss is not None
     assert stopped.result.first_loss == pytest.approx(one.result.first_loss, rel=0.05)
+    adapter = Path(stopped.output_dir) / "adapter" / "adapter_model.safetensors"
+    assert adapter.is_file(), "a stopped run leaves a usable adapter"
 
     monkeypatch.setenv(MAX_FILE_BYTES_ENV, str(1_000_000))
-    manager.resume(job_id)
+    assert training.resume(job_id, settings=manager.settings).status in ("queued", "running")
     failed = manager.wait(job_id, timeout=1200)
     assert failed.status == "failed" and failed.status in RESUMABLE_STATUSES
     assert (failed.error or "").startswith("Rank 0 (machine 0) failed: Writing to disk failed")
@@ -111,8 +115,11 @@ def test_one_two_process_job_matches_one_process_stops_fails_and_resumes_to_the_
     assert done.result.final_loss == pytest.approx(one.result.final_loss, rel=0.15)
     assert (Path(done.result.output_dir) / "model.safetensors").is_file()
     assert done.result.energy_kwh and done.result.energy_kwh > 0
+    assert done.result.energy_kwh > (stopped.result.energy_kwh or 0)  # metered across resumes
     view = training.get(job_id, settings=manager.settings)
     assert (view.strategy, view.processes, view.global_batch) == ("ddp", 2, 4)
+    points = training.metrics(job_id, settings=manager.settings)
+    assert [p.step for p in points if p.loss is not None] == [1, 2, 3, 4]  # each step once
 
 
 @pytest.mark.slow

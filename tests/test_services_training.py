@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from conftest import SHORT_RUN, private_settings
+from conftest import SHORT_RUN
 
 from garden import present
 from garden.errors import DatasetError, JobError
@@ -24,20 +23,6 @@ TINY = {
     "lora_alpha": 16,
     "warmup_ratio": 0.0,
 }
-
-
-@pytest.fixture(scope="module")
-def settings(module_tmp, default_model_path):
-    return private_settings(module_tmp, default_model_path)
-
-
-def _wait_until_step(settings, job_id: str, step: int, timeout: float = 600):
-    deadline = time.monotonic() + timeout
-    while (job := training.get(job_id, settings=settings)).step < step:
-        assert job.active, f"{job_id} ended ({job.status}) before step {step}: {job.error}"
-        assert time.monotonic() < deadline, f"{job_id} did not reach step {step} in {timeout}s"
-        time.sleep(0.5)
-    return job
 
 
 @pytest.mark.slow
@@ -93,38 +78,6 @@ def test_metrics_logs_and_listing(short_run):
         exclude=NEWEST_EVALUATION
     )
     assert training.current_or_latest("job-unknown", settings=settings) is None
-
-
-@pytest.mark.slow
-def test_stop_then_resume_continues_to_the_end(settings):
-    """Stopped at a step: a checkpoint of that step and a usable adapter; resumed: every step
-    trained once, in order (the engine's stop/resume path, seen through the service)."""
-    from garden.engine.training import get_job_manager, last_checkpoint
-
-    job = training.submit(
-        training.build_spec({**TINY, "name": "stop-resume", "max_steps": 6}), settings=settings
-    )
-    assert training.current_or_latest(settings=settings).id == job.id  # the active one
-    _wait_until_step(settings, job.id, 2)
-    assert training.stop(job.id, settings=settings).status == "stopping"
-    stopped = training.wait(job.id, timeout=300, settings=settings)
-    assert stopped.status == "stopped" and stopped.resumable, stopped.error
-    assert 2 <= stopped.step < 6 and stopped.energy_kwh
-
-    record = get_job_manager(settings).get(job.id)
-    checkpoint = last_checkpoint(record.checkpoint_dir)
-    assert checkpoint is not None and checkpoint.name == f"checkpoint-{stopped.step}"
-    assert (Path(record.output_dir) / "adapter" / "adapter_model.safetensors").is_file()
-
-    resumed = training.resume(job.id, settings=settings)
-    assert resumed.status in ("queued", "running") and resumed.first_loss is None
-    done = training.wait(job.id, timeout=600, settings=settings)
-    assert done.status == "completed", done.error
-    assert done.step == 6 and done.energy_kwh and done.energy_kwh > stopped.energy_kwh
-    points = training.metrics(job.id, settings=settings)
-    assert [p.step for p in points if p.loss is not None] == list(range(1, 7))
-    logs = [line.message for line in training.logs(job.id, settings=settings)]
-    assert any(f"Resuming from {checkpoint.name}" in line for line in logs), logs[-5:]
 
 
 def test_bad_specs_and_commands_raise_typed_errors(short_run):

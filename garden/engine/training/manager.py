@@ -215,6 +215,9 @@ class JobManager:
             raise JobError(f"Job {job_id} was resumed by someone else.", hint="Refresh the list.")
         checkpoint = last_checkpoint(job.checkpoint_dir)
         where = f"checkpoint {checkpoint.name}" if checkpoint else "the start (no checkpoint yet)"
+        kept = int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else 0
+        if queries.drop_metrics_after(self.store, job_id, kept):
+            where += f"; the points logged after step {kept} are trained again and replaced"
         self.journal.log(job_id, f"Resume queued from {where}")
         self._schedule()
         return self.get(job_id)

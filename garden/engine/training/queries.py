@@ -77,6 +77,12 @@ def read_metrics(store: Store, job_id: str) -> list[MetricRecord]:
     return [MetricRecord.model_validate({**(row.pop("data_json") or {}), **row}) for row in rows]
 
 
+def drop_metrics_after(store: Store, job_id: str, step: int) -> int:
+    """Forget the points logged after ``step``: a resume from that step's checkpoint trains those
+    steps again, so the curve keeps one point per step. Returns how many were dropped."""
+    return store.execute("DELETE FROM job_metrics WHERE job_id = ? AND step > ?", (job_id, step))
+
+
 def read_logs(store: Store, job_id: str, after_id: int = 0, limit: int = 200) -> list[LogRecord]:
     """The last ``limit`` log lines after ``after_id``, oldest first."""
     rows = store.query(
