@@ -1,5 +1,5 @@
-"""Exports: a run or any listed model as a zipped LoRA adapter, merged safetensors or GGUF, with
-its model card; the file is then downloaded. Pushing to the Hub is the CLI's
+"""Exports: a run or any listed model as a zipped LoRA adapter, merged safetensors, GGUF or a
+zipped Ollama folder (GGUF + Modelfile), with its model card; the file is then downloaded. Pushing to the Hub is the CLI's
 (`model-garden export --push`), since it uses the server's token."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class ExportDone(View):
     download_url: str
 
 
-@router.post("", status_code=201, summary="Export a run or model (adapter, merged or GGUF)")
+@router.post("", status_code=201, summary="Export a run or model (adapter, merged, GGUF or Ollama)")
 def create(request: WebExportRequest) -> ExportDone:
     find(models.list_models(), request.model, "model", "/api/v1/models")
     done = export.export_for_web(request)
