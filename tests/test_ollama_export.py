@@ -5,7 +5,6 @@ from, through the CLI and the REST API."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import zipfile
@@ -196,18 +195,24 @@ def test_quant_is_refused_for_formats_without_gguf(isolated_settings: Any) -> No
 
 
 @pytest.mark.slow
-def test_rest_exports_an_ollama_zip_to_download(app: Any) -> None:
+def test_the_tab_exports_an_ollama_zip_that_rest_serves(app: Any) -> None:
+    """One export (the tab's); REST takes the format and serves the zip from the same folder."""
     import httpx
+    from gradio_client import Client
 
-    with httpx.Client(base_url=app.url, timeout=600) as client:
-        body = {"model": "SmolLM2-135M-Instruct", "format": "ollama", "quant": "q4_0"}
-        done = client.post("api/v1/exports", json=body)
-        assert done.status_code == 201, done.text
-        assert done.json()["download_url"].endswith("SmolLM2-135M-Instruct-ollama-q4_0.zip")
-        archive = client.get(done.json()["download_url"].lstrip("/"))
-    assert archive.status_code == 200
-    with zipfile.ZipFile(io.BytesIO(archive.content)) as bundle:
+    client = Client(app.url, verbose=False)
+    model, name = "SmolLM2-135M-Instruct", "smollm2-135m-instruct"
+    line, file = client.predict(model, "ollama", "q4_0", api_name="/export_model")
+    assert "exports/SmolLM2-135M-Instruct-ollama-q4_0" in line, line
+    assert f"ollama create {name} -f Modelfile" in line and f"ollama run {name}" in line
+    with zipfile.ZipFile(file) as bundle:
         names = set(bundle.namelist())
         modelfile = bundle.read("Modelfile").decode()
     assert names == {"Modelfile", "README.md", "SmolLM2-135M-Instruct-q4_0.gguf"}
     assert modelfile.startswith("FROM ./SmolLM2-135M-Instruct-q4_0.gguf\n")
+
+    with httpx.Client(base_url=app.url, timeout=120) as http:
+        unknown = http.post("api/v1/exports", json={"model": "nope", "format": "ollama"})
+        assert unknown.status_code == 404, unknown.text  # the format is taken; the model is not
+        archive = http.get("api/v1/exports/files/SmolLM2-135M-Instruct-ollama-q4_0.zip")
+    assert archive.status_code == 200 and archive.content == Path(file).read_bytes()
