@@ -160,6 +160,22 @@ def test_another_template_shape_round_trips_and_unexpressible_ones_are_refused()
         assert "\n" not in refused.value.message and "odd-model" in refused.value.message
 
 
+def test_a_model_without_a_chat_template_is_refused(
+    tmp_path: Path, default_model_path: Path
+) -> None:
+    import shutil
+
+    from garden.engine.export.ollama import write_modelfile
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "plain").mkdir()
+    shutil.copy2(default_model_path / "tokenizer.json", tmp_path / "plain")
+    for folder in ("empty", "plain"):
+        with pytest.raises(ExportError, match=r"has no usable tokenizer\.json or chat template"):
+            write_modelfile(tmp_path / folder, tmp_path, "x.gguf", "base-lm")
+    assert not (tmp_path / "Modelfile").exists()
+
+
 @pytest.mark.slow
 def test_cli_exports_the_default_model_as_an_ollama_folder(
     tmp_path: Path, default_model_path: Path

@@ -72,11 +72,11 @@ def chat_pieces(render: Render, name: str) -> ChatPieces:
     plain = _split(render, _conversation(U1, system=S), False, name)
     prompted = _split(render, _conversation(U1, system=S), True, name)
     suffix_user, suffix_assistant = plain[2], g5
-    _require(prompted[:2] == plain[:2] and prompted[2].startswith(suffix_user), name,
-             "the generation prompt changes the earlier turns")  # fmt: skip
+    same_turns = prompted[:2] == plain[:2] and prompted[2].startswith(suffix_user)
+    _require(same_turns, name, "the generation prompt changes the earlier turns")
     generation = prompted[2][len(suffix_user) :]
-    _require(g3.startswith(suffix_assistant) and g2.startswith(suffix_user) and g2 == g4, name,
-             "a turn is wrapped differently at different places")  # fmt: skip
+    alike = g3.startswith(suffix_assistant) and g2.startswith(suffix_user) and g2 == g4
+    _require(alike, name, "a turn is wrapped differently at different places")
     prefix_user, prefix_assistant = g3[len(suffix_assistant) :], g2[len(suffix_user) :]
     _require(g1.endswith(prefix_user), name, "the system turn is not followed by a user turn")
     suffix_system = g1[: len(g1) - len(prefix_user)]
@@ -86,8 +86,8 @@ def chat_pieces(render: Render, name: str) -> ChatPieces:
     if g0.startswith(lead):  # no default system prompt: ``lead`` is what opens any conversation
         start, prefix_system, default = lead, g0[len(lead) :], None
     else:
-        _require(lead.startswith(g0) and lead.endswith(suffix_system), name,
-                 "the text before the first turn is not a system turn")  # fmt: skip
+        system_turn = lead.startswith(g0) and lead.endswith(suffix_system)
+        _require(system_turn, name, "the text before the first turn is not a system turn")
         start, prefix_system = "", g0
         default = lead[len(g0) : len(lead) - len(suffix_system)]
     pieces = ChatPieces(
@@ -98,8 +98,8 @@ def chat_pieces(render: Render, name: str) -> ChatPieces:
         default_system=default,
     )
     for messages, prompt in PROBES:
-        _require(render(messages, prompt) == pieces.render(messages, prompt), name,
-                 "a turn's wrapping depends on its position or content")  # fmt: skip
+        same = _render(render, messages, prompt, name) == pieces.render(messages, prompt)
+        _require(same, name, "a turn's wrapping depends on its position or content")
     return pieces
 
 
@@ -114,21 +114,29 @@ PROBES: tuple[tuple[list[Message], bool], ...] = (
 )
 
 
-def _split(render: Render, messages: list[Message], prompt: bool, name: str) -> list[str]:
-    """The rendered text cut at each message's content: one more piece than messages."""
+def _render(render: Render, messages: list[Message], prompt: bool, name: str) -> str:
     try:
-        text = render(messages, prompt)
+        return render(messages, prompt)
     except Exception as exc:
         raise ExportError(
             f"The chat template of {name} failed on a plain system/user/assistant conversation "
-            f"({type(exc).__name__}: {str(exc)[:120]}).",
+            f"({type(exc).__name__}: {_one_line(exc)}).",
             hint=HAND_WRITTEN,
         ) from exc
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:120]
+
+
+def _split(render: Render, messages: list[Message], prompt: bool, name: str) -> list[str]:
+    """The rendered text cut at each message's content: one more piece than messages."""
+    text = _render(render, messages, prompt, name)
     pieces = []
     for message in messages:
         before, found, text = text.partition(message["content"])
-        _require(bool(found) and message["content"] not in text, name,
-                 "it does not write each message's content once, as given")  # fmt: skip
+        once = bool(found) and message["content"] not in text
+        _require(once, name, "it does not write each message's content once, as given")
         pieces.append(before)
     return [*pieces, text]
 
@@ -225,9 +233,9 @@ def write_modelfile(
     try:
         tokenizer = LightTokenizer(model_dir)
         tokenizer.get_chat_template()
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # tokenizers raises a bare Exception for a missing file
         raise ExportError(
-            f"{name} has no usable tokenizer.json or chat template ({str(exc)[:120]}).",
+            f"{name} has no usable tokenizer.json or chat template ({_one_line(exc)}).",
             hint="Ollama needs a chat model; export --format gguf for a plain GGUF.",
         ) from exc
 
