@@ -23,12 +23,8 @@ from garden.errors import ExportError
 EXPORT_FORMATS = ("adapter", "merged", "gguf", "ollama")
 GGUF_QUANTS = ("f16", "q8_0", *NUMPY_QUANTS)
 GGUF_FORMATS = ("gguf", "ollama")
-# The quantisation when none is asked for. GGUF keeps f16 (the lossless copy). Ollama gets q8_0:
-# a fine-tune's changes to the weights are small, and 4-bit blocks (q4_0/q4_1) round many of
-# them away (a q4_1 copy of a 4-step LoRA run of the default model no longer says that Paris is
-# the capital of France, see tests/conftest.py), while q8_0 is within rounding of f16 at half its size (145 MB for the
-# default model, 86 MB at q4_1) and is one of the types Ollama's llama.cpp runs fastest on a CPU.
-# Ask for q4_1 (--quant) where the smallest download matters more.
+# The quantisation when none is asked for: f16 for GGUF (the lossless copy), q8_0 for Ollama
+# (why: garden/engine/export/ollama.py's docstring).
 DEFAULT_QUANTS = {"gguf": "f16", "ollama": "q8_0"}
 ADAPTER_SKIPPED = {"README.md"}
 
