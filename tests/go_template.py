@@ -1,6 +1,7 @@
 """A Go ``text/template`` renderer for the subset Ollama's Modelfile templates use (and ours
 emit), so a Modelfile's TEMPLATE can be checked without Ollama: text, ``{{ .Field }}`` and
-``$.Field``, ``$var`` and ``$var := …``, ``range .X`` and ``range $i, $x := …``, ``if``/``else if``/``else``/``end``,
+``$.Field``, ``$var`` and ``$var := …``, ``range .X`` and ``range $i, $x := …``,
+``if``/``else if``/``else``/``end``,
 the functions ``eq ne and or not len slice``, parentheses, string and number literals and the
 ``{{-``/``-}}`` trim markers. Anything else raises, so a template outside the subset fails loudly.
 """

@@ -26,8 +26,9 @@ GGUF_FORMATS = ("gguf", "ollama")
 INTRO = (
     "#### Export\nA LoRA adapter (PEFT, zipped), merged safetensors, GGUF for llama.cpp, or a "
     "zipped folder for Ollama (the GGUF, a `Modelfile` with the chat template and stop tokens, "
-    "and the two commands to run it). Every export carries a model card with the dataset, the losses and the run's energy "
-    "and CO₂. To push to the Hugging Face Hub use `model-garden export MODEL --push REPO_ID`."
+    "and the two commands to run it). Every export carries a model card with the dataset, the "
+    "losses and the run's energy and CO₂. To push to the Hugging Face Hub use "
+    "`model-garden export MODEL --push REPO_ID`."
 )
 
 
