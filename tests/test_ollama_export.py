@@ -5,6 +5,7 @@ from, through the CLI and the REST API."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import zipfile
@@ -216,8 +217,8 @@ def test_quant_is_refused_for_formats_without_gguf(isolated_settings: Any) -> No
 
 
 @pytest.mark.slow
-def test_the_tab_exports_an_ollama_zip_that_rest_serves(app: Any) -> None:
-    """One export (the tab's); REST takes the format and serves the zip from the same folder."""
+def test_the_tab_and_rest_export_an_ollama_zip(app: Any) -> None:
+    """The tab and REST both export the default model for Ollama and hand back the zip."""
     import httpx
     from gradio_client import Client
 
@@ -232,8 +233,19 @@ def test_the_tab_exports_an_ollama_zip_that_rest_serves(app: Any) -> None:
     assert names == {"Modelfile", "README.md", "SmolLM2-135M-Instruct-q4_0.gguf"}
     assert modelfile.startswith("FROM ./SmolLM2-135M-Instruct-q4_0.gguf\n")
 
-    with httpx.Client(base_url=app.url, timeout=120) as http:
+    with httpx.Client(base_url=app.url, timeout=600) as http:
         unknown = http.post("api/v1/exports", json={"model": "nope", "format": "ollama"})
         assert unknown.status_code == 404, unknown.text  # the format is taken; the model is not
-        archive = http.get("api/v1/exports/files/SmolLM2-135M-Instruct-ollama-q4_0.zip")
-    assert archive.status_code == 200 and archive.content == Path(file).read_bytes()
+        body = {"model": model, "format": "ollama", "quant": "q4_0"}
+        done = http.post("api/v1/exports", json=body)  # the same export again, through REST
+        assert done.status_code == 201, done.text
+        assert done.json()["commands"] == [
+            f"ollama create {name} -f Modelfile",
+            f"ollama run {name}",
+        ]
+        url = done.json()["download_url"]
+        assert url == "/api/v1/exports/files/SmolLM2-135M-Instruct-ollama-q4_0.zip"
+        archive = http.get(url.lstrip("/"))
+    assert archive.status_code == 200 and archive.content[:2] == b"PK"
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as bundle:
+        assert set(bundle.namelist()) == names
