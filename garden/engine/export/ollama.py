@@ -214,9 +214,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _quoted_block(keyword: str, text: str) -> str:
-    if '"""' in text:
+    if '"""' in text or text.startswith('"') or text.endswith('"'):
         raise ExportError(
-            f'The {keyword} of this model contains """, which a Modelfile cannot quote.',
+            f'The {keyword} of this model holds """ or starts or ends with ", which a Modelfile\'s '
+            '"""…""" cannot quote.',
             hint=HAND_WRITTEN,
         )
     return f'{keyword} """{text}"""'
