@@ -173,7 +173,7 @@ def test_push_offline_fails_fast_before_any_export(settings):
 def test_bad_requests_are_refused_with_one_clear_line(settings):
     with pytest.raises(ExportError, match="has no LoRA adapter"):
         _export(settings, model="SmolLM2-135M-Instruct", format="adapter")
-    with pytest.raises(ExportError, match="--quant applies to GGUF exports only"):
+    with pytest.raises(ExportError, match="--quant applies to GGUF and Ollama exports only"):
         _export(settings, model="SmolLM2-135M-Instruct", format="merged", quant="q8_0")
     with pytest.raises(ExportError, match="not a Hugging Face repository id"):
         _export(settings, model="SmolLM2-135M-Instruct", format="merged", push_to="bad id!")

@@ -1,4 +1,4 @@
-"""`model-garden export MODEL --format adapter|merged|gguf`: export a run or a model."""
+"""`model-garden export MODEL --format adapter|merged|gguf|ollama`: export a run or a model."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ from garden.services import export as export_service
     "export_format",
     type=click.Choice(export_service.EXPORT_FORMATS),
     required=True,
-    help="adapter (LoRA, zipped), merged (safetensors) or gguf.",
+    help="adapter (LoRA, zipped), merged (safetensors), gguf, or ollama (GGUF + Modelfile).",
 )
 @click.option(
     "--quant",
     type=click.Choice(export_service.GGUF_QUANTS),
     default=None,
-    help="GGUF quantisation (default f16).",
+    help=f"GGUF quantisation (default {export_service.DEFAULT_QUANTS['gguf']}; "
+    f"{export_service.DEFAULT_QUANTS['ollama']} for ollama).",
 )
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write (default STORAGE_ROOT/exports/NAME-FORMAT).")  # fmt: skip
@@ -43,7 +44,8 @@ def export(
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    """Export MODEL (a fine-tuned run or any listed model) as an adapter, merged model or GGUF."""
+    """Export MODEL (a fine-tuned run or any listed model) as an adapter, merged model, GGUF or
+    a folder Ollama runs (`ollama create NAME -f Modelfile` in it)."""
     request = export_service.ExportRequest.model_validate(
         {
             "model": model,
@@ -66,6 +68,10 @@ def export(
     )
     if view.download_abs:
         console.print(f"Download: {escape(str(view.download_abs))}", highlight=False)
+    if view.commands:
+        console.print(f"Run it with Ollama, in {escape(view.folder_abs)}:", highlight=False)
+        for command in view.commands:
+            console.print(f"  {escape(command)}", highlight=False)
     if view.pushed_url:
         console.print(f"Pushed to {escape(str(view.pushed_url))}", highlight=False)
     elif view.dry_run:

@@ -1,16 +1,18 @@
-"""Export a fine-tuned run or any listed model (adapter zip, merged safetensors, GGUF) and push
-it to the Hugging Face Hub. Front-end agnostic: the CLI, the Fine-tune tab and the REST API call
-:func:`export` with an :class:`ExportRequest` and read an :class:`ExportView` back."""
+"""Export a fine-tuned run or any listed model (adapter zip, merged safetensors, GGUF, an
+Ollama folder with its Modelfile) and push it to the Hugging Face Hub. Front-end agnostic: the
+CLI, the Fine-tune tab and the REST API call :func:`export` with an :class:`ExportRequest` and read
+an :class:`ExportView` back."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import Field
 
 from garden.config import Settings
 from garden.engine.export import (
+    DEFAULT_QUANTS,
     EXPORT_FORMATS,
     GGUF_QUANTS,
     ExportSource,
@@ -22,6 +24,7 @@ from garden.services import training
 from garden.services.base import View, resolve
 
 __all__ = [
+    "DEFAULT_QUANTS",
     "EXPORT_FORMATS",
     "GGUF_QUANTS",
     "ExportRequest",
@@ -33,8 +36,14 @@ __all__ = [
     "export_for_web",
 ]
 
-ExportFormat = Literal["adapter", "merged", "gguf"]
+ExportFormat = Literal["adapter", "merged", "gguf", "ollama"]
 GgufQuant = Literal["f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
+
+
+QUANT_HELP = (
+    f"GGUF and Ollama only; {DEFAULT_QUANTS['gguf']} for GGUF and {DEFAULT_QUANTS['ollama']} "
+    "for Ollama when not given"
+)
 
 
 class ExportRequest(View):
@@ -42,11 +51,11 @@ class ExportRequest(View):
 
     model: str = Field(description="A fine-tuned run or any listed model id or name")
     format: ExportFormat
-    quant: GgufQuant | None = Field(None, description="GGUF only; f16 when not given")
+    quant: GgufQuant | None = Field(None, description=QUANT_HELP)
     push_to: str | None = Field(None, description="Hugging Face repository id to push to")
     dry_run: bool = Field(False, description="Write the folder a push would send; push nothing")
     private: bool = Field(True, description="Create the Hub repository as private")
-    bundle: bool = Field(False, description="Also zip a merged export for download")
+    bundle: bool = Field(False, description="Also zip a merged or Ollama export for download")
 
 
 class ExportView(View):
@@ -64,6 +73,9 @@ class ExportView(View):
     card: dict[str, Any] = Field(description="Facts in the model card (base model, losses, CO₂)")
     pushed_url: str | None = None
     dry_run: bool = False
+    commands: list[str] = Field(
+        default_factory=list, description="Ollama only: the commands to run in the folder"
+    )
 
 
 def export(
@@ -77,7 +89,7 @@ def export(
     result = export_source(
         source, request.format, settings=settings, out_dir=out_dir, **options, **footprint
     )
-    quant: GgufQuant | None = (request.quant or "f16") if request.format == "gguf" else None
+    quant = cast("GgufQuant | None", result.quant)  # the engine checked it against GGUF_QUANTS
     root = settings.storage_root.resolve()
     return ExportView(
         model=source.id,
@@ -92,6 +104,7 @@ def export(
         card=result.card,
         pushed_url=result.pushed_url,
         dry_run=request.dry_run,
+        commands=result.notes,
     )
 
 
@@ -121,11 +134,12 @@ def _relative(path: Path | None, root: Path) -> str | None:
 
 class WebExportRequest(View):
     """An export asked for over the web: no folder and no push (a push would use the server's
-    Hub token; the CLI does that). A merged export is always zipped so it can be downloaded."""
+    Hub token; the CLI does that). A merged or Ollama export is always zipped so it can be
+    downloaded."""
 
     model: str = Field(description="A fine-tuned run or any listed model id or name")
     format: ExportFormat
-    quant: GgufQuant | None = Field(None, description="GGUF only; f16 when not given")
+    quant: GgufQuant | None = Field(None, description=QUANT_HELP)
 
     def request(self) -> ExportRequest:
         return ExportRequest(model=self.model, format=self.format, quant=self.quant, bundle=True)

@@ -19,12 +19,16 @@ from garden.ui.boundary import code, guard
 FORMAT_CHOICES = [
     ("LoRA adapter (zip)", "adapter"),
     ("Merged safetensors (zip)", "merged"),
-    ("GGUF (llama.cpp, Ollama)", "gguf"),
+    ("GGUF (llama.cpp)", "gguf"),
+    ("Ollama (GGUF + Modelfile, zip)", "ollama"),
 ]
+GGUF_FORMATS = ("gguf", "ollama")
 INTRO = (
-    "#### Export\nA LoRA adapter (PEFT, zipped), merged safetensors, or GGUF for llama.cpp and "
-    "Ollama. Every export carries a model card with the dataset, the losses and the run's energy "
-    "and CO₂. To push to the Hugging Face Hub use `model-garden export MODEL --push REPO_ID`."
+    "#### Export\nA LoRA adapter (PEFT, zipped), merged safetensors, GGUF for llama.cpp, or a "
+    "zipped folder for Ollama (the GGUF, a `Modelfile` with the chat template and stop tokens, "
+    "and the two commands to run it). Every export carries a model card with the dataset, the "
+    "losses and the run's energy and CO₂. To push to the Hugging Face Hub use "
+    "`model-garden export MODEL --push REPO_ID`."
 )
 
 
@@ -66,6 +70,9 @@ class ExportPanel:
             api_name="export_model",
         )
         self.refresh.click(self.refresh_models, None, self.model)
+        self.format.change(
+            self.default_quant, self.format, self.quant, api_visibility="private", queue=False
+        )
 
     def run(self, model: str | None, export_format: str, quant: str) -> tuple[str, Any]:
         if not model:
@@ -74,7 +81,7 @@ class ExportPanel:
             {
                 "model": model,
                 "format": export_format,
-                "quant": quant if export_format == "gguf" else None,
+                "quant": quant if export_format in GGUF_FORMATS else None,
             }
         )
         view = export_service.export_for_web(request, settings=self.settings)
@@ -83,7 +90,13 @@ class ExportPanel:
             f"({present.file_size(view.size_bytes)}) to {code(view.folder or view.format)}: "
             f"{len(view.files)} files, model card included."
         )
+        if view.commands:
+            line += " Unzip it and run " + " then ".join(code(c) for c in view.commands) + "."
         return line, view.download_abs
+
+    def default_quant(self, export_format: str) -> Any:
+        """The recommended type when the format changes (q8_0 for Ollama, f16 for GGUF)."""
+        return gr.update(value=export_service.DEFAULT_QUANTS.get(export_format, "f16"))
 
     def refresh_models(self) -> Any:
         return gr.update(choices=model_choices(self.settings))

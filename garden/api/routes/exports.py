@@ -1,11 +1,12 @@
-"""Exports: a run or any listed model as a zipped LoRA adapter, merged safetensors or GGUF, with
-its model card; the file is then downloaded. Pushing to the Hub is the CLI's
+"""Exports: a run or any listed model as a zipped LoRA adapter, merged safetensors, GGUF or a
+zipped Ollama folder (GGUF + Modelfile), with its model card; the file is then downloaded. Pushing to the Hub is the CLI's
 (`model-garden export --push`), since it uses the server's token."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
+from pydantic import Field
 
 from garden.api.errors import ApiError
 from garden.api.views import find
@@ -28,13 +29,18 @@ class ExportDone(View):
     size_bytes: int
     card: dict[str, object]
     download_url: str
+    commands: list[str] = Field(
+        default_factory=list, description="Ollama only: the commands to run in the unzipped folder"
+    )
 
 
-@router.post("", status_code=201, summary="Export a run or model (adapter, merged or GGUF)")
+@router.post("", status_code=201, summary="Export a run or model (adapter, merged, GGUF or Ollama)")
 def create(request: WebExportRequest) -> ExportDone:
     find(models.list_models(), request.model, "model", "/api/v1/models")
     done = export.export_for_web(request)
-    shown = done.model_dump(include={"model", "format", "quant", "files", "size_bytes", "card"})
+    shown = done.model_dump(
+        include={"model", "format", "quant", "files", "size_bytes", "card", "commands"}
+    )
     return ExportDone(**shown, download_url=FILES + (export.download_name(done) or ""))
 
 

@@ -13,7 +13,7 @@ from garden.engine.export.source import ExportSource
 from garden.engine.training.runfiles import CARD_HYPERPARAMETERS
 from garden.store import get_store
 
-LIBRARY_BY_FORMAT = {"adapter": "peft", "merged": "transformers", "gguf": "gguf"}
+LIBRARY_BY_FORMAT = {"adapter": "peft", "merged": "transformers", "gguf": "gguf", "ollama": "gguf"}
 EVAL_FACTS = ("dataset_id", "eval_loss", "perplexity", "rouge_l", "exact_match", "n")
 # (fact, model-index metric type, shown name)
 INDEX_METRICS = (

@@ -16,11 +16,16 @@ from garden.engine.export.gguf import byte_level_tokenizer, convert_to_gguf
 from garden.engine.export.gguf_rewrite import NUMPY_QUANTS, end_of_turn_token, rewrite_gguf
 from garden.engine.export.hub import check_push, push_folder
 from garden.engine.export.merge import write_merged
+from garden.engine.export.ollama import run_commands, run_note, write_modelfile
 from garden.engine.export.source import ExportSource
 from garden.errors import ExportError
 
-EXPORT_FORMATS = ("adapter", "merged", "gguf")
+EXPORT_FORMATS = ("adapter", "merged", "gguf", "ollama")
 GGUF_QUANTS = ("f16", "q8_0", *NUMPY_QUANTS)
+GGUF_FORMATS = ("gguf", "ollama")
+# The quantisation when none is asked for: f16 for GGUF (the lossless copy), q8_0 for Ollama
+# (why: garden/engine/export/ollama.py's docstring).
+DEFAULT_QUANTS = {"gguf": "f16", "ollama": "q8_0"}
 ADAPTER_SKIPPED = {"README.md"}
 
 
@@ -33,6 +38,7 @@ class ExportResult:
     card: dict[str, Any]
     pushed_url: str | None = None
     notes: list[str] = field(default_factory=list)
+    quant: str | None = None
 
 
 def check_request(source: ExportSource, export_format: str, quant: str | None) -> str | None:
@@ -47,14 +53,14 @@ def check_request(source: ExportSource, export_format: str, quant: str | None) -
             f"{source.name} has no LoRA adapter (it is a {source.kind} model).",
             hint="Export a LoRA fine-tuned run's adapter, or use --format merged or gguf.",
         )
-    if export_format != "gguf":
+    if export_format not in GGUF_FORMATS:
         if quant is not None:
             raise ExportError(
-                f"--quant applies to GGUF exports only, not to {export_format}.",
-                hint="Drop --quant, or use --format gguf.",
+                f"--quant applies to GGUF and Ollama exports only, not to {export_format}.",
+                hint="Drop --quant, or use --format gguf or ollama.",
             )
         return None
-    quant = quant or "f16"
+    quant = quant or DEFAULT_QUANTS[export_format]
     if quant not in GGUF_QUANTS:
         raise ExportError(
             f"Unknown GGUF quantisation {quant!r}.", hint=f"Use one of: {', '.join(GGUF_QUANTS)}."
@@ -106,6 +112,8 @@ def export_source(
         size_bytes=folder_size(folder),
         card=facts,
         pushed_url=pushed,
+        notes=run_commands(source.slug) if export_format == "ollama" else [],
+        quant=quant,
     )
 
 
@@ -139,12 +147,25 @@ def _write_payload(
         write_merged(source, staging)
         return "Files: merged safetensors weights and the tokenizer (transformers, vLLM)."
     assert quant is not None
+    return _write_gguf(source, quant, staging, settings, ollama=export_format == "ollama")
+
+
+def _write_gguf(
+    source: ExportSource, quant: str, staging: Path, settings: Settings, *, ollama: bool
+) -> str:
+    """The GGUF (through a merged copy in the temporary folder); with ``ollama`` also its
+    Modelfile, derived from the merged copy's chat template before the slow conversion."""
     settings.temp_path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="export-merged-", dir=settings.temp_path) as merged:
         merged_dir = Path(merged)
         write_merged(source, merged_dir)
         byte_level_tokenizer(merged_dir)
         gguf_file = staging / f"{source.slug}-{quant}.gguf"
+        if ollama:
+            system = source.meta.get("system_prompt")
+            write_modelfile(
+                merged_dir, staging, gguf_file.name, source.name, str(system) if system else None
+            )
         numpy_quant = quant if quant in NUMPY_QUANTS else None
         converted = merged_dir / "converted.gguf"
         convert_to_gguf(
@@ -156,6 +177,11 @@ def _write_payload(
         rewrite_gguf(converted, gguf_file, numpy_quant, end_of_turn_token(merged_dir))
         made_with = "llama.cpp's convert_hf_to_gguf" + (
             " (f32), then gguf-py's block quantiser" if numpy_quant else ""
+        )
+    if ollama:
+        return (
+            run_note(gguf_file.name, source.slug)
+            + f"\nThe GGUF ({quant}) was made with {made_with}."
         )
     return (
         f"Files: `{gguf_file.name}` ({quant}), made with {made_with}. "
@@ -170,5 +196,6 @@ def _download(
         return folder / f"{source.slug}-{quant}.gguf"
     if export_format == "adapter" or bundle:
         archive = folder.parent / f"{folder.name}.zip"
+        # GGUF and safetensors weights barely compress: stored, they zip in seconds
         return zip_folder(folder, archive, compress=export_format == "adapter")
     return None
