@@ -56,7 +56,7 @@ def runs(short_run, module_tmp: Path, default_model_path: Path) -> Runs:
     )
     _copy_run(short_run.settings, settings, short_run.job.id)
     values = {**SHORT_RUN_VALUES, "name": TINY_RUN, "max_steps": 2, "batch_size": 2}
-    values.update(max_seq_len=64, lora_r=4, lora_alpha=8, eval_steps=1, dataset=str(FACTS))
+    values.update(max_seq_len=64, lora_r=4, lora_alpha=8, eval_steps=None, dataset=str(FACTS))
     spec = training.build_spec(values, preset="Quick CPU demo")
     tiny = training.wait(training.submit(spec, settings=settings).id, 600, settings=settings)
     assert tiny.status == "completed", tiny.error
