@@ -44,8 +44,9 @@ def test_only_the_open_tab_has_ticking_timers(app: Any) -> None:
 
 def test_opening_fine_tune_and_chat_refreshes_their_lists(app: Any) -> None:
     events = _select_events(app)
-    for label, count in (("Fine-tune", 4), ("Chat", 2)):
+    for label, count in (("Fine-tune", 5), ("Chat", 2)):
         lists = [o for o in events[label].outputs if isinstance(o, gr.Dropdown)]
-        assert len(lists) == count, label  # Fine-tune: model, dataset, Evaluate's and Export's
+        # Fine-tune: model, dataset, and the Evaluate, Export and Compare sections' runs
+        assert len(lists) == count, label
         values = events[label].fn()
         assert all(isinstance(v, dict) and "choices" in v for v in values[:count]), values

@@ -19,6 +19,7 @@ from garden.api.errors import is_api_path
 from garden.api.routes import (
     auth,
     chat,
+    compare,
     datasets,
     emissions,
     evaluation,
@@ -44,7 +45,7 @@ def router() -> APIRouter:
     combined = APIRouter()
     combined.include_router(health.router)
     combined.include_router(auth.router)
-    for module in (datasets, training, evaluation, models, chat, emissions, exports):
+    for module in (datasets, training, evaluation, compare, models, chat, emissions, exports):
         combined.include_router(module.router, dependencies=[Depends(documented_bearer)])
     combined.include_router(training.live)
     combined.include_router(metrics.router)

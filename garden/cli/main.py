@@ -24,6 +24,7 @@ COMMANDS = {
     "export": ("garden.cli.export", "export"),
     "carbon": ("garden.cli.carbon", "carbon"),
     "eval": ("garden.cli.eval", "eval_command"),
+    "compare": ("garden.cli.compare", "compare_command"),
 }
 
 

@@ -21,6 +21,7 @@ from garden.config import Settings
 from garden.services import models, training
 from garden.services.training import JobView
 from garden.ui.boundary import OnShow, guard, plain, report, visitor
+from garden.ui.compare_panel import ComparePanel
 from garden.ui.evaluate_panel import EvaluatePanel
 from garden.ui.export_panel import ExportPanel
 from garden.ui.run_charts import curves
@@ -306,12 +307,14 @@ class FineTuneTab:
     def refresh_lists(self) -> tuple[Any, Any]:
         return self._guarded_lists()
 
-    def guarded_panels(self, evaluate: EvaluatePanel, export: ExportPanel) -> tuple[Any, Any]:
+    def guarded_panels(
+        self, evaluate: EvaluatePanel, export: ExportPanel, compare: ComparePanel
+    ) -> tuple[Any, Any, Any]:
         try:
-            return evaluate.refresh_runs(), export.refresh_models()
+            return evaluate.refresh_runs(), export.refresh_models(), compare.refresh_runs()
         except Exception as exc:  # the boundary: one line, trace to the log
             report(exc, "listing runs", self.settings)
-            return gr.update(), gr.update()
+            return gr.update(), gr.update(), gr.update()
 
     def _lists(self) -> tuple[Any, Any]:
         return (
@@ -444,6 +447,7 @@ def build(settings: Settings) -> OnShow:
         dpo_btn = gr.Button("DPO from this run")
     view = _run_view()
     evaluate, export = EvaluatePanel(settings), ExportPanel(settings)
+    compare = ComparePanel(settings)
     tab = FineTuneTab(settings, form, view)
     shown, choices = view.components(), [form.base_model, form.dataset]
 
@@ -473,6 +477,6 @@ def build(settings: Settings) -> OnShow:
 
     def opened() -> tuple[Any, ...]:
         """Every list of the tab, as it is now (a run may have finished since the page loaded)."""
-        return (*tab.refresh_lists(), *tab.guarded_panels(evaluate, export))
+        return (*tab.refresh_lists(), *tab.guarded_panels(evaluate, export, compare))
 
-    return OnShow(opened, [*choices, evaluate.run, export.model], (timer,))
+    return OnShow(opened, [*choices, evaluate.run, export.model, compare.runs], (timer,))
