@@ -28,6 +28,14 @@ def own_settings(tmp_path: Path) -> Settings:
     return settings
 
 
+def _logged_losses(short_run) -> dict[int, float]:
+    """The train losses the run logged, as the training service recorded them."""
+    points = training.metrics(short_run.job.id, settings=short_run.settings)
+    losses = {point.step: point.loss for point in points if point.loss is not None}
+    assert len(losses) >= 3
+    return losses
+
+
 @pytest.mark.slow
 def test_the_short_run_is_in_tensorboard(short_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -39,9 +47,8 @@ def test_the_short_run_is_in_tensorboard(short_run):
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "eval/loss", "energy_kwh", "emissions_kg"} <= scalars, scalars
-    losses = events.Scalars("train/loss")
-    assert [event.step for event in losses] == [1, 2, 3, 4]
-    assert all(math.isfinite(event.value) and event.value > 0 for event in losses)
+    losses = {event.step: event.value for event in events.Scalars("train/loss")}
+    assert losses == pytest.approx(_logged_losses(short_run))
     (energy,) = events.Scalars("energy_kwh")
     (emissions,) = events.Scalars("emissions_kg")
     assert energy.step == 4 and math.isclose(energy.value, job.energy_kwh, rel_tol=1e-5)
@@ -72,7 +79,9 @@ def test_the_short_run_is_in_mlflow(short_run, monkeypatch):
     assert math.isclose(metrics["energy_kwh"], job.energy_kwh, rel_tol=1e-5)
     assert math.isclose(metrics["emissions_kg"], job.emissions_kg, rel_tol=1e-5)
     history = client.get_metric_history(run.info.run_id, "loss")
-    assert sorted(point.step for point in history) == [1, 2, 3, 4]
+    assert {point.step: point.value for point in history} == pytest.approx(
+        _logged_losses(short_run)
+    )
     # The spec (model, dataset, LoRA settings) beside transformers' TrainingArguments.
     assert params["spec.lora_r"] == "16" and params["spec.name"] == "short-run"
     meta = json.loads((out / "garden.json").read_text())
@@ -149,3 +158,33 @@ def test_a_public_demo_keeps_the_owners_trackers(own_settings):
             training.check_demo_trackers(spec, demo)
     # Outside a demo a run picks its own.
     training.check_demo_trackers(spec, own_settings)
+
+
+def test_wandb_runs_offline_in_the_run_folder(tmp_path, monkeypatch):
+    """W&B is not in the dev group (CI skips this); with the `tracking` extra it runs here."""
+    pytest.importorskip("wandb")
+    from garden.engine.training import trackers
+    from garden.engine.training.records import PlannedRun
+
+    names = ("WANDB_API_KEY", "WANDB_DIR", "WANDB_MODE", "WANDB_RUN_ID", "WANDB_RESUME")
+    for name in (*names, "WANDB_PROJECT"):
+        monkeypatch.setenv(name, "")  # start() sets them: the test restores them as they were
+        monkeypatch.delenv(name)
+    spec = training.build_spec({"dataset": "facts", "name": "wb", "report_to": "wandb"})
+    plan = PlannedRun(
+        model_id="m",
+        model_path="m",
+        train_path="t",
+        dataset_id="d",
+        dataset_name="facts",
+        data_format="chat",
+    )
+    logs: list[tuple[str, str]] = []
+    run = trackers.start(
+        "job", spec, plan, Settings(_env_file=None), tmp_path, lambda *line: logs.append(line)
+    )
+    assert run is not None and run.wandb_run_id
+    trackers.finish(run, step=4, energy_kwh=0.001, emissions_kg=0.0004)
+    assert logs == [("INFO", f"Reporting to W&B (offline, run {run.wandb_run_id})")]
+    (offline,) = (tmp_path / "wandb").glob(f"offline-run-*-{run.wandb_run_id}")
+    assert (offline / f"run-{run.wandb_run_id}.wandb").is_file()
