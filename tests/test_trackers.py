@@ -188,3 +188,43 @@ def test_wandb_runs_offline_in_the_run_folder(tmp_path, monkeypatch):
     assert logs == [("INFO", f"Reporting to W&B (offline, run {run.wandb_run_id})")]
     (offline,) = (tmp_path / "wandb").glob(f"offline-run-*-{run.wandb_run_id}")
     assert (offline / f"run-{run.wandb_run_id}.wandb").is_file()
+
+
+def test_a_resumed_run_continues_its_tracker_files_and_mlflow_run(tmp_path, monkeypatch):
+    """Each run of a job starts in a fresh worker: the first is stopped and published, the
+    resumed one continues its TensorBoard folder and its MLflow run (no training needed here)."""
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from garden.engine.training import trackers
+    from garden.engine.training.records import PlannedRun
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_ALLOW_FILE_STORE")
+    spec = training.build_spec({"dataset": "facts", "name": "r", "report_to": "tensorboard,mlflow"})
+    plan = PlannedRun(
+        model_id="m",
+        model_path="m",
+        train_path="t",
+        dataset_id="d",
+        dataset_name="facts",
+        data_format="chat",
+    )
+    settings = Settings(_env_file=None)
+    runs = []
+    for number, previous in ((1, None), (2, tmp_path / "run-1")):
+        for name in (*names, "TENSORBOARD_LOGGING_DIR", trackers.RUN_ID_ENV):
+            monkeypatch.setenv(name, "")  # a fresh worker's environment, restored afterwards
+            monkeypatch.delenv(name)
+        folder = tmp_path / f"run-{number}"
+        run = trackers.start("job", spec, plan, settings, folder, print, previous=previous)
+        assert run is not None
+        trackers.finish(run, step=2 * number, energy_kwh=number / 1000, emissions_kg=None)
+        runs.append(run)
+    assert runs[0].mlflow_run_id == runs[1].mlflow_run_id
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=(tmp_path / "run-2" / "mlruns").as_uri())
+    history = client.get_metric_history(runs[1].mlflow_run_id, "energy_kwh")
+    assert [(point.step, point.value) for point in history] == [(2, 0.001), (4, 0.002)]
+    events = EventAccumulator(str(tmp_path / "run-2" / "tensorboard"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("energy_kwh")] == [2, 4]
