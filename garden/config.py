@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from garden.errors import ConfigError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Experiment trackers a run may report to (REPORT_TO, `--report-to`); "none" stands for none.
+TRACKERS = ("tensorboard", "mlflow", "wandb")
 MIN_PASSWORD_CHARS = 12
 
 
@@ -94,6 +96,10 @@ class Settings(BaseSettings):
         True, description="start training workers from a fork server that imported torch once"
     )
 
+    report_to: str = Field(
+        "", description="experiment trackers: tensorboard, mlflow, wandb (comma list; none)"
+    )
+
     eval_after_training: bool = Field(True, description="evaluate every completed run")
     eval_max_prompts: int = Field(16, ge=1, description="held-out prompts answered per eval")
     eval_max_new_tokens: int = Field(64, ge=1, description="tokens per answer in an eval")
@@ -125,6 +131,11 @@ class Settings(BaseSettings):
             raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
         return level
 
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, value: str) -> str:
+        return ",".join(parse_trackers(value))
+
     @field_validator("carbon_country_code")
     @classmethod
     def _iso3(cls, value: str) -> str:
@@ -140,6 +151,11 @@ class Settings(BaseSettings):
             self.max_upload_mb = min(self.max_upload_mb, self.public_demo_max_upload_mb)
             self.max_base_model_gb = min(self.max_base_model_gb, self.public_demo_max_base_model_gb)
         return self
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """The experiment trackers every run reports to unless it names its own."""
+        return parse_trackers(self.report_to)
 
     @property
     def models_path(self) -> Path:
@@ -199,6 +215,20 @@ class Settings(BaseSettings):
     def ensure_storage(self) -> None:
         for path in self.storage_dirs():
             path.mkdir(parents=True, exist_ok=True)
+
+
+def parse_trackers(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Tracker names from a comma list (or a list), in the order of ``TRACKERS``, repeats
+    dropped; ``none`` or nothing means none. ``ValueError`` names an unknown one."""
+    parts = value.split(",") if isinstance(value, str) else list(value or ())
+    names = {str(part).strip().lower() for part in parts} - {"", "none"}
+    unknown = sorted(names - set(TRACKERS))
+    if unknown:
+        raise ValueError(
+            f"unknown tracker {', '.join(unknown)}: use any of {', '.join(TRACKERS)} "
+            "(comma-separated), or none"
+        )
+    return tuple(name for name in TRACKERS if name in names)
 
 
 def load_settings() -> Settings:

@@ -144,8 +144,9 @@ def short_run(tmp_path_factory: pytest.TempPathFactory, default_model_path: Path
     keep a 3-step run of their own: a q4_1 copy of this 4-step, rank-16 run no longer says that
     Paris is the capital of France, which their Paris probe asks.
 
-    Its storage evaluates runs at their end, as the app does when asked; tests that train more
-    runs do so in storages of their own, so this one holds this run only."""
+    Its storage evaluates runs at their end, as the app does when asked, and reports them to
+    TensorBoard and MLflow (tests/test_trackers.py reads them back); tests that train more runs
+    do so in storages of their own, so this one holds this run only."""
     from garden.services import training
 
     settings = private_settings(
@@ -154,6 +155,7 @@ def short_run(tmp_path_factory: pytest.TempPathFactory, default_model_path: Path
         eval_after_training=True,
         eval_max_prompts=SHORT_RUN_PROMPTS,
         eval_max_new_tokens=24,
+        report_to="tensorboard,mlflow",
     )
     spec = training.build_spec(SHORT_RUN_VALUES, preset="Quick CPU demo")
     job = training.wait(training.submit(spec, settings=settings).id, timeout=900, settings=settings)

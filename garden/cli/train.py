@@ -236,6 +236,12 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option("--main-process-ip", default=None, help="Address of machine 0 (multi-machine).")
 @click.option("--main-process-port", type=int, default=None, help="Port on machine 0.")
 @click.option("--strategy", type=click.Choice(["auto", "ddp", "fsdp", "deepspeed"]), default=None)
+@click.option(
+    "--report-to",
+    default=None,
+    help="Experiment trackers: tensorboard, mlflow, wandb (comma list) or none; "
+    "default: REPORT_TO.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 def train(preset: str | None, as_json: bool, **options: Any) -> None:
     """Fine-tune a model in the foreground (Ctrl-C stops gracefully and keeps a checkpoint)."""

@@ -22,6 +22,7 @@ from garden.engine.training import (
     JobSpec,
     get_job_manager,
     queries,
+    trackers,
 )
 from garden.engine.training.warm import warm_up_in_background
 from garden.errors import ConfigError, JobError
@@ -52,6 +53,7 @@ __all__ = [
     "build_spec",
     "cancel",
     "capped_for_demo",
+    "check_demo_trackers",
     "current_or_latest",
     "dataset_choices",
     "follow_up_values",
@@ -355,8 +357,10 @@ def check_budget(spec: JobSpec, settings: Settings) -> None:
 
 
 def submit(spec: JobSpec, *, settings: Settings | None = None) -> JobView:
-    """Plan and queue a run; raises typed errors (``JobError``, ``DatasetError`` …) for bad specs."""
+    """Plan and queue a run; raises typed errors (``JobError``, ``DatasetError`` …) for bad specs,
+    and ``ConfigError`` naming the extra to install when a tracker it reports to is missing."""
     check_budget(spec, resolve(settings))
+    trackers.check_installed(trackers.chosen(spec, resolve(settings)))
     manager = get_job_manager(resolve(settings))
     return _view(manager.get(manager.submit(spec)))
 
@@ -400,6 +404,7 @@ def submit_from_web(
         checked["base_model"] = model
     settings = resolve(settings)
     spec = capped_for_demo(build_spec(checked), settings)
+    check_demo_trackers(spec, settings)
     with visitors.adding("job", visitor, settings=settings) as claim:
         view = submit(spec, settings=settings)
         claim(view.id)
@@ -412,6 +417,19 @@ def capped_for_demo(spec: JobSpec, settings: Settings) -> JobSpec:
         return spec
     cap = settings.public_demo_max_steps
     return spec.model_copy(update={"max_steps": min(spec.max_steps or cap, cap)})
+
+
+def check_demo_trackers(spec: JobSpec, settings: Settings) -> None:
+    """On a public demo the experiment trackers are the owner's (REPORT_TO): a run from the web
+    may not report anywhere else (W&B with the owner's key, say)."""
+    if not settings.public_demo or spec.report_to is None:
+        return
+    if set(spec.report_to) != set(settings.trackers):
+        owner = ", ".join(settings.trackers) or "none"
+        raise ConfigError(
+            f"On this public demo runs report to the owner's experiment trackers ({owner}).",
+            hint="Leave report_to out; the app's owner sets REPORT_TO.",
+        )
 
 
 def stop(

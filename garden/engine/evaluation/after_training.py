@@ -9,6 +9,7 @@ from pathlib import Path
 
 from garden.config import Settings
 from garden.engine.evaluation.plan import request_for_outputs
+from garden.engine.evaluation.records import EvaluationResult
 from garden.engine.evaluation.run import evaluate
 from garden.engine.evaluation.storage import save_evaluation, save_failure
 from garden.engine.training.records import PlannedRun
@@ -21,16 +22,18 @@ Log = Callable[[str, str], None]
 
 def evaluate_after_training(
     job_id: str, spec: JobSpec, plan: PlannedRun, model_dir: Path, settings: Settings, log: Log
-) -> None:
-    """Evaluate the model just saved in ``model_dir`` and store the result with the job."""
+) -> EvaluationResult | None:
+    """Evaluate the model just saved in ``model_dir`` and store the result with the job; the
+    result (None when off or failed)."""
     if not settings.eval_after_training:
-        return
+        return None
     store = get_store(settings.db_path)
     try:
         log("INFO", "Evaluating the fine-tuned model on the held-out split")
         result = evaluate(request_for_outputs(job_id, spec, plan, model_dir, settings))
         save_evaluation(store, result.model_copy(update={"in_training_run": True}))
         log("INFO", f"Evaluation: {summary_line(result.eval_loss, result.rouge_l, result.n)}")
+        return result
     except Exception as exc:
         reason = exc.message if isinstance(exc, GardenError) else f"{type(exc).__name__}: {exc}"
         reason = " ".join(reason.split())[:300]
@@ -40,6 +43,7 @@ def evaluate_after_training(
             save_failure(store, job_id, plan.dataset_id, reason)
         except Exception as store_exc:
             log("WARNING", f"Could not store the evaluation failure: {store_exc}")
+        return None
 
 
 def summary_line(eval_loss: float | None, rouge_l: float | None, n: int) -> str:

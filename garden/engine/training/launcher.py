@@ -40,6 +40,7 @@ from garden.engine.training.records import (
     StartedEvent,
 )
 from garden.engine.training.task import TrainTask, _Carbon, finish_run
+from garden.engine.training.trackers import TrackerRun
 
 TASK_FILE = "rank_task.pkl"
 # After the launcher exits, how long to wait for the ranks' last messages still in flight.
@@ -104,9 +105,14 @@ def _start(task: TrainTask, layout: Layout, address: str, key: bytes) -> subproc
 
 
 def run_distributed(
-    task: TrainTask, emit: Emit, carbon: _Carbon, staging: Path
+    task: TrainTask,
+    emit: Emit,
+    carbon: _Carbon,
+    staging: Path,
+    tracker_run: TrackerRun | None = None,
 ) -> DoneEvent | FailedEvent:
-    """Run this machine's ranks to the end; the job's final event."""
+    """Run this machine's ranks to the end; the job's final event (also logged to the run's
+    experiment trackers, whose ids the ranks inherit through the environment)."""
     layout = _layout(task)
     key = secrets.token_bytes(16)
     inbox: queue.Queue[Any] = queue.Queue()
@@ -138,7 +144,15 @@ def run_distributed(
         )
     if not done.writes_outputs:
         emit(LogEvent(message="Machine 0 (global rank 0) writes the model and checkpoints"))
-    return finish_run(task, done.outcome, done.started, carbon, staging, done.writes_outputs)
+    return finish_run(
+        task,
+        done.outcome,
+        done.started,
+        carbon,
+        staging,
+        done.writes_outputs,
+        tracker_run=tracker_run if done.writes_outputs else None,
+    )
 
 
 def _relay(

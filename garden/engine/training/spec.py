@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from garden.config import parse_trackers
 from garden.engine.training.rewards import RewardSpec
 from garden.errors import JobError
 from garden.models import DEFAULT_MODEL_NAME
@@ -197,6 +198,11 @@ class JobSpec(BaseModel):
     main_process_ip: str | None = None
     main_process_port: int | None = Field(None, ge=1, le=65535)
     strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = "auto"
+    report_to: list[str] | None = Field(
+        None,
+        description="Experiment trackers (tensorboard, mlflow, wandb; [] none); "
+        "default: the REPORT_TO setting",
+    )
 
     @property
     def world_size(self) -> int:
@@ -250,6 +256,15 @@ class JobSpec(BaseModel):
             )
         return self
 
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _trackers(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, (str, list, tuple)):
+            raise ValueError("expected a comma list or a list of tracker names")
+        return list(parse_trackers(value))
+
     @field_validator("lora_target_modules", mode="before")
     @classmethod
     def _modules(cls, value: Any) -> Any:
@@ -273,7 +288,7 @@ def parse_spec(data: JobSpec | Mapping[str, Any], preset: str | None = None) -> 
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "spec"
-            problems.append(f"{where}: {err['msg']}")
+            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
         raise JobError(
             "Invalid training settings: " + "; ".join(problems) + ".",
             hint="Fix the listed fields and start again.",

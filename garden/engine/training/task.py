@@ -7,11 +7,13 @@ from here; neither imports the other's module for them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from garden.config import Settings
+from garden.engine.training import trackers
 from garden.engine.training.backends.context import Emit, TrainContext, TrainOutcome
 from garden.engine.training.records import (
     CarbonEvent,
@@ -109,6 +111,7 @@ def train_context(
         precision=precision,
         emit=emit,
         should_stop=lambda: (task.checkpoint_dir / STOP_FLAG).exists(),
+        extra={"report_to": trackers.chosen(task.spec, task.settings)},
     )
 
 
@@ -119,9 +122,20 @@ def finish_run(
     carbon: _Carbon,
     staging: Path,
     publish: bool = True,
+    tracker_run: trackers.TrackerRun | None = None,
+    evaluation: Mapping[str, Any] | None = None,
 ) -> DoneEvent:
-    """The run's result from the backend's outcome and the meter; its files published."""
+    """The run's result from the backend's outcome and the meter, also logged to the run's
+    experiment trackers (with the ``evaluation`` after training); its files published."""
     energy_kwh, emissions_kg = carbon.stop()
+    trackers.finish(
+        tracker_run,
+        step=outcome.steps,
+        energy_kwh=energy_kwh,
+        emissions_kg=emissions_kg,
+        evaluation=evaluation,
+        stopped=outcome.stopped,
+    )
     adapter_dir = None
     if publish and outcome.adapter_dir:
         adapter_dir = str(task.output_dir / outcome.adapter_dir.relative_to(staging))

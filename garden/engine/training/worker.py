@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from garden.engine.training import trackers
 from garden.engine.training.backends import choose_precision, run_backend, select_backend
 from garden.engine.training.backends.context import Emit
 from garden.engine.training.distributed import physical_cores
@@ -154,11 +155,20 @@ def worker_main(task: TrainTask, events: Any, environment: Mapping[str, str] | N
         for stale in discard_incomplete_checkpoints(task.checkpoint_dir):
             emit(LogEvent(level="WARNING", message=f"Removed incomplete {stale.name}"))
         shutil.rmtree(staging, ignore_errors=True)
+        tracker_run = trackers.start(
+            task.job_id,
+            task.spec,
+            task.plan,
+            task.settings,
+            staging,
+            _log_to(emit),
+            previous=task.output_dir if task.resume_from is not None else None,
+        )
         if task.plan.world_size > 1:
             from garden.engine.training.launcher import run_distributed
 
             carbon = _Carbon(task, emit)
-            emit(run_distributed(task, emit, carbon, staging))
+            emit(run_distributed(task, emit, carbon, staging, tracker_run))
             return
         spec = task.spec
         backend, reason = select_backend(spec.backend, spec.method)
@@ -189,16 +199,27 @@ def worker_main(task: TrainTask, events: Any, environment: Mapping[str, str] | N
         ctx = train_context(task, staging, device, precision, emit)
         ctx.carbon = carbon.so_far
         outcome = run_backend(backend, ctx)
+        evaluation = None
         if not outcome.stopped:
             from garden.engine.evaluation.after_training import evaluate_after_training
 
-            evaluate_after_training(
+            evaluation = evaluate_after_training(
                 task.job_id, spec, task.plan, staging, task.settings, _log_to(emit)
             )
         started = StartedEvent(
             backend=backend, backend_reason=reason, device=device, precision=precision, pid=0
         )
-        emit(finish_run(task, outcome, started, carbon, staging))
+        emit(
+            finish_run(
+                task,
+                outcome,
+                started,
+                carbon,
+                staging,
+                tracker_run=tracker_run,
+                evaluation=evaluation.model_dump() if evaluation is not None else None,
+            )
+        )
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         kind, message, hint = classify_error(exc)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from garden.engine.training import trackers
 from garden.engine.training.backends.context import TrainContext, TrainOutcome
 from garden.engine.training.budget import make_budget_callback
 from garden.engine.training.encoding import read_jsonl, tokenize_rows
@@ -142,7 +143,8 @@ def trainer_arguments(ctx: TrainContext, has_eval: bool) -> dict[str, Any]:
         gradient_checkpointing=False,
         seed=spec.seed,
         data_seed=spec.seed,
-        report_to="none",
+        report_to=list(ctx.extra.get("report_to") or ()) or "none",
+        run_name=spec.name or ctx.job_id,
         disable_tqdm=True,
         dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
@@ -284,6 +286,7 @@ def run_trainer(
     ``extra`` goes to the trainer as it is (GRPO's ``reward_funcs``)."""
     from datasets import Dataset
 
+    trackers.attach(ctx.extra.get("report_to") or ())
     peft_config = None
     if ctx.spec.method in ("lora", "qlora") and not hasattr(model, "peft_config"):
         peft_config = lora_config(ctx.spec)
