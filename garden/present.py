@@ -34,10 +34,12 @@ __all__ = [
     "local_time",
     "number",
     "plain",
+    "quant_cost",
 ]
 
 if TYPE_CHECKING:
     from garden.services.datasets import TokenStats
+    from garden.services.export import QuantCost
     from garden.services.training import JobView
 
 
@@ -287,4 +289,15 @@ def preparing_default(step: str, elapsed_s: float) -> str:
     return (
         f"⏳ **Preparing the default model** (first start only, usually 30–60 s; "
         f"{duration(elapsed_s)} so far){doing}… The run starts by itself when it is ready."
+    )
+
+
+def quant_cost(cost: QuantCost) -> str:
+    """One line: the GGUF's ROUGE-L next to the unquantized model's, on the same prompts."""
+    return (
+        f"Quality on {cost.prompts} held-out prompts (greedy): ROUGE-L "
+        f"{number(cost.rouge_l_unquantized, '{:.3f}')} unquantized, "
+        f"{number(cost.rouge_l_quantized, '{:.3f}')} as {cost.quant}; "
+        f"{cost.same_answers}/{cost.prompts} answers word for word alike "
+        f"(checked in {duration(cost.seconds)})"
     )

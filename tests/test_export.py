@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from conftest import greedy_reply_ids
 
+from garden import present
 from garden.errors import ExportError
 
 FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
@@ -135,8 +136,14 @@ def test_a_q4_1_gguf_is_a_third_of_f16_stops_at_the_turn_end_and_answers(setting
     """Quantised with gguf-py (no C++ build), chat template and stop tokens in its metadata."""
     import gguf
 
-    q4 = Path(_export(settings, model="export-run", format="gguf", quant="q4_1").download_abs)
+    view = _export(settings, model="export-run", format="gguf", quant="q4_1", check_quality=True)
+    q4 = Path(view.download_abs or "")
     assert q4.name == "export-run-q4_1.gguf"
+    # The cost of 4 bits, on the run's held-out prompts, beside the unquantized model's.
+    cost = view.quality
+    assert cost is not None and cost.quant == "q4_1" and cost.prompts > 0
+    assert 0 <= (cost.rouge_l_quantized or 0) <= 1 and cost.rouge_l_unquantized is not None
+    print(present.quant_cost(cost))
     reader = gguf.GGUFReader(q4)
     f16_bytes = 2 * sum(int(tensor.n_elements) for tensor in reader.tensors)
     assert q4.stat().st_size < 0.4 * f16_bytes  # 5 bits a weight where f16 takes 16
@@ -177,3 +184,7 @@ def test_bad_requests_are_refused_with_one_clear_line(settings):
         _export(settings, model="SmolLM2-135M-Instruct", format="merged", quant="q8_0")
     with pytest.raises(ExportError, match="not a Hugging Face repository id"):
         _export(settings, model="SmolLM2-135M-Instruct", format="merged", push_to="bad id!")
+    with pytest.raises(ExportError, match="not a fine-tuned run"):
+        _export(settings, model="SmolLM2-135M-Instruct", format="gguf", check_quality=True)
+    with pytest.raises(ExportError, match="compares a GGUF with its source, not a merged"):
+        _export(settings, model="SmolLM2-135M-Instruct", format="merged", check_quality=True)

@@ -18,16 +18,20 @@ def test_export_a_gguf_from_the_tab_and_download_it(app, default_model_path: Pat
     from gradio_client.exceptions import AppError
 
     client = Client(app.url, verbose=False)
-    line, file = client.predict(None, "adapter", "f16", api_name="/export_model")
+    line, file = client.predict(None, "adapter", "f16", False, api_name="/export_model")
     assert line == "Pick a run or a model to export." and file is None
-    line, file = client.predict("SmolLM2-135M-Instruct", "adapter", "f16", api_name="/export_model")
+    line, file = client.predict(
+        "SmolLM2-135M-Instruct", "adapter", "f16", False, api_name="/export_model"
+    )
     assert "has no LoRA adapter" in line and file is None
     assert "/tmp" not in line
     for host_path in (str(default_model_path), str(default_model_path.parent)):
         with pytest.raises(AppError, match="not in the list of choices"):
-            client.predict(host_path, "merged", "f16", api_name="/export_model")
+            client.predict(host_path, "merged", "f16", False, api_name="/export_model")
 
-    line, file = client.predict("SmolLM2-135M-Instruct", "gguf", "q8_0", api_name="/export_model")
+    line, file = client.predict(
+        "SmolLM2-135M-Instruct", "gguf", "q8_0", False, api_name="/export_model"
+    )
     assert "Exported" in line and "exports/SmolLM2-135M-Instruct-gguf-q8_0" in line, line
     downloaded = Path(file)
     assert downloaded.name == "SmolLM2-135M-Instruct-q8_0.gguf"

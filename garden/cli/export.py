@@ -33,6 +33,12 @@ from garden.services import export as export_service
 @click.option("--push", "push_to", default=None, help="Hugging Face repo id to push to.")
 @click.option("--public", is_flag=True, help="Create the Hub repository as public.")
 @click.option("--dry-run", is_flag=True, help="Write the folder that would be pushed; no push.")
+@click.option(
+    "--check-quality",
+    is_flag=True,
+    help="GGUF/Ollama of a run: answer its held-out prompts with the unquantized model and the "
+    "GGUF and print both ROUGE-L.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def export(
     model: str,
@@ -42,6 +48,7 @@ def export(
     push_to: str | None,
     public: bool,
     dry_run: bool,
+    check_quality: bool,
     as_json: bool,
 ) -> None:
     """Export MODEL (a fine-tuned run or any listed model) as an adapter, merged model, GGUF or
@@ -54,6 +61,7 @@ def export(
             "push_to": push_to,
             "dry_run": dry_run,
             "private": not public,
+            "check_quality": check_quality,
         }
     )
     if as_json:
@@ -66,6 +74,8 @@ def export(
         f"({present.file_size(view.size_bytes)}) to {view.folder_abs}",
         highlight=False,
     )
+    if view.quality is not None:
+        console.print(escape(present.quant_cost(view.quality)), highlight=False)
     if view.download_abs:
         console.print(f"Download: {escape(str(view.download_abs))}", highlight=False)
     if view.commands:

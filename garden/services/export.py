@@ -11,17 +11,22 @@ from typing import Any, Literal, cast
 from pydantic import Field
 
 from garden.config import Settings
+from garden.engine.evaluation.plan import request_for_job
+from garden.engine.evaluation.quant_cost import QuantCost, quantization_cost
 from garden.engine.export import (
     DEFAULT_QUANTS,
     EXPORT_FORMATS,
+    GGUF_FORMATS,
     GGUF_QUANTS,
     ExportSource,
     export_source,
     find_source,
 )
+from garden.engine.training import JobRecord, queries
 from garden.errors import ExportError, GardenError
 from garden.services import training
 from garden.services.base import View, resolve
+from garden.store import get_store
 
 __all__ = [
     "DEFAULT_QUANTS",
@@ -29,6 +34,7 @@ __all__ = [
     "GGUF_QUANTS",
     "ExportRequest",
     "ExportView",
+    "QuantCost",
     "WebExportRequest",
     "download_name",
     "download_path",
@@ -56,6 +62,11 @@ class ExportRequest(View):
     dry_run: bool = Field(False, description="Write the folder a push would send; push nothing")
     private: bool = Field(True, description="Create the Hub repository as private")
     bundle: bool = Field(False, description="Also zip a merged or Ollama export for download")
+    check_quality: bool = Field(
+        False,
+        description="GGUF and Ollama exports of a run: answer the run's held-out prompts with the "
+        "unquantized model and the GGUF and report both ROUGE-L",
+    )
 
 
 class ExportView(View):
@@ -76,6 +87,9 @@ class ExportView(View):
     commands: list[str] = Field(
         default_factory=list, description="Ollama only: the commands to run in the folder"
     )
+    quality: QuantCost | None = Field(
+        None, description="With check_quality: ROUGE-L unquantized and quantized, same prompts"
+    )
 
 
 def export(
@@ -84,6 +98,7 @@ def export(
     """Run one export. ``out_dir`` is for the CLI only: the web never passes a typed path."""
     settings = resolve(settings)
     source = find_source(request.model, settings)
+    job = _run_to_check(source, request, settings) if request.check_quality else None
     footprint = _training_footprint(source, settings)
     options = request.model_dump(include={"quant", "push_to", "dry_run", "private", "bundle"})
     result = export_source(
@@ -105,7 +120,35 @@ def export(
         pushed_url=result.pushed_url,
         dry_run=request.dry_run,
         commands=result.notes,
+        quality=_quantization_cost(job, result.folder, result.files, quant, settings)
+        if job is not None and quant is not None
+        else None,
     )
+
+
+def _run_to_check(source: ExportSource, request: ExportRequest, settings: Settings) -> JobRecord:
+    """The completed run whose held-out prompts measure the quantisation; refused up front."""
+    if request.format not in GGUF_FORMATS:
+        raise ExportError(
+            f"The quality check compares a GGUF with its source, not a {request.format} export.",
+            hint="Use --format gguf or ollama with --check-quality.",
+        )
+    job_id = source.meta.get("job_id")
+    if source.kind == "base" or not job_id:
+        raise ExportError(
+            f"{source.name} is not a fine-tuned run: it has no held-out prompts to check on.",
+            hint="Export a run with --check-quality, or drop the check.",
+        )
+    job = queries.get_job(get_store(settings.db_path), str(job_id))
+    request_for_job(job, settings)  # a run with no model or no plan is refused before any work
+    return job
+
+
+def _quantization_cost(
+    job: JobRecord, folder: Path, files: list[str], quant: str, settings: Settings
+) -> QuantCost:
+    gguf = next(name for name in files if name.endswith(".gguf"))
+    return quantization_cost(request_for_job(job, settings), folder / gguf, quant)
 
 
 def _training_footprint(source: ExportSource, settings: Settings) -> dict[str, Any]:
@@ -140,9 +183,18 @@ class WebExportRequest(View):
     model: str = Field(description="A fine-tuned run or any listed model id or name")
     format: ExportFormat
     quant: GgufQuant | None = Field(None, description=QUANT_HELP)
+    check_quality: bool = Field(
+        False, description="Also report the GGUF's ROUGE-L next to the unquantized run's"
+    )
 
     def request(self) -> ExportRequest:
-        return ExportRequest(model=self.model, format=self.format, quant=self.quant, bundle=True)
+        return ExportRequest(
+            model=self.model,
+            format=self.format,
+            quant=self.quant,
+            bundle=True,
+            check_quality=self.check_quality,
+        )
 
 
 DOWNLOAD_SUFFIXES = (".zip", ".gguf")

@@ -57,6 +57,13 @@ class ExportPanel:
                 self.quant = gr.Radio(
                     list(export_service.GGUF_QUANTS), value="f16", label="GGUF type", scale=1
                 )
+                self.check_quality = gr.Checkbox(
+                    False,
+                    label="Check quality",
+                    info="GGUF/Ollama of a run: ROUGE-L on its held-out prompts, quantized vs not",
+                    scale=1,
+                    elem_id="export-check-quality",
+                )
             with gr.Row():
                 self.refresh = gr.Button("↻ Refresh list", scale=1)
                 self.button = gr.Button("Export", variant="primary", scale=1, elem_id="export-btn")
@@ -65,7 +72,7 @@ class ExportPanel:
         failed = guard("exporting", lambda line: (line, None), settings)
         self.button.click(
             failed(self.run),
-            [self.model, self.format, self.quant],
+            [self.model, self.format, self.quant, self.check_quality],
             [self.status, self.file],
             api_name="export_model",
         )
@@ -74,7 +81,9 @@ class ExportPanel:
             self.default_quant, self.format, self.quant, api_visibility="private", queue=False
         )
 
-    def run(self, model: str | None, export_format: str, quant: str) -> tuple[str, Any]:
+    def run(
+        self, model: str | None, export_format: str, quant: str, check_quality: bool = False
+    ) -> tuple[str, Any]:
         if not model:
             return "Pick a run or a model to export.", None
         request = export_service.WebExportRequest.model_validate(
@@ -82,6 +91,7 @@ class ExportPanel:
                 "model": model,
                 "format": export_format,
                 "quant": quant if export_format in GGUF_FORMATS else None,
+                "check_quality": check_quality,
             }
         )
         view = export_service.export_for_web(request, settings=self.settings)
@@ -90,6 +100,8 @@ class ExportPanel:
             f"({present.file_size(view.size_bytes)}) to {code(view.folder or view.format)}: "
             f"{len(view.files)} files, model card included."
         )
+        if view.quality is not None:
+            line += " " + present.quant_cost(view.quality) + "."
         if view.commands:
             line += " Unzip it and run " + " then ".join(code(c) for c in view.commands) + "."
         return line, view.download_abs

@@ -1,6 +1,7 @@
 """Exports: a run or any listed model as a zipped LoRA adapter, merged safetensors, GGUF or a
-zipped Ollama folder (GGUF + Modelfile), with its model card; the file is then downloaded. Pushing to the Hub is the CLI's
-(`model-garden export --push`), since it uses the server's token."""
+zipped Ollama folder (GGUF + Modelfile), with its model card; the file is then downloaded.
+Pushing to the Hub is the CLI's (`model-garden export --push`), since it uses the server's
+token."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class ExportDone(View):
     commands: list[str] = Field(
         default_factory=list, description="Ollama only: the commands to run in the unzipped folder"
     )
+    quality: export.QuantCost | None = Field(
+        None, description="With check_quality: ROUGE-L unquantized and quantized, same prompts"
+    )
 
 
 @router.post("", status_code=201, summary="Export a run or model (adapter, merged, GGUF or Ollama)")
@@ -39,7 +43,7 @@ def create(request: WebExportRequest) -> ExportDone:
     find(models.list_models(), request.model, "model", "/api/v1/models")
     done = export.export_for_web(request)
     shown = done.model_dump(
-        include={"model", "format", "quant", "files", "size_bytes", "card", "commands"}
+        include={"model", "format", "quant", "files", "size_bytes", "card", "commands", "quality"}
     )
     return ExportDone(**shown, download_url=FILES + (export.download_name(done) or ""))
 
