@@ -11,10 +11,11 @@ re-rendering more conversations both ways; a template whose wrapping depends on 
 (position, content, counts) is refused with an :class:`ExportError` rather than written wrong.
 
 The default quantisation is q8_0 (``run.DEFAULT_QUANTS``), not the 4-bit q4_1 the embedded
-model ships as: a fine-tune changes the weights only a little and 4-bit blocks round much of
-that away (a q4_1 copy of the tests' 4-step rank-16 LoRA run of the default model no longer says
-that Paris is the capital of France, see tests/conftest.py), while q8_0 is within rounding of
-f16 at half its size (145 MB for the default model; q4_1 86 MB, q4_0 78 MB) and is among the
+model ships as: a fine-tune changes the weights only a little, and on a base that already sits
+on a Q4_1 grid (the embedded default) a q4_1 copy rounds those changes back onto the base's
+weights (a q4_1 copy of the tests' 4-step rank-16 LoRA run no longer says that Paris is the
+capital of France, see tests/conftest.py; ROUGE-L per quant in docs/export.md), while q8_0 is
+within rounding of f16 at half its size (145 MB for the default model; q4_1 86 MB, q4_0 78 MB) and is among the
 types llama.cpp, under Ollama, runs fastest on a CPU. ``--quant q4_1`` or ``q4_0`` gives a
 smaller download where that matters more.
 """
