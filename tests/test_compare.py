@@ -91,6 +91,13 @@ def test_the_pareto_front_on_plain_numbers() -> None:
     assert pareto_front({"e": (None, 0.1), "f": (0.9, None), "g": (0.1, 5.0)}) == ["g"]
 
 
+def test_energy_per_answer_reads_a_metered_evaluation() -> None:
+    """An evaluation on demand stores its energy: over its answers, the run's and the base's."""
+    assert compare._answer_energy({"energy_kwh": 0.002, "n": 4}) == pytest.approx(0.25)
+    assert compare._answer_energy({"energy_kwh": None, "n": 4}) is None  # at a run's end
+    assert compare._answer_energy({"energy_kwh": 0.002, "n": 0}) is None
+
+
 @pytest.mark.slow
 def test_two_real_runs_side_by_side(runs: Runs) -> None:
     view = compare.compare_runs([SHORT_RUN, runs.tiny.id], settings=runs.settings)
@@ -103,7 +110,9 @@ def test_two_real_runs_side_by_side(runs: Runs) -> None:
         assert (row.rouge_l, row.exact_match) == (job.eval_rouge_l, job.eval_exact_match)
         assert row.perplexity == job.eval_perplexity and row.eval_loss is not None
         assert row.energy_kwh == job.energy_kwh and row.emissions_kg == job.emissions_kg
-        assert row.model == f"finetuned/{job.name}" and row.kwh_per_1000_answers is None
+        assert row.model == f"finetuned/{job.name}"
+    # Evaluated at its run's end only (inside the training meter): no energy per answer.
+    assert tiny.kwh_per_1000_answers is None
     assert (short.steps, tiny.steps, short.answered, tiny.answered) == (4, 2, 4, TINY_PROMPTS)
     assert short.emissions_kg and tiny.emissions_kg and short.rouge_l is not None
     expected = pareto_front({r.job_id: (r.rouge_l, r.emissions_kg) for r in view.runs})
@@ -122,7 +131,8 @@ def test_two_real_runs_side_by_side(runs: Runs) -> None:
         f"Compared 2 runs (2 evaluated) on {TINY_PROMPTS} shared prompts; "
         f"Pareto front (ROUGE-L vs CO₂): {names}."
     )
-    assert compare.NO_ANSWER_ENERGY in view.notes
+    if short.kwh_per_1000_answers is None:  # test_evaluation's on-demand evaluation fills it
+        assert compare.NO_ANSWER_ENERGY in view.notes
     headers, rows = compare.fact_table(view)
     assert headers == ["", SHORT_RUN, TINY_RUN] and rows[0] == ["run", SHORT_RUN, TINY_RUN]
     assert all(len(row) == 3 for row in rows)

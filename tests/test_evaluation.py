@@ -89,6 +89,10 @@ def test_eval_json_with_a_failing_judge_keeps_the_metrics(settings, run):
     stored = evaluation.get_evaluation(run.id, settings=settings)
     assert stored is not None and not stored.in_training_run
     _check_metrics(stored)
+    # An evaluation on demand is metered on its own (what a comparison's energy per answer reads).
+    assert stored.energy_kwh and stored.energy_kwh > 0 and stored.emissions_kg
+    records = carbon.report(since="2000-01-01", kind="other", settings=settings).rows
+    assert any(row.label == f"evaluation of {SHORT_RUN}" for row in records), records
     assert summary == stored.summary()
     assert stored.error is not None and stored.error.startswith("Judge not used: Cannot reach")
     assert "\n" not in stored.error

@@ -26,7 +26,13 @@ def settings(module_tmp, default_model_path):
     models = module_tmp / "models"
     (models / "base").mkdir(parents=True)
     (models / "base" / default_model_path.name).symlink_to(default_model_path)
-    settings = Settings(_env_file=None, storage_root=models.parent / "storage", models_dir=models)
+    settings = Settings(
+        _env_file=None,
+        storage_root=models.parent / "storage",
+        models_dir=models,
+        eval_max_prompts=4,  # the quality check answers 4 held-out prompts, twice
+        eval_max_new_tokens=16,
+    )
     settings.ensure_storage()
     return settings
 

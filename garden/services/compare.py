@@ -49,8 +49,8 @@ EVALUATE_HINT = (
     "POST /api/v1/training/jobs/{run}/evaluate."
 )
 NO_ANSWER_ENERGY = (
-    "Energy per 1,000 answers is not shown: evaluations are not metered on their own (the one "
-    "at a run's end is inside the run's training energy)."
+    "Energy per 1,000 answers comes from an evaluation on demand, which is metered (the one at "
+    "a run's end is inside the run's training energy): evaluate the runs to see it."
 )
 
 
@@ -163,11 +163,13 @@ def _resolve_runs(store: Store, runs: Sequence[str]) -> list[JobRecord]:
 
 
 def _answer_energy(result: Mapping[str, Any]) -> float | None:
-    """kWh per 1,000 answers, where an evaluation stored the energy it measured."""
-    energy, answered = result.get("energy_kwh"), result.get("n") or 0
-    if not isinstance(energy, (int, float)) or not answered:
+    """kWh per 1,000 answers, where an evaluation on demand measured its energy: all of it
+    (model loading and the held-out loss too) over the answers it generated, the tuned model's
+    and the base model's, so an upper bound for one answer of the run's model."""
+    energy, prompts = result.get("energy_kwh"), result.get("n") or 0
+    if not isinstance(energy, (int, float)) or not prompts:
         return None
-    return float(energy) / answered * 1000
+    return float(energy) / (2 * prompts) * 1000
 
 
 def _row(job: JobRecord, view: JobView, evaluation: Mapping[str, Any] | None) -> ComparedRun:

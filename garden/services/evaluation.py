@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from garden.config import Settings
+from garden.engine.carbon.meter import CarbonMeter
 from garden.engine.evaluation import EvalRequest, EvaluationResult, JudgeConfig, storage
 from garden.engine.evaluation.plan import request_for_job
 from garden.engine.training import JobRecord, queries
@@ -70,6 +71,10 @@ class EvaluationView(View):
     pairs: list[EvalPair] = Field(default_factory=list)
     seconds: float | None = None
     in_training_run: bool = False
+    energy_kwh: float | None = Field(
+        None, description="Measured for an evaluation on demand (None at a run's end: inside it)"
+    )
+    emissions_kg: float | None = None
     created_at: float
 
     def summary(self) -> dict[str, Any]:
@@ -152,6 +157,19 @@ def _run_in_worker(request: EvalRequest) -> EvaluationResult:
         return EvaluationResult.model_validate(future.result())
 
 
+def _metered(request: EvalRequest, job: JobRecord, settings: Settings) -> EvaluationResult:
+    """The evaluation with its energy and CO₂ (CodeCarbon around the worker, kept as an
+    "other" record on the Carbon tab); figures stay None where the meter is unavailable."""
+    meter = CarbonMeter(kind="other", label=f"evaluation of {job.name}", settings=settings).start()
+    try:
+        result = _run_in_worker(request)
+    finally:
+        record = meter.stop()
+    return result.model_copy(
+        update={"energy_kwh": record.energy_kwh, "emissions_kg": record.emissions_kg}
+    )
+
+
 def evaluate_run(
     run: str,
     dataset: str | None = None,
@@ -182,7 +200,7 @@ def evaluate_run(
         request = request.model_copy(update={"judge": judge_config})
     try:
         with visitors.in_flight("evaluation", settings=settings):
-            result = _run_in_worker(request)
+            result = _metered(request, job, settings)
     except GardenError:
         raise
     except Exception as exc:

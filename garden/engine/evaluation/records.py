@@ -61,3 +61,7 @@ class EvaluationResult(BaseModel):
     pairs: list[SidePair] = Field(default_factory=list)
     seconds: float = 0.0
     in_training_run: bool = Field(False, description="Ran in the training worker (metered)")
+    energy_kwh: float | None = Field(
+        None, description="CodeCarbon's figure for an evaluation on demand (None at a run's end)"
+    )
+    emissions_kg: float | None = None
