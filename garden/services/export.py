@@ -11,6 +11,7 @@ from typing import Any, Literal, cast
 from pydantic import Field
 
 from garden.config import Settings
+from garden.engine.evaluation import EvalRequest
 from garden.engine.evaluation.plan import request_for_job
 from garden.engine.evaluation.quant_cost import QuantCost, quantization_cost
 from garden.engine.export import (
@@ -22,7 +23,7 @@ from garden.engine.export import (
     export_source,
     find_source,
 )
-from garden.engine.training import JobRecord, queries
+from garden.engine.training import queries
 from garden.errors import ExportError, GardenError
 from garden.services import training
 from garden.services.base import View, resolve
@@ -98,7 +99,7 @@ def export(
     """Run one export. ``out_dir`` is for the CLI only: the web never passes a typed path."""
     settings = resolve(settings)
     source = find_source(request.model, settings)
-    job = _run_to_check(source, request, settings) if request.check_quality else None
+    check = _quality_request(source, request, settings) if request.check_quality else None
     footprint = _training_footprint(source, settings)
     options = request.model_dump(include={"quant", "push_to", "dry_run", "private", "bundle"})
     result = export_source(
@@ -120,14 +121,17 @@ def export(
         pushed_url=result.pushed_url,
         dry_run=request.dry_run,
         commands=result.notes,
-        quality=_quantization_cost(job, result.folder, result.files, quant, settings)
-        if job is not None and quant is not None
+        quality=_quantization_cost(check, result.folder, result.files, quant)
+        if check is not None and quant is not None
         else None,
     )
 
 
-def _run_to_check(source: ExportSource, request: ExportRequest, settings: Settings) -> JobRecord:
-    """The completed run whose held-out prompts measure the quantisation; refused up front."""
+def _quality_request(
+    source: ExportSource, request: ExportRequest, settings: Settings
+) -> EvalRequest:
+    """The evaluation request of the completed run whose held-out prompts measure the
+    quantisation; refused up front, before any export work."""
     if request.format not in GGUF_FORMATS:
         raise ExportError(
             f"The quality check compares a GGUF with its source, not a {request.format} export.",
@@ -140,15 +144,12 @@ def _run_to_check(source: ExportSource, request: ExportRequest, settings: Settin
             hint="Export a run with --check-quality, or drop the check.",
         )
     job = queries.get_job(get_store(settings.db_path), str(job_id))
-    request_for_job(job, settings)  # a run with no model or no plan is refused before any work
-    return job
+    return request_for_job(job, settings)  # a run with no model or no plan is refused here
 
 
-def _quantization_cost(
-    job: JobRecord, folder: Path, files: list[str], quant: str, settings: Settings
-) -> QuantCost:
+def _quantization_cost(check: EvalRequest, folder: Path, files: list[str], quant: str) -> QuantCost:
     gguf = next(name for name in files if name.endswith(".gguf"))
-    return quantization_cost(request_for_job(job, settings), folder / gguf, quant)
+    return quantization_cost(check, folder / gguf, quant)
 
 
 def _training_footprint(source: ExportSource, settings: Settings) -> dict[str, Any]:
