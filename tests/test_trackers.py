@@ -164,21 +164,13 @@ def test_wandb_runs_offline_in_the_run_folder(tmp_path, monkeypatch):
     """W&B is not in the dev group (CI skips this); with the `tracking` extra it runs here."""
     pytest.importorskip("wandb")
     from garden.engine.training import trackers
-    from garden.engine.training.records import PlannedRun
 
     names = ("WANDB_API_KEY", "WANDB_DIR", "WANDB_MODE", "WANDB_RUN_ID", "WANDB_RESUME")
     for name in (*names, "WANDB_PROJECT"):
         monkeypatch.setenv(name, "")  # start() sets them: the test restores them as they were
         monkeypatch.delenv(name)
     spec = training.build_spec({"dataset": "facts", "name": "wb", "report_to": "wandb"})
-    plan = PlannedRun(
-        model_id="m",
-        model_path="m",
-        train_path="t",
-        dataset_id="d",
-        dataset_name="facts",
-        data_format="chat",
-    )
+    plan = _plan()
     logs: list[tuple[str, str]] = []
     run = trackers.start(
         "job", spec, plan, Settings(_env_file=None), tmp_path, lambda *line: logs.append(line)
@@ -197,18 +189,10 @@ def test_a_resumed_run_continues_its_tracker_files_and_mlflow_run(tmp_path, monk
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from garden.engine.training import trackers
-    from garden.engine.training.records import PlannedRun
 
     names = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_ALLOW_FILE_STORE")
     spec = training.build_spec({"dataset": "facts", "name": "r", "report_to": "tensorboard,mlflow"})
-    plan = PlannedRun(
-        model_id="m",
-        model_path="m",
-        train_path="t",
-        dataset_id="d",
-        dataset_name="facts",
-        data_format="chat",
-    )
+    plan = _plan()
     settings = Settings(_env_file=None)
     runs = []
     for number, previous in ((1, None), (2, tmp_path / "run-1")):
@@ -228,3 +212,17 @@ def test_a_resumed_run_continues_its_tracker_files_and_mlflow_run(tmp_path, monk
     events = EventAccumulator(str(tmp_path / "run-2" / "tensorboard"))
     events.Reload()
     assert [event.step for event in events.Scalars("energy_kwh")] == [2, 4]
+
+
+def _plan():
+    """The plan of a run the tracker tests start and finish without training."""
+    from garden.engine.training.records import PlannedRun
+
+    return PlannedRun(
+        model_id="m",
+        model_path="m",
+        train_path="t",
+        dataset_id="d",
+        dataset_name="facts",
+        data_format="chat",
+    )

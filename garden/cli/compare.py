@@ -22,21 +22,19 @@ def compare_command(runs: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         print_json(view)
         return
-    headers, rows = compare.fact_table(view)
-    table = Table(title="Runs compared")
-    for header in headers:
-        table.add_column(escape(header), overflow="fold")
-    for row in rows:
-        add_row(table, *row)
-    console.print(table)
+    console.print(_table("Runs compared", *compare.fact_table(view)))
     console.print(escape(view.status), highlight=False)
     for note in view.notes:
         console.print(f"[yellow]•[/] {escape(note)}", highlight=False)
     if view.answers:
-        headers, rows = compare.answer_table(view)
-        answers = Table(title="Answers to the shared held-out prompts")
-        for header in headers:
-            answers.add_column(escape(header), overflow="fold")
-        for row in rows:
-            add_row(answers, *row)
-        console.print(answers)
+        title = "Answers to the shared held-out prompts"
+        console.print(_table(title, *compare.answer_table(view)))
+
+
+def _table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title)
+    for header in headers:
+        table.add_column(escape(header), overflow="fold")
+    for row in rows:
+        add_row(table, *row)
+    return table
