@@ -9,6 +9,7 @@ runs, the resident set size (RSS) of its worker and of every process under it is
 process, each ``torchrun`` rank with two). Memory does not depend on the machine's load.
 
     HF_HUB_OFFLINE=1 uv run python bench/train_memory.py [--cases cli-1,cli-2,lora1024-1,...]
+        [--gradient-checkpointing auto|on|off]
 
 The last line is one JSON object with the figures.
 """
@@ -83,7 +84,9 @@ class PeakSampler(threading.Thread):
             time.sleep(0.1)
 
 
-def run_case(name: str, case: dict[str, Any], settings: Any, dataset: Path) -> dict[str, Any]:
+def run_case(
+    name: str, case: dict[str, Any], settings: Any, dataset: Path, checkpointing: bool | None
+) -> dict[str, Any]:
     from garden.engine.training import queries
     from garden.services import training
     from garden.store import get_store
@@ -94,6 +97,7 @@ def run_case(name: str, case: dict[str, Any], settings: Any, dataset: Path) -> d
         "max_steps": 2,
         "num_processes": case["processes"],
         **case["values"],
+        "gradient_checkpointing": checkpointing,
     }
     spec = training.build_spec(values, preset=case["preset"])
     job = training.submit(spec, settings=settings)
@@ -119,6 +123,7 @@ def run_case(name: str, case: dict[str, Any], settings: Any, dataset: Path) -> d
         "processes": case["processes"],
         "batch_size": spec.batch_size,
         "max_seq_len": spec.max_seq_len,
+        "gradient_checkpointing": "auto" if checkpointing is None else checkpointing,
         "train_tokens": done.train_tokens,
         "rank_peak_gb": [round(rss / GB, 2) for _, rss in ranks],
         "all_processes_peak_gb": round(sum(rss for _, rss in ranked) / GB, 2),
@@ -133,7 +138,14 @@ def main() -> None:
     parser.add_argument(
         "--cases", default=",".join(CASES), help="comma list of " + ", ".join(CASES)
     )
+    parser.add_argument(
+        "--gradient-checkpointing",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="auto: the trainer's rule (on for several CPU processes per machine)",
+    )
     args = parser.parse_args()
+    checkpointing = {"auto": None, "on": True, "off": False}[args.gradient_checkpointing]
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -145,7 +157,7 @@ def main() -> None:
         data.mkdir()
         long_chats(data / "train.jsonl")
         for name in args.cases.split(","):
-            results.append(run_case(name, CASES[name], settings, data))
+            results.append(run_case(name, CASES[name], settings, data, checkpointing))
     print(
         json.dumps({"bench": "train_memory", "cases": results, **benchenv.conditions(load_before)})
     )

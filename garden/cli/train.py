@@ -226,6 +226,11 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option("--target-modules", "lora_target_modules", default=None, help="Comma list.")
 @click.option("--assistant-only/--all-tokens", "assistant_only_loss", default=None)
 @click.option("--packing/--no-packing", default=None)
+@click.option(
+    "--gradient-checkpointing/--no-gradient-checkpointing",
+    default=None,
+    help="Recompute activations: less memory, slower (default: on for several CPU processes).",
+)
 @click.option("--eval-steps", type=int, default=None)
 @click.option("--seed", type=int, default=None)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)

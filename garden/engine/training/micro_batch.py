@@ -56,3 +56,12 @@ def micro_batch_size(
         return batch_size
     fits = max(1, int(budget_bytes // (bytes_per_token * max_seq_len)))
     return max(d for d in range(1, batch_size + 1) if batch_size % d == 0 and d <= fits)
+
+
+def gradient_checkpointing(choice: bool | None, device: str, processes_per_machine: int) -> bool:
+    """Whether a run recomputes activations: the spec's choice, else on for CPU runs of several
+    processes per machine, whose ranks share one machine's memory (measured with
+    ``bench/train_memory.py``: see docs/benchmarks.md)."""
+    if choice is not None:
+        return choice
+    return device == "cpu" and processes_per_machine > 1

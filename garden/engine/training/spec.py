@@ -186,6 +186,11 @@ class JobSpec(BaseModel):
     lora_target_modules: list[str] = Field(default_factory=lambda: ["all-linear"])
     assistant_only_loss: bool | None = None
     packing: bool = True
+    gradient_checkpointing: bool | None = Field(
+        None,
+        description="Recompute each layer's activations in the backward pass (less memory, "
+        "slower); default: on for CPU runs of several processes per machine",
+    )
     eval_steps: int | None = Field(None, ge=1)
     seed: int = 42
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

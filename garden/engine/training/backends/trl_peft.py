@@ -23,6 +23,7 @@ from garden.engine.training.budget import make_budget_callback
 from garden.engine.training.encoding import read_jsonl, tokenize_rows
 from garden.engine.training.micro_batch import (
     activation_bytes_per_token,
+    gradient_checkpointing,
     micro_batch_size,
     model_config,
 )
@@ -109,6 +110,11 @@ def trainer_arguments(ctx: TrainContext, has_eval: bool) -> dict[str, Any]:
     spec = ctx.spec
     eval_steps = spec.eval_steps if has_eval else None
     batch = spec.batch_size
+    checkpointing = gradient_checkpointing(
+        spec.gradient_checkpointing, ctx.device, spec.num_processes
+    )
+    if checkpointing:
+        ctx.log("Gradient checkpointing: activations are recomputed in the backward pass")
     if ctx.device == "cpu" and spec.objective != "grpo":  # GRPO batches whole groups
         per_token = activation_bytes_per_token(model_config(ctx.model_path))
         batch = micro_batch_size(spec.batch_size, spec.max_seq_len, per_token)
@@ -140,7 +146,8 @@ def trainer_arguments(ctx: TrainContext, has_eval: bool) -> dict[str, Any]:
         bf16=ctx.precision == "bf16",
         fp16=ctx.precision == "fp16",
         use_cpu=ctx.device == "cpu",
-        gradient_checkpointing=False,
+        gradient_checkpointing=checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
         seed=spec.seed,
         data_seed=spec.seed,
         report_to=list(ctx.extra.get("report_to") or ()) or "none",
