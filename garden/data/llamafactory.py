@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -177,15 +177,11 @@ def read_entry(name: str, spec: Any, folder: Path) -> Entry:
     entry = Entry(name, formatting, bool(spec.get("ranking")), dict(columns), dict(tags))
     path = folder / file_name
     if not path.exists():
-        return _replace(entry, missing=True, problem=f"{file_name} is not in {folder}")
+        return replace(entry, missing=True, problem=f"{file_name} is not in {folder}")
     files = (path,) if path.is_file() else _data_files(path)
     if not files:
-        return _replace(entry, problem=f"the folder {file_name} holds no data file")
-    return _replace(entry, files=files)
-
-
-def _replace(entry: Entry, **changes: Any) -> Entry:
-    return Entry(**{**entry.__dict__, **changes})
+        return replace(entry, problem=f"the folder {file_name} holds no data file")
+    return replace(entry, files=files)
 
 
 def _data_files(folder: Path) -> tuple[Path, ...]:
