@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from garden import present
+from garden.cli.data_registry import import_from_registry
 from garden.cli.output import add_row, console, err_console, fail, print_json
 from garden.errors import GardenError
 from garden.services import datasets
@@ -164,8 +165,18 @@ def _print_report(view: datasets.InspectView) -> None:
 
 
 @data.command("import")
-@source_argument
-@click.option("--name", required=True, help="Name to save the dataset under.")
+@click.argument("source", metavar="PATH_OR_HUB_ID", required=False)
+@click.argument("entries", metavar="[NAME]...", nargs=-1)
+@click.option("--name", default=None, help="Name to save the dataset under (required).")
+@click.option(
+    "--from-llamafactory",
+    "registry",
+    default=None,
+    metavar="DATASET_INFO_JSON",
+    help="Import LLaMA-Factory's registry instead: the entries NAME… (default: every entry "
+    "whose file is here), each under its own name.",
+)
+@click.option("--name-prefix", default="", help="With --from-llamafactory: put before each name.")
 @click.option("--eval-fraction", type=click.FloatRange(0.0, 0.5), default=0.1, show_default=True)
 @click.option(
     "--seed", type=int, default=42, show_default=True, help="Seed of the train/eval split."
@@ -176,15 +187,31 @@ def _print_report(view: datasets.InspectView) -> None:
 @json_option
 @read_options
 def import_cmd(
-    source: str,
-    name: str,
+    source: str | None,
+    entries: tuple[str, ...],
+    name: str | None,
+    registry: str | None,
+    name_prefix: str,
     eval_fraction: float,
     seed: int,
     drop_invalid: bool,
     as_json: bool,
     read: datasets.ReadOptions,
 ) -> None:
-    """Normalise, validate and split a dataset and save it under NAME."""
+    """Normalise, validate and split a dataset and save it under --name; or import the
+    datasets of LLaMA-Factory's dataset_info.json (--from-llamafactory PATH [NAME]...)."""
+    if registry is not None:
+        import_from_registry(
+            registry, [*filter(None, [source]), *entries], name=name, name_prefix=name_prefix,
+            read=read, eval_fraction=eval_fraction, seed=seed, drop_invalid=drop_invalid,
+            as_json=as_json, progress=_progress(not as_json),
+        )  # fmt: skip
+        return
+    if source is None or entries or name is None or name_prefix:
+        raise click.UsageError(
+            "give one PATH_OR_HUB_ID and --name (NAME... and --name-prefix go with "
+            "--from-llamafactory)."
+        )
     try:
         request = datasets.ImportRequest(
             source=source, name=name, options=read, eval_fraction=eval_fraction, seed=seed,

@@ -20,6 +20,8 @@ from garden.data import ReadOptions as ReadOptions  # how to read a source; fron
 from garden.errors import DatasetError
 from garden.services import visitors, web
 from garden.services.base import View, resolve
+from garden.services.dataset_registry import RegistryImportView as RegistryImportView
+from garden.services.dataset_registry import import_registry as import_registry
 
 Progress = Callable[[float, str], None]
 SourceKind = Literal["upload", "bundled", "hub", "imported"]
