@@ -68,7 +68,8 @@ def settle_reasoning(sample: dict[str, Any], mode: ReasoningMode) -> bool:
             turn["reasoning"] = reasoning
         elif not answer.strip() and not turn.get("tool_calls"):
             raise RowError(
-                "has an assistant turn with only reasoning, which --reasoning drop empties"
+                "has an assistant turn with only reasoning, left empty once the reasoning is "
+                "dropped; keep the reasoning, or drop the invalid rows"
             )
     return found
 
