@@ -88,6 +88,14 @@ def rows_line(rows: int, valid: int, invalid: int, *, markdown: bool = False) ->
     return f"{_label('Rows', markdown)} {rows:,} read · {valid:,} usable · {invalid:,} invalid"
 
 
+def reasoning_line(rows: int, mode: str) -> str | None:
+    """ "3 rows carry reasoning (kept)"; None when no row does."""
+    if not rows:
+        return None
+    kept = "kept" if mode == "keep" else "dropped"
+    return f"{rows:,} row{'' if rows == 1 else 's'} carry reasoning ({kept})"
+
+
 def tokens_line(stats: TokenStats, *, markdown: bool = False) -> str | None:
     """ "Tokens (from a random sample of 1,000 rows): min 9 · median 31 · … · ≈41,000 in total";
     None when nothing was counted."""

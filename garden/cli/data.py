@@ -48,6 +48,10 @@ READ_OPTIONS = (
     click.option("--model", default=None, help="Tokenizer to count with (default model)."),
     click.option("--split", default=None, help="Hub split (default: train)."),
     click.option("--subset", default=None, help="Hub subset / configuration."),
+    click.option(
+        "--reasoning", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
+        help="Keep the answers' reasoning traces (trained on) or drop them.",
+    ),
 )  # fmt: skip
 
 
@@ -127,6 +131,10 @@ def _short(text: str, limit: int = 3000) -> str:
 
 def _print_preview(preview: datasets.SamplePreview) -> None:
     """What the rendering alone does not show: a pair's answers, a label, tools and calls."""
+    if preview.reasoning:
+        words = len(preview.reasoning.split())
+        text = f"reasoning ({words} words): {_short(preview.reasoning, 500)}"
+        console.print(text, style="dim", markup=False, highlight=False)
     if preview.kind == "preference":
         console.print(f"chosen:   {_short(preview.chosen, 500)}", markup=False, highlight=False)
         console.print(f"rejected: {_short(preview.rejected, 500)}", markup=False, highlight=False)
@@ -162,6 +170,8 @@ def _print_report(view: datasets.InspectView) -> None:
             console.print(f"  … and {hidden:,} more")
     if tokens := present.tokens_line(view.token_stats):
         console.print(tokens)
+    if reasoning := present.reasoning_line(view.reasoning_rows, view.reasoning):
+        console.print(f"Reasoning: {reasoning}", highlight=False)
 
 
 @data.command("import")

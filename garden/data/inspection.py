@@ -80,4 +80,6 @@ def inspect_source(
         raw_preview=scan.raw_preview,
         samples=scan.samples,
         rendered=rendered,
+        reasoning_rows=scan.reasoning,
+        reasoning=options.reasoning,
     )

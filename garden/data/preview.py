@@ -3,7 +3,8 @@
 A preview is a dict: ``kind``; ``rendered`` (through the model's chat template, tools passed,
 as training sees it); for pairs ``prompt`` (its last turn), ``chosen``, ``rejected`` and
 ``rendered_prompt``; for labelled answers also ``label`` (the answer is in ``chosen``); for tool
-conversations ``tools`` (declared names) and ``calls`` (``name({...})``).
+conversations ``tools`` (declared names) and ``calls`` (``name({...})``); ``reasoning`` (the
+answers' reasoning traces, one paragraph each: a pair's chosen answer's) for any conversation.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from garden.config import Settings, get_settings
 from garden.data.kinds import row_kind
+from garden.data.reasoning import reasoning_text
 from garden.data.tokens import get_tokenizer, render, render_messages
 
 
@@ -39,6 +41,7 @@ def preview_sample(tokenizer: Any, sample: dict[str, Any]) -> dict[str, Any]:
             "chosen": _answer_text(answers[0]), "rejected": _answer_text(answers[1]),
             "rendered_prompt": render_messages(tokenizer, prompt, add_generation_prompt=True),
             "label": sample.get("label") if kind == "feedback" else None,
+            "reasoning": reasoning_text(answers[0]),
         }  # fmt: skip
     calls = [
         f"{call['function']['name']}({json.dumps(call['function']['arguments'], ensure_ascii=False)})"
@@ -46,7 +49,10 @@ def preview_sample(tokenizer: Any, sample: dict[str, Any]) -> dict[str, Any]:
         for call in message.get("tool_calls") or []
     ]
     tools = [tool["function"]["name"] for tool in sample.get("tools") or []]
-    return {"kind": kind, "rendered": rendered, "tools": tools, "calls": calls}
+    return {
+        "kind": kind, "rendered": rendered, "tools": tools, "calls": calls,
+        "reasoning": reasoning_text(sample["messages"]),
+    }  # fmt: skip
 
 
 def preview_samples(

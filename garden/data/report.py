@@ -65,6 +65,8 @@ class InspectReport:
     raw_preview: list[dict[str, Any]]
     samples: list[dict[str, Any]]
     rendered: list[str]
+    reasoning_rows: int = 0
+    reasoning: str = "keep"
 
     @property
     def usable(self) -> bool:

@@ -28,6 +28,7 @@ from garden.data.formats import (
 )
 from garden.data.media import MEDIA_WARNING, find_media
 from garden.data.readers import RowReader
+from garden.data.reasoning import REASONING_MODES, ReasoningMode, settle_reasoning
 from garden.data.report import IssueLog
 from garden.data.sources import RawRow, Source, resolve_source
 from garden.data.tokens import byte_bound, count_tokens, get_tokenizer
@@ -53,13 +54,15 @@ def say(progress: Progress | None, fraction: float, message: str) -> None:
 @dataclass(frozen=True)
 class ReadOptions:
     """How to read a source: a mapping that overrides detection, the sequence length above
-    which rows are flagged, the model whose tokenizer counts tokens, and a hub split and subset."""
+    which rows are flagged, the model whose tokenizer counts tokens, a hub split and subset,
+    and whether the answers' reasoning traces are kept (trained on) or dropped."""
 
     mapping: dict[str, Any] | None = None
     max_seq_len: int | None = None
     model: str | None = None
     split: str | None = None
     subset: str | None = None
+    reasoning: ReasoningMode = "keep"
 
 
 def open_source(
@@ -67,6 +70,11 @@ def open_source(
 ) -> Source:
     """Check the options and resolve the source, before any row is read."""
     check_max_seq_len(options.max_seq_len)
+    if options.reasoning not in REASONING_MODES:
+        raise DatasetError(
+            f"Unknown reasoning option {options.reasoning!r}.",
+            hint="Use keep (train on the reasoning traces) or drop (remove them).",
+        )
     say(progress, 0.0, "Reading the source…")
     return resolve_source(source, settings, split=options.split, subset=options.subset)
 
@@ -85,6 +93,7 @@ def row_hash(seed: int, index: int) -> float:
 class Scan:
     rows: int = 0
     valid: int = 0
+    reasoning: int = 0  # usable rows that carry reasoning (before any drop)
     errors: IssueLog = field(default_factory=IssueLog)
     warnings: IssueLog = field(default_factory=IssueLog)
     raw_preview: list[dict[str, Any]] = field(default_factory=list)
@@ -191,6 +200,11 @@ def scan_rows(
             notes.append(
                 f"is in {other['format']} format, not {mapping['format']}; converted anyway"
             )
+        try:
+            scan.reasoning += settle_reasoning(sample, options.reasoning)
+        except RowError as exc:
+            scan.errors.add("invalid", str(exc), row.location)
+            continue
         for note in notes:
             scan.warnings.add("converted", note, row.location)
         if media := find_media(row.data):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from garden.data.media import ONLY_MEDIA, is_media_part, strip_placeholders
+from garden.data.reasoning import with_reasoning
 from garden.data.row_errors import RowError
 from garden.data.tool_calls import parse_calls, parse_json, result_name
 
@@ -97,15 +98,6 @@ def parts_of(value: list[Any], what: str) -> Parts:
     return parts
 
 
-def with_reasoning(text: str, reasoning: str) -> str:
-    """An assistant answer with its reasoning before it, in ``<think>`` markers (the form the
-    chat templates of reasoning models render)."""
-    if not reasoning.strip():
-        return text
-    thought = f"<think>\n{reasoning.strip()}\n</think>"
-    return f"{thought}\n\n{text}" if text.strip() else thought
-
-
 def read_content(value: Any, what: str, notes: list[str], *, required: bool = True) -> Parts:
     """A turn's content as text (its reasoning and tool-call parts apart); media left out (see
     ``media``)."""
@@ -134,8 +126,9 @@ def read_content(value: Any, what: str, notes: list[str], *, required: bool = Tr
 
 
 def text_of(value: Any, what: str, notes: list[str], *, required: bool = True) -> str:
-    """A field as text: content parts joined (reasoning in ``<think>`` markers), media parts
-    left out (see ``media``); tool-call parts are an error where no call may stand."""
+    """A field as text: content parts joined (reasoning in ``<think>`` markers, which an
+    answer's ``settle_reasoning`` moves to its own field), media parts left out (see
+    ``media``); tool-call parts are an error where no call may stand."""
     parts = read_content(value, what, notes, required=required)
     if parts.calls:
         raise RowError(f"has a tool_call part in {what}, where only an assistant turn may call")
@@ -209,10 +202,9 @@ def normalise_turns(
             reasoning = turn.get("reasoning_content") or turn.get("reasoning") or ""
             if not isinstance(reasoning, str):
                 raise RowError(f"{where} has reasoning that is not text")
-            content = with_reasoning(
-                parts.text, "\n".join(filter(None, (reasoning, parts.reasoning)))
-            )
-            answer: dict[str, Any] = {"role": "assistant", "content": content}
+            answer: dict[str, Any] = {"role": "assistant", "content": parts.text}
+            if thought := "\n".join(filter(None, (reasoning.strip(), parts.reasoning.strip()))):
+                answer["reasoning"] = thought
             if raw_calls not in (None, "", []):
                 calls = parse_calls(raw_calls, where, declared)
                 answer["tool_calls"] = calls

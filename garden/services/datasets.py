@@ -91,6 +91,7 @@ class SamplePreview(View):
     label: bool | None = None
     tools: list[str] = Field(default_factory=list)
     calls: list[str] = Field(default_factory=list)
+    reasoning: str = Field("", description="the answers' reasoning traces, one paragraph each")
 
 
 class InspectView(View):
@@ -123,6 +124,8 @@ class InspectView(View):
     samples: list[dict[str, Any]]
     rendered: list[str]
     previews: list[SamplePreview] = Field(default_factory=list)
+    reasoning_rows: int = Field(0, description="usable rows whose answers carry reasoning")
+    reasoning: Literal["keep", "drop"] = "keep"
 
 
 class DatasetView(View):

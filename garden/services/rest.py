@@ -23,13 +23,15 @@ from garden.services.training import JobView, MetricPoint
 
 class WebReadOptions(View):
     """How to read a source: a column mapping overriding detection, the sequence length above
-    which rows are flagged, the model whose tokenizer counts tokens, a hub split and subset."""
+    which rows are flagged, the model whose tokenizer counts tokens, a hub split and subset,
+    and whether the answers' reasoning traces are kept (trained on) or dropped."""
 
     mapping: dict[str, Any] | None = None
     max_seq_len: int | None = None
     model: str | None = None
     split: str | None = None
     subset: str | None = None
+    reasoning: Literal["keep", "drop"] = "keep"
 
     def to_options(self) -> ReadOptions:
         return ReadOptions(**self.model_dump())

@@ -1,7 +1,10 @@
 """The Data tab's sample previews: pairs as prompt | chosen | rejected, labelled answers with
-their label, tool conversations with their tools and calls, each rendered as trained."""
+their label, tool conversations with their tools and calls, each rendered as trained; an
+answer's reasoning trace folded in a ``<details>`` block."""
 
 from __future__ import annotations
+
+import html
 
 from garden.services.datasets import InspectView, SamplePreview
 from garden.ui.boundary import code, code_block, plain
@@ -15,13 +18,24 @@ def _cell(text: str) -> str:
     return plain(short).replace("|", "\\|").replace("\n", "<br>") or " "
 
 
+def reasoning_block(reasoning: str) -> str:
+    """The reasoning folded (one HTML block: escaped, its line breaks as ``<br>``), or ""."""
+    if not reasoning.strip():
+        return ""
+    words = len(reasoning.split())
+    short = reasoning if len(reasoning) <= RENDERED_CHARS else reasoning[:RENDERED_CHARS] + "…"
+    body = html.escape(short).replace("\n", "<br>")
+    return f"<details><summary>Reasoning ({words:,} words)</summary><div>{body}</div></details>"
+
+
 def _pair(number: int, preview: SamplePreview) -> str:
     table = (
         "| prompt | chosen ✅ | rejected ❌ |\n|---|---|---|\n"
         f"| {_cell(preview.prompt)} | {_cell(preview.chosen)} | {_cell(preview.rejected)} |"
     )
     prompt = code_block(preview.rendered_prompt[:RENDERED_CHARS])
-    return f"**Pair {number}**\n\n{table}\n\nThe prompt as the model sees it:\n{prompt}"
+    parts = [f"**Pair {number}**", table, reasoning_block(preview.reasoning)]
+    return "\n\n".join(filter(None, [*parts, f"The prompt as the model sees it:\n{prompt}"]))
 
 
 def _titled(number: int, preview: SamplePreview) -> str:
@@ -34,6 +48,8 @@ def _titled(number: int, preview: SamplePreview) -> str:
         title += "\n\nCalls: " + ", ".join(code(call[:200]) for call in preview.calls)
     if preview.tools and not any(name in preview.rendered for name in preview.tools):
         title += "\n\n_This model's chat template does not show the tools._"
+    if folded := reasoning_block(preview.reasoning):
+        title += f"\n\n{folded}\n"
     return f"{title}\n{code_block(preview.rendered[:RENDERED_CHARS])}"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -64,6 +64,7 @@ class SourceForm:
     seq_value: float | None
     mapping_value: str | None
     detected: str | None
+    reasoning_value: str | None = field(default="keep", kw_only=True)
 
     @property
     def source(self) -> DatasetSource:
@@ -88,6 +89,7 @@ class SourceForm:
             mapping=self.mapping,
             max_seq_len=int(self.seq_value) if self.seq_value else None,
             model=self.model_value or None,
+            reasoning="drop" if self.reasoning_value == "drop" else "keep",
         )
 
     @property
@@ -142,6 +144,7 @@ class SourceFields:
     max_seq_len: gr.Number
     mapping: gr.Textbox
     detected: gr.State
+    reasoning: gr.Radio
 
     def inputs(self) -> dict[str, Any]:
         """The components by ``SourceForm`` field name."""
@@ -155,6 +158,7 @@ class SourceFields:
             "seq_value": self.max_seq_len,
             "mapping_value": self.mapping,
             "detected": self.detected,
+            "reasoning_value": self.reasoning,
         }
 
 
@@ -193,6 +197,8 @@ def _summary(view: InspectView) -> str:
         lines.append(f"**Formats seen:** {seen}")
     if tokens := present.tokens_line(view.token_stats, markdown=True):
         lines.append(tokens)
+    if reasoning := present.reasoning_line(view.reasoning_rows, view.reasoning):
+        lines.append(f"**Reasoning:** {reasoning}")
     if view.problem:
         lines.append(f"\n❌ **Not usable:** {plain(web.safe_text(view.problem))}")
     else:
@@ -396,8 +402,12 @@ def _source_fields(settings: Settings) -> SourceFields:
             value=2048, precision=0, minimum=0, label="Max sequence length (0: don't check)"
         )
         mapping = gr.Textbox(label="Mapping (JSON)", lines=4, info=MAPPING_HELP)
+        reasoning = gr.Radio(
+            [("Keep (train on them)", "keep"), ("Drop", "drop")], value="keep",
+            label="Reasoning traces (<think>…</think>, reasoning_content)",
+        )  # fmt: skip
     return SourceFields(
-        kind, upload, sample, hub, imported, model, max_seq_len, mapping, gr.State("")
+        kind, upload, sample, hub, imported, model, max_seq_len, mapping, gr.State(""), reasoning
     )
 
 

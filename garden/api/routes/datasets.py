@@ -17,7 +17,10 @@ from garden.services.rest import UploadImportRequest, WebImportRequest, WebReadO
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 
-OPTIONS_HELP = 'How to read the file, as JSON: {"mapping": …, "max_seq_len": …, "model": …}'
+OPTIONS_HELP = (
+    'How to read the file, as JSON: {"mapping": …, "max_seq_len": …, "model": …, '
+    '"reasoning": "keep" | "drop"}'
+)
 
 
 def find_dataset(id_or_name: str) -> DatasetView:

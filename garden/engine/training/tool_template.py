@@ -10,6 +10,10 @@ the Hermes/Qwen rendering instead, inside that template's own turn markers:
 - tool results become one user turn of ``<tool_response>…</tool_response>`` blocks.
 
 ``parse_tool_calls`` reads that format back (and the bare JSON-object form).
+
+An assistant turn's ``reasoning`` goes to a template that renders reasoning as
+``reasoning_content`` (or ``thinking``); any other template gets it in ``<think>`` markers before
+the answer (``garden.data.reasoning``). Either way it is part of the assistant's turn.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from garden.data.reasoning import TEMPLATE_KEYS, for_template, template_keys
 
 TOOLS_INTRO = (
     "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
@@ -64,8 +70,10 @@ def render_chat(
     tools: Sequence[Mapping[str, Any]] | None = None,
     add_generation_prompt: bool = False,
 ) -> str:
-    """The conversation as prompt text, tools included (natively, or in the Hermes format)."""
-    conversation = [_with_dict_arguments(m) for m in messages]
+    """The conversation as prompt text, tools included (natively, or in the Hermes format),
+    reasoning as the template takes it."""
+    keys = template_keys(getattr(tokenizer, "chat_template", None))
+    conversation = [_with_dict_arguments(m) for m in for_template(messages, keys)]
     tool_list = [dict(t) for t in tools] if tools else None
     has_tool_turns = any(m.get("tool_calls") or m.get("role") == "tool" for m in conversation)
     if (tool_list or has_tool_turns) and not template_renders_tools(tokenizer):
@@ -101,7 +109,8 @@ def template_renders_tools(tokenizer: Any) -> bool:
 def hermes_messages(
     messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None
 ) -> list[dict[str, str]]:
-    """Plain role/content turns that carry the tools, calls and results in the Hermes format."""
+    """Plain role/content turns that carry the tools, calls and results in the Hermes format
+    (an assistant turn's reasoning keys kept)."""
     out: list[dict[str, str]] = []
     rest = list(messages)
     system = ""
@@ -125,8 +134,9 @@ def hermes_messages(
             continue
         calls = [_call_text(call) for call in message.get("tool_calls") or []]
         text = "\n".join(part for part in (content, *calls) if part)
-        out.append({"role": str(role), "content": text})
-    return [{"role": m["role"], "content": m["content"]} for m in out]
+        thought = {key: str(message[key]) for key in TEMPLATE_KEYS if message.get(key)}
+        out.append({"role": str(role), "content": text, **thought})
+    return [{key: value for key, value in m.items() if key != "tool_results"} for m in out]
 
 
 def _call_text(call: Mapping[str, Any]) -> str:

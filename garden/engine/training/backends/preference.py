@@ -1,7 +1,8 @@
 """Preference tuning through TRL: DPO and ORPO on preference pairs, KTO on labelled answers.
 
 Rows come in the ``garden.data.kinds`` shapes, which are TRL's conversational formats, so the
-trainers apply the chat template themselves. With LoRA the reference model of DPO and KTO is
+trainers apply the chat template themselves; an answer's ``reasoning`` is handed over the way
+that template takes it (``garden.data.reasoning.for_template``). With LoRA the reference model of DPO and KTO is
 the base with the adapter disabled (TRL's default for a PEFT model): no second copy in memory.
 ORPO needs no reference model. On a GPU the Unsloth backend builds the model and the same TRL
 trainers run (Unsloth patches them); nothing here is specific to it.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from garden.data.reasoning import for_template, template_keys
 from garden.engine.training.backends.context import TrainContext, TrainOutcome
 from garden.engine.training.backends.trl_peft import (
     load_model,
@@ -63,6 +65,21 @@ def _rows(ctx: TrainContext, path: Path | None) -> list[dict[str, Any]]:
     return rows
 
 
+TURN_LISTS = ("prompt", "chosen", "rejected", "completion")
+
+
+def _reasoning_for(tokenizer: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows' turns with their reasoning as ``tokenizer``'s chat template takes it."""
+    keys = template_keys(getattr(tokenizer, "chat_template", None))
+    return [
+        {
+            key: for_template(value, keys) if key in TURN_LISTS else value
+            for key, value in row.items()
+        }
+        for row in rows
+    ]
+
+
 def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainOutcome:
     """Train one preference job; ``model``/``tokenizer`` may come pre-built (Unsloth)."""
     spec = ctx.spec
@@ -79,6 +96,10 @@ def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainO
     ctx.log(
         f"{spec.objective.upper()} (beta {spec.beta}) on {len(train_rows)} train / "
         f"{len(eval_rows)} eval examples"
+    )
+    train_rows, eval_rows = (
+        _reasoning_for(tokenizer, train_rows),
+        _reasoning_for(tokenizer, eval_rows),
     )
     config_class, trainer_class = _trainer_classes(spec.objective)
     args = config_class(
