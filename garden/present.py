@@ -272,6 +272,28 @@ def job_preference(job: JobView) -> list[str]:
     return facts
 
 
+def sample_table(job: JobView, chars: int = 300) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of a GRPO run's sampled completions: step, prompt, completion (each cut
+    to ``chars``), one column per reward function, the weighted total."""
+    names = list(dict.fromkeys(name for sample in job.samples for name in sample.rewards))
+    rows = [
+        [
+            str(sample.step),
+            _cut(sample.prompt, chars),
+            _cut(sample.completion, chars),
+            *(number(sample.rewards.get(name), "{:.2f}") for name in names),
+            number(sample.total, "{:.2f}"),
+        ]
+        for sample in job.samples
+    ]
+    return ["step", "prompt", "completion", *names, "total"], rows
+
+
+def _cut(text: str, chars: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= chars else flat[: chars - 1] + "…"
+
+
 def job_stats_line(job: JobView, separator: str = " · ") -> str:
     """ "step 3/10 · ETA 42s · loss 1.2345 · 120 tokens/s · energy 0.512 Wh · CO₂ 0.120 g"."""
     return separator.join([job_steps(job), *job_facts(job)])

@@ -213,6 +213,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX visitor_items_visitor ON visitor_items(visitor, kind)
     """,
+    # 7: a GRPO run's newest sampled completions with their rewards (a short list)
+    "ALTER TABLE jobs ADD COLUMN samples_json TEXT",
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

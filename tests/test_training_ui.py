@@ -99,7 +99,7 @@ def test_start_a_run_from_the_tab_and_see_metrics_arrive(tab_app):
     deadline = time.monotonic() + 600
     seen_running = False
     while time.monotonic() < deadline:
-        status, _loss, _lr, log_tail, _runs, _pick = other_browser.predict(
+        status, _loss, _lr, _samples, log_tail, _runs, _pick = other_browser.predict(
             "", api_name="/refresh_training"
         )
         assert job_id in status

@@ -182,7 +182,8 @@ def _finish(job: JobView, as_json: bool) -> None:
     "rewards",
     multiple=True,
     help="GRPO reward, repeatable: KIND[=ARG][*WEIGHT] with KIND number_match, exact_match, "
-    "regex=PATTERN, json[={schema}], tool_call, length=MIN-MAX (e.g. --reward number_match "
+    "regex=PATTERN, json[={schema}], tool_call, length=MIN-MAX, judge[=CRITERION] (scored 0-10 "
+    "by EVAL_JUDGE_URL) or judge=URL|MODEL|CRITERION (e.g. --reward number_match "
     "--reward 'regex=Answer: \\d+$*0.5').",
 )
 @click.option(
@@ -320,12 +321,28 @@ def jobs_show(job_id: str, as_json: bool) -> None:
             "objective",
             job.objective + (f" from {job.init_from_run}" if job.init_from_run else ""),
         )
-        add_row(table, "reward margin", margins_line(job_id) or "not logged yet")
+        if job.objective == "grpo":
+            add_row(table, "rewards", "; ".join(present.job_preference(job)[1:]) or "none yet")
+        else:
+            add_row(table, "reward margin", margins_line(job_id) or "not logged yet")
         if job.reward_accuracy is not None:
             add_row(table, "reward accuracy", f"{job.reward_accuracy:.0%}")
     console.print(table)
+    if job.samples:
+        console.print(samples_table(job))
     for line in logs:
         console.print(f"{line.level} {line.message}", highlight=False, markup=False)
+
+
+def samples_table(job: JobView) -> Table:
+    """The GRPO run's newest sampled completions with each reward."""
+    headers, rows = present.sample_table(job, chars=120)
+    table = Table(title="Sampled completions, newest first")
+    for header in headers:
+        table.add_column(escape(header), overflow="fold")
+    for row in rows:
+        add_row(table, *row)
+    return table
 
 
 def _command(action: Callable[..., JobView], job_id: str) -> JobView:

@@ -33,6 +33,7 @@ from garden.services.training_form import (
     PresetView,
     base_model_choices,
     build_spec,
+    check_judges,
     dataset_choices,
     objectives_for,
     parse_rewards,
@@ -43,6 +44,7 @@ from garden.services.training_form import (
 from garden.store import Store, get_store
 
 __all__ = [
+    "CompletionSampleView",
     "JobSpec",
     "JobView",
     "LogLine",
@@ -75,6 +77,16 @@ __all__ = [
 ]
 
 
+class CompletionSampleView(View):
+    """A GRPO completion sampled at a logged step: its prompt, each reward and the total."""
+
+    step: int
+    prompt: str
+    completion: str
+    rewards: dict[str, float | None] = Field(description="Each reward function's score")
+    total: float | None = Field(None, description="The weighted sum of the scores")
+
+
 class JobView(View):
     """A training job as people see it: live progress while it runs, its result once it ends."""
 
@@ -88,6 +100,9 @@ class JobView(View):
     reward_mean: float | None = Field(None, description="GRPO runs: latest mean reward")
     rewards_by_function: dict[str, float] | None = Field(
         None, description="GRPO runs: latest mean reward of each reward function"
+    )
+    samples: list[CompletionSampleView] = Field(
+        default_factory=list, description="GRPO runs: the newest sampled completions, newest first"
     )
     step: int = 0
     total_steps: int | None = None
@@ -360,6 +375,7 @@ def submit(spec: JobSpec, *, settings: Settings | None = None) -> JobView:
     """Plan and queue a run; raises typed errors (``JobError``, ``DatasetError`` …) for bad specs,
     and ``ConfigError`` naming the extra to install when a tracker it reports to is missing."""
     check_budget(spec, resolve(settings))
+    check_judges(spec, resolve(settings))
     trackers.check_installed(trackers.chosen(spec, resolve(settings)))
     manager = get_job_manager(resolve(settings))
     return _view(manager.get(manager.submit(spec)))
@@ -405,6 +421,7 @@ def submit_from_web(
     settings = resolve(settings)
     spec = capped_for_demo(build_spec(checked), settings)
     check_demo_trackers(spec, settings)
+    check_judges(spec, settings, from_web=True)
     with visitors.adding("job", visitor, settings=settings) as claim:
         view = submit(spec, settings=settings)
         claim(view.id)

@@ -1,5 +1,6 @@
 """The Fine-tune form's side of training: presets and their values, GRPO rewards written as
-lines, the objectives that fit a dataset, and the models and datasets a run may start from."""
+lines (and the endpoints their judge may call), the objectives that fit a dataset, and the models
+and datasets a run may start from."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from pydantic import Field
 from garden.config import Settings
 from garden.data.kinds import OBJECTIVES_BY_KIND
 from garden.engine.training import PRESETS, JobSpec, parse_spec
+from garden.engine.training.judge_reward import default_judge, judge_target
 from garden.engine.training.rewards import RewardSpec, parse_reward_option, reward_option
 from garden.engine.training.spec import OBJECTIVES, preset_objective
 from garden.errors import GardenError, JobError
 from garden.services.base import View, resolve
+from garden.services.endpoints import Endpoint, check_endpoint
 
 SettingValue = float | int | str | list[dict[str, Any]] | None  # a list: GRPO's rewards
 
@@ -65,6 +68,21 @@ def parse_rewards(text: str) -> list[dict[str, Any]]:
 def rewards_text(rewards: list[Any]) -> str:
     """The inverse of ``parse_rewards``."""
     return "\n".join(reward_option(RewardSpec.model_validate(r)) for r in rewards)
+
+
+def check_judges(spec: JobSpec, settings: Settings, from_web: bool = False) -> None:
+    """A GRPO judge reward needs an endpoint (its own, or ``EVAL_JUDGE_URL``): ``JobError``
+    otherwise. One named from the web must pass the remote-endpoint rules, as the evaluation's
+    judge does (``ServingError``, one line)."""
+    if spec.objective != "grpo":
+        return
+    for reward in spec.rewards:
+        if reward.kind != "judge":
+            continue
+        if reward.judge_url is None:
+            judge_target(None, None, default_judge(settings))
+        elif from_web:
+            check_endpoint(Endpoint(base_url=reward.judge_url), settings=settings)
 
 
 def build_spec(values: Mapping[str, object], preset: str | None = None) -> JobSpec:

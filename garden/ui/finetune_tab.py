@@ -25,6 +25,7 @@ from garden.ui.compare_panel import ComparePanel
 from garden.ui.evaluate_panel import EvaluatePanel
 from garden.ui.export_panel import ExportPanel
 from garden.ui.run_charts import curves
+from garden.ui.run_samples import samples_frame, samples_update
 from garden.ui.run_status import (  # re-exported: tests read a run's status from this tab
     NO_RUNS,
     RUN_COLUMNS,
@@ -48,7 +49,8 @@ BUDGET_FIELDS = ("time_budget_min", "co2_budget_g")
 GRPO_FIELDS = ("num_generations", "max_completion_length", "generation_temperature", "rewards")
 REWARDS_INFO = (
     "GRPO: one reward a line, KIND[=ARG][*WEIGHT]: number_match, exact_match (against the "
-    "reference answer), regex=PATTERN, json[={schema}], tool_call, length=MIN-MAX"
+    "reference answer), regex=PATTERN, json[={schema}], tool_call, length=MIN-MAX, "
+    "judge[=CRITERION] (EVAL_JUDGE_URL scores 0-10) or judge=URL|MODEL|CRITERION"
 )
 # Not settings of a preset: picking one leaves them as they are.
 NOT_PRESET = {"base_model", "dataset", "name", "init_from_run"}
@@ -234,6 +236,7 @@ class RunView:
     status: gr.Markdown
     loss_plot: gr.Plot
     lr_plot: gr.Plot
+    samples: gr.Dataframe
     logs: gr.Textbox
     runs: gr.Dataframe
     viewed: gr.Dropdown
@@ -347,6 +350,7 @@ class FineTuneTab:
             self.view.status: status,
             self.view.loss_plot: loss,
             self.view.lr_plot: lr,
+            self.view.samples: samples_update(job),
             self.view.logs: log_tail(job.id, self.settings) if job else "",
             self.view.runs: [run_row(listed) for listed in jobs],
             self.view.viewed: pick,
@@ -426,11 +430,12 @@ def _run_view() -> RunView:
     with gr.Row():
         loss_plot = gr.Plot(label="Loss")
         lr_plot = gr.Plot(label="Learning rate")
+    samples = samples_frame()
     logs = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False)
     runs = gr.Dataframe(
         headers=RUN_COLUMNS, label="Runs (click one to see its curves)", interactive=False
     )
-    return RunView(status, loss_plot, lr_plot, logs, runs, viewed)
+    return RunView(status, loss_plot, lr_plot, samples, logs, runs, viewed)
 
 
 def build(settings: Settings) -> OnShow:

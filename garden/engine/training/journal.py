@@ -8,6 +8,7 @@ from typing import Any
 from garden.engine.training.procs import process_started
 from garden.engine.training.queries import METRIC_COLUMNS, get_job
 from garden.engine.training.records import (
+    MAX_SAMPLES,
     REWARD_METRICS,
     CarbonEvent,
     DoneEvent,
@@ -15,6 +16,7 @@ from garden.engine.training.records import (
     JobProgress,
     LogEvent,
     MetricsEvent,
+    SamplesEvent,
     StartedEvent,
     WorkerEvent,
 )
@@ -78,6 +80,9 @@ class Journal:
                 self.store.insert(
                     "job_metrics", {"job_id": job_id, "ts": now(), **point, "data_json": extra}
                 )
+        elif isinstance(event, SamplesEvent):
+            kept = [*event.samples, *get_job(self.store, job_id).samples][:MAX_SAMPLES]
+            self.update(job_id, samples_json=[s.model_dump(mode="json") for s in kept])
         elif isinstance(event, CarbonEvent):
             progress = get_job(self.store, job_id).progress
             self.set_progress(

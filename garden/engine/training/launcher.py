@@ -37,6 +37,7 @@ from garden.engine.training.records import (
     FailedEvent,
     LogEvent,
     MetricsEvent,
+    SamplesEvent,
     StartedEvent,
 )
 from garden.engine.training.task import TrainTask, _Carbon, finish_run
@@ -179,7 +180,7 @@ def _relay(
             emit(item)
         elif isinstance(item, StartedEvent):
             emit(item.model_copy(update={"pid": os.getpid()}))
-        elif isinstance(item, LogEvent):
+        elif isinstance(item, (LogEvent, SamplesEvent)):
             emit(item)
         elif isinstance(item, RankDone):
             done = item

@@ -115,6 +115,20 @@ class JobProgress(StepMetrics):
         return self.model_copy(update=changes)
 
 
+class CompletionSample(BaseModel):
+    """One GRPO completion sampled at a logged step, with each reward function's score and the
+    weighted total (None where a function gave no score)."""
+
+    step: int
+    prompt: str
+    completion: str
+    rewards: dict[str, float | None] = Field(default_factory=dict)
+    total: float | None = None
+
+
+MAX_SAMPLES = 8  # kept per job: the newest
+
+
 class JobResult(BaseModel):
     """How a run ended (``completed`` or ``stopped``): losses, throughput, energy, outputs."""
 
@@ -151,6 +165,12 @@ def parse_or_none(model: type[Model], data: Any) -> Model | None:
         return None
 
 
+def _samples(data: Any) -> list[CompletionSample]:
+    if not isinstance(data, list):
+        return []
+    return [s for s in (parse_or_none(CompletionSample, item) for item in data) if s is not None]
+
+
 class JobRecord(BaseModel):
     """One row of ``jobs``, typed. ``spec`` is None for rows that other tools wrote."""
 
@@ -163,6 +183,9 @@ class JobRecord(BaseModel):
     plan: PlannedRun | None = None
     progress: JobProgress = Field(default_factory=JobProgress)
     result: JobResult | None = None
+    samples: list[CompletionSample] = Field(
+        default_factory=list, description="GRPO: the newest sampled completions, newest first"
+    )
     backend: str | None = None
     backend_reason: str | None = None
     device: str | None = None
@@ -188,6 +211,7 @@ class JobRecord(BaseModel):
                 "plan": parse_or_none(PlannedRun, row.get("plan_json")),
                 "progress": parse_or_none(JobProgress, row.get("progress_json")) or JobProgress(),
                 "result": parse_or_none(JobResult, row.get("result_json")),
+                "samples": _samples(row.get("samples_json")),
                 "checkpoint_dir": row.get("checkpoint_dir") or "",
             }
         )
@@ -216,6 +240,12 @@ class MetricsEvent(BaseModel):
     logged: bool = True
 
 
+class SamplesEvent(BaseModel):
+    """A few completions of the step just logged (GRPO), with their rewards."""
+
+    samples: list[CompletionSample]
+
+
 class CarbonEvent(BaseModel):
     emission_id: str
 
@@ -231,4 +261,6 @@ class FailedEvent(BaseModel):
     hint: str | None = None
 
 
-WorkerEvent = LogEvent | StartedEvent | MetricsEvent | CarbonEvent | DoneEvent | FailedEvent
+WorkerEvent = (
+    LogEvent | StartedEvent | MetricsEvent | SamplesEvent | CarbonEvent | DoneEvent | FailedEvent
+)

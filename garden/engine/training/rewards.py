@@ -3,7 +3,8 @@
 A ``RewardSpec`` names one rule and its weight; ``reward_functions`` turns the specs into the
 callables TRL's ``GRPOTrainer`` calls with the prompts, the completions and the dataset's other
 columns (``reference``: the row's reference answer; ``tools``: its declared tools). TRL names
-each function's metrics after its ``__name__`` (``rewards/number_match/mean``). A Python file
+each function's metrics after its ``__name__`` (``rewards/number_match/mean``). A ``judge``
+reward asks an OpenAI-compatible model (``garden.engine.training.judge_reward``). A Python file
 defining ``reward(prompt, completion, **row) -> float`` is loaded only for the CLI (the machine
 owner's tool); ``services.training.submit_from_web`` refuses it from the web.
 """
@@ -15,13 +16,16 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from garden.errors import JobError
 
-RewardKind = Literal["number_match", "exact_match", "regex", "json", "tool_call", "length"]
+if TYPE_CHECKING:
+    from garden.engine.training.judge_reward import JudgeTarget, Log
+
+RewardKind = Literal["number_match", "exact_match", "regex", "json", "tool_call", "length", "judge"]
 REWARD_KINDS: tuple[str, ...] = (
     "number_match",
     "exact_match",
@@ -29,7 +33,9 @@ REWARD_KINDS: tuple[str, ...] = (
     "json",
     "tool_call",
     "length",
+    "judge",
 )
+URL_START = ("http://", "https://")
 NUMBER = re.compile(r"-?\d+(?:[.,]\d+)?")
 CODE_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 RewardFunction = Callable[..., list[float]]
@@ -39,7 +45,8 @@ class RewardSpec(BaseModel):
     """One reward rule: ``number_match``/``exact_match`` against the row's reference answer,
     ``regex`` (``pattern`` found in the completion), ``json`` (valid JSON, against ``schema``
     when given), ``tool_call`` (a well-formed call to a tool the row declares), ``length``
-    (``min_chars`` ≤ characters ≤ ``max_chars``)."""
+    (``min_chars`` ≤ characters ≤ ``max_chars``), ``judge`` (a model's 0-10 score against
+    ``criterion``, from ``judge_url``/``judge_model`` or else ``EVAL_JUDGE_URL``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -49,6 +56,9 @@ class RewardSpec(BaseModel):
     json_schema: str | None = Field(None, max_length=20_000, description="JSON Schema (text)")
     min_chars: int | None = Field(None, ge=0)
     max_chars: int | None = Field(None, ge=1)
+    criterion: str | None = Field(None, max_length=1000, description="judge: what it scores")
+    judge_url: str | None = Field(None, max_length=500, description="judge: the endpoint")
+    judge_model: str | None = Field(None, max_length=200, description="judge: its model")
 
     @model_validator(mode="after")
     def _complete(self) -> RewardSpec:
@@ -61,6 +71,11 @@ class RewardSpec(BaseModel):
                 raise ValueError(f"the regex pattern does not compile ({exc})") from exc
         if self.kind == "length" and self.min_chars is None and self.max_chars is None:
             raise ValueError("a length reward needs min_chars, max_chars or both")
+        if self.judge_url is not None:
+            if not self.judge_url.startswith(URL_START):
+                raise ValueError("the judge's endpoint must be an http(s) URL")
+            if not (self.judge_model or "").strip():
+                raise ValueError("a judge endpoint needs a model name (judge=URL|MODEL|CRITERION)")
         if self.json_schema:
             try:
                 json.loads(self.json_schema)
@@ -76,6 +91,14 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, list):
         return "".join(str(m.get("content") or "") for m in completion if isinstance(m, dict))
     return str(completion)
+
+
+def prompt_text(prompt: Any) -> str:
+    """The last user turn of a conversational prompt (a plain prompt as it is)."""
+    if isinstance(prompt, list):
+        turns = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        return str(turns[-1].get("content") or "") if turns else ""
+    return str(prompt)
 
 
 def last_number(text: str) -> float | None:
@@ -157,6 +180,30 @@ def _batched(name: str, score: Callable[[str, dict[str, Any]], float]) -> Reward
     return reward
 
 
+def _judged(
+    name: str, spec: RewardSpec, judge: JudgeTarget | None, log: Log | None
+) -> RewardFunction:
+    """A ``judge`` spec's callable: the whole batch is scored at once, a few calls at a time."""
+    from garden.engine.training.judge_reward import judge_scorer, judge_target
+
+    target = judge_target(spec.judge_url, spec.judge_model, judge)
+    scores = judge_scorer(name, target, spec.criterion, log)
+
+    def reward(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
+        references = columns.get("reference") or [""] * len(completions)
+        return scores(
+            [
+                (prompt_text(prompt), completion_text(completion), str(reference or ""))
+                for prompt, completion, reference in zip(
+                    prompts, completions, references, strict=False
+                )
+            ]
+        )
+
+    reward.__name__ = name
+    return reward
+
+
 def load_reward_file(path: Path) -> RewardFunction:
     """``reward(prompt, completion, **row) -> float`` from a Python file (CLI only)."""
     spec = importlib.util.spec_from_file_location("garden_user_reward", path)
@@ -185,16 +232,24 @@ def load_reward_file(path: Path) -> RewardFunction:
 
 
 def reward_functions(
-    specs: list[RewardSpec], reward_file: str | None = None
+    specs: list[RewardSpec],
+    reward_file: str | None = None,
+    judge: JudgeTarget | None = None,
+    log: Log | None = None,
 ) -> tuple[list[RewardFunction], list[float]]:
-    """The callables and weights for ``GRPOTrainer``; names made unique (``regex``, ``regex_2``)."""
+    """The callables and weights for ``GRPOTrainer``; names made unique (``regex``, ``regex_2``).
+    A ``judge`` spec without an endpoint uses ``judge`` (``EVAL_JUDGE_URL``); ``log(level,
+    message)`` gets the judge's warnings."""
     functions: list[RewardFunction] = []
     weights: list[float] = []
     seen: dict[str, int] = {}
     for spec in specs:
         seen[spec.kind] = seen.get(spec.kind, 0) + 1
         name = spec.kind if seen[spec.kind] == 1 else f"{spec.kind}_{seen[spec.kind]}"
-        functions.append(_batched(name, _scorer(spec)))
+        if spec.kind == "judge":
+            functions.append(_judged(name, spec, judge, log))
+        else:
+            functions.append(_batched(name, _scorer(spec)))
         weights.append(spec.weight)
     if reward_file:
         functions.append(load_reward_file(Path(reward_file)))
@@ -208,7 +263,8 @@ WEIGHT_SUFFIX = re.compile(r"\*(\d+(?:\.\d+)?)$")
 def parse_reward_option(text: str) -> RewardSpec:
     r"""One reward as the CLI's ``--reward`` and the form's lines write it:
     ``KIND[=ARG][*WEIGHT]``, e.g. ``number_match``, ``regex=^Answer: \d+$*0.5``,
-    ``length=10-200``, ``json={"type": "object"}``. ``JobError`` for anything else."""
+    ``length=10-200``, ``json={"type": "object"}``, ``judge=Is it polite?`` (the endpoint of
+    ``EVAL_JUDGE_URL``), ``judge=URL|MODEL|CRITERION``. ``JobError`` for anything else."""
     body, weight = text.strip(), None
     if found := WEIGHT_SUFFIX.search(body):
         body, weight = body[: found.start()], float(found.group(1))
@@ -224,6 +280,8 @@ def parse_reward_option(text: str) -> RewardSpec:
         low, _, high = argument.partition("-")
         values["min_chars"] = int(low) if low.strip().isdigit() else None
         values["max_chars"] = int(high) if high.strip().isdigit() else None
+    elif argument and kind == "judge":
+        values.update(judge_values(argument))
     try:
         return RewardSpec.model_validate(values)
     except ValidationError as exc:
@@ -237,12 +295,25 @@ def parse_reward_option(text: str) -> RewardSpec:
         ) from exc
 
 
+def judge_values(argument: str) -> dict[str, Any]:
+    """A judge line's argument: ``CRITERION``, or ``URL|MODEL|CRITERION`` (criterion optional)."""
+    if not argument.strip().startswith(URL_START):
+        return {"criterion": argument.strip() or None}
+    parts = [part.strip() for part in argument.split("|", 2)]
+    url, model, criterion = (*parts, "", "")[:3]
+    return {"judge_url": url, "judge_model": model or None, "criterion": criterion or None}
+
+
 def reward_option(spec: RewardSpec) -> str:
     """The inverse of ``parse_reward_option``."""
+    judge = spec.criterion or ""
+    if spec.judge_url:
+        judge = f"{spec.judge_url}|{spec.judge_model}|{judge}"
     argument = {
         "regex": spec.pattern,
         "json": spec.json_schema,
         "length": f"{spec.min_chars or ''}-{spec.max_chars or ''}",
+        "judge": judge,
     }.get(spec.kind)
     weight = "" if spec.weight == 1.0 else f"*{spec.weight:g}"
     return f"{spec.kind}{'=' + argument if argument else ''}{weight}"

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from garden.config import Settings
 from garden.engine.training import trackers
 from garden.engine.training.backends.context import Emit, TrainContext, TrainOutcome
+from garden.engine.training.judge_reward import default_judge
 from garden.engine.training.records import (
     CarbonEvent,
     DoneEvent,
@@ -111,7 +112,10 @@ def train_context(
         precision=precision,
         emit=emit,
         should_stop=lambda: (task.checkpoint_dir / STOP_FLAG).exists(),
-        extra={"report_to": trackers.chosen(task.spec, task.settings)},
+        extra={
+            "report_to": trackers.chosen(task.spec, task.settings),
+            "judge": default_judge(task.settings),
+        },
     )
 
 
