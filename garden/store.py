@@ -213,6 +213,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX visitor_items_visitor ON visitor_items(visitor, kind)
     """,
+    # 7: a dataset synthesised from documents: its teacher and the generation's energy and CO2
+    """
+    ALTER TABLE datasets ADD COLUMN teacher TEXT;
+    ALTER TABLE datasets ADD COLUMN synthesis_emission_id TEXT;
+    ALTER TABLE datasets ADD COLUMN synthesis_energy_kwh REAL;
+    ALTER TABLE datasets ADD COLUMN synthesis_emissions_kg REAL
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
