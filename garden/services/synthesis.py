@@ -37,6 +37,7 @@ from garden.store import get_store
 __all__ = [
     "MAX_DOCUMENTS",
     "MAX_N",
+    "SUPPORT_THRESHOLD",
     "BundledDocument",
     "DocumentSource",
     "PairView",
@@ -51,6 +52,7 @@ __all__ = [
 MAX_N = 500
 MAX_DOCUMENTS = 20
 MAX_NEW_TOKENS = 1024
+SUPPORT_THRESHOLD = synth.SUPPORT_THRESHOLD
 SMALL_SET = 10  # fewer accepted pairs than this are all kept for training (no eval split)
 DOCUMENTS_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "documents"
 DOCS_HINT = "Give .txt, .md or .pdf files (or the bundled example document)."
