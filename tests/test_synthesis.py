@@ -77,9 +77,7 @@ def test_replies_are_parsed_in_either_form() -> None:
         ("Who founded the garden?", "Orla Fenwick founded it."),
         ("How many ponds?", "Seven ponds."),
     ]
-    assert synth.parse_reply('[{"question": "Q one?", "answer": "A one"}]') == [
-        ("Q one?", "A one")
-    ]
+    assert synth.parse_reply('[{"question": "Q one?", "answer": "A one"}]') == [("Q one?", "A one")]
     assert synth.parse_reply('Here: {"pairs": [{"q": "Cat?", "a": "Thistle"}]}') == [
         ("Cat?", "Thistle")
     ]
@@ -134,6 +132,14 @@ def test_bad_inputs_fail_with_one_line(tmp_path: Path, isolated_settings: Any) -
         with pytest.raises(kind) as caught:
             synthesis.synthesize(request, settings=isolated_settings)
         assert needle in one_line(caught.value)
+
+    from click.testing import CliRunner
+
+    from garden.cli import main
+
+    cli = CliRunner().invoke(main, ["data", "synthesize", "--name", "x", "--n", "0", str(word)])
+    assert cli.exit_code == 2 and "n must be from 1 to 500" in cli.output, cli.output
+    assert len(cli.output.strip().splitlines()) == 1, cli.output
 
     client = TestClient(FastAPI(**app_kwargs(isolated_settings)))
     answer = client.post(

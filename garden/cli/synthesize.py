@@ -44,6 +44,7 @@ def synthesize_cmd(
     """Ask a teacher for question/answer pairs about DOCS (.txt, .md, .pdf) and save them."""
     from garden.services import synthesis
 
+    saved, written = None, 0
     try:
         request = synthesis.SynthesisRequest(
             documents=list(documents), name=name, n=n, teacher=teacher,
