@@ -199,6 +199,15 @@ def carbon_so_far(energy_kwh: float | None, emissions_kg: float | None) -> str:
     return f"{energy(energy_kwh)} so far, {co2(emissions_kg)} CO₂e"
 
 
+def synthesis_cost(energy_kwh: float | None, emissions_kg: float | None, *, remote: bool) -> str:
+    """ "0.395 Wh, 70.8 mg CO₂e"; why it is unknown otherwise."""
+    if remote:
+        return "unknown: remote teacher"
+    if energy_kwh is None:
+        return "unknown: not metered"
+    return f"{energy(energy_kwh)}, {co2(emissions_kg)} CO₂e"
+
+
 def intensity(kg_per_kwh: float) -> str:
     """ "254 g CO₂e/kWh"."""
     return f"{kg_per_kwh * 1000:.0f} g CO₂e/kWh"

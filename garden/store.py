@@ -215,6 +215,13 @@ MIGRATIONS: list[str] = [
     """,
     # 7: a GRPO run's newest sampled completions with their rewards (a short list)
     "ALTER TABLE jobs ADD COLUMN samples_json TEXT",
+    # 8: a dataset synthesised from documents: its teacher and the generation's energy and CO2
+    """
+    ALTER TABLE datasets ADD COLUMN teacher TEXT;
+    ALTER TABLE datasets ADD COLUMN synthesis_emission_id TEXT;
+    ALTER TABLE datasets ADD COLUMN synthesis_energy_kwh REAL;
+    ALTER TABLE datasets ADD COLUMN synthesis_emissions_kg REAL
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -26,6 +26,7 @@ from garden.api.routes import (
     exports,
     health,
     models,
+    synthesis,
     training,
 )
 from garden.api.security import BearerGate
@@ -45,7 +46,17 @@ def router() -> APIRouter:
     combined = APIRouter()
     combined.include_router(health.router)
     combined.include_router(auth.router)
-    for module in (datasets, training, evaluation, compare, models, chat, emissions, exports):
+    for module in (
+        datasets,
+        synthesis,
+        training,
+        evaluation,
+        compare,
+        models,
+        chat,
+        emissions,
+        exports,
+    ):
         combined.include_router(module.router, dependencies=[Depends(documented_bearer)])
     combined.include_router(training.live)
     combined.include_router(metrics.router)

@@ -31,7 +31,9 @@ def too_large(settings: Settings, name: str = "upload") -> ApiError:
     )
 
 
-UPLOAD_PATHS = frozenset({"/api/v1/datasets/inspect", "/api/v1/datasets/upload"})
+UPLOAD_PATHS = frozenset(
+    {"/api/v1/datasets/inspect", "/api/v1/datasets/upload", "/api/v1/datasets/synthesize"}
+)
 GRADIO_UPLOAD_PATH = "/gradio_api/upload"
 
 

@@ -277,3 +277,8 @@ def rm_cmd(dataset: str) -> None:
     except GardenError as exc:
         fail(exc)
     console.print(f"Deleted {escape(view.name)} ({escape(view.id)})", highlight=False)
+
+
+from garden.cli.synthesize import synthesize_cmd  # noqa: E402 - registered on the group above
+
+data.add_command(synthesize_cmd)

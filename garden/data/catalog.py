@@ -42,6 +42,10 @@ class DatasetRecord:
     raw_path: str | None = None
     warnings: list[str] = field(default_factory=list)
     kind: DatasetKind = "chat"
+    teacher: str | None = None  # set for a dataset synthesised from documents
+    synthesis_emission_id: str | None = None
+    synthesis_energy_kwh: float | None = None
+    synthesis_emissions_kg: float | None = None
 
     @property
     def train_path(self) -> Path:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from garden import data
+from garden import data, units
 from garden.config import Settings
 from garden.data import DatasetKind
 from garden.data import ReadOptions as ReadOptions  # how to read a source; front ends use it
@@ -150,6 +150,16 @@ class DatasetView(View):
     created_at: float
     raw_path: str | None
     warnings: list[str]
+    teacher: str | None = Field(
+        None, description="The teacher of a dataset synthesised from documents"
+    )
+    synthesis_emission_id: str | None = None
+    synthesis_energy_kwh: float | None = Field(None, description="None: unknown (remote teacher)")
+    synthesis_emissions_kg: float | None = None
+
+    synthesis_energy: str | None = Field(
+        None, description="The synthesis's energy and CO₂, or why unknown (remote teacher)"
+    )
 
 
 class ImportRequest(View):
@@ -281,7 +291,20 @@ def render_preview(
 
 
 def _dataset_view(record: data.DatasetRecord) -> DatasetView:
-    return DatasetView.model_validate(record.to_dict())
+    return DatasetView.model_validate(record.to_dict() | {"synthesis_energy": _cost(record)})
+
+
+def _cost(record: data.DatasetRecord) -> str | None:
+    """A synthesised dataset's energy and CO₂, or why they are unknown; None otherwise."""
+    if record.teacher is None:
+        return None
+    if record.synthesis_energy_kwh is None:
+        return "unknown: remote teacher" if "://" in record.teacher else "unknown: not metered"
+    energy, co2 = (
+        units.energy(record.synthesis_energy_kwh),
+        units.co2(record.synthesis_emissions_kg),
+    )
+    return f"{energy}, {co2} CO₂e"
 
 
 def _web_options(

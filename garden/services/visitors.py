@@ -21,7 +21,7 @@ from garden.services.base import resolve
 from garden.store import Store, get_store, now
 
 ItemKind = Literal["dataset", "job"]
-Work = Literal["evaluation", "export"]
+Work = Literal["evaluation", "export", "synthesis"]
 
 REST_WRITES_OPEN = frozenset({"/api/v1/chat", "/api/v1/chat/stream", "/api/v1/auth/token"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -163,7 +163,7 @@ def check_may_add(
         )
 
 
-_in_flight: dict[Work, int] = {"evaluation": 0, "export": 0}
+_in_flight: dict[Work, int] = {"evaluation": 0, "export": 0, "synthesis": 0}
 _in_flight_lock = threading.Lock()
 
 

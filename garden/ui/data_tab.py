@@ -20,6 +20,7 @@ from garden.config import Settings
 from garden.errors import DatasetError
 from garden.services import datasets, web
 from garden.services.datasets import DatasetSource, InspectView, SourceKind
+from garden.ui import synthesize_panel
 from garden.ui.boundary import code, guard, plain, report, visitor
 from garden.ui.data_preview import samples_markdown
 
@@ -495,3 +496,4 @@ def build(settings: Settings) -> None:
     )  # fmt: skip
     keep = guard("listing datasets", lambda _: [gr.update()] * len(catalog), settings)
     refresh_btn.click(keep(partial(refreshed, settings)), None, catalog, api_name="data_refresh")
+    synthesize_panel.build(settings, _uploaded, catalog, partial(refreshed, settings))
