@@ -125,6 +125,7 @@ def run_case(
         "max_seq_len": spec.max_seq_len,
         "gradient_checkpointing": "auto" if checkpointing is None else checkpointing,
         "train_tokens": done.train_tokens,
+        "tokens_per_second": done.tokens_per_second,
         "rank_peak_gb": [round(rss / GB, 2) for _, rss in ranks],
         "all_processes_peak_gb": round(sum(rss for _, rss in ranked) / GB, 2),
         "processes_seen": [(cmd, round(rss / GB, 2)) for cmd, rss in ranked[:6]],

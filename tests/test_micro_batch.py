@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 from garden.engine.training.micro_batch import (
+    GB,
     activation_bytes_per_token,
     micro_batch_size,
     model_config,
+    plan_cpu_memory,
 )
 
 
@@ -33,3 +35,29 @@ def test_an_unreadable_config_leaves_the_batch_whole(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
     assert activation_bytes_per_token(model_config(str(tmp_path))) == 0.0
     assert activation_bytes_per_token(model_config("HuggingFaceTB/SmolLM2-135M")) == 0.0
+
+
+def test_gradient_checkpointing_is_planned_only_where_the_run_would_not_fit(
+    default_model_path: Path,
+) -> None:
+    config = model_config(str(default_model_path))
+    weights = (default_model_path / "model.safetensors").stat().st_size
+    cli = {"batch_size": 8, "max_seq_len": 512, "config": config, "weight_bytes": weights}
+
+    def plan(processes: int, limit_gb: float, choice: bool | None = None):
+        return plan_cpu_memory(
+            **cli, processes=processes, limit_bytes=limit_gb * GB, checkpointing=choice
+        )
+
+    roomy, tight = plan(2, 18), plan(2, 7)
+    assert not roomy.checkpointing and roomy.fits  # bench: 3.7 + 3.3 GB without
+    assert tight.checkpointing and tight.fits  # bench: 2.6 + 2.3 GB with
+    assert tight.rank_bytes < roomy.rank_bytes
+    assert "7.0 GB limit; gradient checkpointing on" in tight.line()
+    assert not plan(1, 18).checkpointing
+    assert plan(1, 2).checkpointing and not plan(1, 2).fits  # too small either way: a warning
+    assert not plan(2, 1, choice=False).checkpointing  # the spec's choice stands
+    unknown = plan_cpu_memory(
+        **{**cli, "config": {}}, processes=2, limit_bytes=GB, checkpointing=None
+    )
+    assert not unknown.checkpointing  # a hub model's cost is unknown: trained as asked

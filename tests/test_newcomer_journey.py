@@ -24,9 +24,9 @@ def test_the_newcomer_journey_ends_with_an_answer_and_its_carbon(
 
     job = training.get(newcomer_run.job_id)
     assert job.status == "completed", job.error
-    # The plan fills what the form leaves to it: a run name, the checkpoint interval, and the
-    # loss on assistant turns for chat rows ("auto").
-    planned = {"name", "checkpoint_interval", "assistant_only_loss"}
+    # The plan fills what the form leaves to it: a run name, the checkpoint interval, the loss
+    # on assistant turns for chat rows, and gradient checkpointing where memory needs it.
+    planned = {"name", "checkpoint_interval", "assistant_only_loss", "gradient_checkpointing"}
     submitted = {k: v for k, v in newcomer_run.submitted_spec.items() if k not in planned}
     preset = {k: v for k, v in newcomer_run.preset_spec.items() if k not in planned}
     assert submitted == preset, "the form is the preset"

@@ -230,7 +230,13 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option(
     "--gradient-checkpointing/--no-gradient-checkpointing",
     default=None,
-    help="Recompute activations: less memory, slower (default: on for several CPU processes).",
+    help="Recompute activations: less memory, slower (default: on when needed to fit).",
+)
+@click.option(
+    "--memory-limit-gb",
+    type=float,
+    default=None,
+    help="CPU: GB at most for the run's processes (default: 80% of the free memory).",
 )
 @click.option("--eval-steps", type=int, default=None)
 @click.option("--seed", type=int, default=None)

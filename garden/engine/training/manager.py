@@ -126,6 +126,8 @@ class JobManager:
         layout = plan.layout_line()
         if layout:
             self.journal.log(job_id, layout)
+        for note in plan.notes:
+            self.journal.log(job_id, note)
         for warning in plan.warnings:
             self.journal.log(job_id, warning, "WARNING")
         self._schedule()

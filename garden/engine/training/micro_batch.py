@@ -14,10 +14,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ACTIVATION_BUDGET_BYTES = 1.5 * 2**30
+GB = 2**30
+ACTIVATION_BUDGET_BYTES = 1.5 * GB
+# A process's peak besides its activations, fitted to bench/train_memory.py's peaks of the
+# default model (docs/benchmarks.md): runtime (torch, transformers, TRL, the data), the weights
+# twice over (fp32 and the bf16 autocast copies), and a DDP rank's gloo buffers and copies.
+RUNTIME_BYTES = 1.2 * GB
+DDP_RANK_BYTES = 0.6 * GB
+# Recomputing each layer in the backward pass keeps about a quarter of the activations
+# (measured: 1 process, 1,024 tokens a micro-batch, 2.95 GB peak without, 1.95 GB with).
+CHECKPOINTED_SHARE = 0.25
 
 
 def activation_bytes_per_token(config: Mapping[str, Any]) -> float:
@@ -58,10 +68,51 @@ def micro_batch_size(
     return max(d for d in range(1, batch_size + 1) if batch_size % d == 0 and d <= fits)
 
 
-def gradient_checkpointing(choice: bool | None, device: str, processes_per_machine: int) -> bool:
-    """Whether a run recomputes activations: the spec's choice, else on for CPU runs of several
-    processes per machine, whose ranks share one machine's memory (measured with
-    ``bench/train_memory.py``: see docs/benchmarks.md)."""
-    if choice is not None:
-        return choice
-    return device == "cpu" and processes_per_machine > 1
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What a CPU run's processes on one machine should peak at, against the run's limit."""
+
+    checkpointing: bool
+    rank_bytes: float  # the estimated peak of one process, as planned
+    processes: int
+    limit_bytes: float
+
+    def line(self) -> str:
+        """The plan as the job's log shows it."""
+        how = "on: activations are recomputed" if self.checkpointing else "off"
+        return (
+            f"Memory: about {self.rank_bytes / GB:.1f} GB per process, "
+            f"{self.rank_bytes * self.processes / GB:.1f} GB in all, of a "
+            f"{self.limit_bytes / GB:.1f} GB limit; gradient checkpointing {how}"
+        )
+
+    @property
+    def fits(self) -> bool:
+        return self.rank_bytes * self.processes <= self.limit_bytes
+
+
+def plan_cpu_memory(
+    *,
+    batch_size: int,
+    max_seq_len: int,
+    processes: int,
+    config: Mapping[str, Any],
+    weight_bytes: int,
+    limit_bytes: float,
+    checkpointing: bool | None,
+) -> MemoryPlan:
+    """Gradient checkpointing on when the run's processes would not fit ``limit_bytes`` without
+    it (``checkpointing`` given: that choice, estimated; a model whose config does not tell its
+    cost per token: off). Micro-batches as the trainer makes them."""
+    per_token = activation_bytes_per_token(config)
+    tokens = micro_batch_size(batch_size, max_seq_len, per_token) * max_seq_len
+    if str(config.get("dtype") or config.get("torch_dtype")) in ("bfloat16", "float16"):
+        weight_bytes *= 2  # trained from fp32 weights
+    base = RUNTIME_BYTES + 2 * weight_bytes + (DDP_RANK_BYTES if processes > 1 else 0)
+
+    def peak(recompute: bool) -> float:
+        return base + tokens * per_token * (CHECKPOINTED_SHARE if recompute else 1.0)
+
+    if checkpointing is None:
+        checkpointing = per_token > 0 and peak(False) * processes > limit_bytes
+    return MemoryPlan(checkpointing, peak(checkpointing), processes, limit_bytes)

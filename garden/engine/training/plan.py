@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from garden.config import Settings, get_settings
 from garden.data.kinds import OBJECTIVES_BY_KIND, DatasetKind, row_kind
 from garden.engine.training.backends import cuda_present
 from garden.engine.training.distributed import Layout, plan_layout
+from garden.engine.training.micro_batch import GB, MemoryPlan, model_config, plan_cpu_memory
 from garden.engine.training.queries import get_job
 from garden.engine.training.records import PlannedRun
 from garden.engine.training.spec import ACTIVE_STATUSES, JobSpec, parse_spec
@@ -47,6 +50,7 @@ class JobPlan:
     output_dir: Path
     warnings: list[str] = field(default_factory=list)
     layout: Layout = field(default_factory=lambda: Layout("single", 1, 1, "cpu"))
+    notes: list[str] = field(default_factory=list)  # how it was planned, for the job's log
 
     def layout_line(self) -> str | None:
         """How the run is spread over processes, with its global batch; None for one process."""
@@ -224,6 +228,9 @@ def _model_weight_bytes(path: Path) -> int:
     )
 
 
+MEMORY_SHARE = 0.8  # of the memory free at submit that a CPU run plans on, by default
+
+
 def plan_job(data: JobSpec | Mapping[str, Any], settings: Settings | None = None) -> JobPlan:
     """Check a spec before launch: model, dataset, lengths, device, disk. Raises typed errors."""
     settings = settings or get_settings()
@@ -303,7 +310,34 @@ def plan_job(data: JobSpec | Mapping[str, Any], settings: Settings | None = None
     layout = _layout(spec, model_path, cuda)
     if cuda and layout.strategy not in ("fsdp", "deepspeed"):
         _check_gpu_memory(spec, model_path)
-    return JobPlan(spec, model, model_path, dataset, output_dir, warnings, layout)
+    notes = []
+    if not cuda and spec.objective != "grpo":  # GRPO's batches are its sampled groups
+        memory = _plan_cpu_memory(spec, model_path, layout.num_processes)
+        spec = spec.model_copy(update={"gradient_checkpointing": memory.checkpointing})
+        notes.append(memory.line())
+        if not memory.fits:
+            warnings.append(
+                f"This run may need more memory than its {memory.limit_bytes / GB:.1f} GB "
+                "limit: lower the batch size or max_seq_len if it is killed."
+            )
+    return JobPlan(spec, model, model_path, dataset, output_dir, warnings, layout, notes)
+
+
+def _plan_cpu_memory(spec: JobSpec, model_path: str, processes: int) -> MemoryPlan:
+    if spec.memory_limit_gb is not None:
+        limit = spec.memory_limit_gb * GB
+    else:
+        limit = MEMORY_SHARE * psutil.virtual_memory().available
+    path = Path(model_path)
+    return plan_cpu_memory(
+        batch_size=spec.batch_size,
+        max_seq_len=spec.max_seq_len,
+        processes=processes,
+        config=model_config(model_path),
+        weight_bytes=_model_weight_bytes(path) if path.is_dir() else 0,
+        limit_bytes=limit,
+        checkpointing=spec.gradient_checkpointing,
+    )
 
 
 def _layout(spec: JobSpec, model_path: str, cuda: bool) -> Layout:

@@ -189,7 +189,14 @@ class JobSpec(BaseModel):
     gradient_checkpointing: bool | None = Field(
         None,
         description="Recompute each layer's activations in the backward pass (less memory, "
-        "slower); default: on for CPU runs of several processes per machine",
+        "slower); default on the CPU: on when the run would not fit memory_limit_gb without",
+    )
+    memory_limit_gb: float | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        description="CPU: GB at most for the run's processes on one machine "
+        "(default: 80 % of the memory free when it is submitted)",
     )
     eval_steps: int | None = Field(None, ge=1)
     seed: int = 42

@@ -23,7 +23,6 @@ from garden.engine.training.budget import make_budget_callback
 from garden.engine.training.encoding import read_jsonl, tokenize_rows
 from garden.engine.training.micro_batch import (
     activation_bytes_per_token,
-    gradient_checkpointing,
     micro_batch_size,
     model_config,
 )
@@ -110,9 +109,7 @@ def trainer_arguments(ctx: TrainContext, has_eval: bool) -> dict[str, Any]:
     spec = ctx.spec
     eval_steps = spec.eval_steps if has_eval else None
     batch = spec.batch_size
-    checkpointing = gradient_checkpointing(
-        spec.gradient_checkpointing, ctx.device, spec.num_processes
-    )
+    checkpointing = bool(spec.gradient_checkpointing)  # the plan decides (plan_cpu_memory)
     if checkpointing:
         ctx.log("Gradient checkpointing: activations are recomputed in the backward pass")
     if ctx.device == "cpu" and spec.objective != "grpo":  # GRPO batches whole groups
