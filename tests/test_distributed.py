@@ -88,7 +88,7 @@ def test_one_two_process_job_matches_one_process_stops_fails_and_resumes_to_the_
     one = _run(manager, **common, name="one-process", batch_size=4)
     job_id = manager.submit(
         {**common, "name": "two-process", "batch_size": 2, "num_processes": 2,
-         "checkpoint_interval": 100, "memory_limit_gb": 6}
+         "checkpoint_interval": 100, "memory_limit_gb": 8}
     )  # fmt: skip
     deadline = time.monotonic() + 900
     while manager.get(job_id).progress.step < 1:
@@ -130,15 +130,13 @@ def test_one_two_process_job_matches_one_process_stops_fails_and_resumes_to_the_
     memory.join()
     assert done.status == "completed", done.error
     assert done.result is not None and done.result.steps == 4
-    # The plan turned gradient checkpointing on to fit the 6 GB limit, and the run kept to it.
+    # Issue 21: two ranks under an 8 GB limit; the plan fits them without recomputing (the
+    # two-machine test below trains with gradient checkpointing).
     print(f"two processes, all together: {memory.peak_bytes / 2**30:.2f} GB at peak")
-    assert 0 < memory.peak_bytes <= 6 * 2**30
+    assert 0 < memory.peak_bytes <= 8 * 2**30
     logs = [log.message for log in manager.logs(job_id, limit=1000)]
     planned = [message for message in logs if message.startswith("Memory: about")]
-    assert planned and planned[0].endswith(
-        "of a 6.0 GB limit; gradient checkpointing on: activations are recomputed"
-    )
-    assert any(message.startswith("Gradient checkpointing:") for message in logs)
+    assert planned and planned[0].endswith("of a 8.0 GB limit; gradient checkpointing off")
     resumed = [message for message in logs if "Resuming from" in message]
     # Both resumes start from the stop's checkpoint (a rank may log it too).
     assert len(resumed) >= 2 and set(resumed) == {f"Resuming from {checkpoints[0].name}"}
@@ -171,6 +169,7 @@ def test_two_machines_on_loopback_complete(tmp_path, default_model_path):
             "--batch-size", "2", "--max-seq-len", "64", "--lora-r", "8",
             "--num-processes", "1", "--num-machines", "2", "--machine-rank", str(rank),
             "--main-process-ip", "127.0.0.1", "--main-process-port", str(port), "--json",
+            "--gradient-checkpointing",
         ]  # fmt: skip
         # Each "machine" gets a core of its own, as real machines would: two of them sharing
         # both cores with two threads each spin in gloo and take minutes for two steps.
@@ -204,6 +203,11 @@ def test_two_machines_on_loopback_complete(tmp_path, default_model_path):
     assert all(set(job) == SUMMARY_KEYS | {"name"} for job in listed)
     shown = cli("jobs", "show", job_id, "--json", env=env)
     assert shown.returncode == 0
+    from garden.engine.training import queries
+    from garden.store import get_store
+
+    recorded = queries.get_job(get_store(tmp_path / "machine0" / "storage" / "garden.db"), job_id)
+    assert recorded.spec is not None and recorded.spec.gradient_checkpointing is True
     assert len([m for m in json.loads(shown.stdout)["metrics"] if m["loss"] is not None]) == 2
     again = cli("jobs", "resume", job_id, env=env)
     assert again.returncode == 2 and "only stopped" in again.stderr
