@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from garden.data.kinds import DatasetKind
+from garden.data.preference import json_or_text
 from garden.data.row_errors import RowError
 from garden.data.sources import FILE_TYPES
 from garden.errors import DatasetError
@@ -257,7 +258,7 @@ class RowConverter:
         return [*turns, {"role": "user", "content": prompt}]
 
     def _sharegpt_turns(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        turns = _json_list(self._required(row, "messages"))
+        turns = json_or_text(self._required(row, "messages"))
         if not isinstance(turns, list):
             raise RowError(f"'{self.columns['messages']}' must be a list of turns")
         converted = [self._turn(turn, f"turn {n}") for n, turn in enumerate(turns, 1)]
@@ -279,24 +280,14 @@ class RowConverter:
         return {"role": role, "content": turn.get(content_tag)}
 
     def _answer(self, row: dict[str, Any], key: str) -> dict[str, Any]:
-        value = _json_list(self._required(row, key))
+        value = json_or_text(self._required(row, key))
         if self.entry.formatting == "alpaca":
             return {"role": "assistant", "content": value}
         return self._turn(value, key)
 
 
-def _json_list(value: Any) -> Any:
-    """A list or object stored as a JSON string (CSV, Parquet exports), else the value itself."""
-    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
-        try:
-            return json.loads(value)
-        except (json.JSONDecodeError, RecursionError):
-            return value
-    return value
-
-
 def _history(value: Any) -> list[tuple[Any, Any]]:
-    value = _json_list(value)
+    value = json_or_text(value)
     if value in (None, "", []):
         return []
     if not isinstance(value, list) or not all(

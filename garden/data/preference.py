@@ -36,7 +36,7 @@ def coerce_label(value: Any) -> bool:
 
 def conversation(value: Any, what: str, notes: list[str]) -> list[dict[str, Any]]:
     """A prompt or answer as turns: a string is one turn (user for a prompt, else assistant)."""
-    value = _json_or_text(value)
+    value = json_or_text(value)
     if isinstance(value, dict):
         value = [value]
     if isinstance(value, list) and value and all(isinstance(t, dict) for t in value):
@@ -46,7 +46,7 @@ def conversation(value: Any, what: str, notes: list[str]) -> list[dict[str, Any]
     return [{"role": role, "content": text_of(value, what, notes)}]
 
 
-def _json_or_text(value: Any) -> Any:
+def json_or_text(value: Any) -> Any:
     """A list or object stored as a JSON string (CSV, Parquet exports), else the value itself."""
     if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
         try:

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from garden.engine.evaluation.generation import answers
 from garden.engine.evaluation.rows import HeldOutPrompt
-from garden.engine.serving.remote import RemoteEndpoint, _client, _translated, endpoint_url
+from garden.engine.serving.remote import RemoteEndpoint, ask_once, endpoint_url, openai_client
 
 
 class TeacherRequest(BaseModel):
@@ -42,18 +42,11 @@ def remote_replies(request: TeacherRequest) -> list[str]:
     """The endpoint's reply to each prompt; ``ServingError`` when it cannot be reached or refuses."""
     assert request.base_url is not None and request.model is not None
     endpoint = RemoteEndpoint(endpoint_url(request.base_url), request.api_key or None)
-    client = _client(endpoint)
-    out: list[str] = []
-    for text in request.prompts:
-        with _translated(endpoint, request.model):
-            reply = client.chat.completions.create(
-                model=request.model,
-                messages=[{"role": "user", "content": text}],
-                temperature=0.0,
-                max_tokens=request.max_new_tokens,
-            )
-        out.append(reply.choices[0].message.content or "")
-    return out
+    client = openai_client(endpoint)
+    model = request.model
+    return [
+        ask_once(client, endpoint, model, text, request.max_new_tokens) for text in request.prompts
+    ]
 
 
 def replies_in_worker(request: dict[str, object]) -> list[str]:

@@ -4,7 +4,7 @@ pair judged in both orders so that the position of an answer does not decide."""
 from __future__ import annotations
 
 from garden.engine.evaluation.records import JudgeConfig, SidePair
-from garden.engine.serving.remote import RemoteEndpoint, _client, _translated, endpoint_url
+from garden.engine.serving.remote import RemoteEndpoint, ask_once, endpoint_url, openai_client
 
 VERDICT_PROMPT = """You compare two answers to the same question against a reference answer.
 
@@ -30,7 +30,7 @@ def win_rate(config: JudgeConfig, pairs: list[SidePair]) -> float | None:
     """The tuned answers' share of wins (a tie counts half); ``ServingError`` when the judge
     cannot be reached or refuses."""
     endpoint = RemoteEndpoint(endpoint_url(config.base_url), config.api_key or None)
-    client = _client(endpoint)
+    client = openai_client(endpoint)
     scores: list[float] = []
     for pair in pairs:
         for tuned_first in (True, False):
@@ -38,14 +38,7 @@ def win_rate(config: JudgeConfig, pairs: list[SidePair]) -> float | None:
             content = VERDICT_PROMPT.format(
                 prompt=pair.prompt, reference=pair.reference, first=first, second=second
             )
-            with _translated(endpoint, config.model):
-                reply = client.chat.completions.create(
-                    model=config.model,
-                    messages=[{"role": "user", "content": content}],
-                    temperature=0.0,
-                    max_tokens=4,
-                )
-            verdict = _verdict(reply.choices[0].message.content or "")
+            verdict = _verdict(ask_once(client, endpoint, config.model, content, max_tokens=4))
             tuned_letter = "A" if tuned_first else "B"
             scores.append(0.5 if verdict == "TIE" else float(verdict == tuned_letter))
     return sum(scores) / len(scores) if scores else None

@@ -64,7 +64,8 @@ def endpoint_url(text: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-def _client(endpoint: RemoteEndpoint) -> Any:
+def openai_client(endpoint: RemoteEndpoint) -> Any:
+    """An ``openai`` client for the endpoint: its own key only, no retries, no redirects."""
     from openai import DefaultHttpxClient, OpenAI, Timeout
 
     timeout = Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
@@ -109,6 +110,21 @@ def _translated(endpoint: RemoteEndpoint, model: str | None = None) -> Iterator[
         ) from exc
 
 
+def ask_once(
+    client: Any, endpoint: RemoteEndpoint, model: str, prompt: str, max_tokens: int
+) -> str:
+    """``model``'s greedy reply to one user message (a judge's verdict, a teacher's pairs);
+    the client's errors as one-line ``ServingError``s."""
+    with _translated(endpoint, model):
+        reply = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": prompt}],
+            temperature=0.0,
+            max_tokens=max_tokens,
+        )
+    return str(reply.choices[0].message.content or "")
+
+
 def _error_text(exc: Any) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
@@ -135,7 +151,7 @@ def _not_found(endpoint: RemoteEndpoint, model: str | None) -> ServingError:
 def list_models(endpoint: RemoteEndpoint) -> list[str]:
     """The names of the models the endpoint serves (GET /v1/models)."""
     with _translated(endpoint):
-        return [model.id for model in _client(endpoint).models.list()]
+        return [model.id for model in openai_client(endpoint).models.list()]
 
 
 def _conversation(messages: list[dict[str, Any]], system_prompt: str) -> list[dict[str, str]]:
@@ -215,7 +231,7 @@ class RemoteChats:
         text, pieces, usage_tokens, finish = "", 0, None, None
         try:
             with _translated(endpoint, model):
-                stream = _client(endpoint).chat.completions.create(
+                stream = openai_client(endpoint).chat.completions.create(
                     model=model,
                     messages=conversation,
                     stream=True,

@@ -88,10 +88,15 @@ def judge_scorer(
     name: str, target: JudgeTarget, criterion: str | None = None, log: Log | None = None
 ) -> Callable[[list[Judged]], list[float]]:
     """Scores 0..1 for a batch of ``(question, answer, reference)`` texts, asking ``target``."""
-    from garden.engine.serving.remote import RemoteEndpoint, _client, _translated, endpoint_url
+    from garden.engine.serving.remote import (
+        RemoteEndpoint,
+        ask_once,
+        endpoint_url,
+        openai_client,
+    )
 
     endpoint = RemoteEndpoint(endpoint_url(target.base_url), target.api_key)
-    client = _client(endpoint).with_options(timeout=JUDGE_TIMEOUT_S)
+    client = openai_client(endpoint).with_options(timeout=JUDGE_TIMEOUT_S)
 
     def score(judged: Judged) -> float:
         question, answer, reference = judged
@@ -101,14 +106,7 @@ def judge_scorer(
             completion=answer,
             criterion=criterion or DEFAULT_CRITERION,
         )
-        with _translated(endpoint, target.model):
-            reply = client.chat.completions.create(
-                model=target.model,
-                messages=[{"role": "user", "content": content}],
-                temperature=0.0,
-                max_tokens=8,
-            )
-        said = reply.choices[0].message.content or ""
+        said = ask_once(client, endpoint, target.model, content, max_tokens=8)
         value = parse_score(said)
         if value is None:
             raise ValueError(f"the judge answered {said[:60]!r}, not a score from 0 to 10")
