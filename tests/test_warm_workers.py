@@ -27,12 +27,44 @@ def test_warm_until_what_torch_reads_at_import_changes(monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/tmp/elsewhere")
     monkeypatch.setenv("GARDEN_FAULT_MAX_FILE_BYTES", "1000000")
     assert warm.worker_context(True).get_start_method() == "forkserver"
+    # What OpenCV's import and Gradio's Blocks set inside the app: still warm.
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/opencv/lib64:" + os.environ.get("LD_LIBRARY_PATH", ""))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "True")
+    assert warm.worker_context(True).get_start_method() == "forkserver"
     # torch imported in the server under the old value: a fresh process.
+    assert warm.cold_start_reason(True) is None
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
     assert warm.worker_context(True).get_start_method() == "spawn"
+    reason = warm.cold_start_reason(True)
+    assert reason == "ATEN_CPU_CAPABILITY changed since the training stack was imported"
     monkeypatch.delenv("ATEN_CPU_CAPABILITY")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert warm.worker_context(True).get_start_method() == "spawn"
+
+
+def test_what_the_app_s_own_libraries_set_keeps_runs_warm():
+    """Building the UI (Gradio, analytics off) and importing OpenCV (vLLM and transformers do)
+    change the app's environment; before, every run after that started cold, in the app and in
+    this suite (KTO's 8 s run took 18 s here)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os; from garden.engine.training import warm\n"
+        "before = warm._import_time(os.environ)\n"
+        "import cv2, gradio as gr\n"
+        "gr.Blocks()\n"
+        "changed = {k for k, v in os.environ.items() if k.startswith(warm.IMPORT_TIME_PREFIXES)}\n"
+        "print(sorted(changed - set(before)), warm._import_time(os.environ) == before)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in warm.SET_AT_RUNTIME}
+    env["GRADIO_ANALYTICS_ENABLED"] = "False"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last == "['HF_HUB_DISABLE_TELEMETRY', 'LD_LIBRARY_PATH'] True", last
 
 
 def test_a_worker_adopts_the_app_s_environment():

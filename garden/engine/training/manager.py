@@ -35,7 +35,7 @@ from garden.engine.training.spec import (
     JobSpec,
 )
 from garden.engine.training.task import TrainTask
-from garden.engine.training.warm import worker_context
+from garden.engine.training.warm import cold_start_reason, worker_context
 from garden.engine.training.worker import worker_main
 from garden.errors import JobError
 from garden.models import clean_incomplete_outputs
@@ -366,8 +366,10 @@ class JobManager:
             if job.status == "cancelled" or (_flags_dir(job) / CANCEL_FLAG).exists():
                 proc.kill()  # cancelled while it was being started
             self.journal.update(job_id, pid=proc.pid, pid_started=process_started(proc.pid))
+            cold = cold_start_reason(self.settings.warm_workers)
+            started = f"started cold ({cold})" if cold else "started"
             self.journal.log(
-                job_id, f"Worker process {proc.pid} started (raw output: {task.log_file})"
+                job_id, f"Worker process {proc.pid} {started} (raw output: {task.log_file})"
             )
             while True:
                 try:

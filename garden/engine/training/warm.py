@@ -49,6 +49,12 @@ IMPORT_TIME_PREFIXES = (
     "TRANSFORMERS_",
     "CODECARBON_",
 )
+# Set inside a running app by libraries, and harmless to a forked worker: OpenCV's import adds
+# its libraries to LD_LIBRARY_PATH (which the loader reads only when a program starts, so it
+# reaches the worker's own children through the adopted environment), and Gradio sets
+# HF_HUB_DISABLE_TELEMETRY when its analytics are off. Compared, either would make every run
+# after it start cold (8-15 s more each).
+SET_AT_RUNTIME = frozenset({"LD_LIBRARY_PATH", "HF_HUB_DISABLE_TELEMETRY"})
 
 _lock = threading.Lock()
 # What the fork server's imports read, as it was when the server started.
@@ -78,6 +84,20 @@ def worker_context(enabled: bool) -> SpawnContext | ForkServerContext:
     return multiprocessing.get_context("forkserver")
 
 
+def cold_start_reason(enabled: bool) -> str | None:
+    """Why a run that asked for a warm start gets a fresh process, for its log; None when warm
+    (or when warm starts are off or impossible here, which needs no saying)."""
+    with _lock:
+        server = _server_import_env
+    if not (enabled and warm_starts_possible()) or server is None:
+        return None
+    now = _import_time(os.environ)
+    changed = sorted(k for k in set(server) | set(now) if server.get(k) != now.get(k))
+    if not changed:
+        return None
+    return f"{', '.join(changed[:4])} changed since the training stack was imported"
+
+
 def warm_up_in_background(enabled: bool) -> threading.Thread | None:
     """Start the fork server and its imports now, so the first run starts warm too."""
     if not (enabled and warm_starts_possible()):
@@ -90,7 +110,11 @@ def warm_up_in_background(enabled: bool) -> threading.Thread | None:
 
 
 def _import_time(environment: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in environment.items() if k.startswith(IMPORT_TIME_PREFIXES)}
+    return {
+        k: v
+        for k, v in environment.items()
+        if k.startswith(IMPORT_TIME_PREFIXES) and k not in SET_AT_RUNTIME
+    }
 
 
 def adopt_environment(environment: Mapping[str, str]) -> None:
