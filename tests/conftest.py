@@ -164,6 +164,19 @@ def short_run(tmp_path_factory: pytest.TempPathFactory, default_model_path: Path
     return ShortRun(settings, job)
 
 
+def copy_run(source: Any, target: Any, job_id: str) -> None:
+    """A run's rows (job, evaluations, carbon record) in another storage; its model stays where
+    it is (the job names its folder). The short run is shared by the session, and its storage
+    holds it alone (other tests list its runs)."""
+    from garden.store import get_store
+
+    src, dst = get_store(source.db_path), get_store(target.db_path)
+    dst.insert("jobs", src.get("jobs", job_id) or {})
+    for table, column in (("evaluations", "job_id"), ("emissions", "ref_id")):
+        for row in src.query(f"SELECT * FROM {table} WHERE {column} = ?", (job_id,)):
+            dst.insert(table, row)
+
+
 def greedy_reply_ids(model: Any, tokenizer: Any, question: str, max_new_tokens: int) -> list[int]:
     """The token ids a transformers model generates greedily after ``question`` (one user turn,
     through the chat template), special tokens and all."""

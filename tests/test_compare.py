@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import FACTS, SHORT_RUN, SHORT_RUN_VALUES, private_settings
+from conftest import FACTS, SHORT_RUN, SHORT_RUN_VALUES, copy_run, private_settings
 
 from garden.errors import ConfigError
 from garden.services import compare, training
@@ -31,18 +31,6 @@ class Runs:
     tiny: Any  # JobView of the tiny run trained here
 
 
-def _copy_run(source: Any, target: Any, job_id: str) -> None:
-    """The short run's rows (job, evaluations, carbon record) in another storage: that run is
-    shared by the session and its storage holds it alone (other tests list its runs)."""
-    from garden.store import get_store
-
-    src, dst = get_store(source.db_path), get_store(target.db_path)
-    dst.insert("jobs", src.get("jobs", job_id) or {})
-    for table, column in (("evaluations", "job_id"), ("emissions", "ref_id")):
-        for row in src.query(f"SELECT * FROM {table} WHERE {column} = ?", (job_id,)):
-            dst.insert(table, row)
-
-
 @pytest.fixture(scope="module")
 def runs(short_run, module_tmp: Path, default_model_path: Path) -> Runs:
     """The session's short run (4 held-out prompts evaluated) and a 2-step run on the same data,
@@ -54,7 +42,7 @@ def runs(short_run, module_tmp: Path, default_model_path: Path) -> Runs:
         eval_max_prompts=TINY_PROMPTS,
         eval_max_new_tokens=12,
     )
-    _copy_run(short_run.settings, settings, short_run.job.id)
+    copy_run(short_run.settings, settings, short_run.job.id)
     values = {**SHORT_RUN_VALUES, "name": TINY_RUN, "max_steps": 2, "batch_size": 2}
     values.update(max_seq_len=64, lora_r=4, lora_alpha=8, eval_steps=None, dataset=str(FACTS))
     spec = training.build_spec(values, preset="Quick CPU demo")

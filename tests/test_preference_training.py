@@ -1,7 +1,8 @@
 """Preference tuning: real short DPO, ORPO and KTO runs of the default model (LoRA, CPU).
 
 The rows are written directly in the ``garden.data.kinds`` shapes, in folders with a
-``train.jsonl`` and an ``eval.jsonl``. One SFT run starts the DPO run (SFT then DPO).
+``train.jsonl`` and an ``eval.jsonl``. The session's short SFT run starts the DPO run (SFT then
+DPO).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import test_training_engine
+from conftest import copy_run
 
 from garden.errors import JobError
 
@@ -101,11 +103,15 @@ def _run(settings, **values):
 
 
 @pytest.fixture(scope="module")
-def sft_then_dpo(settings, data):
-    """A one-step SFT run, then a DPO run that starts from it (shared by several tests).
+def sft_then_dpo(settings, data, short_run):
+    """The session's short SFT run (its rows copied into this storage), then a DPO run that
+    starts from it (shared by several tests).
 
     DPO sees the same batch of four pairs at every step, so its margin rises steadily."""
-    sft = _run(settings, name="facts-sft", dataset=str(data["chat"]), max_steps=1)
+    from garden.services import training
+
+    copy_run(short_run.settings, settings, short_run.job.id)
+    sft = training.get(short_run.job.id, settings=settings)
     dpo = _run(
         settings,
         name="facts-dpo",
