@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -178,3 +179,39 @@ def test_a_dpo_run_started_from_the_tab_shows_its_reward_margin(tab_app):
     assert "`completed`" in status and "reward margin" in status, status
     margins = [m.reward_margin for m in training.metrics(job_id, settings=settings)]
     assert any(margin is not None for margin in margins)
+
+
+def test_the_tracker_choice_opens_as_report_to_and_submits_only_a_change(tmp_path: Path) -> None:
+    """Checked as REPORT_TO sets them, the trackers leave the spec as the preset's (the app's
+    setting applies); another choice, none included, is the run's own. On a public demo the
+    choice is the owner's: shown, not editable."""
+    import gradio as gr
+    from conftest import private_settings
+
+    from garden.ui import finetune_tab
+
+    model = Path(tmp_path / "model")
+    model.mkdir()
+    for public in (False, True):
+        settings = private_settings(
+            tmp_path / f"public-{public}", model, report_to="tensorboard", public_demo=public
+        )
+        with gr.Blocks():
+            form = finetune_tab.RunForm(settings)
+            view = finetune_tab._run_view()
+        tab = finetune_tab.FineTuneTab(settings, form, view)
+        assert form.report_to.value == ["tensorboard"]
+        assert form.report_to.interactive is (not public)
+        values = {name: form.component(name).value for name in finetune_tab.START_FIELDS}
+        values["dataset"] = "facts"
+
+        def submitted(trackers: list[str], values: dict = values, tab: Any = tab) -> dict:
+            form_values = {**values, "report_to": trackers}
+            return tab.submission(*(form_values[name] for name in finetune_tab.START_FIELDS))
+
+        assert "report_to" not in submitted(["tensorboard"])
+        assert submitted([])["report_to"] == []
+        assert submitted(["mlflow", "tensorboard"])["report_to"] == ["mlflow", "tensorboard"]
+    # A run's own choice shows again when its settings are filled in (None leaves the form).
+    assert finetune_tab.form_values({"report_to": ["mlflow"]}) == {"report_to": ["mlflow"]}
+    assert finetune_tab.form_values({"report_to": None}) == {}

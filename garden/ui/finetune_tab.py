@@ -17,7 +17,7 @@ import gradio as gr
 from gradio.components import Component
 
 from garden import present
-from garden.config import Settings
+from garden.config import TRACKERS, Settings
 from garden.services import models, training
 from garden.services.training import JobView
 from garden.ui.boundary import OnShow, guard, plain, report, visitor
@@ -47,6 +47,7 @@ ZERO_MEANS_UNSET = {
 PREFERENCE_FIELDS = ("objective", "beta", "init_from_run")
 BUDGET_FIELDS = ("time_budget_min", "co2_budget_g")
 GRPO_FIELDS = ("num_generations", "max_completion_length", "generation_temperature", "rewards")
+TRACKER_FIELDS = ("report_to",)
 REWARDS_INFO = (
     "GRPO: one reward a line, KIND[=ARG][*WEIGHT]: number_match, exact_match (against the "
     "reference answer), regex=PATTERN, json[={schema}], tool_call, length=MIN-MAX, "
@@ -153,6 +154,14 @@ class RunForm:
             )
         with gr.Accordion("Advanced settings", open=False):
             self._advanced()
+            # The app's REPORT_TO checked; on a public demo they are the owner's to choose.
+            self.report_to = gr.CheckboxGroup(
+                list(TRACKERS),
+                value=list(settings.trackers),
+                label="Experiment trackers",
+                info="Checked as REPORT_TO sets them; each writes into the run's folder",
+                interactive=not settings.public_demo,
+            )
 
     def _num(self, name: str, label: str, **options: Any) -> gr.Number:
         """A number field opening with the shown preset's value of ``name``."""
@@ -196,8 +205,8 @@ class RunForm:
             self.strategy = pick("strategy", ["auto", "ddp", "fsdp", "deepspeed"], "Strategy")
 
     def components(self) -> list[Component]:
-        """The setting components, in ``FORM_FIELDS``, ``PREFERENCE_FIELDS``, ``BUDGET_FIELDS``
-        then ``GRPO_FIELDS`` order (the API order of Start)."""
+        """The setting components, in ``FORM_FIELDS``, ``PREFERENCE_FIELDS``, ``BUDGET_FIELDS``,
+        ``GRPO_FIELDS`` then ``TRACKER_FIELDS`` order (the API order of Start)."""
         return [getattr(self, name) for name in START_FIELDS]
 
     def component(self, name: str) -> Component:
@@ -205,7 +214,7 @@ class RunForm:
 
 
 FORM_FIELDS = tuple(field.name for field in fields(RunForm))
-START_FIELDS = (*FORM_FIELDS, *PREFERENCE_FIELDS, *BUDGET_FIELDS, *GRPO_FIELDS)
+START_FIELDS = (*FORM_FIELDS, *PREFERENCE_FIELDS, *BUDGET_FIELDS, *GRPO_FIELDS, *TRACKER_FIELDS)
 
 
 def form_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -222,6 +231,9 @@ def form_values(values: dict[str, Any]) -> dict[str, Any]:
             shown[key] = training.rewards_text(value or [])
         elif key in ("init_from_run", "name"):
             shown[key] = value or ""
+        elif key == "report_to":  # None: the app's REPORT_TO, which the form shows already
+            if value is not None:
+                shown[key] = list(value)
         elif key in ("base_model", "dataset"):  # the default model shows as empty
             shown[key] = value if key == "dataset" else None
         else:
@@ -360,8 +372,12 @@ class FineTuneTab:
         return {**self.refresh(None), self.view.status: f"> **Cannot start**: {plain(message)}"}
 
     def submission(self, *values: Any) -> dict[str, Any]:
-        """What Start submits for the form's values (in ``START_FIELDS`` order)."""
-        return spec_values(dict(zip(START_FIELDS, values, strict=True)))
+        """What Start submits for the form's values (in ``START_FIELDS`` order); trackers as
+        REPORT_TO has them are left to it, so the spec stays the preset's."""
+        given = dict(zip(START_FIELDS, values, strict=True))
+        if set(given.get("report_to") or ()) == set(self.settings.trackers):
+            given["report_to"] = None
+        return spec_values(given)
 
     def start(self, *values: Any) -> Iterator[dict[Component, Any]]:
         """Start a run from the form: only an imported dataset and a listed or hub model.
