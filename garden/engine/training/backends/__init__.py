@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from garden.engine.training.backends.context import Emit, TrainContext, TrainOutcome
@@ -17,6 +18,7 @@ __all__ = [
     "Emit",
     "TrainContext",
     "TrainOutcome",
+    "bf16_capped",
     "choose_precision",
     "cpu_supports_bf16",
     "cuda_present",
@@ -60,13 +62,38 @@ def select_backend(requested: str, method: str, cuda: bool | None = None) -> tup
     return "unsloth", "auto: CUDA GPU and Unsloth available"
 
 
-def cpu_supports_bf16() -> bool:
+# Kernel caps below the bf16 instructions: oneDNN's ISA names, and ATen's (its "default" is
+# scalar code; oneDNN's "DEFAULT" means no cap and is not listed).
+ONEDNN_CAPS_WITHOUT_BF16 = frozenset(
+    {"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core", "avx512_core_vnni"}
+)
+ATEN_CAPS_WITHOUT_BF16 = frozenset({"default", "avx2"})
+
+
+def bf16_capped(environ: Mapping[str, str] | None = None) -> str | None:
+    """The variable that holds torch's CPU kernels below the bf16 instructions, as
+    ``NAME=value`` (None when nothing does): with oneDNN capped at AVX2, bf16 is emulated and
+    slower than fp32, as on a CPU without it."""
+    env = os.environ if environ is None else environ
+    for name, capped in (
+        ("ONEDNN_MAX_CPU_ISA", ONEDNN_CAPS_WITHOUT_BF16),
+        ("DNNL_MAX_CPU_ISA", ONEDNN_CAPS_WITHOUT_BF16),
+        ("ATEN_CPU_CAPABILITY", ATEN_CAPS_WITHOUT_BF16),
+    ):
+        value = env.get(name, "").strip()
+        if value.lower() in capped:
+            return f"{name}={value}"
+    return None
+
+
+def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
     """True when the CPU has native bf16 matmul instructions (AMX or AVX-512 BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return "amx_bf16" in cpuinfo or "avx512_bf16" in cpuinfo
 
 
 def choose_precision(requested: str, device: str) -> tuple[str, str]:
@@ -79,9 +106,12 @@ def choose_precision(requested: str, device: str) -> tuple[str, str]:
         if torch.cuda.is_bf16_supported():
             return "bf16", "GPU supports bf16"
         return "fp16", "GPU lacks bf16, using fp16 mixed precision"
-    if cpu_supports_bf16():
-        return "bf16", "CPU has native bf16 (AMX / AVX-512 BF16): bf16 autocast"
-    return "fp32", "CPU lacks native bf16: fp32"
+    if not cpu_supports_bf16():
+        return "fp32", "CPU lacks native bf16: fp32"
+    capped = bf16_capped()
+    if capped:
+        return "fp32", f"CPU kernels capped below bf16 ({capped}): fp32"
+    return "bf16", "CPU has native bf16 (AMX / AVX-512 BF16): bf16 autocast"
 
 
 def run_backend(name: str, ctx: TrainContext) -> TrainOutcome:
