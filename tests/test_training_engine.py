@@ -307,3 +307,30 @@ def test_incomplete_outputs_are_hidden_and_cleaned(settings, manager):
     publish_output(busy, busy_target)
     assert (busy_target / COMPLETE_MARKER).is_file() and not busy.exists()
     assert "busy" in {m.name for m in list_models(settings)}
+
+
+def test_the_queue_poller_stops_with_a_log_line_when_its_storage_is_gone(
+    settings, monkeypatch, caplog
+):
+    """A storage removed under a process that still has runs queued (a test module's, at its
+    end) ends the poller with a warning, not a thread traceback."""
+    import logging
+    import sqlite3
+    import threading
+
+    from garden.engine.training.manager import JobManager
+
+    manager = JobManager(settings)
+
+    def gone() -> list[str]:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(manager, "_queued_here", gone)
+    crashed: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", crashed.append)
+    with caplog.at_level(logging.WARNING, logger="garden.engine.training.manager"):
+        manager._ensure_poller()
+        assert manager._poller is not None
+        manager._poller.join(timeout=30)
+    assert not manager._poller.is_alive() and crashed == []
+    assert "Stopped polling the job queue" in caplog.text

@@ -154,12 +154,11 @@ class RunForm:
             )
         with gr.Accordion("Advanced settings", open=False):
             self._advanced()
-            # The app's REPORT_TO checked; on a public demo they are the owner's to choose.
             self.report_to = gr.CheckboxGroup(
                 list(TRACKERS),
                 value=list(settings.trackers),
                 label="Experiment trackers",
-                info="Checked as REPORT_TO sets them; each writes into the run's folder",
+                info="Checked as REPORT_TO sets them (on a public demo, the owner's choice)",
                 interactive=not settings.public_demo,
             )
 
@@ -231,9 +230,8 @@ def form_values(values: dict[str, Any]) -> dict[str, Any]:
             shown[key] = training.rewards_text(value or [])
         elif key in ("init_from_run", "name"):
             shown[key] = value or ""
-        elif key == "report_to":  # None: the app's REPORT_TO, which the form shows already
-            if value is not None:
-                shown[key] = list(value)
+        elif key == "report_to":  # None: REPORT_TO's trackers, which the form shows already
+            shown.update({} if value is None else {key: list(value)})
         elif key in ("base_model", "dataset"):  # the default model shows as empty
             shown[key] = value if key == "dataset" else None
         else:
@@ -372,8 +370,7 @@ class FineTuneTab:
         return {**self.refresh(None), self.view.status: f"> **Cannot start**: {plain(message)}"}
 
     def submission(self, *values: Any) -> dict[str, Any]:
-        """What Start submits for the form's values (in ``START_FIELDS`` order); trackers as
-        REPORT_TO has them are left to it, so the spec stays the preset's."""
+        """What Start submits (``START_FIELDS`` order); REPORT_TO's own trackers go unsaid."""
         given = dict(zip(START_FIELDS, values, strict=True))
         if set(given.get("report_to") or ()) == set(self.settings.trackers):
             given["report_to"] = None

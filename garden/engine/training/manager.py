@@ -10,6 +10,7 @@ Stop, cancel and resume work from any process through flag files and pids.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import sqlite3
@@ -42,6 +43,7 @@ from garden.models import clean_incomplete_outputs
 from garden.store import Store, get_store, new_id, now
 
 # How long an app shutdown waits for running workers to save a checkpoint and exit.
+log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 7.0
 
 
@@ -313,9 +315,15 @@ class JobManager:
         def poll() -> None:
             while True:
                 time.sleep(2.0)
-                if not self._queued_here():
+                try:
+                    if not self._queued_here():
+                        return
+                    self._schedule()
+                except (sqlite3.Error, OSError) as exc:  # the storage went away under it
+                    log.warning(
+                        "Stopped polling the job queue of %s: %s", self.settings.db_path, exc
+                    )
                     return
-                self._schedule()
 
         self._poller = threading.Thread(target=poll, name="garden-job-queue", daemon=True)
         self._poller.start()
