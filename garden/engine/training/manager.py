@@ -42,8 +42,9 @@ from garden.errors import JobError
 from garden.models import clean_incomplete_outputs
 from garden.store import Store, get_store, new_id, now
 
-# How long an app shutdown waits for running workers to save a checkpoint and exit.
 log = logging.getLogger(__name__)
+
+# How long an app shutdown waits for running workers to save a checkpoint and exit.
 SHUTDOWN_GRACE_S = 7.0
 
 
