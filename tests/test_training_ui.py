@@ -190,7 +190,7 @@ def test_the_tracker_choice_opens_as_report_to_and_submits_only_a_change(tmp_pat
 
     from garden.ui import finetune_tab
 
-    model = Path(tmp_path / "model")
+    model = tmp_path / "model"
     model.mkdir()
     for public in (False, True):
         settings = private_settings(

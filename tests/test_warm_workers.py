@@ -31,8 +31,8 @@ def test_warm_until_what_torch_reads_at_import_changes(monkeypatch):
     monkeypatch.setenv("LD_LIBRARY_PATH", "/opencv/lib64:" + os.environ.get("LD_LIBRARY_PATH", ""))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "True")
     assert warm.worker_context(True).get_start_method() == "forkserver"
-    # torch imported in the server under the old value: a fresh process.
     assert warm.cold_start_reason(True) is None
+    # torch imported in the server under the old value: a fresh process.
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
     assert warm.worker_context(True).get_start_method() == "spawn"
     reason = warm.cold_start_reason(True)
@@ -44,8 +44,8 @@ def test_warm_until_what_torch_reads_at_import_changes(monkeypatch):
 
 def test_what_the_app_s_own_libraries_set_keeps_runs_warm():
     """Building the UI (Gradio, analytics off) and importing OpenCV (vLLM and transformers do)
-    change the app's environment; before, every run after that started cold, in the app and in
-    this suite (KTO's 8 s run took 18 s here)."""
+    change the process's environment; before, every run started after them was spawned cold
+    (in this suite KTO's 8 s run took 18 s)."""
     import subprocess
     import sys
 

@@ -79,20 +79,27 @@ def worker_context(enabled: bool) -> SpawnContext | ForkServerContext:
             context.set_forkserver_preload(list(PRELOAD))
             forkserver.ensure_running()
             _server_import_env = _import_time(os.environ)
-        if _import_time(os.environ) != _server_import_env:
+        if _changed_since_server():
             return spawn
     return multiprocessing.get_context("forkserver")
+
+
+def _changed_since_server() -> list[str]:
+    """The import-time variables that differ from the fork server's (none before it starts)."""
+    server = _server_import_env
+    if server is None:
+        return []
+    now = _import_time(os.environ)
+    return sorted(k for k in set(server) | set(now) if server.get(k) != now.get(k))
 
 
 def cold_start_reason(enabled: bool) -> str | None:
     """Why a run that asked for a warm start gets a fresh process, for its log; None when warm
     (or when warm starts are off or impossible here, which needs no saying)."""
-    with _lock:
-        server = _server_import_env
-    if not (enabled and warm_starts_possible()) or server is None:
+    if not (enabled and warm_starts_possible()):
         return None
-    now = _import_time(os.environ)
-    changed = sorted(k for k in set(server) | set(now) if server.get(k) != now.get(k))
+    with _lock:
+        changed = _changed_since_server()
     if not changed:
         return None
     return f"{', '.join(changed[:4])} changed since the training stack was imported"
