@@ -262,8 +262,10 @@ def test_an_import_is_refused_when_the_disk_is_nearly_full(
 ) -> None:
     path = tmp_path / "ok.jsonl"
     path.write_text('{"text": "hello"}\n{"text": "world"}\n', encoding="utf-8")
-    free = data_limits.free_bytes(settings.temp_path)
-    monkeypatch.setattr(data_limits, "FREE_SPACE_RESERVE", free - 8)  # ~nothing left to use
+    # A fixed reading: the real free space moves while other tests write and delete files.
+    monkeypatch.setattr(
+        data_limits, "free_bytes", lambda folder: data_limits.FREE_SPACE_RESERVE + 8
+    )
     with pytest.raises(DiskFullError, match="needed"):
         import_dataset(path, "full", settings=settings)
     assert not list(settings.processed_datasets_path.iterdir())
