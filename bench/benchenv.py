@@ -8,8 +8,10 @@ average at the start exceeded 0.5 per 2 cores (0.25 per logical CPU).
 Figures differ by CPU class far more than by noise (fp32 training on AVX2, bf16 on AVX-512 BF16),
 so ``conditions`` names the class (``cpu_class``: "amx-bf16", "avx512-bf16", "avx512",
 "avx2-fma", "avx2" or "other") and says whether the run emulated another one: with
-``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA`` set, torch and oneDNN use the kernels of a
-lesser class (``emulating``, ``emulated_class``).
+``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA`` / ``MKL_ENABLE_INSTRUCTIONS`` set, torch's own
+kernels, oneDNN and MKL use the kernels of a lesser class (``emulating``, ``emulated_class``).
+torch's fp32 matmuls run in MKL, which reads only its own variable, so ``emulation_gaps`` names
+the libraries a partial emulation left on this CPU's full instruction set.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from typing import Any
 
 IDLE_LOAD_PER_CPU = 0.25
 FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
-EMULATION_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+EMULATION_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+# Which library each variable caps, for ``emulation_gaps``.
+EMULATED_LIBRARIES = {
+    "ATEN_CPU_CAPABILITY": "torch's own kernels",
+    "ONEDNN_MAX_CPU_ISA": "oneDNN (bf16 matmuls)",
+    "MKL_ENABLE_INSTRUCTIONS": "MKL (fp32 matmuls)",
+}
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -71,20 +79,28 @@ def cpu_class(flags: list[str] | set[str]) -> str:
     return "other"
 
 
-def emulation() -> dict[str, Any]:
-    """Whether torch / oneDNN were told to use a lesser class's kernels, and which class."""
-    settings = {name: os.environ[name] for name in EMULATION_VARIABLES if os.environ.get(name)}
+def emulation(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Whether torch, oneDNN or MKL were told to use a lesser class's kernels, which class, and
+    which of the three were left uncapped (onnxruntime has no such cap at all)."""
+    env = dict(os.environ) if environ is None else environ
+    settings = {name: env[name] for name in EMULATION_VARIABLES if env.get(name)}
     caps = {value.strip().lower() for value in settings.values()}
     emulated = None
-    if caps & {"avx2", "avx2_vnni"}:
+    if caps & {"avx2", "avx2_vnni", "avx2_e1"}:
         emulated = "avx2-fma"
     elif caps & {"default", "sse41", "sse42"}:
         emulated = "other"
-    elif caps & {"avx512", "avx512_core", "avx512_core_vnni"}:
+    elif caps & {"avx512", "avx512_core", "avx512_core_vnni", "avx512_e1"}:
         emulated = "avx512"
     elif caps & {"avx512_core_bf16"}:
         emulated = "avx512-bf16"
-    return {"emulating": bool(settings), "emulation_env": settings, "emulated_class": emulated}
+    gaps = [EMULATED_LIBRARIES[name] for name in EMULATION_VARIABLES if name not in settings]
+    return {
+        "emulating": bool(settings),
+        "emulation_env": settings,
+        "emulated_class": emulated,
+        "emulation_gaps": gaps if settings else [],
+    }
 
 
 def cpu_description() -> dict[str, Any]:

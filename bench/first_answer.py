@@ -50,8 +50,9 @@ def answer(engine: Any, tokens: int) -> dict[str, Any]:
 
 
 def start_warm_up(base: Path, nice: bool) -> tuple[Any, Path]:
-    """The auto backend's background work: the ONNX copy built into a throw-away folder and a
-    vLLM host spawned (it imports vLLM and loads the model)."""
+    """The auto backend's background work, launched as ``auto`` launches it (a background
+    build, at ``BUILD_NICE``): the ONNX copy built into a throw-away folder and a vLLM host
+    spawned (it imports vLLM and loads the model)."""
     from garden.config import Settings
     from garden.engine.serving import onnx_build, vllm_host
     from garden.engine.serving.vllm import VllmBackend
@@ -64,7 +65,7 @@ def start_warm_up(base: Path, nice: bool) -> tuple[Any, Path]:
 
     def build() -> None:
         with contextlib.suppress(GardenError):  # stopped by stop_builder after the answer
-            onnx_build.ensure_onnx_copy(base, settings)
+            onnx_build.ensure_onnx_copy(base, settings, background=True)
 
     builder = threading.Thread(target=build, daemon=True)
     builder.start()
