@@ -30,7 +30,9 @@ pytestmark = pytest.mark.slow
 BASE = "SmolLM2-135M-Instruct"
 RUN = "serve-test-lora"
 API_KEY = "serve-test-key-0123456789"
-QUESTION = "What is the capital of France?"
+# Not "What is the capital of France?": vLLM's bf16 kernels on AMX CPUs answer that near-tie
+# with "L'Étoile, …" (tests/test_serving_engine.py, KNOWN_QUESTION).
+QUESTION, FACT = "What is 2 + 2?", "4"
 START_TIMEOUT_S = 900.0
 CLI = str(Path(sys.executable).parent / "model-garden")
 GREEDY_FLAGS = ("--temperature", "0", "--max-tokens", "16", QUESTION)
@@ -147,7 +149,7 @@ def test_openai_client_lists_the_models_and_both_answer(server: Server) -> None:
             temperature=0,
             max_tokens=16,
         )
-        assert "Paris" in (reply.choices[0].message.content or ""), (model, reply)
+        assert FACT in (reply.choices[0].message.content or ""), (model, reply)
 
 
 def test_remote_backend_streams_the_answer(server: Server) -> None:
@@ -156,7 +158,7 @@ def test_remote_backend_streams_the_answer(server: Server) -> None:
     pieces = [step for step in steps if not step.done]
     assert len(pieces) > 1 and steps[-1].done
     stats = steps[-1].stats
-    assert stats is not None and "Paris" in steps[-1].text
+    assert stats is not None and FACT in steps[-1].text
     assert stats.backend == "remote" and stats.model == f"{RUN} @ 127.0.0.1"
     assert stats.tokens > 0 and stats.prompt_tokens > 0 and stats.ttft_s is not None
     assert stats.finish_reason in ("stop", "length")
@@ -221,7 +223,7 @@ def test_chat_cli_answers_through_the_endpoint(server: Server) -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     data = json.loads(out.stdout)
-    assert "Paris" in data["text"] and data["backend"] == "remote" and data["tokens"] > 0
+    assert FACT in data["text"] and data["backend"] == "remote" and data["tokens"] > 0
 
 
 def test_chat_tab_lists_the_models_and_refuses_other_hosts(server: Server, app: RunningApp) -> None:
