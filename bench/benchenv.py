@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +80,10 @@ def cpu_class(flags: list[str] | set[str]) -> str:
     return "other"
 
 
-def emulation(environ: dict[str, str] | None = None) -> dict[str, Any]:
+def emulation(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Whether torch, oneDNN or MKL were told to use a lesser class's kernels, which class, and
     which of the three were left uncapped (onnxruntime has no such cap at all)."""
-    env = dict(os.environ) if environ is None else environ
+    env = os.environ if environ is None else environ
     settings = {name: env[name] for name in EMULATION_VARIABLES if env.get(name)}
     caps = {value.strip().lower() for value in settings.values()}
     emulated = None
