@@ -63,6 +63,7 @@ BUILDS: dict[str, tuple[str, ...]] = {
 # name -> (copy, extra decoder session options)
 SESSIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "today+nospin": ("today", {"session.intra_op.allow_spinning": "0"}),
+    "today+1thread": ("today", {"intra_op_num_threads": 1}),
     "today+extended": ("today", {"graph_optimization_level": "ORT_ENABLE_EXTENDED"}),
     "rtn-acc4+nospin": ("rtn-acc4", {"session.intra_op.allow_spinning": "0"}),
 }

@@ -182,6 +182,8 @@ def test_every_error_has_one_shape_and_its_status(client: httpx.Client) -> None:
     assert_error(client.post("api/v1/training/jobs", json=rendezvous), 400, "several machines")
     body = {"dataset": "ds-nope", "base_model": "/etc"}
     assert_error(client.post("api/v1/training/jobs", json=body), 400)
+    compiled = {"dataset": "ds-nope", "torch_compile": True, "time_budget_s": 300}
+    assert_error(client.post("api/v1/training/jobs", json=compiled), 422, "torch_compile")
     upload = {"source": {"kind": "upload", "value": "/etc/passwd"}, "name": "x"}
     assert_error(client.post("api/v1/datasets", json=upload), 422, "source.kind")
     hub = {"source": {"kind": "hub", "value": "../../etc"}, "name": "x"}

@@ -60,6 +60,7 @@ def _form(**values):
         "lora_target_modules": "all-linear",
         "assistant_only_loss": True,
         "packing": True,
+        "torch_compile": False,
         "eval_steps": 0,
         "seed": 42,
         "precision": "auto",

@@ -228,6 +228,12 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option("--assistant-only/--all-tokens", "assistant_only_loss", default=None)
 @click.option("--packing/--no-packing", default=None)
 @click.option(
+    "--torch-compile/--no-torch-compile",
+    default=None,
+    help="SFT on a CPU: compile the decoder layers (≈1.3x faster bf16 steps after 30-60 s; "
+    "for runs over ≈5 min; not with a budget).",
+)
+@click.option(
     "--gradient-checkpointing/--no-gradient-checkpointing",
     default=None,
     help="Recompute activations: less memory, slower (default: on when needed to fit).",

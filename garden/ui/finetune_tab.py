@@ -36,13 +36,7 @@ from garden.ui.run_status import (  # re-exported: tests read a run's status fro
 
 DEFAULT_PRESET = "Quick CPU demo"
 FOLLOW_ACTIVE = ""
-ZERO_MEANS_UNSET = {
-    "max_steps",
-    "eval_steps",
-    "checkpoint_interval",
-    "time_budget_s",
-    "co2_budget_g",
-}
+UNSET_BY_ZERO = {"max_steps", "eval_steps", "checkpoint_interval", "time_budget_s", "co2_budget_g"}
 # Start's inputs after FORM_FIELDS (with defaults, so API callers may leave them out).
 PREFERENCE_FIELDS = ("objective", "beta", "init_from_run")
 BUDGET_FIELDS = ("time_budget_min", "co2_budget_g")
@@ -58,6 +52,7 @@ NOT_PRESET = {"base_model", "dataset", "name", "init_from_run"}
 LOSS_CHOICES = {"auto": None, "on": True, "off": False}
 SCHEDULERS = ["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts"]
 LOSS_INFO = "auto = on for chat data, off for plain text"
+COMPILE_LABEL = "Compile (torch.compile; SFT on a CPU, no budget: ≈1.3x faster bf16 steps)"
 
 
 @dataclass(init=False)
@@ -82,6 +77,7 @@ class RunForm:
     lora_target_modules: gr.Textbox
     assistant_only_loss: gr.Dropdown
     packing: gr.Checkbox
+    torch_compile: gr.Checkbox
     eval_steps: gr.Number
     seed: gr.Number
     precision: gr.Dropdown
@@ -192,6 +188,7 @@ class RunForm:
                 "assistant_only_loss", list(LOSS_CHOICES), "Loss on assistant turns only", **loss
             )
             self.packing = gr.Checkbox(self.shown["packing"], label="Packing (padding-free)")
+            self.torch_compile = gr.Checkbox(self.shown["torch_compile"], label=COMPILE_LABEL)
             self.eval_steps = num("eval_steps", "Eval every N steps (0 = at end)", precision=0)
             self.seed = num("seed", "Seed", precision=0)
         with gr.Row():
@@ -266,7 +263,7 @@ def spec_values(values: dict[str, Any]) -> dict[str, Any]:
             key, value = "time_budget_s", round(float(value) * 60, 3) if value else None
         if key == "rewards" and isinstance(value, str):
             value = training.parse_rewards(value) or None
-        if value is None or value == "" or (key in ZERO_MEANS_UNSET and not value):
+        if value is None or value == "" or (key in UNSET_BY_ZERO and not value):
             continue
         given[key] = value
     return given

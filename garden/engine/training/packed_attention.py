@@ -65,10 +65,14 @@ def packed_sdpa_attention(
 
 
 def register_packed_attention() -> str:
-    """Make ``NAME`` a valid ``attn_implementation`` (with SDPA's masks); returns ``NAME``."""
+    """Make ``NAME`` a valid ``attn_implementation`` (with SDPA's masks); returns ``NAME``.
+
+    torch.compile does not trace into it (its per-sequence loop reads the boundaries as Python
+    numbers, so every new batch layout would recompile): compiled layers call it eagerly."""
+    import torch
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    AttentionInterface.register(NAME, packed_sdpa_attention)
+    AttentionInterface.register(NAME, torch.compiler.disable(packed_sdpa_attention))
     AttentionMaskInterface.register(NAME, sdpa_mask)
     return NAME

@@ -17,6 +17,7 @@ import psutil
 from garden.config import Settings, get_settings
 from garden.data.kinds import OBJECTIVES_BY_KIND, DatasetKind, row_kind
 from garden.engine.training.backends import cuda_present
+from garden.engine.training.compiled_layers import cpp_compiler
 from garden.engine.training.distributed import Layout, plan_layout
 from garden.engine.training.micro_batch import GB, MemoryPlan, model_config, plan_cpu_memory
 from garden.engine.training.queries import get_job
@@ -247,6 +248,13 @@ def plan_job(data: JobSpec | Mapping[str, Any], settings: Settings | None = None
             "fp16 mixed precision needs a CUDA GPU.",
             hint="Choose precision 'auto' (bf16 where the CPU supports it) or 'fp32'.",
         )
+    if spec.torch_compile and cpp_compiler() is None:
+        raise JobError(
+            "torch_compile needs a C++ compiler (g++, or the one CXX names), and none was found.",
+            hint="Install g++ (e.g. apt install g++), or turn torch_compile off.",
+        )
+    if spec.torch_compile and cuda:
+        warnings.append("torch_compile applies to CPU training; on the GPU the run trains without.")
     if spec.lora_alpha < spec.lora_r / 16:
         warnings.append("LoRA alpha is far below r: updates will be tiny.")
     model = resolve_model(spec.base_model, settings)

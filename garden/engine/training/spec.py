@@ -186,6 +186,12 @@ class JobSpec(BaseModel):
     lora_target_modules: list[str] = Field(default_factory=lambda: ["all-linear"])
     assistant_only_loss: bool | None = None
     packing: bool = True
+    torch_compile: bool = Field(
+        False,
+        description="SFT on a CPU: compile the decoder layers (torch.compile). Steps run about "
+        "1.3x faster in bf16 (AMX / AVX-512 BF16 CPUs) after 30-60 s of compiling: worth it for "
+        "runs of more than about 5 minutes; needs a C++ compiler (g++)",
+    )
     gradient_checkpointing: bool | None = Field(
         None,
         description="Recompute each layer's activations in the backward pass (less memory, "
@@ -266,6 +272,21 @@ class JobSpec(BaseModel):
                 "a run on several machines needs main_process_ip and main_process_port "
                 "(the address of machine 0, the same on every machine)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _compile_fits(self) -> JobSpec:
+        if not self.torch_compile:
+            return self
+        if self.objective != "sft":
+            raise ValueError("torch_compile is for SFT runs only; turn it off for this objective")
+        if self.time_budget_s is not None or self.co2_budget_g is not None:
+            raise ValueError(
+                "torch_compile and a time or CO₂ budget do not mix yet (compiling spends 30-60 s "
+                "of the budget, which its plan does not weigh); drop the budget or torch_compile"
+            )
+        if self.distributed:
+            raise ValueError("torch_compile trains in one process; set num_processes to 1")
         return self
 
     @field_validator("report_to", mode="before")

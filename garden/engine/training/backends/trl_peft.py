@@ -20,6 +20,7 @@ from typing import Any
 from garden.engine.training import trackers
 from garden.engine.training.backends.context import TrainContext, TrainOutcome
 from garden.engine.training.budget import make_budget_callback
+from garden.engine.training.compiled_layers import compiled_decoder_layers
 from garden.engine.training.encoding import read_jsonl, tokenize_rows
 from garden.engine.training.micro_batch import (
     activation_bytes_per_token,
@@ -322,6 +323,16 @@ def lora_inputs_stay_bf16(model: Any, ctx: TrainContext) -> Any:
     return disable_input_dtype_casting(model)
 
 
+def compiled_when_asked(model: Any, ctx: TrainContext) -> Any:
+    """The decoder layers compiled for the run when the spec asks (``torch_compile``, CPU)."""
+    if not ctx.spec.torch_compile:
+        return contextlib.nullcontext()
+    if ctx.device != "cpu":
+        ctx.log(f"torch_compile applies to CPU training; this run trains on {ctx.device} without")
+        return contextlib.nullcontext()
+    return compiled_decoder_layers(model, ctx.log)
+
+
 def finish_training(
     ctx: TrainContext, trainer: Any, tokenizer: Any, callback: Any, has_eval: bool
 ) -> TrainOutcome:
@@ -333,7 +344,7 @@ def finish_training(
         resume = str(ctx.resume_from)
         ctx.log(f"Resuming from {ctx.resume_from.name}")
     t0 = ctx.extra["train_started"] = time.monotonic()  # a budget counts from here too
-    with lora_inputs_stay_bf16(trainer.model, ctx):
+    with lora_inputs_stay_bf16(trainer.model, ctx), compiled_when_asked(trainer.model, ctx):
         trainer.train(resume_from_checkpoint=resume)
     seconds = time.monotonic() - t0
     state = trainer.state
