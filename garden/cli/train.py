@@ -230,7 +230,7 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option(
     "--torch-compile/--no-torch-compile",
     default=None,
-    help="SFT on a CPU: compile the decoder layers (≈1.3x faster bf16 steps after 30-60 s; "
+    help="SFT on a CPU: compile the decoder layers (≈1.2x faster bf16 steps after 10-60 s; "
     "for runs over ≈5 min; not with a budget).",
 )
 @click.option(

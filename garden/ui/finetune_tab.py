@@ -52,7 +52,7 @@ NOT_PRESET = {"base_model", "dataset", "name", "init_from_run"}
 LOSS_CHOICES = {"auto": None, "on": True, "off": False}
 SCHEDULERS = ["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts"]
 LOSS_INFO = "auto = on for chat data, off for plain text"
-COMPILE_LABEL = "Compile (torch.compile; SFT on a CPU, no budget: ≈1.3x faster bf16 steps)"
+COMPILE_LABEL = "Compile (torch.compile; SFT on a CPU, no budget: ≈1.2x faster bf16 steps)"
 
 
 @dataclass(init=False)

@@ -3,7 +3,7 @@
 Each repeated decoder layer is compiled in place (``Module.compile``, the regional recipe of
 PyTorch's tutorials), so one compiled graph serves every layer and the parameter names, hence
 checkpoints and the saved adapter, stay as they are. On a CPU with native bf16 the fused
-element-wise work makes a step about 1.3x faster once the first steps have compiled
+element-wise work makes a step about 1.2x faster once the first steps have compiled
 (docs/benchmarks.md); in fp32, where matmuls dominate, the gain is a few percent.
 """
 
@@ -46,7 +46,7 @@ def compiled_decoder_layers(model: Any, log: Callable[[str], None]) -> Iterator[
         layer.compile(dynamic=True)
     log(
         f"Compiling {len(layers)} decoder layers (torch.compile): the first steps take "
-        "30-60 s longer, the rest run faster"
+        "10-60 s longer, the rest run faster"
     )
     try:
         yield len(layers)

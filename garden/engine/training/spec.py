@@ -189,7 +189,7 @@ class JobSpec(BaseModel):
     torch_compile: bool = Field(
         False,
         description="SFT on a CPU: compile the decoder layers (torch.compile). Steps run about "
-        "1.3x faster in bf16 (AMX / AVX-512 BF16 CPUs) after 30-60 s of compiling: worth it for "
+        "1.2x faster in bf16 (AMX / AVX-512 BF16 CPUs) after 10-60 s of compiling: worth it for "
         "runs of more than about 5 minutes; needs a C++ compiler (g++)",
     )
     gradient_checkpointing: bool | None = Field(
@@ -282,7 +282,7 @@ class JobSpec(BaseModel):
             raise ValueError("torch_compile is for SFT runs only; turn it off for this objective")
         if self.time_budget_s is not None or self.co2_budget_g is not None:
             raise ValueError(
-                "torch_compile and a time or CO₂ budget do not mix yet (compiling spends 30-60 s "
+                "torch_compile and a time or CO₂ budget do not mix yet (compiling spends 10-60 s "
                 "of the budget, which its plan does not weigh); drop the budget or torch_compile"
             )
         if self.distributed:
