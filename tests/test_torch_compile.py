@@ -29,11 +29,53 @@ def test_what_compiling_cannot_do_is_refused_in_one_line(values, words) -> None:
     training.build_spec({"dataset": "anything", "torch_compile": False, **values})
 
 
-def test_the_quick_demo_stays_uncompiled_and_a_budgetless_preset_can_compile() -> None:
-    assert training.preset_values("Quick CPU demo")["torch_compile"] is False
+def test_auto_compiles_only_long_unbudgeted_bf16_sft_runs_on_the_cpu(monkeypatch) -> None:
+    from garden.engine.training import compiled_layers
+
+    monkeypatch.setattr(compiled_layers, "cpp_compiler", lambda: "/usr/bin/g++")
+    plain = training.build_spec({"dataset": "x"})
+    assert plain.torch_compile is None  # auto
+    assert compiled_layers.auto_compiles(plain, "cpu", "bf16")
+    assert not compiled_layers.auto_compiles(plain, "cpu", "fp32")  # +2 %: not worth it
+    assert not compiled_layers.auto_compiles(plain, "cuda", "bf16")
+    demo = training.build_spec({"dataset": "x"}, preset="Quick CPU demo")
+    assert demo.torch_compile is None and demo.time_budget_s
+    assert not compiled_layers.auto_compiles(demo, "cpu", "bf16")  # budgeted: stays eager
+    dpo = training.build_spec({"dataset": "x", "objective": "dpo"})
+    assert not compiled_layers.auto_compiles(dpo, "cpu", "bf16")
+    monkeypatch.setattr(compiled_layers, "cpp_compiler", lambda: None)
+    assert not compiled_layers.auto_compiles(plain, "cpu", "bf16")
     with pytest.raises(JobError, match="do not mix"):
         training.build_spec({"dataset": "x", "torch_compile": True}, preset="Quick CPU demo")
-    assert training.build_spec({"dataset": "x", "torch_compile": True, "time_budget_s": None})
+
+
+@pytest.mark.parametrize(("max_steps", "compiled"), [(100, True), (20, False)])
+def test_auto_decides_once_after_the_timed_steps(monkeypatch, max_steps, compiled) -> None:
+    """10 s a step: 96 steps to go are 16 min (compile), 16 steps 160 s (stay eager)."""
+    import torch
+    from conftest import Clock
+    from transformers import TrainerControl, TrainerState
+
+    from garden.engine.training import compiled_layers
+
+    clock = Clock()
+    monkeypatch.setattr(compiled_layers.time, "monotonic", clock)
+    model = torch.nn.Sequential(torch.nn.ModuleList([torch.nn.Linear(2, 2) for _ in range(3)]))
+    logged: list[str] = []
+    compiler = compiled_layers.LayerCompiler(model, logged.append)
+    callback = compiled_layers.auto_compile_callback(compiler)
+    state, control = TrainerState(max_steps=max_steps), TrainerControl()
+    for step in range(1, 9):
+        state.global_step = step
+        callback.on_step_end(None, state, control)
+        clock.now += 10.0
+        layers_compiled = [layer._compiled_call_impl is not None for layer in model[0]]
+        assert layers_compiled == [compiled and step >= 4] * 3, step
+    assert len(logged) == (1 if compiled else 0)
+    if compiled:
+        assert "auto: ≈16 min of eager training to go" in logged[0]
+    compiler.restore()
+    assert all(layer._compiled_call_impl is None for layer in model[0])
 
 
 def test_no_cpp_compiler_is_refused_at_submit(tmp_path, monkeypatch) -> None:
@@ -68,7 +110,9 @@ def test_a_compiled_run_trains_and_saves_its_model(
     job = training.wait(training.submit(spec, settings=settings).id, timeout=900, settings=settings)
     logs = [line.message for line in training.logs(job.id, settings=settings)]
     assert job.status == "completed", (job.error, logs[-5:])
-    assert any(line.startswith("Compiling 30 decoder layers") for line in logs), logs
+    assert any(
+        line.startswith("Compiling 30 decoder layers (torch.compile, asked)") for line in logs
+    )
     assert job.step == 3 and job.loss is not None
     saved = Path(job.output_dir or "")
     assert (saved / "adapter" / "adapter_model.safetensors").is_file()

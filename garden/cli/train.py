@@ -230,8 +230,8 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option(
     "--torch-compile/--no-torch-compile",
     default=None,
-    help="SFT on a CPU: compile the decoder layers (≈1.2x faster bf16 steps after 10-60 s; "
-    "for runs over ≈5 min; not with a budget).",
+    help="SFT on a CPU: compile the decoder layers (≈1.2x faster bf16 steps after 10-60 s; not "
+    "with a budget). Default: auto, on for bf16 runs with 5 min or more to go.",
 )
 @click.option(
     "--gradient-checkpointing/--no-gradient-checkpointing",

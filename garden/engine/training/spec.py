@@ -186,11 +186,12 @@ class JobSpec(BaseModel):
     lora_target_modules: list[str] = Field(default_factory=lambda: ["all-linear"])
     assistant_only_loss: bool | None = None
     packing: bool = True
-    torch_compile: bool = Field(
-        False,
+    torch_compile: bool | None = Field(
+        None,
         description="SFT on a CPU: compile the decoder layers (torch.compile). Steps run about "
-        "1.2x faster in bf16 (AMX / AVX-512 BF16 CPUs) after 10-60 s of compiling: worth it for "
-        "runs of more than about 5 minutes; needs a C++ compiler (g++)",
+        "1.2x faster in bf16 (AMX / AVX-512 BF16 CPUs) after 10-60 s of compiling. Unset (auto): "
+        "a bf16 run without a budget compiles once its first steps show 5 minutes or more to go; "
+        "needs a C++ compiler (g++)",
     )
     gradient_checkpointing: bool | None = Field(
         None,

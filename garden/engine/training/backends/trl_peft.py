@@ -20,7 +20,11 @@ from typing import Any
 from garden.engine.training import trackers
 from garden.engine.training.backends.context import TrainContext, TrainOutcome
 from garden.engine.training.budget import make_budget_callback
-from garden.engine.training.compiled_layers import compiled_decoder_layers
+from garden.engine.training.compiled_layers import (
+    LayerCompiler,
+    auto_compile_callback,
+    auto_compiles,
+)
 from garden.engine.training.encoding import read_jsonl, tokenize_rows
 from garden.engine.training.micro_batch import (
     activation_bytes_per_token,
@@ -323,14 +327,21 @@ def lora_inputs_stay_bf16(model: Any, ctx: TrainContext) -> Any:
     return disable_input_dtype_casting(model)
 
 
-def compiled_when_asked(model: Any, ctx: TrainContext) -> Any:
-    """The decoder layers compiled for the run when the spec asks (``torch_compile``, CPU)."""
-    if not ctx.spec.torch_compile:
-        return contextlib.nullcontext()
-    if ctx.device != "cpu":
+def layer_compiler(trainer: Any, ctx: TrainContext) -> LayerCompiler | None:
+    """Compile the decoder layers now (``torch_compile`` on), or once the run proves long
+    (unset, where ``auto_compiles``); None when the run stays eager."""
+    spec = ctx.spec
+    if spec.torch_compile and ctx.device != "cpu":
         ctx.log(f"torch_compile applies to CPU training; this run trains on {ctx.device} without")
-        return contextlib.nullcontext()
-    return compiled_decoder_layers(model, ctx.log)
+        return None
+    compiler = LayerCompiler(trainer.model, ctx.log)
+    if spec.torch_compile:
+        compiler.compile("asked")
+    elif spec.torch_compile is None and auto_compiles(spec, ctx.device, ctx.precision):
+        trainer.add_callback(auto_compile_callback(compiler))
+    else:
+        return None
+    return compiler
 
 
 def finish_training(
@@ -344,8 +355,13 @@ def finish_training(
         resume = str(ctx.resume_from)
         ctx.log(f"Resuming from {ctx.resume_from.name}")
     t0 = ctx.extra["train_started"] = time.monotonic()  # a budget counts from here too
-    with lora_inputs_stay_bf16(trainer.model, ctx), compiled_when_asked(trainer.model, ctx):
-        trainer.train(resume_from_checkpoint=resume)
+    compiler = layer_compiler(trainer, ctx)
+    try:
+        with lora_inputs_stay_bf16(trainer.model, ctx):
+            trainer.train(resume_from_checkpoint=resume)
+    finally:
+        if compiler is not None:
+            compiler.restore()
     seconds = time.monotonic() - t0
     state = trainer.state
     stopped = callback.stopped
