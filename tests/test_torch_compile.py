@@ -33,15 +33,15 @@ def test_auto_compiles_only_long_unbudgeted_bf16_sft_runs_on_the_cpu(monkeypatch
     from garden.engine.training import compiled_layers
 
     monkeypatch.setattr(compiled_layers, "cpp_compiler", lambda: "/usr/bin/g++")
-    plain = training.build_spec({"dataset": "x"})
-    assert plain.torch_compile is None  # auto
+    assert training.build_spec({"dataset": "x"}).torch_compile is False  # off unless asked
+    plain = training.build_spec({"dataset": "x", "torch_compile": None})  # auto
     assert compiled_layers.auto_compiles(plain, "cpu", "bf16")
     assert not compiled_layers.auto_compiles(plain, "cpu", "fp32")  # +2 %: not worth it
     assert not compiled_layers.auto_compiles(plain, "cuda", "bf16")
-    demo = training.build_spec({"dataset": "x"}, preset="Quick CPU demo")
-    assert demo.torch_compile is None and demo.time_budget_s
+    demo = training.build_spec({"dataset": "x", "torch_compile": None}, preset="Quick CPU demo")
+    assert demo.time_budget_s
     assert not compiled_layers.auto_compiles(demo, "cpu", "bf16")  # budgeted: stays eager
-    dpo = training.build_spec({"dataset": "x", "objective": "dpo"})
+    dpo = training.build_spec({"dataset": "x", "objective": "dpo", "torch_compile": None})
     assert not compiled_layers.auto_compiles(dpo, "cpu", "bf16")
     monkeypatch.setattr(compiled_layers, "cpp_compiler", lambda: None)
     assert not compiled_layers.auto_compiles(plain, "cpu", "bf16")
@@ -95,7 +95,11 @@ def test_the_cli_offers_the_switch() -> None:
     from garden.cli.train import train
 
     shown = CliRunner().invoke(train, ["--help"], terminal_width=200).output
-    assert "--torch-compile / --no-torch-compile" in shown
+    assert "--torch-compile [off|on|auto]" in shown
+    refused = CliRunner().invoke(
+        train, ["--dataset", "x", "--torch-compile", "on", "--time-budget", "5m"]
+    )
+    assert refused.exit_code != 0 and "do not mix" in refused.output, refused.output
 
 
 @pytest.mark.slow

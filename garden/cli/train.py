@@ -36,6 +36,7 @@ def _quantity(text: str, units: dict[str, float], what: str, examples: str) -> f
 
 NO_BUDGET = ("0", "none", "off")
 BUDGET_OPTIONS = ("time_budget_s", "co2_budget_g")
+COMPILE_CHOICES: dict[str, bool | None] = {"off": False, "on": True, "auto": None}
 
 
 def parse_duration(text: str) -> float:
@@ -228,10 +229,12 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option("--assistant-only/--all-tokens", "assistant_only_loss", default=None)
 @click.option("--packing/--no-packing", default=None)
 @click.option(
-    "--torch-compile/--no-torch-compile",
+    "--torch-compile",
+    "torch_compile",
+    type=click.Choice(list(COMPILE_CHOICES)),
     default=None,
     help="SFT on a CPU: compile the decoder layers (≈1.2x faster bf16 steps after 10-60 s; not "
-    "with a budget). Default: auto, on for bf16 runs with 5 min or more to go.",
+    "with a budget). off (default); auto: only bf16 runs with 5 min or more to go.",
 )
 @click.option(
     "--gradient-checkpointing/--no-gradient-checkpointing",
@@ -267,6 +270,8 @@ def train(preset: str | None, as_json: bool, **options: Any) -> None:
     for key in BUDGET_OPTIONS:
         if given.get(key) == 0:
             given[key] = None  # over the preset's budget: none
+    if "torch_compile" in given:
+        given["torch_compile"] = COMPILE_CHOICES[given["torch_compile"]]
     try:
         if "rewards" in given:
             given["rewards"] = training.parse_rewards("\n".join(given["rewards"]))

@@ -6,9 +6,10 @@ checkpoints and the saved adapter, stay as they are. On a CPU with native bf16 t
 element-wise work makes a step about 1.2x faster once the first steps have compiled
 (docs/training.md); in fp32, where matmuls dominate, the gain is a few percent.
 
-``torch_compile`` unset (auto) compiles a bf16 SFT run on the CPU without a budget once its first
-steps show at least ``AUTO_COMPILE_AFTER_S`` of training still to go: long enough to win back
-10-60 s of compiling. Short runs, the budgeted quick demo among them, stay eager.
+``torch_compile`` None (auto, opt-in) compiles a bf16 SFT run on the CPU without a budget once its
+first steps show at least ``AUTO_COMPILE_AFTER_S`` of training still to go: long enough to win
+back 10-60 s of compiling. Short runs, the budgeted quick demo among them, stay eager. It is not
+the default: one 90-step run end to end (bench/compile_auto.py) gained nothing measurable.
 """
 
 from __future__ import annotations
