@@ -5,7 +5,8 @@ constant learning rate 2e-4, no LoRA dropout), ``--steps`` optimizer steps, is t
 through the engine's own path: with ``torch_compile`` off, then unset (auto, which compiles
 after its first steps where the CPU trains in bf16 and at least 5 minutes remain). Prints
 each run's training seconds (compiling included), its step count and last loss, the ratio of
-the two times, and whether auto compiled.
+the two times, and whether auto compiled. Both runs share one process, so the second starts
+from whatever state the first left (docs/training.md: eager runs slow down as they go).
 
     uv run python bench/compile_auto.py [--steps 90]
 
