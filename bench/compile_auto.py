@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import benchenv
-from train_throughput import rows
+from train_throughput import bench_context, rows
 
 
 def run(model_path: str, data: Path, work: Path, steps: int, torch_compile: bool | None) -> dict:
     from garden.engine.training import JobSpec
-    from garden.engine.training.backends import TrainContext, choose_precision, run_backend
+    from garden.engine.training.backends import choose_precision, run_backend
 
     precision, _ = choose_precision("auto", "cpu")
     logged: list[str] = []
@@ -49,22 +49,8 @@ def run(model_path: str, data: Path, work: Path, steps: int, torch_compile: bool
         save_total_limit=1,
         torch_compile=torch_compile,
     )
-    ctx = TrainContext(
-        job_id="bench",
-        spec=spec,
-        model_path=model_path,
-        train_path=data,
-        eval_path=None,
-        data_format="openai",
-        output_dir=work / f"out-{torch_compile}",
-        checkpoint_dir=work / f"ckpt-{torch_compile}",
-        resume_from=None,
-        device="cpu",
-        precision=precision,
-        emit=lambda event: logged.append(str(getattr(event, "message", "") or "")),
-        should_stop=lambda: False,
-        extra={"skip_outputs": True},
-    )
+    emit = lambda event: logged.append(str(getattr(event, "message", "") or ""))  # noqa: E731
+    ctx = bench_context(spec, model_path, work / str(torch_compile), precision, emit=emit)
     outcome = run_backend("trl_peft", ctx)
     compiled = [line for line in logged if line.startswith("Compiling")]
     return {

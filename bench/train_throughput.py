@@ -133,6 +133,36 @@ def rows(n: int) -> list[dict]:
     return [base[i % len(base)] for i in range(n)]
 
 
+def bench_context(
+    spec: Any,
+    model_path: str,
+    out: Path,
+    precision: str,
+    device: str = "cpu",
+    emit: Any = None,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """A ``TrainContext`` for ``spec`` that writes no outputs (checkpoints under ``out``)."""
+    from garden.engine.training.backends import TrainContext
+
+    return TrainContext(
+        job_id="bench",
+        spec=spec,
+        model_path=model_path,
+        train_path=Path(spec.dataset),
+        eval_path=None,
+        data_format="openai",
+        output_dir=out / "out",
+        checkpoint_dir=out / "ckpt",
+        resume_from=None,
+        device=device,
+        precision=precision,
+        emit=emit or (lambda event: None),
+        should_stop=lambda: False,
+        extra={"callbacks": callbacks or [], "skip_outputs": True},
+    )
+
+
 def run_ours(
     model_path: str,
     data: Path,
@@ -143,7 +173,7 @@ def run_ours(
     torch_compile: bool = False,
 ) -> dict:
     from garden.engine.training import JobSpec
-    from garden.engine.training.backends import TrainContext, choose_precision, run_backend
+    from garden.engine.training.backends import choose_precision, run_backend
 
     precision, _ = choose_precision("auto", device)
     timer = make_timer()
@@ -164,25 +194,8 @@ def run_ours(
         checkpoint_interval=10_000,
         save_total_limit=1,
     )
-    ctx = TrainContext(
-        job_id="bench",
-        spec=spec,
-        model_path=model_path,
-        train_path=data,
-        eval_path=None,
-        data_format="openai",
-        output_dir=work / "ours-out",
-        checkpoint_dir=work / "ours-ckpt",
-        resume_from=None,
-        device=device,
-        precision=precision,
-        emit=lambda event: None,
-        should_stop=lambda: False,
-        extra={
-            "callbacks": [timer, make_profiler()] if args.profile else [timer],
-            "skip_outputs": True,
-        },
-    )
+    callbacks = [timer, make_profiler()] if args.profile else [timer]
+    ctx = bench_context(spec, model_path, work / "ours", precision, device, callbacks=callbacks)
     started = time.perf_counter()
     outcome = run_backend(backend, ctx)
     return {
