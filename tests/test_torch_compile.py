@@ -78,6 +78,16 @@ def test_auto_decides_once_after_the_timed_steps(monkeypatch, max_steps, compile
     assert all(layer._compiled_call_impl is None for layer in model[0])
 
 
+def test_the_tab_submits_each_compile_choice_as_chosen() -> None:
+    from garden.ui.finetune_tab import form_values, spec_values
+
+    assert form_values(training.preset_values("Quick CPU demo"))["torch_compile"] == "off"
+    for shown, meant in (("auto", None), ("on", True), ("off", False)):
+        given = spec_values({"dataset": "x", "torch_compile": shown})
+        assert given == {"dataset": "x", "torch_compile": meant}
+        assert training.build_spec(given).torch_compile is meant
+
+
 def test_no_cpp_compiler_is_refused_at_submit(tmp_path, monkeypatch) -> None:
     from garden.config import Settings
 

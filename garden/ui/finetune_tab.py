@@ -47,10 +47,10 @@ REWARDS_INFO = (
     "reference answer), regex=PATTERN, json[={schema}], tool_call, length=MIN-MAX, "
     "judge[=CRITERION] (EVAL_JUDGE_URL scores 0-10) or judge=URL|MODEL|CRITERION"
 )
-# Not settings of a preset: picking one leaves them as they are.
-NOT_PRESET = {"base_model", "dataset", "name", "init_from_run"}
+NOT_PRESET = {"base_model", "dataset", "name", "init_from_run"}  # a preset leaves them as they are
 LOSS_CHOICES = {"auto": None, "on": True, "off": False}  # also the Compile switch's
 SWITCHES = ("assistant_only_loss", "torch_compile")  # auto/on/off in the form
+AUTO_SENT = {"torch_compile"}  # switches whose auto is not the spec's default, so it is sent
 SCHEDULERS = ["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts"]
 LOSS_INFO = "auto = on for chat data, off for plain text"
 COMPILE_INFO = "torch.compile, SFT on a CPU: ≈1.2x faster bf16 steps; auto = runs over 5 min"
@@ -257,7 +257,7 @@ class RunView:
 def spec_values(values: dict[str, Any]) -> dict[str, Any]:
     """The form's values that set something: blanks, and 0 where the label says so, do not;
     minutes become seconds and auto/on/off the switches."""
-    given = {}
+    given: dict[str, Any] = {}
     for key, value in values.items():
         if key in SWITCHES and isinstance(value, str):
             value = LOSS_CHOICES.get(value, value)
@@ -265,7 +265,8 @@ def spec_values(values: dict[str, Any]) -> dict[str, Any]:
             key, value = "time_budget_s", round(float(value) * 60, 3) if value else None
         if key == "rewards" and isinstance(value, str):
             value = training.parse_rewards(value) or None
-        if value is None or value == "" or (key in UNSET_BY_ZERO and not value):
+        blank = value == "" or (value is None and key not in AUTO_SENT)
+        if blank or (key in UNSET_BY_ZERO and not value):
             continue
         given[key] = value
     return given
