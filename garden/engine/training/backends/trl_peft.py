@@ -227,14 +227,18 @@ def make_callback(ctx: TrainContext) -> Any:
     return GardenCallback()
 
 
-def score_only_labelled_positions() -> None:
-    """On the CPU, let TRL's fused LM head project only the positions that carry loss.
+def use_cpu_lm_head() -> None:
+    """On the CPU, make TRL's fused LM head project only the positions that carry loss, and
+    project them with ``cpu_lm_head``'s whole-vocabulary tiles.
 
-    TRL does this on Triton devices and scores every position elsewhere, to keep tile shapes
-    fixed for graph compilers. Eager CPU training has no such constraint, and with loss on
-    assistant turns only most positions carry none, so this skips much of the 49k-wide LM head.
+    TRL scores only labelled positions on Triton devices and every position elsewhere, to keep
+    tile shapes fixed for graph compilers. Eager CPU training has no such constraint, and with
+    loss on assistant turns only most positions carry none, so this skips much of the 49k-wide
+    LM head.
     """
     import trl.trainer.utils as trl_utils
+
+    from garden.engine.training.cpu_lm_head import make_cpu_logprob_function
 
     original = trl_utils._use_triton
     if getattr(original, "garden_patched", False):
@@ -245,6 +249,8 @@ def score_only_labelled_positions() -> None:
 
     compact.garden_patched = True  # type: ignore[attr-defined]
     trl_utils._use_triton = compact
+    cpu_head = make_cpu_logprob_function(trl_utils._ChunkedLogProbFunction)
+    trl_utils._ChunkedLogProbFunction = cpu_head  # type: ignore[misc]
 
 
 def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainOutcome:
@@ -276,7 +282,7 @@ def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainO
         f"({sum(len(r['input_ids']) for r in train_rows)} train tokens per epoch)"
     )
     if ctx.device == "cpu":
-        score_only_labelled_positions()
+        use_cpu_lm_head()
     args = sft_config(ctx, has_eval=bool(eval_rows))
     return run_trainer(SFTTrainer, ctx, model, tokenizer, args, train_rows, eval_rows)
 
