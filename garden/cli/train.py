@@ -36,7 +36,6 @@ def _quantity(text: str, units: dict[str, float], what: str, examples: str) -> f
 
 NO_BUDGET = ("0", "none", "off")
 BUDGET_OPTIONS = ("time_budget_s", "co2_budget_g")
-COMPILE_CHOICES: dict[str, bool | None] = {"off": False, "on": True, "auto": None}
 
 
 def parse_duration(text: str) -> float:
@@ -231,7 +230,7 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option(
     "--torch-compile",
     "torch_compile",
-    type=click.Choice(list(COMPILE_CHOICES)),
+    type=click.Choice(["off", "on", "auto"]),  # training.SWITCH_CHOICES, the default first
     default=None,
     help="SFT on a CPU: compile the decoder layers (≈1.2x faster bf16 steps after 10-60 s; not "
     "with a budget). off (default); auto: only bf16 runs with 5 min or more to go.",
@@ -271,7 +270,7 @@ def train(preset: str | None, as_json: bool, **options: Any) -> None:
         if given.get(key) == 0:
             given[key] = None  # over the preset's budget: none
     if "torch_compile" in given:
-        given["torch_compile"] = COMPILE_CHOICES[given["torch_compile"]]
+        given["torch_compile"] = training.SWITCH_CHOICES[given["torch_compile"]]
     try:
         if "rewards" in given:
             given["rewards"] = training.parse_rewards("\n".join(given["rewards"]))

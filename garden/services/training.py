@@ -29,6 +29,7 @@ from garden.errors import ConfigError, JobError
 from garden.services import visitors, web
 from garden.services.base import View, resolve
 from garden.services.training_form import (
+    SWITCH_CHOICES,
     ObjectiveChoices,
     PresetView,
     base_model_choices,
@@ -44,6 +45,7 @@ from garden.services.training_form import (
 from garden.store import Store, get_store
 
 __all__ = [
+    "SWITCH_CHOICES",
     "CompletionSampleView",
     "JobSpec",
     "JobView",

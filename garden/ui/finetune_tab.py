@@ -48,7 +48,6 @@ REWARDS_INFO = (
     "judge[=CRITERION] (EVAL_JUDGE_URL scores 0-10) or judge=URL|MODEL|CRITERION"
 )
 NOT_PRESET = {"base_model", "dataset", "name", "init_from_run"}  # a preset leaves them as they are
-LOSS_CHOICES = {"auto": None, "on": True, "off": False}  # also the Compile switch's
 SWITCHES = ("assistant_only_loss", "torch_compile")  # auto/on/off in the form
 AUTO_SENT = {"torch_compile"}  # switches whose auto is not the spec's default, so it is sent
 SCHEDULERS = ["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts"]
@@ -185,12 +184,13 @@ class RunForm:
             )
         with gr.Row():
             loss = {"info": LOSS_INFO, "allow_custom_value": True}  # API callers send booleans
+            switch = list(training.SWITCH_CHOICES)
             self.assistant_only_loss = pick(
-                "assistant_only_loss", list(LOSS_CHOICES), "Loss on assistant turns only", **loss
+                "assistant_only_loss", switch, "Loss on assistant turns only", **loss
             )
             self.packing = gr.Checkbox(self.shown["packing"], label="Packing (padding-free)")
             compiling = {"info": COMPILE_INFO, "allow_custom_value": True}
-            self.torch_compile = pick("torch_compile", list(LOSS_CHOICES), "Compile", **compiling)
+            self.torch_compile = pick("torch_compile", switch, "Compile", **compiling)
             self.eval_steps = num("eval_steps", "Eval every N steps (0 = at end)", precision=0)
             self.seed = num("seed", "Seed", precision=0)
         with gr.Row():
@@ -222,7 +222,7 @@ def form_values(values: dict[str, Any]) -> dict[str, Any]:
         if key == "time_budget_s":
             shown["time_budget_min"] = 0 if value is None else value / 60
         elif key in SWITCHES:
-            shown[key] = next(name for name, on in LOSS_CHOICES.items() if on is value)
+            shown[key] = next(name for name, on in training.SWITCH_CHOICES.items() if on is value)
         elif key == "lora_target_modules" and isinstance(value, list):
             shown[key] = ", ".join(value)
         elif key == "rewards":
@@ -260,7 +260,7 @@ def spec_values(values: dict[str, Any]) -> dict[str, Any]:
     given: dict[str, Any] = {}
     for key, value in values.items():
         if key in SWITCHES and isinstance(value, str):
-            value = LOSS_CHOICES.get(value, value)
+            value = training.SWITCH_CHOICES.get(value, value)
         if key == "time_budget_min":
             key, value = "time_budget_s", round(float(value) * 60, 3) if value else None
         if key == "rewards" and isinstance(value, str):
