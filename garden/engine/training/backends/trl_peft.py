@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from garden.engine.training import trackers
+from garden.engine.training import fused_lora, trackers
 from garden.engine.training.backends.context import TrainContext, TrainOutcome
 from garden.engine.training.budget import make_budget_callback
 from garden.engine.training.compiled_layers import (
@@ -283,6 +283,7 @@ def train(ctx: TrainContext, model: Any = None, tokenizer: Any = None) -> TrainO
     )
     if ctx.device == "cpu":
         use_cpu_lm_head()
+        fused_lora.install()
     args = sft_config(ctx, has_eval=bool(eval_rows))
     return run_trainer(SFTTrainer, ctx, model, tokenizer, args, train_rows, eval_rows)
 

@@ -1,0 +1,62 @@
+"""PEFT's LoRA linear layer with its update folded into one ``addmm`` on the CPU.
+
+PEFT computes ``base(x) + lora_B(lora_A(dropout(x))) * scaling``: besides the three matmuls,
+a multiply and an add over the layer's whole output, and in the backward one more multiply,
+each a pass over a ``[tokens, out_features]`` activation, for seven layers per decoder block.
+``torch.addmm(base(x), lora_A(dropout(x)), scaling * B^T)`` gives the same sum in one kernel:
+the scaling rides on the matmul, the base output is the addend, and its backward needs no
+element-wise pass of that size either. It rounds once instead of three times in bf16.
+
+Only the plain case is fused: one active vanilla LoRA adapter (no DoRA or other variant), not
+merged, adapters enabled, no per-sample ``adapter_names``, on a CPU tensor. Anything else runs
+PEFT's own forward.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fusable(layer: Any, x: Any, kwargs: dict[str, Any]) -> bool:
+    import torch
+
+    if x.device.type != "cpu" or layer.disable_adapters or layer.merged or kwargs:
+        return False
+    active = layer.active_adapters
+    if len(active) != 1 or active[0] not in layer.lora_A or active[0] in layer.lora_variant:
+        return False
+    lora_a, lora_b = layer.lora_A[active[0]], layer.lora_B[active[0]]
+    if lora_b.bias is not None:
+        return False
+    # Outside autocast, bf16 base weights with fp32 adapters give outputs of two dtypes.
+    same_dtype = layer.get_base_layer().weight.dtype == lora_a.weight.dtype == lora_b.weight.dtype
+    return same_dtype or torch.is_autocast_enabled("cpu")
+
+
+def install() -> None:
+    """Route ``peft``'s ``lora.Linear.forward`` through the fused path where it applies
+    (idempotent; the process keeps it)."""
+    import torch
+    from peft.tuners.lora.layer import Linear
+
+    original = Linear.forward
+    if getattr(original, "garden_fused", False):
+        return
+
+    def forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or not _fusable(self, x, kwargs):
+            return original(self, x, *args, **kwargs)
+        name = self.active_adapters[0]
+        lora_a = self.lora_A[name]
+        result = self.base_layer(x)
+        down = lora_a(self.lora_dropout[name](self._cast_input_dtype(x, lora_a.weight.dtype)))
+        fused = torch.addmm(
+            result.reshape(-1, result.shape[-1]),
+            down.reshape(-1, down.shape[-1]),
+            self.lora_B[name].weight.t(),
+            alpha=self.scaling[name],
+        )
+        return fused.view(result.shape)
+
+    forward.garden_fused = True  # type: ignore[attr-defined]
+    Linear.forward = forward  # type: ignore[method-assign]

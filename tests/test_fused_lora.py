@@ -1,0 +1,106 @@
+"""The fused LoRA forward gives what PEFT's gives: outputs and every gradient, and it steps
+aside wherever it does not apply (adapters disabled, merged, a bias on B, mixed dtypes)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from peft.tuners.lora.layer import Linear
+
+from garden.engine.training import fused_lora
+
+
+class TwoLayers(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = torch.nn.Linear(48, 80)
+        self.down = torch.nn.Linear(80, 48, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.relu(self.up(x)))
+
+
+def _model(dtype: torch.dtype, **lora: object) -> torch.nn.Module:
+    torch.manual_seed(0)
+    base = TwoLayers().to(dtype)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["up", "down"], **lora)  # type: ignore[arg-type]
+    model = get_peft_model(base, config, autocast_adapter_dtype=True)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:  # PEFT starts B at zero; a nonzero B tests the update's path
+            torch.nn.init.normal_(param, std=0.5)
+    return model
+
+
+def _run(
+    model: torch.nn.Module, x: torch.Tensor, autocast: bool
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    model.zero_grad()
+    x = x.clone().requires_grad_(True)
+    cast = torch.autocast("cpu", torch.bfloat16) if autocast else contextlib.nullcontext()
+    with cast:
+        out = model(x)
+    out.float().pow(2).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    return out.detach(), [x.grad.clone(), *grads]
+
+
+def _peft_and_fused(
+    model: torch.nn.Module, x: torch.Tensor, autocast: bool
+) -> tuple[tuple[torch.Tensor, list[torch.Tensor]], tuple[torch.Tensor, list[torch.Tensor]]]:
+    fused_forward = Linear.forward
+    original = fused_forward.__closure__[0].cell_contents  # type: ignore[union-attr]
+    assert getattr(fused_forward, "garden_fused", False)
+    Linear.forward = original  # type: ignore[method-assign]
+    try:
+        expected = _run(model, x, autocast)
+    finally:
+        Linear.forward = fused_forward  # type: ignore[method-assign]
+    return expected, _run(model, x, autocast)
+
+
+@pytest.fixture(autouse=True)
+def _installed() -> None:
+    fused_lora.install()
+    fused_lora.install()  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("dtype", "autocast", "tolerance"),
+    [(torch.float32, False, 1e-5), (torch.bfloat16, True, 3e-2)],
+    ids=["fp32", "bf16-autocast"],
+)
+def test_matches_peft_outputs_and_gradients(
+    dtype: torch.dtype, autocast: bool, tolerance: float
+) -> None:
+    model = _model(dtype)
+    x = torch.randn(3, 5, 48).to(dtype)
+    (out, grads), (fused_out, fused_grads) = _peft_and_fused(model, x, autocast)
+    assert fused_out.dtype == out.dtype
+    torch.testing.assert_close(fused_out.float(), out.float(), rtol=tolerance, atol=tolerance)
+    for got, want in zip(fused_grads, grads, strict=True):
+        scale = want.float().abs().max().item() or 1.0
+        torch.testing.assert_close(
+            got.float() / scale, want.float() / scale, rtol=0, atol=tolerance
+        )
+
+
+def test_falls_back_to_peft_where_it_does_not_apply() -> None:
+    x = torch.randn(2, 4, 48)
+    with_bias = _model(torch.float32, lora_bias=True)
+    (out, _), (fused_out, _) = _peft_and_fused(with_bias, x, False)
+    torch.testing.assert_close(fused_out, out)
+    model = _model(torch.float32)
+    with model.disable_adapter():  # type: ignore[attr-defined]
+        plain = model(x)
+    layers = model.get_base_model()  # type: ignore[operator]
+    assert torch.equal(plain, layers.down.base_layer(torch.relu(layers.up.base_layer(x))))
+    model.merge_adapter()  # type: ignore[operator]
+    merged = model(x)
+    model.unmerge_adapter()  # type: ignore[operator]
+    torch.testing.assert_close(merged, model(x), rtol=1e-4, atol=1e-4)
+    mixed = _model(torch.bfloat16)  # bf16 base, fp32 adapters, no autocast: PEFT's casts
+    (out, _), (fused_out, _) = _peft_and_fused(mixed, x.bfloat16(), False)
+    torch.testing.assert_close(fused_out, out)
