@@ -17,20 +17,22 @@ from __future__ import annotations
 from typing import Any
 
 
-def _fusable(layer: Any, x: Any, kwargs: dict[str, Any]) -> bool:
+def _fusable_adapter(layer: Any, x: Any, kwargs: dict[str, Any]) -> str | None:
+    """The one active adapter the fused path can serve, else None (PEFT's forward)."""
     import torch
 
     if x.device.type != "cpu" or layer.disable_adapters or layer.merged or kwargs:
-        return False
+        return None
     active = layer.active_adapters
     if len(active) != 1 or active[0] not in layer.lora_A or active[0] in layer.lora_variant:
-        return False
-    lora_a, lora_b = layer.lora_A[active[0]], layer.lora_B[active[0]]
+        return None
+    name = active[0]
+    lora_a, lora_b = layer.lora_A[name], layer.lora_B[name]
     if lora_b.bias is not None:
-        return False
+        return None
     # Outside autocast, bf16 base weights with fp32 adapters give outputs of two dtypes.
     same_dtype = layer.get_base_layer().weight.dtype == lora_a.weight.dtype == lora_b.weight.dtype
-    return same_dtype or torch.is_autocast_enabled("cpu")
+    return name if same_dtype or torch.is_autocast_enabled("cpu") else None
 
 
 def install() -> None:
@@ -44,9 +46,9 @@ def install() -> None:
         return
 
     def forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
-        if args or not _fusable(self, x, kwargs):
+        name = None if args else _fusable_adapter(self, x, kwargs)
+        if name is None:
             return original(self, x, *args, **kwargs)
-        name = self.active_adapters[0]
         lora_a = self.lora_A[name]
         result = self.base_layer(x)
         down = lora_a(self.lora_dropout[name](self._cast_input_dtype(x, lora_a.weight.dtype)))

@@ -56,16 +56,14 @@ def packed_sdpa_attention(
         torch.split(value, lengths, dim=2),
         strict=True,
     )
+    plain_kernels_fit = (
+        query.dtype == torch.bfloat16 and query.device.type == "cpu" and dropout == 0.0
+    )
     parts = []
     for length, (q, k, v) in zip(lengths, pieces, strict=True):
         if length == 0:
             continue
-        if (
-            length < PLAIN_KERNELS_BELOW
-            and query.dtype == torch.bfloat16
-            and query.device.type == "cpu"
-            and dropout == 0.0
-        ):
+        if plain_kernels_fit and length < PLAIN_KERNELS_BELOW:
             parts.append(short_causal_attention(q, k, v, scaling))
             continue
         parts.append(
