@@ -104,3 +104,36 @@ def test_falls_back_to_peft_where_it_does_not_apply() -> None:
     mixed = _model(torch.bfloat16)  # bf16 base, fp32 adapters, no autocast: PEFT's casts
     (out, _), (fused_out, _) = _peft_and_fused(mixed, x.bfloat16(), False)
     torch.testing.assert_close(fused_out, out)
+
+
+def test_cpu_dropout_drops_p_of_the_values_and_scales_the_rest() -> None:
+    x = torch.randn(1000, 1000, requires_grad=True)
+    torch.manual_seed(3)
+    out = fused_lora.cpu_dropout(x, 0.05)
+    dropped = out == 0
+    assert abs(dropped.float().mean().item() - 0.05) < 0.002  # 1M draws: sd 0.0002
+    torch.testing.assert_close(out[~dropped], x[~dropped] / 0.95)
+    out.sum().backward()
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, (~dropped).float() / 0.95)
+    torch.manual_seed(3)
+    assert torch.equal(fused_lora.cpu_dropout(x, 0.05), out)  # torch's generator, seeded
+    bf16 = fused_lora.cpu_dropout(x.detach().bfloat16(), 0.5)
+    assert bf16.dtype == torch.bfloat16 and abs((bf16 == 0).float().mean().item() - 0.5) < 0.005
+    assert fused_lora.cpu_dropout(x, 0.0) is x
+    assert not fused_lora.cpu_dropout(x, 1.0).any()
+
+
+def test_lora_dropout_goes_through_cpu_dropout_in_training_only() -> None:
+    model = _model(torch.float32, lora_dropout=0.3)
+    up = model.get_base_model().up  # type: ignore[operator]
+    x = torch.randn(4, 6, 48)
+    torch.manual_seed(11)
+    trained = up(x)
+    torch.manual_seed(11)
+    dropped = fused_lora.cpu_dropout(x, 0.3)
+    update = up.lora_B["default"](up.lora_A["default"](dropped)) * up.scaling["default"]
+    torch.testing.assert_close(trained, up.base_layer(x) + update, rtol=1e-5, atol=1e-5)
+    model.eval()
+    (out, _), (fused_out, _) = _peft_and_fused(model, x, False)
+    torch.testing.assert_close(fused_out, out, rtol=1e-5, atol=1e-5)  # no dropout in eval
