@@ -10,7 +10,8 @@ loaded machine they are an upper bound only).
     uv run python bench/quick_demo_recall.py --time-budget-s 200   # a CPU ~30 % slower
 
 A shorter ``--time-budget-s`` stands in for a slower CPU (fewer steps in the budget);
-``--learning-rate`` and ``--batch-size`` try other values against the preset's. The last line is one JSON object with the figures.
+``--learning-rate``, ``--batch-size`` and ``--lora-dropout`` try other values against the
+preset's. The last line is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--time-budget-s", type=float, help="instead of the preset's budget")
     parser.add_argument("--learning-rate", type=float, help="instead of the preset's rate")
     parser.add_argument("--batch-size", type=int, help="instead of the preset's batch size")
+    parser.add_argument("--lora-dropout", type=float, help="instead of the preset's LoRA dropout")
     args = parser.parse_args()
     overrides = {
         key: value
@@ -40,6 +42,7 @@ def main() -> None:
             "time_budget_s": args.time_budget_s,
             "learning_rate": args.learning_rate,
             "batch_size": args.batch_size,
+            "lora_dropout": args.lora_dropout,
         }.items()
         if value is not None
     }
@@ -74,6 +77,7 @@ def main() -> None:
         "time_budget_s": spec.time_budget_s,
         "learning_rate": spec.learning_rate,
         "batch_size": spec.batch_size,
+        "lora_dropout": spec.lora_dropout,
         "steps": done.step,
         "first_loss": done.first_loss,
         "final_loss": done.loss,

@@ -9,8 +9,11 @@ parameter per trained token. A bf16 matmul on a CPU without bf16 is emulated and
 fp32, so a bf16 ceiling there is meaningless.
 
     uv run python bench/train_throughput.py [--steps 5] [--batch-size 8] [--max-seq-len 256]
-                                            [--profile] [--ceiling-only] [--compile]
+                                            [--lora-dropout P] [--profile] [--ceiling-only]
+                                            [--compile]
 
+Our path trains with the LoRA dropout a job gets by default (0.05, what the LoRA and QLoRA presets
+use; ``--lora-dropout`` sets another, e.g. 0 as the *Quick CPU demo* and TRL's ``LoraConfig``).
 ``--ceiling-only`` measures only the matmul ceiling (seconds, no training: a smoke check).
 ``--compile`` also runs our path with ``torch_compile`` (the decoder layers compiled; its first
 step, which compiles, is the untimed warm-up like every run's) and reports its ratio too.
@@ -171,7 +174,9 @@ def run_ours(
     backend: str = "trl_peft",
     device: str = "cpu",
     torch_compile: bool = False,
+    lora_dropout: float | None = None,
 ) -> dict:
+    """Our engine's tok/s; ``lora_dropout`` None is the job default every preset trains with."""
     from garden.engine.training import JobSpec
     from garden.engine.training.backends import choose_precision, run_backend
 
@@ -188,7 +193,9 @@ def run_ours(
         lr_scheduler="constant",
         warmup_ratio=0.0,
         max_seq_len=args.max_seq_len,
-        lora_dropout=0.0,  # the baseline's LoraConfig default
+        lora_dropout=(
+            JobSpec.model_fields["lora_dropout"].default if lora_dropout is None else lora_dropout
+        ),
         torch_compile=torch_compile,
         assistant_only_loss=True,
         checkpoint_interval=10_000,
@@ -240,6 +247,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-seq-len", type=int, default=256)
+    parser.add_argument(
+        "--lora-dropout",
+        type=float,
+        default=None,
+        help="our runs' LoRA dropout (default: the job default every preset trains with)",
+    )
     parser.add_argument("--profile", action="store_true", help="print our path's top operators")
     parser.add_argument("--compile", action="store_true", help="also run ours with torch_compile")
     parser.add_argument(
@@ -248,6 +261,10 @@ def main() -> None:
     args = parser.parse_args()
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.lora_dropout is None:
+        from garden.engine.training import JobSpec
+
+        args.lora_dropout = JobSpec.model_fields["lora_dropout"].default
 
     import psutil
     import torch
@@ -288,14 +305,16 @@ def main() -> None:
         print(
             f"baseline (TRL defaults, fp32, no packing): {baseline['tok_s']:.1f} tok/s", flush=True
         )
-        ours = run_ours(model_path, data, args, work)
+        ours = run_ours(model_path, data, args, work, lora_dropout=args.lora_dropout)
         print(
             f"ours ({ours['precision']}, packed, padding-free): {ours['tok_s']:.1f} tok/s",
             flush=True,
         )
         compiled = None
         if args.compile:
-            compiled = run_ours(model_path, data, args, work, torch_compile=True)
+            compiled = run_ours(
+                model_path, data, args, work, torch_compile=True, lora_dropout=args.lora_dropout
+            )
             print(
                 f"ours with torch_compile: {compiled['tok_s']:.1f} tok/s after a first step of "
                 f"{compiled['first_step_s']} s (uncompiled: {ours['first_step_s']} s)",
@@ -328,6 +347,7 @@ def main() -> None:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "max_seq_len": args.max_seq_len,
+        "lora_dropout": args.lora_dropout,
         "threads": torch.get_num_threads(),
     }
     print(
