@@ -12,8 +12,9 @@ fp32, so a bf16 ceiling there is meaningless.
                                             [--lora-dropout P] [--profile] [--ceiling-only]
                                             [--compile]
 
-Our path trains with the LoRA dropout a job gets by default (0.05, what the LoRA and QLoRA presets
-use; ``--lora-dropout`` sets another, e.g. 0 as the *Quick CPU demo* and TRL's ``LoraConfig``).
+Our path trains with the LoRA dropout a job gets by default (0.05, what every preset trains with);
+``--lora-dropout`` sets another, e.g. 0 as the baseline's ``LoraConfig`` (before 2026-12-06 the
+bench always used 0, so older figures are without dropout).
 ``--ceiling-only`` measures only the matmul ceiling (seconds, no training: a smoke check).
 ``--compile`` also runs our path with ``torch_compile`` (the decoder layers compiled; its first
 step, which compiles, is the untimed warm-up like every run's) and reports its ratio too.
