@@ -137,3 +137,10 @@ def test_lora_dropout_goes_through_cpu_dropout_in_training_only() -> None:
     model.eval()
     (out, _), (fused_out, _) = _peft_and_fused(model, x, False)
     torch.testing.assert_close(fused_out, out, rtol=1e-5, atol=1e-5)  # no dropout in eval
+
+
+def test_a_compiled_layer_keeps_torch_s_dropout_in_one_graph() -> None:
+    """``random_`` breaks a dynamo graph: compiled, the module's dropout stays (inductor's)."""
+    model = _model(torch.float32, lora_dropout=0.3)
+    explained = torch._dynamo.explain(model)(torch.randn(4, 6, 48))
+    assert explained.graph_break_count == 0, explained.break_reasons

@@ -57,10 +57,18 @@ def cpu_dropout(x: Any, p: float) -> Any:
 
 
 def _dropout(module: Any, x: Any) -> Any:
-    """What PEFT's ``lora_dropout`` module does to ``x``, with ``cpu_dropout`` for its sampling."""
+    """What PEFT's ``lora_dropout`` module does to ``x``, with ``cpu_dropout`` for its sampling.
+
+    Under ``torch.compile`` the module's own dropout stays: inductor draws its mask inside the
+    fused kernel, and ``random_`` would break the compiled layer's graph in seven places."""
     import torch
 
-    if isinstance(module, torch.nn.Dropout) and module.training and not module.inplace:
+    if (
+        isinstance(module, torch.nn.Dropout)
+        and module.training
+        and not module.inplace
+        and not torch.compiler.is_compiling()
+    ):
         return cpu_dropout(x, float(module.p))
     return module(x)
 
