@@ -209,6 +209,7 @@ def run_ours(
     return {
         "tok_s": timer.tokens_per_second,
         "precision": precision,
+        "lora_dropout": spec.lora_dropout,
         "steps": outcome.steps,
         "first_step_s": round(timer.t0 - started, 1),
     }
@@ -262,10 +263,6 @@ def main() -> None:
     args = parser.parse_args()
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.lora_dropout is None:
-        from garden.engine.training import JobSpec
-
-        args.lora_dropout = JobSpec.model_fields["lora_dropout"].default
 
     import psutil
     import torch
@@ -348,7 +345,7 @@ def main() -> None:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "max_seq_len": args.max_seq_len,
-        "lora_dropout": args.lora_dropout,
+        "lora_dropout": ours["lora_dropout"],
         "threads": torch.get_num_threads(),
     }
     print(
