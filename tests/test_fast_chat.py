@@ -86,6 +86,23 @@ def test_the_lora_ranks_are_those_vllm_accepts() -> None:
     assert sorted(r for r in get_args(MaxLoRARanks) if r > 1) == list(VLLM_LORA_RANKS)
 
 
+@pytest.mark.parametrize("bits", [4, 8])
+def test_the_parallel_k_quant_gives_the_library_s_bytes(bits: int) -> None:
+    """The builder's k-quant, sliced over threads, equals onnxruntime's own single pass: a
+    weight whose block count is no multiple of a slice, one constant block included."""
+    import numpy as np
+    from onnxruntime.quantization.neural_compressor import weight_only
+
+    from garden.engine.serving.onnx_kquant import BLOCKS_PER_SLICE, parallel_k_quant
+
+    weight = np.random.default_rng(bits).standard_normal((160, 2 * BLOCKS_PER_SLICE + 96)) * 0.05
+    weight[:32, 0] = 0.25  # a block whose values are all equal (rmin == rmax)
+    expected = weight_only.quant_tensor_k_quant_cpu(weight.T, bits, 32)
+    got = parallel_k_quant(weight.T, bits, 32)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs)
+
+
 @pytest.fixture(scope="module")
 def onnx_engine(default_model_path: Path) -> Iterator[ChatEngine]:
     engine = get_engine(str(default_model_path), "onnx", settings=get_settings())
