@@ -50,6 +50,34 @@ for name in [key for key in os.environ if key.startswith("CODECARBON_")]:
     del os.environ[name]
 
 
+# The session fixtures that a test session shares (one app, one browser, one short run): under
+# pytest-xdist every module that uses any of them runs on the one worker that holds them.
+SESSION_SHARED_FIXTURES = frozenset({"app", "browser", "newcomer_run", "short_run"})
+SESSION_SHARED_GROUP = "session-shared"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Work units for pytest-xdist's ``loadgroup`` (pyproject's addopts: two workers for CI's two
+    cores): a module stays on one worker, so its module fixtures are made once, and the modules
+    that use the session's app, browser or short run all go to the same worker.
+
+    xdist 3.8.0 reads a test's group from a ``@group`` suffix of its node id, which it writes to
+    ``item._nodeid``; pytest 9.2 keeps the id in ``item._id``, so the suffix is written here."""
+    from _pytest.nodeid import NodeId
+
+    shared = {
+        item.nodeid.split("::")[0]
+        for item in items
+        if SESSION_SHARED_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    }
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        group = SESSION_SHARED_GROUP if module in shared else module
+        item.add_marker(pytest.mark.xdist_group(group))
+        item._id = NodeId.parse(f"{item.nodeid}@{group}")  # type: ignore[attr-defined]
+
+
 @pytest.fixture(scope="session")
 def session_root() -> Path:
     return SESSION_ROOT
