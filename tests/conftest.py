@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from worker_locks import machine_shared, machine_to_itself
 
 SESSION_ROOT = Path(tempfile.mkdtemp(prefix="garden-tests-"))
 
@@ -66,6 +67,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ``item._nodeid``; pytest 9.2 keeps the id in ``item._id``, so the suffix is written here."""
     from _pytest.nodeid import NodeId
 
+    if not getattr(config.option, "loadgroup", False):
+        return
     shared = {
         item.nodeid.split("::")[0]
         for item in items
@@ -76,6 +79,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = SESSION_SHARED_GROUP if module in shared else module
         item.add_marker(pytest.mark.xdist_group(group))
         item._id = NodeId.parse(f"{item.nodeid}@{group}")  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    """Under xdist a test outside the session-shared group (setup, call and teardown) runs beside
+    the other worker's, except while the newcomer's budgeted run holds the machine."""
+    if item.nodeid.endswith(f"@{SESSION_SHARED_GROUP}"):
+        return (yield)
+    with machine_shared():
+        return (yield)
 
 
 @pytest.fixture(scope="session")
@@ -338,33 +351,35 @@ def newcomer_run(app: RunningApp, browser: Any) -> NewcomerRun:
     from garden.store import get_store
     from garden.ui.finetune_tab import DEFAULT_PRESET
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    try:
-        page.goto(app.url, wait_until="domcontentloaded")
-        page.get_by_role("tab", name="Data", exact=True).click(timeout=60_000)
-        page.locator("#data-name textarea, #data-name input").first.fill(NEWCOMER_DATASET)
-        page.locator("#data-save").click()
-        page.locator("#data-save-result").get_by_text("Saved").wait_for(timeout=300_000)
+    # The run trains against its time budget: the other xdist worker waits meanwhile.
+    with machine_to_itself():
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(app.url, wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Data", exact=True).click(timeout=60_000)
+            page.locator("#data-name textarea, #data-name input").first.fill(NEWCOMER_DATASET)
+            page.locator("#data-save").click()
+            page.locator("#data-save-result").get_by_text("Saved").wait_for(timeout=300_000)
 
-        page.get_by_role("tab", name="Fine-tune", exact=True).click()
-        page.locator("#ft-dataset input").click()
-        page.get_by_role("option", name=NEWCOMER_DATASET).first.click(timeout=60_000)
-        page.locator("#ft-start").click()
-        # The auto run name carries the dataset's: this run, not one an earlier test started.
-        run_name = f"-{NEWCOMER_DATASET}-"
-        page.locator("#finetune-status").get_by_text(run_name).first.wait_for(timeout=600_000)
-    finally:
-        # The run trains against a time budget: a page re-drawing its charts meanwhile would take
-        # steps from it on 2 cores. The page is opened again once the run has ended.
-        page.close()
+            page.get_by_role("tab", name="Fine-tune", exact=True).click()
+            page.locator("#ft-dataset input").click()
+            page.get_by_role("option", name=NEWCOMER_DATASET).first.click(timeout=60_000)
+            page.locator("#ft-start").click()
+            # The auto run name carries the dataset's: this run, not one an earlier test started.
+            run_name = f"-{NEWCOMER_DATASET}-"
+            page.locator("#finetune-status").get_by_text(run_name).first.wait_for(timeout=600_000)
+        finally:
+            # A page re-drawing its charts meanwhile would take steps from the budgeted run on
+            # 2 cores. The page is opened again once the run has ended.
+            page.close()
 
-    from garden.config import get_settings
+        from garden.config import get_settings
 
-    store = get_store(get_settings().db_path)
-    started = next(job for job in queries.list_jobs(store, limit=20) if run_name in job.name)
-    deadline = time.monotonic() + 1800
-    while training.get(started.id).active and time.monotonic() < deadline:
-        time.sleep(2)
+        store = get_store(get_settings().db_path)
+        started = next(job for job in queries.list_jobs(store, limit=20) if run_name in job.name)
+        deadline = time.monotonic() + 1800
+        while training.get(started.id).active and time.monotonic() < deadline:
+            time.sleep(2)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
         page.goto(app.url, wait_until="domcontentloaded")
