@@ -11,6 +11,7 @@ Outside xdist (``-n 0``) there is no other worker, and nothing is locked.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import tempfile
@@ -29,8 +30,9 @@ def _lock_files() -> tuple[Path, Path] | None:
 
 
 @contextmanager
-def machine_to_itself() -> Iterator[None]:
-    """Hold both cores: wait for the test running on the other worker, keep its next one out."""
+def _machine(kind: int) -> Iterator[None]:
+    """Pass the gate, then hold the machine lock as ``kind``; an exclusive holder keeps the gate
+    closed until it ends, a shared one opens it again at once."""
     files = _lock_files()
     if files is None:
         yield
@@ -38,29 +40,22 @@ def machine_to_itself() -> Iterator[None]:
     with files[0].open("a") as gate, files[1].open("a") as machine:
         fcntl.flock(gate, fcntl.LOCK_EX)
         try:
-            fcntl.flock(machine, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(machine, fcntl.LOCK_UN)
+            fcntl.flock(machine, kind)
         finally:
-            fcntl.flock(gate, fcntl.LOCK_UN)
-
-
-@contextmanager
-def machine_shared() -> Iterator[None]:
-    """Run beside the other worker's tests, but never while it holds the machine to itself."""
-    files = _lock_files()
-    if files is None:
-        yield
-        return
-    with files[0].open("a") as gate, files[1].open("a") as machine:
-        fcntl.flock(gate, fcntl.LOCK_EX)
-        try:
-            fcntl.flock(machine, fcntl.LOCK_SH)
-        finally:
-            fcntl.flock(gate, fcntl.LOCK_UN)
+            if kind == fcntl.LOCK_SH:
+                fcntl.flock(gate, fcntl.LOCK_UN)
         try:
             yield
         finally:
             fcntl.flock(machine, fcntl.LOCK_UN)
+            fcntl.flock(gate, fcntl.LOCK_UN)  # no-op where already released
+
+
+def machine_to_itself() -> contextlib.AbstractContextManager[None]:
+    """Hold both cores: wait for the test running on the other worker, keep its next one out."""
+    return _machine(fcntl.LOCK_EX)
+
+
+def machine_shared() -> contextlib.AbstractContextManager[None]:
+    """Run beside the other worker's tests, but never while it holds the machine to itself."""
+    return _machine(fcntl.LOCK_SH)
