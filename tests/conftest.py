@@ -13,7 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +22,24 @@ from typing import Any
 
 import httpx
 import pytest
-from worker_locks import machine_shared, machine_to_itself
+from worker_locks import lock_folder, machine_shared, machine_to_itself
 
 SESSION_ROOT = Path(tempfile.mkdtemp(prefix="garden-tests-"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist the controller names the run (xdist would name it in its workers
+    only), so that it can remove the workers' lock files when the run ends."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        config.option.testrunuid = config.option.testrunuid or uuid.uuid4().hex
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The session's models, runs and exports take 1–2 GB: leave no copy behind."""
     shutil.rmtree(SESSION_ROOT, ignore_errors=True)
+    run_id = getattr(config.option, "testrunuid", None)
+    if run_id and not hasattr(config, "workerinput"):
+        shutil.rmtree(lock_folder(run_id), ignore_errors=True)
 
 
 os.environ.update(
@@ -49,6 +60,15 @@ os.environ.update(
 )
 for name in [key for key in os.environ if key.startswith("CODECARBON_")]:
     del os.environ[name]
+
+# Under pytest-xdist two workers share CI's two cores. With libgomp's default waits, a torch or
+# vLLM thread spins at each barrier while its sibling waits for a core that the other worker's
+# process holds: two 2-thread training processes at once each took 32 s a step of the default
+# model (2.6 s alone, 3.5 s on one thread each). With passive waits they took 3.7 s. The workers'
+# own processes wait passively; the session's app keeps the waits a user's app has (`app`).
+USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # The session fixtures that a test session shares (one app, one browser, one short run): under
@@ -256,18 +276,20 @@ class RunningApp:
 
 @contextmanager
 def running_app(
-    workdir: Path, env: dict[str, str] | None = None, *args: str
+    workdir: Path, env: Mapping[str, str | None] | None = None, *args: str
 ) -> Iterator[RunningApp]:
-    """Start `app.py` in ``workdir``; fail with its log unless it serves HTTP 200 in time."""
+    """Start `app.py` in ``workdir``; fail with its log unless it serves HTTP 200 in time. A
+    variable set to None in ``env`` is left out of the app's environment."""
     port = free_port()
     log = workdir / "app.log"
+    # An app's warm fork server imports the training stack (≈8 s of CPU) for runs that most
+    # test apps never start: only apps that ask get one.
+    merged: dict[str, str | None] = {**os.environ, "WARM_WORKERS": "false", **(env or {})}
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), "--port", str(port), *args],
             cwd=workdir,
-            # An app's warm fork server imports the training stack (≈8 s of CPU) for runs that
-            # most test apps never start: only apps that ask get one.
-            env={**os.environ, "WARM_WORKERS": "false", **(env or {})},
+            env={key: value for key, value in merged.items() if value is not None},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -294,8 +316,10 @@ def running_app(
 @pytest.fixture(scope="session")
 def app(default_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     """One app per test session on the session's storage, shared by the HTTP and browser tests;
-    as a user gets it, with warm training workers."""
-    with running_app(tmp_path_factory.mktemp("app"), {"WARM_WORKERS": "true"}) as running:
+    as a user gets it, with warm training workers and libgomp's waits as the user has them (the
+    newcomer's budgeted run trains in it, with both cores to itself)."""
+    env = {"WARM_WORKERS": "true", "OMP_WAIT_POLICY": USER_OMP_WAIT_POLICY}
+    with running_app(tmp_path_factory.mktemp("app"), env) as running:
         yield running
 
 

@@ -20,11 +20,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def lock_folder(run_id: str) -> Path:
+    """Where one xdist run's lock files are (the controller removes it when the run ends)."""
+    return Path(tempfile.gettempdir()) / f"garden-tests-{run_id}-locks"
+
+
 def _lock_files() -> tuple[Path, Path] | None:
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if not run:
         return None
-    folder = Path(tempfile.gettempdir()) / f"garden-tests-{run}-locks"
+    folder = lock_folder(run)
     folder.mkdir(exist_ok=True)
     return folder / "gate", folder / "machine"
 
