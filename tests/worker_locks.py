@@ -11,12 +11,11 @@ Outside xdist (``-n 0``) there is no other worker, and nothing is locked.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 
@@ -56,11 +55,11 @@ def _machine(kind: int) -> Iterator[None]:
             fcntl.flock(gate, fcntl.LOCK_UN)  # no-op where already released
 
 
-def machine_to_itself() -> contextlib.AbstractContextManager[None]:
+def machine_to_itself() -> AbstractContextManager[None]:
     """Hold both cores: wait for the test running on the other worker, keep its next one out."""
     return _machine(fcntl.LOCK_EX)
 
 
-def machine_shared() -> contextlib.AbstractContextManager[None]:
+def machine_shared() -> AbstractContextManager[None]:
     """Run beside the other worker's tests, but never while it holds the machine to itself."""
     return _machine(fcntl.LOCK_SH)

@@ -4,13 +4,14 @@ onnxruntime-genai's model builder turns a local Hugging Face folder into an ONNX
 weight-only ``MatMulNBits`` offline (run through ``onnx_kquant``, which spreads its k-quant
 search over the cores: 53 instead of 78 s on a slow 2-core host, the same bytes): 4-bit k-quant
 blocks for most matmuls and 8-bit ones for the (tied) lm_head and the most
-quantization-sensitive layers, llama.cpp's "mixed" recipe. Plain 4-bit round-to-nearest everywhere decoded
-faster (184 vs 143 tok/s on two cores) but changed the default model's greedy answers (it did
-not stop after "Paris."); on the AVX2-only class ``algo_config=rtn`` was 1.25-1.8x faster but
-still not the model's answer, so both classes get this recipe (docs/benchmarks.md, "one stream
-on AVX2"). The copy is cached under ``MODELS_DIR/onnx-int4/`` keyed by the base folder and its
-weights, built once in a subprocess (so the builder's memory and log noise stay out of the app)
-and renamed into place when complete, so an interrupted build is never served.
+quantization-sensitive layers, llama.cpp's "mixed" recipe. Plain 4-bit round-to-nearest
+everywhere decoded faster (184 vs 143 tok/s on two cores) but changed the default model's greedy
+answers (it did not stop after "Paris."); on the AVX2-only class ``algo_config=rtn`` was
+1.25-1.8x faster but still not the model's answer, so both classes get this recipe
+(docs/benchmarks.md, "one stream on AVX2"). The copy is cached under ``MODELS_DIR/onnx-int4/``
+keyed by the base folder and its weights, built once in a subprocess (so the builder's memory
+and log noise stay out of the app) and renamed into place when complete, so an interrupted build
+is never served.
 """
 
 from __future__ import annotations
