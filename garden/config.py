@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     onnx_chat_enabled: bool = Field(
         True, description="auto chat backend answers single streams from an int4 ONNX copy"
     )
+    chat_pauses_training: bool = Field(
+        True, description="CPU training runs pause while a chat answer streams (at most 60 s)"
+    )
     onnx_threads: int = Field(
         0, ge=0, description="CPU threads of the onnx backend (0 = every CPU it may use)"
     )

@@ -174,7 +174,9 @@ def test_the_budget_and_its_forecast_are_shown() -> None:
     )
 
 
-def test_the_plan_is_made_again_when_the_pace_changes_after_the_probe(monkeypatch) -> None:
+def test_the_plan_is_made_again_when_the_pace_changes_after_the_probe(
+    monkeypatch, tmp_path
+) -> None:
     """A probe at 1 s a step fits 56 steps into 60 s; the next four steps take 3 s each, so at
     8 steps the plan is made again from the pace since the warm-up step (7 steps in 15 s)."""
     from types import SimpleNamespace
@@ -191,6 +193,7 @@ def test_the_plan_is_made_again_when_the_pace_changes_after_the_probe(monkeypatc
         log=lambda message, level="INFO": logs.append(message),
         emit=lambda event: None,
         extra={"train_started": 0.0},
+        checkpoint_dir=tmp_path,
     )
     callback = budget.make_budget_callback(ctx)
     state = SimpleNamespace(global_step=0, max_steps=1000, num_input_tokens_seen=0)
@@ -215,7 +218,39 @@ def test_the_plan_is_made_again_when_the_pace_changes_after_the_probe(monkeypatc
     assert state.global_step == state.max_steps == 16 and control.should_training_stop
 
 
-def test_the_probe_trains_at_a_real_rate_not_the_long_schedule_s_warm_up() -> None:
+def test_seconds_paused_for_chat_answers_are_not_budget_seconds(monkeypatch, tmp_path) -> None:
+    """A step that took 41 s of which 40 were a pause (a chat answer) counts as 1 s: the plan
+    and the guard see the run's own time."""
+    from types import SimpleNamespace
+
+    from garden.engine.training import budget
+    from garden.engine.training.chat_pause import PAUSED_FILE
+    from garden.engine.training.spec import JobSpec
+
+    clock = Clock(now=0.0)
+    monkeypatch.setattr(budget.time, "monotonic", clock)
+    (tmp_path / PAUSED_FILE).write_text("3.0")  # paused before this training began
+    ctx = SimpleNamespace(
+        spec=JobSpec(dataset="facts", time_budget_s=20.0, max_steps=1000),
+        carbon=lambda: (None, None),
+        log=lambda message, level="INFO": None,
+        emit=lambda event: None,
+        extra={"train_started": 0.0},
+        checkpoint_dir=tmp_path,
+    )
+    callback = budget.make_budget_callback(ctx)
+    state = SimpleNamespace(global_step=0, max_steps=1000, num_input_tokens_seen=0)
+    control = SimpleNamespace(should_training_stop=False)
+    callback.on_train_begin(None, state, control)
+    for end, paused in ((1, 3), (2, 3), (3, 3), (4, 3), (45, 43)):
+        clock.now = end
+        (tmp_path / PAUSED_FILE).write_text(str(float(paused)))
+        state.global_step += 1
+        callback.on_step_end(None, state, control, lr_scheduler=None)
+    assert state.max_steps == 20 and not control.should_training_stop  # 5 s trained of 20
+
+
+def test_the_probe_trains_at_a_real_rate_not_the_long_schedule_s_warm_up(tmp_path) -> None:
     """100 epochs ask for ~2,600 steps, whose 3 % warm-up is 78 steps: the probe would train at
     1/78 of the rate. Until the fit, a budgeted run's schedule is one of 32 steps instead."""
     import math
@@ -233,6 +268,7 @@ def test_the_probe_trains_at_a_real_rate_not_the_long_schedule_s_warm_up() -> No
         log=lambda message, level="INFO": None,
         emit=lambda event: None,
         extra={},
+        checkpoint_dir=tmp_path,
     )
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-3)
     scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=78, num_training_steps=2600)

@@ -35,6 +35,7 @@ from garden.engine.serving import (
 from garden.engine.serving.auto import missing_package
 from garden.engine.serving.remote import remote_chats
 from garden.engine.serving.types import LOAD_WAIT_S, BackendName, ChatDelta, message_text
+from garden.engine.training.chat_pause import training_paused
 from garden.errors import GardenError, ServingError
 from garden.services import telemetry
 from garden.services.base import View, resolve
@@ -318,8 +319,7 @@ def _deltas(
 
 
 def _remote_deltas(request: ChatRequest, request_id: str) -> Iterator[AnswerDelta]:
-    """The answer of the request's remote endpoint (web callers check it first:
-    ``endpoints.check_endpoint``)."""
+    """The remote endpoint's answer (web callers check it first: ``check_endpoint``)."""
     assert request.endpoint is not None and request.model
     endpoint = checked_here(request.endpoint).remote()
     label = f"{request.model} @ {endpoint.host}"
@@ -334,10 +334,7 @@ def _remote_deltas(request: ChatRequest, request_id: str) -> Iterator[AnswerDelt
 
 
 def _answer_deltas(
-    steps: Iterator[ChatDelta],
-    label: str,
-    tools: list[ToolSchema] | None = None,
-    wanted: str = "auto",
+    steps: Iterator[ChatDelta], label: str, tools: Sequence[ToolSchema] = (), wanted: str = "auto"
 ) -> Iterator[AnswerDelta]:
     """The engine's steps as views; the finished answer is counted in the metrics. A named
     backend (``wanted``) is checked on every step: an answer never comes from another one."""
@@ -358,7 +355,7 @@ def _answer_deltas(
             stats=stats,
             done=step.done,
             tool_calls=calls,
-            tool_problems=[*step.tool_problems, *undeclared_calls(calls, tools or [])],
+            tool_problems=[*step.tool_problems, *undeclared_calls(calls, list(tools))],
             backend=step.backend,
         )
 
@@ -370,14 +367,15 @@ def stream_answer(
     timeout: float = LOAD_TIMEOUT_S,
     settings: Settings | None = None,
 ) -> Iterator[AnswerDelta]:
-    """Load the model if needed and stream the answer; the last step has ``done`` set and
-    carries the stats."""
+    """Load the model if needed and stream the answer (the storage's CPU runs pause meanwhile:
+    ``chat_pause``); the last step has ``done`` set and carries the stats."""
     if request.endpoint is not None:
         yield from _remote_deltas(request, request_id or f"remote-{uuid.uuid4().hex[:12]}")
         return
     engine, target = _engine(request.model, request.backend, settings)
     engine.wait_ready(timeout)
-    yield from _deltas(engine, target, request, request_id)
+    with training_paused(resolve(settings)):
+        yield from _deltas(engine, target, request, request_id)
 
 
 def answer(

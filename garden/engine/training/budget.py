@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from garden.engine.training.chat_pause import paused_seconds
 from garden.engine.training.records import MetricsEvent, StepMetrics
 from garden.engine.training.spec import JobSpec
 from garden.errors import JobError
@@ -165,6 +166,7 @@ def make_budget_callback(ctx: Any) -> Any:
 
     class BudgetCallback(TrainerCallback):
         def __init__(self) -> None:
+            self.paused_at_begin = 0.0
             self.t_begin = self.t_probe = self.t_last = time.monotonic()
             self.start_step = 0
             self.probe_at: tuple[int, int, float | None, float | None] | None = None
@@ -177,9 +179,15 @@ def make_budget_callback(ctx: Any) -> Any:
             energy, emissions = ctx.carbon()
             return energy, None if emissions is None else emissions * 1000
 
+        def _now(self) -> float:
+            """The run's clock: it stands still while a chat answer pauses the worker."""
+            paused = paused_seconds(ctx.checkpoint_dir) - self.paused_at_begin
+            return time.monotonic() - max(0.0, paused)
+
         def on_train_begin(self, args, state, control, **kwargs):
+            self.paused_at_begin = paused_seconds(ctx.checkpoint_dir)
             self.t_begin = ctx.extra.get("train_started", time.monotonic())
-            self.t_last = time.monotonic()
+            self.t_last = self._now()
             self.start_step = state.global_step
             if state.global_step == 0 and state.max_steps > PROVISIONAL_STEPS:
                 # The schedule asked for (100 epochs, say) would warm the rate up over dozens
@@ -188,7 +196,7 @@ def make_budget_callback(ctx: Any) -> Any:
                 refit_schedule(args, kwargs.get("lr_scheduler"), PROVISIONAL_STEPS)
 
         def on_step_end(self, args, state, control, **kwargs):
-            now = time.monotonic()
+            now = self._now()
             self.last_step_s, self.t_last = now - self.t_last, now
             done = state.global_step - self.start_step
             if done == PROBE_WARMUP_STEPS:

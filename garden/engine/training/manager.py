@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from garden.config import Settings, get_settings
-from garden.engine.training import queries
+from garden.engine.training import chat_pause, queries
 from garden.engine.training.journal import Journal
 from garden.engine.training.plan import JobPlan, plan_job
 from garden.engine.training.procs import kill_tree, process_started, same_process
@@ -167,6 +167,7 @@ class JobManager:
                 f"Job {job_id} is {job.status}, not running.", hint="Only running jobs stop."
             )
         (_flags_dir(job) / STOP_FLAG).touch()
+        chat_pause.resume_job(job_id)  # a worker paused for a chat answer must see the flag
         self.journal.update(job_id, status="stopping")
         self.journal.log(
             job_id, "Stop requested: finishing the current step and saving a checkpoint"
@@ -179,6 +180,7 @@ class JobManager:
         if job.status in TERMINAL_STATUSES:
             raise JobError(f"Job {job_id} already ended ({job.status}).")
         (_flags_dir(job) / CANCEL_FLAG).touch()
+        chat_pause.resume_job(job_id)
         if job.status == "queued":
             # Marked before looking for a worker: a supervisor starting this job right now
             # either is seen below or sees the mark after registering its worker (_supervise).
@@ -454,6 +456,7 @@ class JobManager:
 
 def shutdown_managers(timeout: float = SHUTDOWN_GRACE_S) -> list[str]:
     """Shut down every job manager of this process (see ``JobManager.shutdown``)."""
+    chat_pause.resume_all()  # a paused worker could neither save its checkpoint nor end
     with _managers_lock:
         managers = list(_managers.values())
     interrupted: list[str] = []

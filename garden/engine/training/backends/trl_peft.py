@@ -20,6 +20,7 @@ from typing import Any
 from garden.engine.training import fused_lora, trackers
 from garden.engine.training.backends.context import TrainContext, TrainOutcome
 from garden.engine.training.budget import make_budget_callback
+from garden.engine.training.chat_pause import paused_seconds
 from garden.engine.training.compiled_layers import (
     LayerCompiler,
     auto_compile_callback,
@@ -362,6 +363,7 @@ def finish_training(
         resume = str(ctx.resume_from)
         ctx.log(f"Resuming from {ctx.resume_from.name}")
     t0 = ctx.extra["train_started"] = time.monotonic()  # a budget counts from here too
+    paused0 = paused_seconds(ctx.checkpoint_dir)
     compiler = layer_compiler(trainer, ctx)
     try:
         with lora_inputs_stay_bf16(trainer.model, ctx):
@@ -369,7 +371,8 @@ def finish_training(
     finally:
         if compiler is not None:
             compiler.restore()
-    seconds = time.monotonic() - t0
+    # Seconds suspended for chat answers are not training seconds (nor a budget's).
+    seconds = time.monotonic() - t0 - max(0.0, paused_seconds(ctx.checkpoint_dir) - paused0)
     state = trainer.state
     stopped = callback.stopped
     final_eval_loss = None
