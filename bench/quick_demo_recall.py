@@ -10,8 +10,10 @@ loaded machine they are an upper bound only).
     uv run python bench/quick_demo_recall.py --time-budget-s 200   # a CPU ~30 % slower
 
 A shorter ``--time-budget-s`` stands in for a slower CPU (fewer steps in the budget);
-``--learning-rate``, ``--batch-size`` and ``--lora-dropout`` try other values against the
-preset's. The last line is one JSON object with the figures.
+``--max-steps N`` trains exactly N steps instead (no budget, the cosine over N steps), to read
+recall against steps on any machine; ``--learning-rate``, ``--batch-size``, ``--lora-dropout``
+and ``--seed`` try other values against the preset's. The last line is one JSON object with the
+figures.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, help="instead of the preset's rate")
     parser.add_argument("--batch-size", type=int, help="instead of the preset's batch size")
     parser.add_argument("--lora-dropout", type=float, help="instead of the preset's LoRA dropout")
+    parser.add_argument("--max-steps", type=int, help="exactly this many steps, no time budget")
+    parser.add_argument("--seed", type=int, help="instead of the preset's seed")
     args = parser.parse_args()
     overrides = {
         key: value
@@ -43,9 +47,13 @@ def main() -> None:
             "learning_rate": args.learning_rate,
             "batch_size": args.batch_size,
             "lora_dropout": args.lora_dropout,
+            "max_steps": args.max_steps,
+            "seed": args.seed,
         }.items()
         if value is not None
     }
+    if args.max_steps is not None:
+        overrides["time_budget_s"] = None
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -78,6 +86,7 @@ def main() -> None:
         "learning_rate": spec.learning_rate,
         "batch_size": spec.batch_size,
         "lora_dropout": spec.lora_dropout,
+        "seed": spec.seed,
         "steps": done.step,
         "first_loss": done.first_loss,
         "final_loss": done.loss,
