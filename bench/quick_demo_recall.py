@@ -11,8 +11,8 @@ loaded machine they are an upper bound only).
 
 A shorter ``--time-budget-s`` stands in for a slower CPU (fewer steps in the budget);
 ``--max-steps N`` trains exactly N steps instead (no budget, the cosine over N steps), to read
-recall against steps on any machine; ``--learning-rate``, ``--batch-size``, ``--lora-dropout``
-and ``--seed`` try other values against the preset's. The last line is one JSON object with the
+recall against steps on any machine; ``--learning-rate``, ``--batch-size``, ``--lora-dropout``,
+``--seed`` and ``--set FIELD=JSON`` try other values against the preset's. The last line is one JSON object with the
 figures.
 """
 
@@ -39,6 +39,13 @@ def main() -> None:
     parser.add_argument("--lora-dropout", type=float, help="instead of the preset's LoRA dropout")
     parser.add_argument("--max-steps", type=int, help="exactly this many steps, no time budget")
     parser.add_argument("--seed", type=int, help="instead of the preset's seed")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="any other field of the job spec, e.g. --set packing=false",
+    )
     args = parser.parse_args()
     overrides = {
         key: value
@@ -54,6 +61,9 @@ def main() -> None:
     }
     if args.max_steps is not None:
         overrides["time_budget_s"] = None
+    for item in args.set:
+        field, _, value = item.partition("=")
+        overrides[field] = json.loads(value)
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
