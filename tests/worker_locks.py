@@ -4,19 +4,25 @@ The newcomer's Quick CPU demo run trains against a time budget, and its recall i
 must get both cores, as on a newcomer's idle machine, or it trains fewer steps and teaches less.
 While it trains it holds the machine; every test on the other worker holds it shared, so the test
 running there ends first and the next one waits. A waiting holder closes a gate first, so that
-the other worker's next test cannot slip in between two of its tests.
+the other worker's next test cannot slip in between two of its tests. What the other worker's
+tests leave running between them (a module's vLLM host warming up, an app, a job) is suspended
+meanwhile: each worker names its pid in the lock folder, and the holder stops that worker's
+child processes until it is done.
 
 Outside xdist (``-n 0``) there is no other worker, and nothing is locked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+
+import psutil
 
 
 def lock_folder(run_id: str) -> Path:
@@ -30,7 +36,23 @@ def _lock_files() -> tuple[Path, Path] | None:
         return None
     folder = lock_folder(run)
     folder.mkdir(exist_ok=True)
+    (folder / f"worker-{os.getpid()}").touch()
     return folder / "gate", folder / "machine"
+
+
+def _suspend_other_workers_children(folder: Path) -> list[psutil.Process]:
+    """Stop every process the other workers started; they are between two tests."""
+    stopped = []
+    for mark in folder.glob("worker-*"):
+        pid = int(mark.name.removeprefix("worker-"))
+        if pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.suspend()
+                    stopped.append(child)
+    return stopped
 
 
 @contextmanager
@@ -48,9 +70,13 @@ def _machine(kind: int) -> Iterator[None]:
         finally:
             if kind == fcntl.LOCK_SH:
                 fcntl.flock(gate, fcntl.LOCK_UN)
+        stopped = _suspend_other_workers_children(files[0].parent) if kind == fcntl.LOCK_EX else []
         try:
             yield
         finally:
+            for child in stopped:
+                with contextlib.suppress(psutil.Error):
+                    child.resume()
             fcntl.flock(machine, fcntl.LOCK_UN)
             fcntl.flock(gate, fcntl.LOCK_UN)  # no-op where already released
 
