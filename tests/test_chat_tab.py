@@ -52,7 +52,9 @@ def test_chat_tab_streams_a_reply_and_compares(
             app.log_tail(),
         )
         assert "transformers" in stats.inner_text()
-        assert len(snapshots) >= 3, snapshots  # the reply grew on screen while streaming
+        # The reply grew on screen while streaming: a part of it, then more. A browser starved
+        # by the other worker's vLLM start-up once drew only two frames ("The", then 25 tokens).
+        assert len(snapshots) >= 2, snapshots
         assert len(snapshots[0]) < len(snapshots[-1])  # markdown may re-flow between frames
 
         page.locator("#chat-compare input").check()
