@@ -163,6 +163,23 @@ def private_settings(root: Path, default_model_path: Path, **fields: Any) -> Any
     return settings
 
 
+def insert_running_job(settings: Any, job_id: str, **fields: Any) -> Path:
+    """A running job's row as the manager writes it (nothing trains); its flags folder."""
+    from garden.store import get_store, now
+
+    flags = settings.checkpoints_path / job_id
+    row = {
+        "id": job_id,
+        "name": job_id,
+        "status": "running",
+        "spec_json": {"dataset": "x"},
+        "checkpoint_dir": str(flags),
+        "created_at": now(),
+    }
+    get_store(settings.db_path).insert("jobs", {**row, **fields})
+    return flags
+
+
 class Clock:
     """A clock that stands still until a test moves ``now`` (a stand-in for time.monotonic)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Clock
@@ -174,21 +175,17 @@ def test_the_budget_and_its_forecast_are_shown() -> None:
     )
 
 
-def test_the_plan_is_made_again_when_the_pace_changes_after_the_probe(
-    monkeypatch, tmp_path
-) -> None:
-    """A probe at 1 s a step fits 56 steps into 60 s; the next four steps take 3 s each, so at
-    8 steps the plan is made again from the pace since the warm-up step (7 steps in 15 s)."""
+def _driven_callback(monkeypatch, tmp_path, spec, logs: list[str]) -> tuple[Any, ...]:
+    """A budget callback on a stand-in clock, begun as the trainer begins it: (clock, callback,
+    state, control)."""
     from types import SimpleNamespace
 
     from garden.engine.training import budget
-    from garden.engine.training.spec import JobSpec
 
     clock = Clock(now=0.0)
     monkeypatch.setattr(budget.time, "monotonic", clock)
-    logs: list[str] = []
     ctx = SimpleNamespace(
-        spec=JobSpec(dataset="facts", time_budget_s=60.0, max_steps=1000),
+        spec=spec,
         carbon=lambda: (None, None),
         log=lambda message, level="INFO": logs.append(message),
         emit=lambda event: None,
@@ -196,9 +193,22 @@ def test_the_plan_is_made_again_when_the_pace_changes_after_the_probe(
         checkpoint_dir=tmp_path,
     )
     callback = budget.make_budget_callback(ctx)
-    state = SimpleNamespace(global_step=0, max_steps=1000, num_input_tokens_seen=0)
+    state = SimpleNamespace(global_step=0, max_steps=spec.max_steps, num_input_tokens_seen=0)
     control = SimpleNamespace(should_training_stop=False)
     callback.on_train_begin(None, state, control)
+    return clock, callback, state, control
+
+
+def test_the_plan_is_made_again_when_the_pace_changes_after_the_probe(
+    monkeypatch, tmp_path
+) -> None:
+    """A probe at 1 s a step fits 56 steps into 60 s; the next four steps take 3 s each, so at
+    8 steps the plan is made again from the pace since the warm-up step (7 steps in 15 s)."""
+    from garden.engine.training.spec import JobSpec
+
+    logs: list[str] = []
+    spec = JobSpec(dataset="facts", time_budget_s=60.0, max_steps=1000)
+    clock, callback, state, control = _driven_callback(monkeypatch, tmp_path, spec, logs)
     plans = []
     for end in (5, 6, 7, 8, 11, 14, 17, 20):  # the warm-up step, the probe, slower steps
         clock.now = end
@@ -221,27 +231,12 @@ def test_the_plan_is_made_again_when_the_pace_changes_after_the_probe(
 def test_seconds_paused_for_chat_answers_are_not_budget_seconds(monkeypatch, tmp_path) -> None:
     """A step that took 41 s of which 40 were a pause (a chat answer) counts as 1 s: the plan
     and the guard see the run's own time."""
-    from types import SimpleNamespace
-
-    from garden.engine.training import budget
     from garden.engine.training.chat_pause import PAUSED_FILE
     from garden.engine.training.spec import JobSpec
 
-    clock = Clock(now=0.0)
-    monkeypatch.setattr(budget.time, "monotonic", clock)
     (tmp_path / PAUSED_FILE).write_text("3.0")  # paused before this training began
-    ctx = SimpleNamespace(
-        spec=JobSpec(dataset="facts", time_budget_s=20.0, max_steps=1000),
-        carbon=lambda: (None, None),
-        log=lambda message, level="INFO": None,
-        emit=lambda event: None,
-        extra={"train_started": 0.0},
-        checkpoint_dir=tmp_path,
-    )
-    callback = budget.make_budget_callback(ctx)
-    state = SimpleNamespace(global_step=0, max_steps=1000, num_input_tokens_seen=0)
-    control = SimpleNamespace(should_training_stop=False)
-    callback.on_train_begin(None, state, control)
+    spec = JobSpec(dataset="facts", time_budget_s=20.0, max_steps=1000)
+    clock, callback, state, control = _driven_callback(monkeypatch, tmp_path, spec, [])
     for end, paused in ((1, 3), (2, 3), (3, 3), (4, 3), (45, 43)):
         clock.now = end
         (tmp_path / PAUSED_FILE).write_text(str(float(paused)))

@@ -15,13 +15,13 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import private_settings
+from conftest import insert_running_job, private_settings
 
 from garden.config import Settings
 from garden.engine.training import chat_pause, queries
 from garden.engine.training.chat_pause import paused_seconds, training_paused
 from garden.engine.training.procs import process_started
-from garden.store import get_store, now
+from garden.store import get_store
 
 FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
 
@@ -46,22 +46,9 @@ def worker() -> Iterator[subprocess.Popen[bytes]]:
 
 
 def _register(settings: Settings, proc: subprocess.Popen[bytes], job_id: str, device: str) -> Path:
-    flags = settings.checkpoints_path / job_id
+    started = process_started(proc.pid)
+    flags = insert_running_job(settings, job_id, pid=proc.pid, pid_started=started, device=device)
     flags.mkdir(parents=True)
-    get_store(settings.db_path).insert(
-        "jobs",
-        {
-            "id": job_id,
-            "name": job_id,
-            "status": "running",
-            "spec_json": {"dataset": "x"},
-            "pid": proc.pid,
-            "pid_started": process_started(proc.pid),
-            "device": device,
-            "checkpoint_dir": str(flags),
-            "created_at": now(),
-        },
-    )
     return flags
 
 

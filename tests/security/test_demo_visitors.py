@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import private_settings
+from conftest import insert_running_job, private_settings
 
 from garden.errors import AccessError, LimitError
 from garden.services import datasets, training, visitors
 from garden.services.datasets import DatasetSource, ImportRequest
 from garden.services.visitors import Visitor
-from garden.store import get_store, now
 
 ALICE, BOB = Visitor.of_session("alice"), Visitor.of_session("bob")
 
@@ -36,17 +35,7 @@ def facts(name: str) -> ImportRequest:
 
 def running_job(settings: Any, job_id: str, visitor: Visitor | None) -> None:
     """A run row as the manager writes it; nothing trains."""
-    get_store(settings.db_path).insert(
-        "jobs",
-        {
-            "id": job_id,
-            "name": job_id,
-            "status": "running",
-            "spec_json": {"dataset": "x"},
-            "checkpoint_dir": str(settings.checkpoints_path / job_id),
-            "created_at": now(),
-        },
-    )
+    insert_running_job(settings, job_id)
     visitors.claim("job", job_id, visitor, settings=settings)
 
 
