@@ -44,6 +44,8 @@ def test_the_quick_demo_recalls_at_least_10_of_12_facts(newcomer_run):
     missed = [(a.probe.question, a.answer) for a in answers if not a.recalled]
     # A miss names the steps the budget fitted and its plan: too few means a busy machine.
     budget_lines = [
-        line.message for line in training.logs(done.id, limit=2000) if "udget" in line.message
+        line.message
+        for line in training.logs(done.id, limit=2000)
+        if "budget" in line.message.lower()
     ]
     assert recall_probe.recall(answers) >= 10, (f"{done.step} steps", budget_lines, missed)

@@ -33,7 +33,7 @@ import psutil
 from garden.config import Settings
 from garden.engine.training import queries
 from garden.engine.training.journal import Journal
-from garden.engine.training.procs import same_process
+from garden.engine.training.procs import process_tree, same_process
 from garden.store import get_store
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class _Pauser:
             if last is not None and now - last[0] < last[1]:
                 continue  # it has not yet trained as long as it last waited
             assert job.pid is not None
-            procs = _tree(job.pid)
+            procs = process_tree(job.pid)  # the worker, accelerate's ranks, compile workers
             for proc in procs:
                 with contextlib.suppress(psutil.Error):
                     proc.suspend()
@@ -141,15 +141,6 @@ class _Pauser:
         if not self._paused and self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    """The worker and its children (accelerate's ranks, compile workers)."""
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return []
 
 
 _PAUSER = _Pauser()

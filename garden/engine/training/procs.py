@@ -48,6 +48,16 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
+def process_tree(pid: int, include_self: bool = True) -> list[psutil.Process]:
+    """Every descendant of ``pid``, then ``pid`` itself when asked; empty when it is gone."""
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [*procs, root] if include_self else procs
+
+
 def kill_tree(
     pid: int, timeout: float = 2.0, include_self: bool = False, force: bool = False
 ) -> list[int]:
@@ -56,13 +66,7 @@ def kill_tree(
 
     Returns the pids that were still alive when the kill started.
     """
-    try:
-        root = psutil.Process(pid)
-        procs = root.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    if include_self:
-        procs.append(root)
+    procs = process_tree(pid, include_self)
     if not force:
         for proc in procs:
             with contextlib.suppress(psutil.Error):
