@@ -24,6 +24,8 @@ from pathlib import Path
 
 import psutil
 
+from garden.engine.training.procs import process_tree
+
 
 def lock_folder(run_id: str) -> Path:
     """Where one xdist run's lock files are (the controller removes it when the run ends)."""
@@ -47,11 +49,10 @@ def _suspend_other_workers_children(folder: Path) -> list[psutil.Process]:
         pid = int(mark.name.removeprefix("worker-"))
         if pid == os.getpid():
             continue
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process(pid).children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    child.suspend()
-                    stopped.append(child)
+        for child in process_tree(pid, include_self=False):
+            with contextlib.suppress(psutil.Error):
+                child.suspend()
+                stopped.append(child)
     return stopped
 
 
