@@ -228,6 +228,26 @@ def test_the_plan_is_made_again_when_the_pace_changes_after_the_probe(
     assert state.global_step == state.max_steps == 16 and control.should_training_stop
 
 
+def test_a_pace_that_slows_late_moves_the_schedule_s_end_to_the_budget(
+    monkeypatch, tmp_path
+) -> None:
+    """Steps at 1 s, then at 2 s from step 24: the plans made near the end follow the pace, so the
+    run ends at the end of its schedule (its cosine run down), not cut by the guard mid-way."""
+    from garden.engine.training.spec import JobSpec
+
+    logs: list[str] = []
+    spec = JobSpec(dataset="facts", time_budget_s=60.0, max_steps=1000)
+    clock, callback, state, control = _driven_callback(monkeypatch, tmp_path, spec, logs)
+    clock.now = 4.0
+    while not control.should_training_stop:
+        clock.now += 1.0 if state.global_step < 24 else 2.0
+        state.global_step += 1
+        callback.on_step_end(None, state, control, lr_scheduler=None)
+    assert clock.now <= 60.0
+    assert state.global_step == state.max_steps, logs
+    assert not any(line.startswith("Reached the time budget") for line in logs), logs
+
+
 def test_seconds_paused_for_chat_answers_are_not_budget_seconds(monkeypatch, tmp_path) -> None:
     """A step that took 41 s of which 40 were a pause (a chat answer) counts as 1 s: the plan
     and the guard see the run's own time."""

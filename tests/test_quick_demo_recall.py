@@ -48,4 +48,6 @@ def test_the_quick_demo_recalls_at_least_10_of_12_facts(newcomer_run):
         for line in training.logs(done.id, limit=2000)
         if "budget" in line.message.lower()
     ]
-    assert recall_probe.recall(answers) >= 10, (f"{done.step} steps", budget_lines, missed)
+    why = [f"{done.step} steps", *budget_lines, *(f"missed {q!r} -> {a!r}" for q, a in missed)]
+    print("\n".join(why))  # shown whole under the failure's captured output
+    assert recall_probe.recall(answers) >= 10, why[0]

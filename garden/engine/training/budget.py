@@ -9,8 +9,10 @@ ends the run (as a completed one: saved, evaluated) when the next step would pas
 
 Three steps are a small sample: a probe slowed by something else on the machine would end the
 run far short of its budget. So the plan is made again, from the pace of every step since the
-warm-up, each time the steps done since the probe double (8, 16, 32, ...). Until the first fit
-the learning-rate schedule is one for a short run, so the probe steps train at a real rate.
+warm-up, each time the steps done since the probe double (8, 16, 32, ...), and more often near
+the end (by halfway through the steps left, every ``REPLAN_MIN_STEPS`` at the least), so that a
+pace that changes late moves the schedule's end too. Until the first fit the learning-rate
+schedule is one for a short run, so the probe steps train at a real rate.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from garden.errors import JobError
 
 PROBE_WARMUP_STEPS = 1
 PROBE_STEPS = 3
+REPLAN_MIN_STEPS = 4
 # The schedule's length until the probe has fitted one (a fresh run's warm-up stays short).
 PROVISIONAL_STEPS = 8 * (PROBE_WARMUP_STEPS + PROBE_STEPS)
 
@@ -206,14 +209,22 @@ def make_budget_callback(ctx: Any) -> Any:
             elif done == PROBE_WARMUP_STEPS + PROBE_STEPS and self.probe_at is not None:
                 self.requested = state.max_steps
                 self._fit(args, state, kwargs.get("lr_scheduler"), now)
-                self.next_fit = 2 * done
+                self.next_fit = self._next_fit(done, state)
             elif done == self.next_fit and state.global_step < state.max_steps:
-                self.next_fit = 2 * done
                 # A step slower than the pace may already have passed a budget: the guard
                 # below ends the run then, as it would have without a re-plan.
                 with contextlib.suppress(JobError):
                     self._fit(args, state, kwargs.get("lr_scheduler"), now)
+                self.next_fit = self._next_fit(done, state)
             self._guard(state, control, now)
+
+        @staticmethod
+        def _next_fit(done: int, state: Any) -> int:
+            """When to plan again: once the steps since the probe double, and by halfway
+            through the steps left, so that a pace that changes late still moves the schedule's
+            end to the budget instead of the guard cutting the run mid-schedule."""
+            left = state.max_steps - state.global_step
+            return done + max(REPLAN_MIN_STEPS, min(done, left // 2))
 
         def _fit(self, args: Any, state: Any, scheduler: Any, now: float) -> None:
             """Fit the run's steps to its budgets at the pace since the warm-up step."""
