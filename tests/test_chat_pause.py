@@ -6,6 +6,7 @@ test pauses a real training run of the default model with a real answer through 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from conftest import insert_running_job, private_settings
 from garden.config import Settings
 from garden.engine.training import chat_pause, queries
 from garden.engine.training.chat_pause import paused_seconds, training_paused
-from garden.engine.training.procs import process_started
+from garden.engine.training.procs import process_started, process_tree
 from garden.store import get_store
 
 FACTS = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
@@ -155,3 +156,14 @@ def test_a_real_answer_pauses_a_real_run_which_then_goes_on(
         if manager.get(job_id).status in ("queued", "running"):
             manager.cancel(job_id)
         chat.shutdown()
+
+
+def test_a_process_tree_we_may_not_read_is_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reused pid of another user's process: nothing to suspend, and no error."""
+
+    def denied(self: psutil.Process, recursive: bool = False) -> list[psutil.Process]:
+        raise psutil.AccessDenied(self.pid)
+
+    assert process_tree(os.getpid())
+    monkeypatch.setattr(psutil.Process, "children", denied)
+    assert process_tree(os.getpid()) == []

@@ -113,6 +113,8 @@ class _Pauser:
                 continue  # it has not yet trained as long as it last waited
             assert job.pid is not None
             procs = process_tree(job.pid)  # the worker, accelerate's ranks, compile workers
+            if not procs:
+                continue  # gone since, or not ours to signal
             for proc in procs:
                 with contextlib.suppress(psutil.Error):
                     proc.suspend()

@@ -49,11 +49,12 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 
 def process_tree(pid: int, include_self: bool = True) -> list[psutil.Process]:
-    """Every descendant of ``pid``, then ``pid`` itself when asked; empty when it is gone."""
+    """Every descendant of ``pid``, then ``pid`` itself when asked; empty when it is gone or
+    not ours to read (a reused pid of another user's process: nothing we could signal)."""
     try:
         root = psutil.Process(pid)
         procs = root.children(recursive=True)
-    except psutil.NoSuchProcess:
+    except psutil.Error:
         return []
     return [*procs, root] if include_self else procs
 
