@@ -242,11 +242,11 @@ def test_the_tab_fits_objectives_to_the_data_and_offers_dpo_from_a_run(
     import gradio as gr
 
     from garden.services import training
-    from garden.ui import finetune_tab, run_charts
+    from garden.ui import finetune_tab, run_charts, run_view
 
     with gr.Blocks():
         form = finetune_tab.RunForm(settings)
-        view = finetune_tab._run_view()
+        view = run_view.run_view()
     tab = finetune_tab.FineTuneTab(settings, form, view)
     objective, preset = tab.fit_to_dataset(str(data["feedback"]), "sft", "Quick CPU demo")
     assert objective["choices"] == ["kto"] and objective["value"] == "kto"

@@ -189,7 +189,7 @@ def test_the_tracker_choice_opens_as_report_to_and_submits_only_a_change(tmp_pat
     import gradio as gr
     from conftest import private_settings
 
-    from garden.ui import finetune_tab
+    from garden.ui import finetune_tab, run_view
 
     model = tmp_path / "model"
     model.mkdir()
@@ -199,7 +199,7 @@ def test_the_tracker_choice_opens_as_report_to_and_submits_only_a_change(tmp_pat
         )
         with gr.Blocks():
             form = finetune_tab.RunForm(settings)
-            view = finetune_tab._run_view()
+            view = run_view.run_view()
         tab = finetune_tab.FineTuneTab(settings, form, view)
         assert form.report_to.value == ["tensorboard"]
         assert form.report_to.interactive is (not public)

@@ -25,17 +25,15 @@ from garden.ui.compare_panel import ComparePanel
 from garden.ui.evaluate_panel import EvaluatePanel
 from garden.ui.export_panel import ExportPanel
 from garden.ui.run_charts import curves
-from garden.ui.run_samples import samples_frame, samples_update
+from garden.ui.run_samples import samples_update
 from garden.ui.run_status import (  # re-exported: tests read a run's status from this tab
-    NO_RUNS,
-    RUN_COLUMNS,
     log_tail,
     run_row,
     status_markdown,
 )
+from garden.ui.run_view import FOLLOW_ACTIVE, RunView, pick_run, run_view
 
 DEFAULT_PRESET = "Quick CPU demo"
-FOLLOW_ACTIVE = ""
 UNSET_BY_ZERO = {"max_steps", "eval_steps", "checkpoint_interval", "time_budget_s", "co2_budget_g"}
 # Start's inputs after FORM_FIELDS (with defaults, so API callers may leave them out).
 PREFERENCE_FIELDS = ("objective", "beta", "init_from_run")
@@ -238,22 +236,6 @@ def form_values(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in shown.items() if key in START_FIELDS}
 
 
-@dataclass
-class RunView:
-    """The components that show a run; handlers answer ``{component: value}`` for these."""
-
-    status: gr.Markdown
-    loss_plot: gr.Plot
-    lr_plot: gr.Plot
-    samples: gr.Dataframe
-    logs: gr.Textbox
-    runs: gr.Dataframe
-    viewed: gr.Dropdown
-
-    def components(self) -> list[Component]:
-        return [getattr(self, field.name) for field in fields(self)]
-
-
 def spec_values(values: dict[str, Any]) -> dict[str, Any]:
     """The form's values that set something: blanks, and 0 where the label says so, do not;
     minutes become seconds and auto/on/off the switches."""
@@ -424,33 +406,6 @@ class FineTuneTab:
         return self.act(training.resume, job_id)
 
 
-def pick_run(evt: gr.SelectData, table: Any) -> str:
-    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-    try:
-        return str(table.iloc[row, 0])
-    except (AttributeError, IndexError, TypeError):
-        return FOLLOW_ACTIVE
-
-
-def _run_view() -> RunView:
-    viewed = gr.Dropdown(
-        [FOLLOW_ACTIVE],
-        value=FOLLOW_ACTIVE,
-        label="Showing run (empty = follow the active run)",
-        allow_custom_value=True,
-    )
-    status = gr.Markdown(NO_RUNS, elem_id="finetune-status")
-    with gr.Row():
-        loss_plot = gr.Plot(label="Loss")
-        lr_plot = gr.Plot(label="Learning rate")
-    samples = samples_frame()
-    logs = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False)
-    runs = gr.Dataframe(
-        headers=RUN_COLUMNS, label="Runs (click one to see its curves)", interactive=False
-    )
-    return RunView(status, loss_plot, lr_plot, samples, logs, runs, viewed)
-
-
 def build(settings: Settings) -> OnShow:
     gr.Markdown(
         "### Fine-tune\nPick a base model and a dataset, choose a preset, press **Start**. "
@@ -463,7 +418,7 @@ def build(settings: Settings) -> OnShow:
         cancel_btn = gr.Button("✖ Cancel", variant="stop")
         resume_btn = gr.Button("⟳ Resume")
         dpo_btn = gr.Button("DPO from this run")
-    view = _run_view()
+    view = run_view()
     evaluate, export = EvaluatePanel(settings), ExportPanel(settings)
     compare = ComparePanel(settings)
     tab = FineTuneTab(settings, form, view)
