@@ -31,6 +31,10 @@ FACTS = ROOT / "assets" / "datasets" / "garden_facts.jsonl"
 PRESET = "Quick CPU demo"
 
 
+# The budget's log lines: its plan, its re-plans, and where it ended the run.
+PLAN_LINES = ("Budget", "Reached the")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time-budget-s", type=float, help="instead of the preset's budget")
@@ -81,6 +85,11 @@ def main() -> None:
         if done.status != "completed":
             raise SystemExit(f"the {PRESET} run ended {done.status}: {done.error}")
         answers = recall_probe.ask(Path(done.output_dir or ""))
+        plan = [
+            line.message
+            for line in training.logs(job.id, limit=1000, settings=settings)
+            if line.message.startswith(PLAN_LINES)
+        ]
 
     for answer in answers:
         mark = "ok  " if answer.recalled else "miss"
@@ -103,6 +112,7 @@ def main() -> None:
         "train_tokens": done.train_tokens,
         "train_s": round(train_s, 1) if train_s else None,
         "job_duration_s": round(done.duration_s, 1) if done.duration_s else None,
+        "budget_plan": plan,
     }
     print(
         f"recall {recalled}/{len(answers)} after {done.step} steps ({figures['job_duration_s']} s)"
