@@ -5,7 +5,10 @@ in a throwaway storage) and answers one greedy question (EOS ignored, so every a
 same tokens) through the chat service: once before the run starts, then, while it trains, in
 turns with ``chat_pauses_training`` off and on. For each answer it records TTFT, tok/s and the
 run's steps during the answer; between answers it records the run's own pace (steps/s with no
-answer streaming). The last line is one JSON object with the figures side by side and the load.
+answer streaming). It also meters the whole window with one more carbon meter (not stored) and
+sets the machine's energy over it beside the energy the app credited to the run and to the chat
+answers: what the run and the chat get must add up to no more than the machine spent, paused or
+not. The last line is one JSON object with the figures side by side and the load.
 
     uv run python bench/chat_beside_training.py [--backend transformers] [--tokens 96] [--turns 2]
 
@@ -79,6 +82,34 @@ def _ratio(part: float | None, whole: float | None) -> float | None:
     return round(part / whole, 2) if part is not None and whole else None
 
 
+def _wait_ended(job_id: str, settings: Any, timeout: float = 120.0) -> str:
+    from garden.services import training
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status = training.get(job_id, settings=settings).status
+        if status not in ("queued", "running", "stopping") or time.monotonic() > deadline:
+            return status
+        time.sleep(0.5)
+
+
+def _energy(rows: list[Any], machine: Any, started: float) -> dict[str, Any]:
+    """The energy credited to the run and to the chat, against the machine's over the window."""
+    machine_kwh = ((machine.data or {}).get("machine") or {}).get("energy_kwh")
+    by_kind: dict[str, float] = {}
+    for row in rows:
+        if row.started_at >= started - 1 and row.energy_kwh is not None:
+            by_kind[row.kind] = by_kind.get(row.kind, 0.0) + row.energy_kwh
+    credited = sum(by_kind.values())
+    return {
+        "machine_wh": None if machine_kwh is None else round(machine_kwh * 1000, 4),
+        "credited_wh": {kind: round(kwh * 1000, 4) for kind, kwh in by_kind.items()},
+        "credited_share_of_machine": _ratio(credited, machine_kwh),
+        "window_s": round(machine.duration_s or 0.0, 1),
+        "power_source": machine.power_source,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="transformers", help="the chat backend to ask")
@@ -89,10 +120,14 @@ def main() -> None:
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from garden.services import chat, training
+    from garden.engine.carbon import CarbonMeter
+    from garden.services import carbon, chat, training
 
     with tempfile.TemporaryDirectory(prefix="garden-chat-beside-") as tmp:
         settings = benchenv.private_storage(Path(tmp))
+        window = CarbonMeter("other", label="bench window", settings=settings, persist=False)
+        started = time.time()
+        window.start()
         pausing = settings.model_copy(update={"chat_pauses_training": True})
         sharing = settings.model_copy(update={"chat_pauses_training": False})
         chat.wait_ready(None, args.backend, timeout=900, settings=settings)
@@ -118,7 +153,10 @@ def main() -> None:
                 paused.append(_answer(job.id, pausing, args.backend, args.tokens))
         finally:
             training.cancel(job.id, settings=settings)
+            ended = _wait_ended(job.id, settings)
             chat.shutdown()
+            machine = window.stop()
+        energy = _energy(carbon.report(since=started - 1, settings=settings).rows, machine, started)
         pauses = [
             line.message
             for line in training.logs(job.id, limit=1000, settings=settings)
@@ -137,6 +175,8 @@ def main() -> None:
         "ttft_s_beside_run": _mean(shared, "ttft_s"),
         "ttft_s_run_paused": _mean(paused, "ttft_s"),
         "run_log_pauses": pauses,
+        "run_ended": ended,
+        "energy": energy,
         **benchenv.conditions(load_before),
     }
     print(json.dumps(figures))
