@@ -82,17 +82,6 @@ def _ratio(part: float | None, whole: float | None) -> float | None:
     return round(part / whole, 2) if part is not None and whole else None
 
 
-def _wait_ended(job_id: str, settings: Any, timeout: float = 120.0) -> str:
-    from garden.services import training
-
-    deadline = time.monotonic() + timeout
-    while True:
-        status = training.get(job_id, settings=settings).status
-        if status not in ("queued", "running", "stopping") or time.monotonic() > deadline:
-            return status
-        time.sleep(0.5)
-
-
 def _energy(rows: list[Any], machine: Any, started: float) -> dict[str, Any]:
     """The energy credited to the run and to the chat, against the machine's over the window."""
     machine_kwh = ((machine.data or {}).get("machine") or {}).get("energy_kwh")
@@ -153,7 +142,7 @@ def main() -> None:
                 paused.append(_answer(job.id, pausing, args.backend, args.tokens))
         finally:
             training.cancel(job.id, settings=settings)
-            ended = _wait_ended(job.id, settings)
+            ended = training.wait(job.id, timeout=120, settings=settings).status
             chat.shutdown()
             machine = window.stop()
         energy = _energy(carbon.report(since=started - 1, settings=settings).rows, machine, started)
