@@ -12,9 +12,10 @@ fp32, so a bf16 ceiling there is meaningless.
                                             [--lora-dropout P] [--profile] [--ceiling-only]
                                             [--compile] [--rounds N]
 
-Our path trains with the LoRA dropout a job gets by default (0.05, what every preset trains with);
-``--lora-dropout`` sets another, e.g. 0 as the baseline's ``LoraConfig`` (before 2026-12-06 the
-bench always used 0, so older figures are without dropout).
+Both sides train the same LoRA, dropout included: by default the dropout a job gets (0.05, what
+every preset trains with); ``--lora-dropout`` sets another for both, e.g. 0, PEFT's own default.
+Until 2026-12-06 the bench used 0 on both sides; then, in JSON lines without
+``baseline_lora_dropout``, ours used 0.05 and the baseline 0: those compare different recipes.
 ``--rounds N`` runs the baseline and ours alternately N times and takes each side's median, so
 a host that slows for a minute moves both sides (the rounds are in the JSON).
 ``--ceiling-only`` measures only the matmul ceiling (seconds, no training: a smoke check).
@@ -205,9 +206,7 @@ def run_ours(
         lr_scheduler="constant",
         warmup_ratio=0.0,
         max_seq_len=args.max_seq_len,
-        lora_dropout=(
-            JobSpec.model_fields["lora_dropout"].default if lora_dropout is None else lora_dropout
-        ),
+        lora_dropout=job_lora_dropout(lora_dropout),
         torch_compile=torch_compile,
         assistant_only_loss=True,
         checkpoint_interval=10_000,
@@ -232,7 +231,17 @@ def median_run(runs: list[dict]) -> dict:
     return {**runs[0], "tok_s": statistics.median(run["tok_s"] for run in runs)}
 
 
-def run_baseline(model_path: str, data: Path, args: argparse.Namespace, work: Path) -> dict:
+def job_lora_dropout(requested: float | None) -> float:
+    """``requested``, or the job default every preset trains with."""
+    from garden.engine.training import JobSpec
+
+    default: float = JobSpec.model_fields["lora_dropout"].default
+    return default if requested is None else requested
+
+
+def run_baseline(
+    model_path: str, data: Path, args: argparse.Namespace, work: Path, lora_dropout: float
+) -> dict:
     from datasets import load_dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -254,7 +263,9 @@ def run_baseline(model_path: str, data: Path, args: argparse.Namespace, work: Pa
         model=model_path,
         args=config,
         train_dataset=load_dataset("json", data_files=str(data), split="train"),
-        peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"),
+        peft_config=LoraConfig(
+            r=16, lora_alpha=32, lora_dropout=lora_dropout, target_modules="all-linear"
+        ),
         callbacks=[timer],
     )
     trainer.train()
@@ -270,7 +281,7 @@ def main() -> None:
         "--lora-dropout",
         type=float,
         default=None,
-        help="our runs' LoRA dropout (default: the job default every preset trains with)",
+        help="both sides' LoRA dropout (default: the job default every preset trains with)",
     )
     parser.add_argument(
         "--rounds",
@@ -324,7 +335,9 @@ def main() -> None:
         )
         baselines, ours_runs = [], []
         for round_no in range(1, args.rounds + 1):
-            baselines.append(run_baseline(model_path, data, args, work))
+            baselines.append(
+                run_baseline(model_path, data, args, work, job_lora_dropout(args.lora_dropout))
+            )
             print(
                 f"round {round_no}: baseline (TRL defaults, fp32, no packing): "
                 f"{baselines[-1]['tok_s']:.1f} tok/s",
@@ -385,6 +398,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "max_seq_len": args.max_seq_len,
         "lora_dropout": ours["lora_dropout"],
+        "baseline_lora_dropout": job_lora_dropout(args.lora_dropout),
         "threads": torch.get_num_threads(),
     }
     print(
