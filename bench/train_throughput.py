@@ -3,10 +3,11 @@
 Same model (the embedded default), same data (garden_facts), same LoRA rank, same number of
 optimizer steps and batch size, same max sequence length. Both count trained (non-padding)
 tokens and time the steps after the first (warm-up). The ceiling is a matmul measured in this
-run, before and after training (the better of the two), in the precision our trainer uses on this machine (``precision=auto``: bf16 where the CPU has
-AVX-512 BF16 or AMX, fp32 elsewhere; ``ceiling_precision`` in the JSON), divided by ~6 FLOPs per
-parameter per trained token. A bf16 matmul on a CPU without bf16 is emulated and slower than
-fp32, so a bf16 ceiling there is meaningless.
+run, before and after training (the better of the two), in the precision our trainer uses on
+this machine (``precision=auto``: bf16 where the CPU has AVX-512 BF16 or AMX, fp32 elsewhere;
+``ceiling_precision`` in the JSON), divided by ~6 FLOPs per parameter per trained token. A bf16
+matmul on a CPU without bf16 is emulated and slower than fp32, so a bf16 ceiling there is
+meaningless.
 
     uv run python bench/train_throughput.py [--steps 5] [--batch-size 8] [--max-seq-len 256]
                                             [--lora-dropout P] [--profile] [--ceiling-only]
@@ -295,6 +296,8 @@ def main() -> None:
         "--ceiling-only", action="store_true", help="measure only the matmul ceiling (smoke check)"
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
