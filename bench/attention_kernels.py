@@ -1,6 +1,6 @@
 """One decoder layer's causal attention, forward + backward, per sequence length and kernel.
 
-Decides ``PLAIN_KERNELS_BELOW`` in ``garden/engine/training/packed_attention.py``: the length
+Decides ``plain_kernels_below()`` in ``garden/engine/training/packed_attention.py``: the length
 under which a bf16 sequence takes three plain kernels (``short_causal_attention``) instead of
 SDPA's flash kernel. It times, for the default model's attention shape (9 query heads, 3 key
 heads, head dim 64) and each length:
@@ -11,7 +11,9 @@ heads, head dim 64) and each length:
 Each figure is the median of ``--repeats`` forward + backward passes after two warm-ups, in ms,
 with the process's torch threads (2 on the development machines). The kernels of a lesser CPU
 class can be emulated: ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` keeps oneDNN's bf16 matmuls off
-AMX tiles (the ``avx512-bf16`` class); the JSON's ``emulated_class`` says so.
+AMX tiles (the ``avx512-bf16`` class); the JSON's ``emulated_class`` says so. That emulation
+is not the class: on an AMX Xeon it put flash ahead from 768 tokens, where a real AVX-512 BF16
+EPYC keeps the plain kernels ahead up to 1024 (docs/benchmarks.md, 2026-12-06).
 
     uv run python bench/attention_kernels.py [--lengths 64,128,...] [--dtypes bfloat16,float32]
 
@@ -107,9 +109,9 @@ def main() -> None:
     from garden.engine.training import packed_attention
 
     lengths = [int(length) for length in args.lengths.split(",")]
-    threshold = packed_attention.PLAIN_KERNELS_BELOW
+    threshold = packed_attention.plain_kernels_below()
     # The plain kernels' causal mask is cached at the threshold's size: time them beyond it too.
-    packed_attention.PLAIN_KERNELS_BELOW = max(lengths) + 1
+    packed_attention.plain_kernels_below = lambda: max(lengths) + 1  # type: ignore[method-assign]
     packed_attention._causal_mask.cache_clear()
     results: dict[str, dict[int, dict[str, float]]] = {}
     for dtype_name in args.dtypes.split(","):

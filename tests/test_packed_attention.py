@@ -10,6 +10,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from garden.engine.training.packed_attention import (
+    PLAIN_KERNELS_BELOW,
+    PLAIN_KERNELS_BELOW_WITHOUT_AMX,
+    plain_kernels_limit,
     register_packed_attention,
     short_causal_attention,
 )
@@ -117,3 +120,13 @@ def test_the_plain_kernels_give_sdpas_causal_attention_and_gradients(kv_heads: i
         strict=True,
     ):
         assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_the_plain_kernels_reach_further_on_avx512_bf16_without_amx() -> None:
+    """Measured per class (bench/attention_kernels.py): with AMX flash catches up by 1024
+    tokens, on AVX-512 BF16 alone the plain kernels still win there."""
+    avx512 = "flags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 avx512_vnni\n"
+    amx = avx512.replace("avx512_vnni", "avx512_vnni amx_bf16 amx_tile")
+    assert plain_kernels_limit(avx512) == PLAIN_KERNELS_BELOW_WITHOUT_AMX == 1025
+    assert plain_kernels_limit(amx) == PLAIN_KERNELS_BELOW == 640
+    assert plain_kernels_limit("flags\t\t: fpu sse2 avx2 fma\n") == PLAIN_KERNELS_BELOW

@@ -15,14 +15,35 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from pathlib import Path
 from typing import Any
 
 NAME = "garden_packed_sdpa"
-# bf16 sequences shorter than this run in three plain kernels, longer ones and fp32 in SDPA's flash
-# kernel. Measured fwd+bwd on a 2-core AMX Xeon: in bf16 the plain kernels take 0.4-0.6x the
-# flash kernel's time up to 512 tokens, tie at 768-1024 and lose at 2048; in fp32 (AVX2 emulated
-# or not) flash ties or wins at every length, and SDPA's math path loses to both everywhere.
-PLAIN_KERNELS_BELOW = 640  # tokens
+# bf16 sequences shorter than ``plain_kernels_below()`` run in three plain kernels, longer ones
+# and fp32 in SDPA's flash kernel. Measured fwd+bwd per layer (bench/attention_kernels.py): on a
+# 2-core AMX Xeon, in bf16 the plain kernels take 0.4-0.6x the flash kernel's time up to 512
+# tokens, tie at 1024 and lose at 2048; on a 2-core AVX-512 BF16 EPYC without AMX they take
+# 0.4-0.8x flash's time at every length up to 1024 and lose at 2048. In fp32 flash ties or wins
+# at every length, and SDPA's math path loses to one or the other everywhere.
+PLAIN_KERNELS_BELOW = 640  # tokens, where the CPU has AMX
+PLAIN_KERNELS_BELOW_WITHOUT_AMX = 1025  # tokens, AVX-512 BF16 without AMX
+
+
+def plain_kernels_limit(cpuinfo: str) -> int:
+    """The length from which bf16 sequences take the flash kernel, on the CPU ``cpuinfo``
+    describes (``/proc/cpuinfo``'s text)."""
+    if "avx512_bf16" in cpuinfo and "amx_bf16" not in cpuinfo:
+        return PLAIN_KERNELS_BELOW_WITHOUT_AMX
+    return PLAIN_KERNELS_BELOW
+
+
+@functools.cache
+def plain_kernels_below() -> int:
+    """``plain_kernels_limit`` of this machine's CPU."""
+    try:
+        return plain_kernels_limit(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return PLAIN_KERNELS_BELOW
 
 
 def packed_sdpa_attention(
@@ -63,7 +84,7 @@ def packed_sdpa_attention(
     for length, (q, k, v) in zip(lengths, pieces, strict=True):
         if length == 0:
             continue
-        if plain_kernels_fit and length < PLAIN_KERNELS_BELOW:
+        if plain_kernels_fit and length < plain_kernels_below():
             parts.append(short_causal_attention(q, k, v, scaling))
             continue
         parts.append(
@@ -77,16 +98,16 @@ def packed_sdpa_attention(
 @functools.lru_cache(maxsize=4)
 def _causal_mask(dtype: Any) -> Any:
     """Additive causal mask of the longest plain-kernel sequence; its top-left n x n corner is
-    the mask of n tokens. One per dtype keeps the cache under a megabyte."""
+    the mask of n tokens. One per dtype keeps the cache at a few megabytes."""
     import torch
 
-    size = PLAIN_KERNELS_BELOW
+    size = plain_kernels_below()
     blocked = torch.ones(size, size, dtype=torch.bool).triu(1)
     return torch.zeros(size, size, dtype=dtype).masked_fill(blocked, float("-inf"))
 
 
 def short_causal_attention(query: Any, key: Any, value: Any, scaling: float | None) -> Any:
-    """Causal attention of one sequence, ``[1, heads, n, dim]`` with n < ``PLAIN_KERNELS_BELOW``,
+    """Causal attention of one sequence, ``[1, heads, n, dim]`` with n < ``plain_kernels_below()``,
     in three kernels.
 
     SDPA's math path runs about twenty small ops per sequence (scaling q and k, repeating the
