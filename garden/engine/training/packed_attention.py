@@ -23,7 +23,7 @@ NAME = "garden_packed_sdpa"
 # and fp32 in SDPA's flash kernel. Measured fwd+bwd per layer (bench/attention_kernels.py): on a
 # 2-core AMX Xeon, in bf16 the plain kernels take 0.4-0.6x the flash kernel's time up to 512
 # tokens, tie at 1024 and lose at 2048; on a 2-core AVX-512 BF16 EPYC without AMX they take
-# 0.4-0.8x flash's time at every length up to 1024 and lose at 2048. In fp32 flash ties or wins
+# 0.3-0.8x flash's time at every length up to 1024 and lose at 2048. In fp32 flash ties or wins
 # at every length, and SDPA's math path loses to one or the other everywhere.
 PLAIN_KERNELS_BELOW = 640  # tokens, where the CPU has AMX
 PLAIN_KERNELS_BELOW_WITHOUT_AMX = 1025  # tokens, AVX-512 BF16 without AMX
