@@ -336,17 +336,16 @@ def main() -> None:
             f"{top['ceiling_precision']} here ({top['ceiling_precision_reason']})",
             flush=True,
         )
+        lora_dropout = job_lora_dropout(args.lora_dropout)
         baselines, ours_runs = [], []
         for round_no in range(1, args.rounds + 1):
-            baselines.append(
-                run_baseline(model_path, data, args, work, job_lora_dropout(args.lora_dropout))
-            )
+            baselines.append(run_baseline(model_path, data, args, work, lora_dropout))
             print(
                 f"round {round_no}: baseline (TRL defaults, fp32, no packing): "
                 f"{baselines[-1]['tok_s']:.1f} tok/s",
                 flush=True,
             )
-            ours_runs.append(run_ours(model_path, data, args, work, lora_dropout=args.lora_dropout))
+            ours_runs.append(run_ours(model_path, data, args, work, lora_dropout=lora_dropout))
             print(
                 f"round {round_no}: ours ({ours_runs[-1]['precision']}, packed, padding-free): "
                 f"{ours_runs[-1]['tok_s']:.1f} tok/s",
@@ -357,7 +356,7 @@ def main() -> None:
         compiled = None
         if args.compile:
             compiled = run_ours(
-                model_path, data, args, work, torch_compile=True, lora_dropout=args.lora_dropout
+                model_path, data, args, work, torch_compile=True, lora_dropout=lora_dropout
             )
             print(
                 f"ours with torch_compile: {compiled['tok_s']:.1f} tok/s after a first step of "
@@ -400,8 +399,8 @@ def main() -> None:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "max_seq_len": args.max_seq_len,
-        "lora_dropout": ours["lora_dropout"],
-        "baseline_lora_dropout": job_lora_dropout(args.lora_dropout),
+        "lora_dropout": lora_dropout,
+        "baseline_lora_dropout": lora_dropout,
         "threads": torch.get_num_threads(),
     }
     print(
