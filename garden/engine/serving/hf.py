@@ -13,9 +13,9 @@ import contextlib
 import queue
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+from garden.engine.cpu_flags import has_native_bf16
 from garden.engine.serving.types import Adapter, BackendChunk, GenerationRequest
 from garden.errors import ModelLoadError, OutOfMemoryError, ServingError
 
@@ -30,11 +30,7 @@ def pick_dtype(device: str) -> Any:
 
     if device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return torch.float32
-    return torch.bfloat16 if ("amx_bf16" in flags or "avx512_bf16" in flags) else torch.float32
+    return torch.bfloat16 if has_native_bf16() else torch.float32
 
 
 def is_oom(exc: BaseException) -> bool:

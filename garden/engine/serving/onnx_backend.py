@@ -13,10 +13,10 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from garden.config import Settings
+from garden.engine.cpu_flags import cpu_flags
 from garden.engine.serving.onnx_build import ensure_onnx_copy, onnx_installed
 from garden.engine.serving.parallel import usable_cpus
 from garden.engine.serving.types import BackendChunk, GenerationRequest
@@ -26,12 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def cpu_has_avx512() -> bool:
-    """True when /proc/cpuinfo lists AVX-512 (False where it cannot be read)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return "avx512f" in flags.split()
+    """True when the CPU lists AVX-512 (False where its flags cannot be read)."""
+    return "avx512f" in cpu_flags()
 
 
 class OnnxBackend:

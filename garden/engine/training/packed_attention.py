@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from pathlib import Path
 from typing import Any
+
+from garden.engine.cpu_flags import cpu_flags, parse_flags
 
 NAME = "garden_packed_sdpa"
 # bf16 sequences shorter than ``plain_kernels_below()`` run in three plain kernels, longer ones
@@ -32,7 +33,12 @@ PLAIN_KERNELS_BELOW_WITHOUT_AMX = 1025  # tokens, AVX-512 BF16 without AMX
 def plain_kernels_limit(cpuinfo: str) -> int:
     """The length from which bf16 sequences take the flash kernel, on the CPU ``cpuinfo``
     describes (``/proc/cpuinfo``'s text)."""
-    if "avx512_bf16" in cpuinfo and "amx_bf16" not in cpuinfo:
+    return limit_for_flags(parse_flags(cpuinfo))
+
+
+def limit_for_flags(flags: frozenset[str]) -> int:
+    """``plain_kernels_limit`` of a CPU with these flags."""
+    if "avx512_bf16" in flags and "amx_bf16" not in flags:
         return PLAIN_KERNELS_BELOW_WITHOUT_AMX
     return PLAIN_KERNELS_BELOW
 
@@ -40,10 +46,7 @@ def plain_kernels_limit(cpuinfo: str) -> int:
 @functools.cache
 def plain_kernels_below() -> int:
     """``plain_kernels_limit`` of this machine's CPU."""
-    try:
-        return plain_kernels_limit(Path("/proc/cpuinfo").read_text())
-    except OSError:
-        return PLAIN_KERNELS_BELOW
+    return limit_for_flags(cpu_flags())
 
 
 def packed_sdpa_attention(

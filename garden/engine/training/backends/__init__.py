@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from garden.engine.cpu_flags import has_native_bf16, parse_flags
 from garden.engine.training.backends.context import Emit, TrainContext, TrainOutcome
 
 __all__ = [
@@ -87,13 +88,9 @@ def bf16_capped(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
-    """True when the CPU has native bf16 matmul instructions (AMX or AVX-512 BF16)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    return "amx_bf16" in cpuinfo or "avx512_bf16" in cpuinfo
+    """True when the CPU (``cpuinfo``: ``/proc/cpuinfo``'s text; this machine's by default) has
+    native bf16 matmul instructions (AMX or AVX-512 BF16)."""
+    return has_native_bf16(None if cpuinfo is None else parse_flags(cpuinfo))
 
 
 def choose_precision(requested: str, device: str) -> tuple[str, str]:
