@@ -7,7 +7,12 @@ run, before and after training (the better of the two), in the precision our tra
 this machine (``precision=auto``: bf16 where the CPU has AVX-512 BF16 or AMX, fp32 elsewhere;
 ``ceiling_precision`` in the JSON), divided by ~6 FLOPs per parameter per trained token. A bf16
 matmul on a CPU without bf16 is emulated and slower than fp32, so a bf16 ceiling there is
-meaningless.
+meaningless. 6 per parameter counts a weight gradient for every weight; a LoRA step skips
+the frozen weights' and our LM head skips unlabelled positions, so the bench also counts the
+matmul FLOPs one step of each side really does (``bench/flop_count.py``, a short extra run of
+each after the timed ones) and prints the matmul GFLOP/s each side sustained while training as a
+fraction of the machine's (``ours_matmul_fraction``, ``baseline_matmul_fraction``): the share of
+the machine's matmul speed that is turned into work, which 6 per parameter overstates.
 
     uv run python bench/train_throughput.py [--steps 5] [--batch-size 8] [--max-seq-len 256]
                                             [--lora-dropout P] [--profile] [--ceiling-only]
@@ -40,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import benchenv
+import flop_count
 
 ROOT = Path(__file__).resolve().parent.parent
 FACTS = ROOT / "assets" / "datasets" / "garden_facts.jsonl"
@@ -189,6 +195,7 @@ def run_ours(
     device: str = "cpu",
     torch_compile: bool = False,
     lora_dropout: float | None = None,
+    extra_callbacks: list[Any] | None = None,
 ) -> dict:
     """Our engine's tok/s; ``lora_dropout`` None is the job default every preset trains with."""
     from garden.engine.training import JobSpec
@@ -214,6 +221,7 @@ def run_ours(
         save_total_limit=1,
     )
     callbacks = [timer, make_profiler()] if args.profile else [timer]
+    callbacks += extra_callbacks or []
     ctx = bench_context(spec, model_path, work / "ours", precision, device, callbacks=callbacks)
     started = time.perf_counter()
     outcome = run_backend(backend, ctx)
@@ -232,6 +240,33 @@ def median_run(runs: list[dict]) -> dict:
     return {**runs[0], "tok_s": statistics.median(run["tok_s"] for run in runs)}
 
 
+def count_flops(
+    model_path: str, data: Path, args: argparse.Namespace, work: Path, lora_dropout: float
+) -> dict[str, Any]:
+    """Each side's counted matmul work per trained token, from one short extra run of each
+    (``flop_count.COUNTED_STEP`` steps; its step is slowed by the counting, so never timed)."""
+    short = argparse.Namespace(**{**vars(args), "steps": flop_count.COUNTED_STEP, "profile": False})
+    ours, baseline = flop_count.make_flop_counter(), flop_count.make_flop_counter()
+    run_ours(model_path, data, short, work, lora_dropout=lora_dropout, extra_callbacks=[ours])
+    run_baseline(model_path, data, short, work, lora_dropout, extra_callbacks=[baseline])
+    return {"ours": ours, "baseline": baseline}
+
+
+def matmul_work(counted: dict[str, Any], tok_s: dict[str, float], gflops: float) -> dict:
+    """The JSON's counted-work figures: GFLOP per token, the matmul GFLOP/s each side sustained
+    while training, and that as a fraction of the machine's matmul speed."""
+    figures: dict[str, Any] = {}
+    for side in ("ours", "baseline"):
+        per_token = counted[side].gflop_per_token
+        if per_token is None:
+            continue
+        figures[f"{side}_gflop_per_token_counted"] = round(per_token, 4)
+        figures[f"{side}_matmul_gflops_sustained"] = round(per_token * tok_s[side], 1)
+        figures[f"{side}_matmul_fraction"] = round(per_token * tok_s[side] / gflops, 3)
+        figures[f"{side}_gflop_per_token_by_operator"] = counted[side].by_operator
+    return figures
+
+
 def job_lora_dropout(requested: float | None) -> float:
     """``requested``, or the job default every preset trains with."""
     from garden.engine.training import JobSpec
@@ -241,7 +276,12 @@ def job_lora_dropout(requested: float | None) -> float:
 
 
 def run_baseline(
-    model_path: str, data: Path, args: argparse.Namespace, work: Path, lora_dropout: float
+    model_path: str,
+    data: Path,
+    args: argparse.Namespace,
+    work: Path,
+    lora_dropout: float,
+    extra_callbacks: list[Any] | None = None,
 ) -> dict:
     from datasets import load_dataset
     from peft import LoraConfig
@@ -267,7 +307,7 @@ def run_baseline(
         peft_config=LoraConfig(
             r=16, lora_alpha=32, lora_dropout=lora_dropout, target_modules="all-linear"
         ),
-        callbacks=[timer],
+        callbacks=[timer, *(extra_callbacks or [])],
     )
     trainer.train()
     return {"tok_s": timer.tokens_per_second}
@@ -329,8 +369,9 @@ def main() -> None:
             "".join(json.dumps(r) + "\n" for r in rows(args.steps * args.batch_size * 8))
         )
         top = ceiling(gflop_per_token)
-        bf16 = matmul_gflops("bfloat16")
-        fp32 = matmul_gflops("float32")
+        timed = {MATMUL_DTYPES[top["ceiling_precision"]]: top["ceiling_matmul_gflops"]}
+        bf16 = timed.get("bfloat16") or matmul_gflops("bfloat16")
+        fp32 = timed.get("float32") or matmul_gflops("float32")
         print(
             f"matmul: bf16 {bf16:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s; the trainer uses "
             f"{top['ceiling_precision']} here ({top['ceiling_precision_reason']})",
@@ -369,6 +410,21 @@ def main() -> None:
             f"{top['ceiling_matmul_gflops_samples']} GFLOP/s (before and after training)",
             flush=True,
         )
+        work_done = matmul_work(
+            count_flops(model_path, data, args, work, lora_dropout),
+            {"ours": ours["tok_s"], "baseline": baseline["tok_s"]},
+            top["ceiling_matmul_gflops"],
+        )
+        for side in ("ours", "baseline"):
+            if f"{side}_gflop_per_token_counted" in work_done:
+                print(
+                    f"counted matmul work, {side}: "
+                    f"{work_done[f'{side}_gflop_per_token_counted']} GFLOP per trained token "
+                    f"(6 per parameter: {gflop_per_token:.3f}), "
+                    f"{work_done[f'{side}_matmul_gflops_sustained']} GFLOP/s = "
+                    f"{work_done[f'{side}_matmul_fraction']:.0%} of the matmul",
+                    flush=True,
+                )
 
     figures = {
         "ours_tok_s": round(ours["tok_s"], 1),
@@ -390,6 +446,7 @@ def main() -> None:
             if compiled and baseline["tok_s"] and top["ceiling_tok_s"]
             else {}
         ),
+        **work_done,
         "rounds": args.rounds,
         "baseline_tok_s_rounds": [round(r["tok_s"], 1) for r in baselines],
         "ours_tok_s_rounds": [round(r["tok_s"], 1) for r in ours_runs],
