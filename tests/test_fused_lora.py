@@ -124,6 +124,19 @@ def test_cpu_dropout_drops_p_of_the_values_and_scales_the_rest() -> None:
     assert not fused_lora.cpu_dropout(x, 1.0).any()
 
 
+def test_cpu_dropped_zeroes_the_same_values_and_leaves_the_rest_unscaled() -> None:
+    """The fused layer takes the unscaled values and puts ``1 / (1 - p)`` on the ``addmm``."""
+    x = torch.randn(300, 200, requires_grad=True)
+    torch.manual_seed(5)
+    scaled = fused_lora.cpu_dropout(x, 0.2)
+    torch.manual_seed(5)
+    values = fused_lora.cpu_dropped(x, 0.2)
+    assert torch.equal(values == 0, scaled == 0)
+    torch.testing.assert_close(values / 0.8, scaled)
+    values.sum().backward()
+    assert x.grad is not None and torch.equal(x.grad, (scaled != 0).float())
+
+
 def test_lora_dropout_goes_through_cpu_dropout_in_training_only() -> None:
     model = _model(torch.float32, lora_dropout=0.3)
     up = model.get_base_model().up  # type: ignore[operator]

@@ -11,7 +11,11 @@ Its dropout draws the mask from 16 random bits per element, taken from one 64-bi
 four elements of torch's generator, where ``torch.nn.functional.dropout`` on a CPU draws one
 Bernoulli sample per element: at LoRA's default p = 0.05 that sampling was about 40 % of a bf16
 training step (docs/benchmarks.md), and this mask costs about half as much forward + backward.
-It keeps a boolean mask for the backward, not one of the input's dtype.
+It keeps a boolean mask for the backward, not one of the input's dtype, zeroes the dropped
+values in one pass each way (``torch.where``; ``masked_fill`` copies the input first) and leaves
+the ``1 / (1 - p)`` rescaling to the ``addmm``'s ``alpha``, applied to the update's
+``[tokens, out_features]`` product instead of the ``[tokens, in_features]`` input, forward and
+backward.
 
 Only the plain case is fused: one active vanilla LoRA adapter (no DoRA or other variant), not
 merged, adapters enabled, no per-sample ``adapter_names``, on a CPU tensor. Anything else runs
@@ -41,6 +45,17 @@ def _fusable_adapter(layer: Any, x: Any, kwargs: dict[str, Any]) -> str | None:
     return name if same_dtype or torch.is_autocast_enabled("cpu") else None
 
 
+def cpu_dropped(x: Any, p: float) -> Any:
+    """``x`` with each value zeroed with probability ``p`` (to 1/65,536) and the rest left as
+    they are: inverted dropout before its ``1 / (1 - p)`` rescaling. ``0 < p < 1``."""
+    import torch
+
+    count = x.numel()
+    words = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
+    lanes = words.view(torch.int16)[:count].view(x.shape)
+    return torch.where(lanes < -32768 + round(p * 65536), 0, x)
+
+
 def cpu_dropout(x: Any, p: float) -> Any:
     """Inverted dropout of ``x`` with probability ``p`` (to 1/65,536), for training on a CPU."""
     import torch
@@ -49,15 +64,13 @@ def cpu_dropout(x: Any, p: float) -> Any:
         return x
     if p >= 1.0:
         return torch.zeros_like(x)
-    count = x.numel()
-    words = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
-    lanes = words.view(torch.int16)[:count].view(x.shape)
-    dropped = lanes < -32768 + round(p * 65536)
-    return x.masked_fill(dropped, 0).mul_(1.0 / (1.0 - p))
+    return cpu_dropped(x, p).mul_(1.0 / (1.0 - p))
 
 
-def _dropout(module: Any, x: Any) -> Any:
-    """What PEFT's ``lora_dropout`` module does to ``x``, with ``cpu_dropout`` for its sampling.
+def _dropout(module: Any, x: Any) -> tuple[Any, float]:
+    """What PEFT's ``lora_dropout`` module does to ``x``, as ``(values, rescale)``: the update
+    is ``lora_B(lora_A(values)) * rescale``. ``cpu_dropped`` samples the mask and leaves the
+    rescaling to the caller; any other module returns its own output and 1.0.
 
     Under ``torch.compile`` the module's own dropout stays: inductor draws its mask inside the
     fused kernel, and ``random_`` would break the compiled layer's graph in seven places."""
@@ -68,9 +81,10 @@ def _dropout(module: Any, x: Any) -> Any:
         and module.training
         and not module.inplace
         and not torch.compiler.is_compiling()
+        and 0.0 < module.p < 1.0
     ):
-        return cpu_dropout(x, float(module.p))
-    return module(x)
+        return cpu_dropped(x, float(module.p)), 1.0 / (1.0 - float(module.p))
+    return module(x), 1.0
 
 
 def install() -> None:
@@ -89,14 +103,15 @@ def install() -> None:
             return original(self, x, *args, **kwargs)
         lora_a = self.lora_A[name]
         result = self.base_layer(x)
-        down = lora_a(
-            _dropout(self.lora_dropout[name], self._cast_input_dtype(x, lora_a.weight.dtype))
+        values, rescale = _dropout(
+            self.lora_dropout[name], self._cast_input_dtype(x, lora_a.weight.dtype)
         )
+        down = lora_a(values)
         fused = torch.addmm(
             result.reshape(-1, result.shape[-1]),
             down.reshape(-1, down.shape[-1]),
             self.lora_B[name].weight.t(),
-            alpha=self.scaling[name],
+            alpha=self.scaling[name] * rescale,
         )
         return fused.view(result.shape)
 
