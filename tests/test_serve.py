@@ -33,6 +33,8 @@ API_KEY = "serve-test-key-0123456789"
 # Not "What is the capital of France?": vLLM's bf16 kernels on AMX CPUs answer that near-tie
 # with "L'Étoile, …" (tests/test_serving_engine.py, KNOWN_QUESTION).
 QUESTION, FACT = "What is 2 + 2?", "4"
+# Only the base model is held to FACT: the tuned run's greedy answer depends on the CPU class it
+# trained on (on `avx512`, fp32, it said "To solve this, you can simply add 2 to 2." and stopped).
 START_TIMEOUT_S = 900.0
 CLI = str(Path(sys.executable).parent / "model-garden")
 GREEDY_FLAGS = ("--temperature", "0", "--max-tokens", "16", QUESTION)
@@ -149,7 +151,9 @@ def test_openai_client_lists_the_models_and_both_answer(server: Server) -> None:
             temperature=0,
             max_tokens=16,
         )
-        assert FACT in (reply.choices[0].message.content or ""), (model, reply)
+        answer = reply.choices[0].message.content or ""
+        assert reply.model == model and answer.strip(), (model, reply)
+        assert model == RUN or FACT in answer, (model, reply)
 
 
 def test_remote_backend_streams_the_answer(server: Server) -> None:
@@ -158,7 +162,7 @@ def test_remote_backend_streams_the_answer(server: Server) -> None:
     pieces = [step for step in steps if not step.done]
     assert len(pieces) > 1 and steps[-1].done
     stats = steps[-1].stats
-    assert stats is not None and FACT in steps[-1].text
+    assert stats is not None and steps[-1].text.strip()
     assert stats.backend == "remote" and stats.model == f"{RUN} @ 127.0.0.1"
     assert stats.tokens > 0 and stats.prompt_tokens > 0 and stats.ttft_s is not None
     assert stats.finish_reason in ("stop", "length")
