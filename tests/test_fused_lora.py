@@ -106,45 +106,64 @@ def test_falls_back_to_peft_where_it_does_not_apply() -> None:
     torch.testing.assert_close(fused_out, out)
 
 
-def test_cpu_dropout_drops_p_of_the_values_and_scales_the_rest() -> None:
-    x = torch.randn(1000, 1000, requires_grad=True)
+def test_dropped_positions_are_a_bernoulli_draw_per_value() -> None:
     torch.manual_seed(3)
-    out = fused_lora.cpu_dropout(x, 0.05)
-    dropped = out == 0
-    assert abs(dropped.float().mean().item() - 0.05) < 0.002  # 1M draws: sd 0.0002
-    torch.testing.assert_close(out[~dropped], x[~dropped] / 0.95)
-    out.sum().backward()
-    assert x.grad is not None
-    torch.testing.assert_close(x.grad, (~dropped).float() / 0.95)
+    positions = fused_lora.dropped_positions(2_000_000, 0.05)
+    assert positions.dtype == torch.int64 and int(positions[0]) >= 0
+    assert int(positions[-1]) < 2_000_000 and bool((positions.diff() > 0).all())  # distinct
+    assert abs(len(positions) / 2_000_000 - 0.05) < 0.001  # 2M draws: sd 0.00015
+    # the gaps are geometric: P(gap = 1) = p, P(gap = 2) = p (1 - p)
+    gaps = positions.diff()
+    assert abs((gaps == 1).float().mean().item() - 0.05) < 0.003
+    assert abs((gaps == 2).float().mean().item() - 0.05 * 0.95) < 0.003
+    # every part of the range is reached as often: a quarter of the drops in each quarter
+    quarters = torch.bucketize(positions, torch.tensor([500_000, 1_000_000, 1_500_000]))
+    assert (torch.bincount(quarters).float() / len(positions) - 0.25).abs().max() < 0.01
     torch.manual_seed(3)
-    assert torch.equal(fused_lora.cpu_dropout(x, 0.05), out)  # torch's generator, seeded
-    bf16 = fused_lora.cpu_dropout(x.detach().bfloat16(), 0.5)
-    assert bf16.dtype == torch.bfloat16 and abs((bf16 == 0).float().mean().item() - 0.5) < 0.005
-    assert fused_lora.cpu_dropout(x, 0.0) is x
-    assert not fused_lora.cpu_dropout(x, 1.0).any()
+    assert torch.equal(fused_lora.dropped_positions(2_000_000, 0.05), positions)  # seeded
+    assert fused_lora.dropped_positions(10, 0.999_999).tolist() == list(range(10))
 
 
-def test_cpu_dropped_zeroes_the_same_values_and_leaves_the_rest_unscaled() -> None:
-    """The fused layer takes the unscaled values and puts ``1 / (1 - p)`` on the ``addmm``."""
-    x = torch.randn(300, 200, requires_grad=True)
-    torch.manual_seed(5)
-    scaled = fused_lora.cpu_dropout(x, 0.2)
-    torch.manual_seed(5)
-    values = fused_lora.cpu_dropped(x, 0.2)
-    assert torch.equal(values == 0, scaled == 0)
-    torch.testing.assert_close(values / 0.8, scaled)
-    values.sum().backward()
-    assert x.grad is not None and torch.equal(x.grad, (scaled != 0).float())
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+def test_dropped_down_is_the_masked_product_and_its_gradients(autocast: bool) -> None:
+    """``dropped_down`` equals ``(x * keep) @ A^T`` and its two gradients, for the positions
+    ``dropped_positions`` draws from the same seed."""
+    dtype = torch.bfloat16 if autocast else torch.float32
+    x = torch.randn(3, 40, 96).to(dtype).requires_grad_()
+    weight = (torch.randn(8, 96) * 0.1).requires_grad_()
+    cast = torch.autocast("cpu", torch.bfloat16) if autocast else contextlib.nullcontext()
+    torch.manual_seed(4)
+    with cast:
+        down = fused_lora.dropped_down(x, weight, 0.3)
+    grad = torch.randn_like(down)
+    down.backward(grad)
+    torch.manual_seed(4)
+    keep = torch.ones(x.numel())
+    keep[fused_lora.dropped_positions(x.numel(), 0.3)] = 0
+    x_ref = x.detach().clone().requires_grad_()
+    weight_ref = weight.detach().clone().requires_grad_()
+    with cast:
+        expected = (x_ref * keep.view(x.shape).to(dtype)) @ weight_ref.t()
+    expected.backward(grad)
+    assert down.dtype == expected.dtype and x.grad is not None and weight.grad is not None
+    assert (x.grad.dtype, weight.grad.dtype) == (dtype, torch.float32)
+    tolerance = 2e-2 if autocast else 1e-5  # bf16: one rounding of a value near 1
+    torch.testing.assert_close(down.float(), expected.float(), rtol=0, atol=tolerance)
+    assert x_ref.grad is not None and weight_ref.grad is not None
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(weight.grad, weight_ref.grad)
 
 
-def test_lora_dropout_goes_through_cpu_dropout_in_training_only() -> None:
+def test_lora_dropout_goes_through_dropped_down_in_training_only() -> None:
     model = _model(torch.float32, lora_dropout=0.3)
     up = model.get_base_model().up  # type: ignore[operator]
     x = torch.randn(4, 6, 48)
     torch.manual_seed(11)
     trained = up(x)
     torch.manual_seed(11)
-    dropped = fused_lora.cpu_dropout(x, 0.3)
+    keep = torch.ones(x.numel())
+    keep[fused_lora.dropped_positions(x.numel(), 0.3)] = 0
+    dropped = x * keep.view(x.shape) / 0.7
     update = up.lora_B["default"](up.lora_A["default"](dropped)) * up.scaling["default"]
     torch.testing.assert_close(trained, up.base_layer(x) + update, rtol=1e-5, atol=1e-5)
     model.eval()
@@ -153,7 +172,8 @@ def test_lora_dropout_goes_through_cpu_dropout_in_training_only() -> None:
 
 
 def test_a_compiled_layer_keeps_torch_s_dropout_in_one_graph() -> None:
-    """``random_`` breaks a dynamo graph: compiled, the module's dropout stays (inductor's)."""
+    """The sampled positions would break a dynamo graph: compiled, the module's dropout stays
+    (inductor's)."""
     model = _model(torch.float32, lora_dropout=0.3)
     explained = torch._dynamo.explain(model)(torch.randn(4, 6, 48))
     assert explained.graph_break_count == 0, explained.break_reasons

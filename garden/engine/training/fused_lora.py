@@ -7,15 +7,14 @@ each a pass over a ``[tokens, out_features]`` activation, for seven layers per d
 the scaling rides on the matmul, the base output is the addend, and its backward needs no
 element-wise pass of that size either. It rounds once instead of three times in bf16.
 
-Its dropout draws the mask from 16 random bits per element, taken from one 64-bit draw per
-four elements of torch's generator, where ``torch.nn.functional.dropout`` on a CPU draws one
-Bernoulli sample per element: at LoRA's default p = 0.05 that sampling was about 40 % of a bf16
-training step (docs/benchmarks.md), and this mask costs about half as much forward + backward.
-It keeps a boolean mask for the backward, not one of the input's dtype, zeroes the dropped
-values in one pass each way (``torch.where``; ``masked_fill`` copies the input first) and leaves
-the ``1 / (1 - p)`` rescaling to the ``addmm``'s ``alpha``, applied to the update's
-``[tokens, out_features]`` product instead of the ``[tokens, in_features]`` input, forward and
-backward.
+Its dropout draws only the positions it drops. ``torch.nn.functional.dropout`` on a CPU draws
+one Bernoulli sample per element (about 40 % of a bf16 step at LoRA's default p = 0.05,
+docs/benchmarks.md). Here the dropped positions are drawn as a Bernoulli process by its gaps
+(geometric, one uniform each), so the draws number about ``p`` per element, not one; the kept
+copy is a plain copy with those positions zeroed, and the backward zeroes the same positions of
+the input's gradient in place, where a mask would take one more pass over it each way. The
+``1 / (1 - p)`` rescaling rides on the ``addmm``'s ``alpha``, applied to the update's
+``[tokens, out_features]`` product instead of the ``[tokens, in_features]`` input.
 
 Only the plain case is fused: one active vanilla LoRA adapter (no DoRA or other variant), not
 merged, adapters enabled, no per-sample ``adapter_names``, on a CPU tensor. Anything else runs
@@ -24,6 +23,8 @@ PEFT's own forward.
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 
@@ -45,46 +46,87 @@ def _fusable_adapter(layer: Any, x: Any, kwargs: dict[str, Any]) -> str | None:
     return name if same_dtype or torch.is_autocast_enabled("cpu") else None
 
 
-def cpu_dropped(x: Any, p: float) -> Any:
-    """``x`` with each value zeroed with probability ``p`` (to 1/65,536) and the rest left as
-    they are: inverted dropout before its ``1 / (1 - p)`` rescaling. ``0 < p < 1``."""
+def dropped_positions(count: int, p: float) -> Any:
+    """The ascending flat indices that a dropout with probability ``p`` (``0 < p < 1``) zeroes
+    among ``count`` values: each index independently with probability ``p``, drawn as the
+    Bernoulli process's gaps (geometric: ``1 + floor(log(1 - u) / log(1 - p))``, one uniform
+    each), so the work grows with ``p * count``. Seeded by torch's CPU generator."""
     import torch
 
-    count = x.numel()
-    words = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
-    lanes = words.view(torch.int16)[:count].view(x.shape)
-    return torch.where(lanes < -32768 + round(p * 65536), 0, x)
+    expected = count * p
+    draws = int(expected + 8 * math.sqrt(expected * (1 - p)) + 64)
+    per_log = 1.0 / math.log1p(-p)
+    parts, last = [], -1
+    while last < count:  # 8 standard deviations past the mean: rarely a second round
+        uniform = torch.rand(draws, dtype=torch.float32)
+        gaps = uniform.neg_().log1p_().mul_(per_log).floor_().to(torch.int64).add_(1)
+        ends = gaps.cumsum_(0).add_(last)
+        parts.append(ends)
+        last = int(ends[-1])
+    positions = parts[0] if len(parts) == 1 else torch.cat(parts)
+    return positions[: int(torch.searchsorted(positions, count))]
 
 
-def cpu_dropout(x: Any, p: float) -> Any:
-    """Inverted dropout of ``x`` with probability ``p`` (to 1/65,536), for training on a CPU."""
+@functools.cache
+def _dropped_down_function() -> Any:
     import torch
 
-    if p <= 0.0:
-        return x
-    if p >= 1.0:
-        return torch.zeros_like(x)
-    return cpu_dropped(x, p).mul_(1.0 / (1.0 - p))
+    class DroppedDown(torch.autograd.Function):
+        """``dropout(x) @ A^T`` without its ``1 / (1 - p)``, for a 2-D contiguous ``x``; the
+        matmul runs in the dtype autocast picks, the gradients come back in the inputs'."""
+
+        @staticmethod
+        def forward(ctx: Any, x: Any, weight: Any, p: float) -> Any:
+            positions = dropped_positions(x.numel(), p)
+            kept = x.clone()
+            kept.view(-1).index_fill_(0, positions, 0)
+            ctx.save_for_backward(kept, weight, positions)
+            return kept @ weight.t()
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> tuple[Any, Any, None]:
+            kept, weight, positions = ctx.saved_tensors
+            grad_x = grad_weight = None
+            if ctx.needs_input_grad[0]:
+                grad_x = grad @ weight.to(grad.dtype)
+                grad_x.view(-1).index_fill_(0, positions, 0)
+                grad_x = grad_x.to(kept.dtype)
+            if ctx.needs_input_grad[1]:
+                grad_weight = (grad.t() @ kept.to(grad.dtype)).to(weight.dtype)
+            return grad_x, grad_weight, None
+
+    return DroppedDown
 
 
-def _dropout(module: Any, x: Any) -> tuple[Any, float]:
-    """What PEFT's ``lora_dropout`` module does to ``x``, as ``(values, rescale)``: the update
-    is ``lora_B(lora_A(values)) * rescale``. ``cpu_dropped`` samples the mask and leaves the
-    rescaling to the caller; any other module returns its own output and 1.0.
+def dropped_down(x: Any, weight: Any, p: float) -> Any:
+    """``(x * keep) @ weight^T`` for an ``x`` of any leading shape, ``keep`` zero at
+    ``dropped_positions(x.numel(), p)``: LoRA's down projection of an inverted dropout before
+    its ``1 / (1 - p)``. ``0 < p < 1``."""
+    flat = x.reshape(-1, x.shape[-1]).contiguous()
+    down = _dropped_down_function().apply(flat, weight, p)
+    return down.view(*x.shape[:-1], down.shape[-1])
+
+
+def _down(dropout: Any, lora_a: Any, x: Any) -> tuple[Any, float]:
+    """What ``lora_A(lora_dropout(x))`` gives, as ``(down, rescale)``: the update is
+    ``lora_B(down) * rescale``. A training dropout goes through ``dropped_down``; any other
+    module runs as it is, with rescale 1.0.
 
     Under ``torch.compile`` the module's own dropout stays: inductor draws its mask inside the
-    fused kernel, and ``random_`` would break the compiled layer's graph in seven places."""
+    fused kernel, and the sampling here would break the compiled layer's graph."""
     import torch
 
     if (
-        isinstance(module, torch.nn.Dropout)
-        and module.training
-        and not module.inplace
+        isinstance(dropout, torch.nn.Dropout)
+        and dropout.training
+        and not dropout.inplace
         and not torch.compiler.is_compiling()
-        and 0.0 < module.p < 1.0
+        and 0.0 < dropout.p < 1.0
+        and lora_a.bias is None
     ):
-        return cpu_dropped(x, float(module.p)), 1.0 / (1.0 - float(module.p))
-    return module(x), 1.0
+        p = float(dropout.p)
+        return dropped_down(x, lora_a.weight, p), 1.0 / (1.0 - p)
+    return lora_a(dropout(x)), 1.0
 
 
 def install() -> None:
@@ -103,10 +145,9 @@ def install() -> None:
             return original(self, x, *args, **kwargs)
         lora_a = self.lora_A[name]
         result = self.base_layer(x)
-        values, rescale = _dropout(
-            self.lora_dropout[name], self._cast_input_dtype(x, lora_a.weight.dtype)
+        down, rescale = _down(
+            self.lora_dropout[name], lora_a, self._cast_input_dtype(x, lora_a.weight.dtype)
         )
-        down = lora_a(values)
         fused = torch.addmm(
             result.reshape(-1, result.shape[-1]),
             down.reshape(-1, down.shape[-1]),
