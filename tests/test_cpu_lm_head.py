@@ -100,3 +100,35 @@ def test_what_the_cpu_head_does_not_serve_goes_to_trl() -> None:
     assert calls == ["trl"]
     _run(head, torch.float32, bias=False, weight_grad=False, entropy_grad=False)
     assert calls == ["trl"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kept_exponentials_give_the_gradient_of_a_projection_again(
+    monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype
+) -> None:
+    """A training step keeps each tile's exponentials for its backward pass; past
+    ``KEPT_BYTES`` it projects the tile again. Both give one gradient, twice over a retained
+    graph too (the first backward pass turns the kept tiles into gradients in place)."""
+    monkeypatch.setattr(cpu_lm_head, "TILE_BYTES", 10 * 3000 * 4)
+    head = make_cpu_logprob_function(ChunkedLogProbFunction)
+    generator = torch.Generator().manual_seed(1)
+    hidden = torch.randn(37, 64, generator=generator).to(dtype).requires_grad_(True)
+    weight = (torch.randn(3000, 64, generator=generator) * 0.2).to(dtype)
+    targets = torch.randint(0, 3000, (37,), generator=generator)
+
+    def gradients(kept_bytes: int) -> list[torch.Tensor]:
+        monkeypatch.setattr(cpu_lm_head, "KEPT_BYTES", kept_bytes)
+        log_probs = head.apply(hidden, weight, None, targets, 1.0, 1024, None, 1.0, OUTPUTS)[0]
+        found = []
+        for _ in range(2):
+            (-log_probs.sum()).backward(retain_graph=True)
+            assert hidden.grad is not None
+            found.append(hidden.grad.clone())
+            hidden.grad = None
+        return found
+
+    kept, projected = gradients(2**30), gradients(0)
+    tolerance = 1e-2 if dtype == torch.bfloat16 else 1e-6
+    for got in [*kept, projected[1]]:
+        error = (got.float() - projected[0].float()).norm() / projected[0].float().norm()
+        assert error <= tolerance
