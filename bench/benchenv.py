@@ -50,17 +50,10 @@ def load_now() -> list[float]:
 
 
 def _cpu_info() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or platform.machine(), set[str]()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-            if flags and model:
-                break
+    from garden.engine.cpu_flags import cpu_flags, cpu_model_name
+
+    model = cpu_model_name() or platform.processor() or platform.machine()
+    flags = cpu_flags()
     return model, [flag for flag in FLAGS_OF_INTEREST if flag in flags]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from garden.engine.cpu_flags import has_native_bf16, parse_flags
+from garden.engine.cpu_flags import first_field, has_native_bf16, parse_flags
 
 ICE_LAKE = (
     "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor @ 2.80GHz\n"
@@ -24,3 +24,8 @@ def test_native_bf16_needs_amx_or_avx512_bf16() -> None:
     assert has_native_bf16(frozenset({"avx512f", "avx512_bf16"}))
     assert has_native_bf16(frozenset({"amx_bf16"}))
     assert not has_native_bf16(frozenset())
+
+
+def test_the_model_name_is_the_first_processor_s() -> None:
+    assert first_field(ICE_LAKE, "model name") == "Intel(R) Xeon(R) Processor @ 2.80GHz"
+    assert first_field("flags\t: avx2\n", "model name") is None

@@ -10,22 +10,38 @@ CPUINFO = Path("/proc/cpuinfo")
 NATIVE_BF16 = frozenset({"amx_bf16", "avx512_bf16"})
 
 
-def parse_flags(cpuinfo: str) -> frozenset[str]:
-    """The flags of the first processor that ``cpuinfo`` (``/proc/cpuinfo``'s text) lists."""
+def first_field(cpuinfo: str, name: str) -> str | None:
+    """The value of the first ``name`` line (``flags``, ``model name``) that ``cpuinfo``
+    (``/proc/cpuinfo``'s text) lists, stripped; None when there is none."""
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
+def parse_flags(cpuinfo: str) -> frozenset[str]:
+    """The flags of the first processor that ``cpuinfo`` (``/proc/cpuinfo``'s text) lists."""
+    return frozenset((first_field(cpuinfo, "flags") or "").split())
+
+
+@functools.cache
+def _cpuinfo() -> str:
+    try:
+        return CPUINFO.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 @functools.cache
 def cpu_flags() -> frozenset[str]:
     """This machine's CPU flags (none where ``/proc/cpuinfo`` cannot be read)."""
-    try:
-        return parse_flags(CPUINFO.read_text(encoding="utf-8", errors="replace"))
-    except OSError:
-        return frozenset()
+    return parse_flags(_cpuinfo())
+
+
+def cpu_model_name() -> str | None:
+    """This machine's CPU model name, as ``/proc/cpuinfo`` gives it (None where it does not)."""
+    return first_field(_cpuinfo(), "model name")
 
 
 def has_native_bf16(flags: frozenset[str] | None = None) -> bool:
