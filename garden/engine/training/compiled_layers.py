@@ -4,7 +4,8 @@ Each repeated decoder layer is compiled in place (``Module.compile``, the region
 PyTorch's tutorials), so one compiled graph serves every layer and the parameter names, hence
 checkpoints and the saved adapter, stay as they are. On a CPU with native bf16 the fused
 element-wise work makes a step about 1.2x faster once the first steps have compiled
-(docs/training.md); in fp32, where matmuls dominate, the gain is a few percent.
+(docs/training.md); in fp32 it gains a few percent at most, and on a 2-core AVX-512 Xeon without
+BF16 a compiled fp32 run made 0.79x the eager tok/s (docs/benchmarks.md).
 
 ``torch_compile`` None (auto, opt-in) compiles a bf16 SFT run on the CPU without a budget once its
 first steps show at least ``AUTO_COMPILE_AFTER_S`` of training still to go: long enough to win
