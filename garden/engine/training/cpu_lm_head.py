@@ -90,11 +90,12 @@ def make_cpu_logprob_function(fallback: Any) -> Any:
                     z -= top.unsqueeze(-1)
                     exps = torch.exp(z)
                     total = exps.sum(-1)
+                    log_total = total.log()
                     totals[tile] = total
-                    log_z[tile] = top + total.log()
+                    log_z[tile] = top + log_total
                     logprobs[tile] = target_z - log_z[tile]
                     if entropy is not None:  # log Z - E[z], with both shifted by the max
-                        entropy[tile] = total.log() - z.mul_(exps).sum(-1) / total
+                        entropy[tile] = log_total - z.mul_(exps).sum(-1) / total
                     if is_top1 is not None:  # ``max`` gives the first maximum, as TRL counts it
                         is_top1[tile] = top_index == targets[tile]
                     if keep:
