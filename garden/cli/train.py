@@ -236,6 +236,14 @@ def _finish(job: JobView, as_json: bool) -> None:
     "with a budget). off (default); auto: only bf16 runs with 5 min or more to go.",
 )
 @click.option(
+    "--int8-matmuls",
+    "int8_matmuls",
+    type=click.Choice(["auto", "on", "off"]),  # training.SWITCH_CHOICES, the default first
+    default=None,
+    help="SFT LoRA in fp32 on a CPU: multiply the frozen weights in int8 (≈1.2x faster steps); "
+    "auto (default) and on: wherever that applies; off: fp32 throughout.",
+)
+@click.option(
     "--gradient-checkpointing/--no-gradient-checkpointing",
     default=None,
     help="Recompute activations: less memory, slower (default: on when needed to fit).",
@@ -269,8 +277,9 @@ def train(preset: str | None, as_json: bool, **options: Any) -> None:
     for key in BUDGET_OPTIONS:
         if given.get(key) == 0:
             given[key] = None  # over the preset's budget: none
-    if "torch_compile" in given:
-        given["torch_compile"] = training.SWITCH_CHOICES[given["torch_compile"]]
+    for switch in ("torch_compile", "int8_matmuls"):
+        if switch in given:
+            given[switch] = training.SWITCH_CHOICES[given[switch]]
     try:
         if "rewards" in given:
             given["rewards"] = training.parse_rewards("\n".join(given["rewards"]))

@@ -21,7 +21,8 @@ from garden.services.base import View, resolve
 from garden.services.endpoints import Endpoint, check_endpoint
 
 SettingValue = float | int | str | list[dict[str, Any]] | None  # a list: GRPO's rewards
-# The words for a tri-state spec switch (assistant_only_loss, torch_compile) in the tab and the CLI.
+# The words for a tri-state spec switch (assistant_only_loss, torch_compile, int8_matmuls) in the
+# tab and the CLI.
 SWITCH_CHOICES: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
 
 

@@ -27,6 +27,8 @@ import functools
 import math
 from typing import Any
 
+from garden.engine.training import int8_frozen
+
 
 def _fusable_adapter(layer: Any, x: Any, kwargs: dict[str, Any]) -> str | None:
     """The one active adapter the fused path can serve, else None (PEFT's forward)."""
@@ -144,7 +146,11 @@ def install() -> None:
         if name is None:
             return original(self, x, *args, **kwargs)
         lora_a = self.lora_A[name]
-        result = self.base_layer(x)
+        base = self.base_layer
+        if getattr(self, int8_frozen.MARK, False) and int8_frozen.applies(base, x):
+            result = int8_frozen.frozen_linear(base, x)
+        else:
+            result = base(x)
         down, rescale = _down(
             self.lora_dropout[name], lora_a, self._cast_input_dtype(x, lora_a.weight.dtype)
         )

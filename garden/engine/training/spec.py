@@ -193,6 +193,12 @@ class JobSpec(BaseModel):
         "a bf16 run without a budget compiles once its first steps show 5 minutes or more to go; "
         "needs a C++ compiler (g++)",
     )
+    int8_matmuls: bool | None = Field(
+        None,
+        description="SFT with LoRA in fp32 on a CPU: multiply the frozen base weights in int8 "
+        "(each token's activations and gradients at 8 bits, the weights per channel at 7; the "
+        "adapters stay fp32). None (auto) and on: wherever that applies; off: fp32 throughout",
+    )
     gradient_checkpointing: bool | None = Field(
         None,
         description="Recompute each layer's activations in the backward pass (less memory, "

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from garden.engine.training import fused_lora, trackers
+from garden.engine.training import fused_lora, int8_frozen, trackers
 from garden.engine.training.backends.context import TrainContext, TrainOutcome
 from garden.engine.training.budget import make_budget_callback
 from garden.engine.training.chat_pause import paused_seconds
@@ -319,6 +319,9 @@ def run_trainer(
         callbacks=[callback, *([budget] if budget else []), *ctx.extra.get("callbacks", [])],
         **(extra or {}),
     )
+    if int8_frozen.chosen(ctx.spec, ctx.device, ctx.precision):
+        layers = int8_frozen.mark(trainer.model)
+        ctx.log(f"Frozen weights multiply in int8 in {layers} LoRA layers (int8_matmuls)")
     return finish_training(ctx, trainer, tokenizer, callback, has_eval=bool(eval_rows))
 
 
