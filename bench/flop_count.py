@@ -8,9 +8,11 @@ step's matmuls says how much of the machine's matmul speed each side turns into 
 the 6-per-parameter figure flatters any path that skips work.
 
 Counted: every matmul torch's counter knows (``mm``, ``addmm``, ``bmm``, ``baddbmm``, SDPA's
-kernels), and the CPU flash attention kernel, which it does not know, with its SDPA formula
-(causal attention counted as full, as torch counts it). Element-wise work and the optimizer are
-not matmuls and are not counted.
+kernels), and two it does not know: the CPU flash attention kernel, with its SDPA formula
+(causal attention counted as full, as torch counts it), and ``_int_mm``, the int8 products of
+frozen weights in an fp32 run (``int8_matmuls``), 2 operations per multiply-add like a float
+matmul, so such a run's fraction of the fp32 matmul can pass 100 %. Element-wise work and the
+optimizer are not matmuls and are not counted.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ COUNTED_STEP = 2  # the second optimizer step: the first carries one-off set-up 
 
 
 def cpu_flash_attention_formulas() -> dict[Any, Any]:
-    """FlopCounterMode formulas for SDPA's CPU flash kernel (forward and backward)."""
+    """FlopCounterMode formulas for SDPA's CPU flash kernel (forward and backward) and for
+    ``_int_mm``."""
     import torch
     from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
 
@@ -31,10 +34,14 @@ def cpu_flash_attention_formulas() -> dict[Any, Any]:
     def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
         return sdpa_backward_flop_count(grad_out, query, key, value)
 
+    def int_mm(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+        return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
     aten = torch.ops.aten
     return {
         aten._scaled_dot_product_flash_attention_for_cpu: forward,
         aten._scaled_dot_product_flash_attention_for_cpu_backward: backward,
+        aten._int_mm: int_mm,
     }
 
 

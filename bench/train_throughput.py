@@ -17,13 +17,21 @@ the machine's matmul speed that is turned into work, which 6 per parameter overs
     uv run python bench/train_throughput.py [--steps 5] [--batch-size 8] [--max-seq-len 256]
                                             [--lora-dropout P] [--profile] [--ceiling-only]
                                             [--compile] [--rounds N]
+                                            [--int8-matmuls auto|on|off]
 
 Both sides train the same LoRA, dropout included: by default the dropout a job gets (0.05, what
 every preset trains with); ``--lora-dropout`` sets another for both, e.g. 0, PEFT's own default.
 Until 2026-12-06 the bench used 0 on both sides; then, in JSON lines without
 ``baseline_lora_dropout``, ours used 0.05 and the baseline 0: those compare different recipes.
 ``--rounds N`` runs the baseline and ours alternately N times and takes each side's median, so
-a host that slows for a minute moves both sides (the rounds are in the JSON).
+a host that slows for a minute moves both sides (the rounds are in the JSON). Every run, timed
+or counted, is a fresh process (``in_fresh_process``): our engine patches TRL and PEFT for
+the whole process (the fused LoRA forward and dropout, the CPU LM head), and until 2026-12-07
+the baseline's rounds after the first ran in the process ours had patched, so they timed TRL
+with our LoRA layers and LM head; only round 1's baseline was plain TRL.
+Where our side trains in fp32 it multiplies the frozen weights in int8 (``int8_matmuls``, the
+job default since 2026-12-07; ``ours_int8_matmuls`` in the JSON); ``--int8-matmuls off`` times
+it in fp32 throughout.
 ``--ceiling-only`` measures only the matmul ceiling (seconds, no training: a smoke check).
 ``--compile`` also runs our path with ``torch_compile`` (the decoder layers compiled; its first
 step, which compiles, is the untimed warm-up like every run's) and reports its ratio too.
@@ -216,6 +224,9 @@ def run_ours(
         max_seq_len=args.max_seq_len,
         lora_dropout=job_lora_dropout(lora_dropout),
         torch_compile=torch_compile,
+        int8_matmuls={"auto": None, "on": True, "off": False}[
+            getattr(args, "int8_matmuls", "auto")
+        ],
         assistant_only_loss=True,
         checkpoint_interval=10_000,
         save_total_limit=1,
@@ -225,13 +236,44 @@ def run_ours(
     ctx = bench_context(spec, model_path, work / "ours", precision, device, callbacks=callbacks)
     started = time.perf_counter()
     outcome = run_backend(backend, ctx)
+    from garden.engine.training import int8_frozen
+
     return {
         "tok_s": timer.tokens_per_second,
         "precision": precision,
+        "int8_matmuls": int8_frozen.chosen(spec, device, precision),
         "lora_dropout": spec.lora_dropout,
         "steps": outcome.steps,
         "first_step_s": round(timer.t0 - started, 1),
     }
+
+
+def _fresh_child(function: Any, *args: Any, **kwargs: Any) -> Any:
+    import psutil
+    import torch
+
+    torch.set_num_threads(psutil.cpu_count(logical=False) or 1)
+    return function(*args, **kwargs)
+
+
+def in_fresh_process(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)`` in a new interpreter (spawned, with this one's environment):
+    nothing one side patches reaches the other."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_fresh_child, function, *args, **kwargs).result()
+
+
+def counted_side(
+    side: str, model_path: str, data: Path, args: argparse.Namespace, work: Path, dropout: float
+) -> dict[str, Any]:
+    """One side's counted matmul work (``flop_count``) from a short run of it."""
+    counter = flop_count.make_flop_counter()
+    run = run_ours if side == "ours" else run_baseline
+    run(model_path, data, args, work, lora_dropout=dropout, extra_callbacks=[counter])
+    return {"gflop_per_token": counter.gflop_per_token, "by_operator": counter.by_operator}
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -246,10 +288,10 @@ def count_flops(
     """Each side's counted matmul work per trained token, from one short extra run of each
     (``flop_count.COUNTED_STEP`` steps; its step is slowed by the counting, so never timed)."""
     short = argparse.Namespace(**{**vars(args), "steps": flop_count.COUNTED_STEP, "profile": False})
-    ours, baseline = flop_count.make_flop_counter(), flop_count.make_flop_counter()
-    run_ours(model_path, data, short, work, lora_dropout=lora_dropout, extra_callbacks=[ours])
-    run_baseline(model_path, data, short, work, lora_dropout, extra_callbacks=[baseline])
-    return {"ours": ours, "baseline": baseline}
+    return {
+        side: in_fresh_process(counted_side, side, model_path, data, short, work, lora_dropout)
+        for side in ("ours", "baseline")
+    }
 
 
 def matmul_work(counted: dict[str, Any], tok_s: dict[str, float], gflops: float) -> dict:
@@ -257,13 +299,13 @@ def matmul_work(counted: dict[str, Any], tok_s: dict[str, float], gflops: float)
     while training, and that as a fraction of the machine's matmul speed."""
     figures: dict[str, Any] = {}
     for side in ("ours", "baseline"):
-        per_token = counted[side].gflop_per_token
+        per_token = counted[side]["gflop_per_token"]
         if per_token is None:
             continue
         figures[f"{side}_gflop_per_token_counted"] = round(per_token, 4)
         figures[f"{side}_matmul_gflops_sustained"] = round(per_token * tok_s[side], 1)
         figures[f"{side}_matmul_fraction"] = round(per_token * tok_s[side] / gflops, 3)
-        figures[f"{side}_gflop_per_token_by_operator"] = counted[side].by_operator
+        figures[f"{side}_gflop_per_token_by_operator"] = counted[side]["by_operator"]
     return figures
 
 
@@ -330,6 +372,12 @@ def main() -> None:
         default=1,
         help="run the baseline and ours alternately this many times; each side's median counts",
     )
+    parser.add_argument(
+        "--int8-matmuls",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="our side's int8_matmuls (auto: the job default, int8 frozen weights in fp32 runs)",
+    )
     parser.add_argument("--profile", action="store_true", help="print our path's top operators")
     parser.add_argument("--compile", action="store_true", help="also run ours with torch_compile")
     parser.add_argument(
@@ -380,15 +428,21 @@ def main() -> None:
         lora_dropout = job_lora_dropout(args.lora_dropout)
         baselines, ours_runs = [], []
         for round_no in range(1, args.rounds + 1):
-            baselines.append(run_baseline(model_path, data, args, work, lora_dropout))
+            baselines.append(
+                in_fresh_process(run_baseline, model_path, data, args, work, lora_dropout)
+            )
             print(
                 f"round {round_no}: baseline (TRL defaults, fp32, no packing): "
                 f"{baselines[-1]['tok_s']:.1f} tok/s",
                 flush=True,
             )
-            ours_runs.append(run_ours(model_path, data, args, work, lora_dropout=lora_dropout))
+            ours_runs.append(
+                in_fresh_process(run_ours, model_path, data, args, work, lora_dropout=lora_dropout)
+            )
             print(
-                f"round {round_no}: ours ({ours_runs[-1]['precision']}, packed, padding-free): "
+                f"round {round_no}: ours ({ours_runs[-1]['precision']}"
+                f"{', int8 frozen weights' if ours_runs[-1]['int8_matmuls'] else ''}, "
+                "packed, padding-free): "
                 f"{ours_runs[-1]['tok_s']:.1f} tok/s",
                 flush=True,
             )
@@ -396,8 +450,14 @@ def main() -> None:
         ours = median_run(ours_runs)
         compiled = None
         if args.compile:
-            compiled = run_ours(
-                model_path, data, args, work, torch_compile=True, lora_dropout=lora_dropout
+            compiled = in_fresh_process(
+                run_ours,
+                model_path,
+                data,
+                args,
+                work,
+                torch_compile=True,
+                lora_dropout=lora_dropout,
             )
             print(
                 f"ours with torch_compile: {compiled['tok_s']:.1f} tok/s after a first step of "
@@ -429,6 +489,7 @@ def main() -> None:
     figures = {
         "ours_tok_s": round(ours["tok_s"], 1),
         "ours_precision": ours["precision"],
+        "ours_int8_matmuls": ours["int8_matmuls"],
         "baseline_tok_s": round(baseline["tok_s"], 1),
         "ratio": round(ours["tok_s"] / baseline["tok_s"], 2) if baseline["tok_s"] else None,
         **top,

@@ -1,5 +1,5 @@
 """The training bench's counted matmul work (``bench/flop_count.py``): the CPU flash attention
-kernel, which torch's counter does not know, counts as SDPA's formula says."""
+kernel and the int8 products, which torch's counter does not know, count as their formulas say."""
 
 from __future__ import annotations
 
@@ -33,3 +33,14 @@ def test_cpu_flash_attention_counts_forward_and_backward() -> None:
     assert counts[aten._scaled_dot_product_flash_attention_for_cpu_backward] == (
         sdpa_backward_flop_count(out.shape, *shapes)
     )
+
+
+def test_int8_products_count_two_operations_per_multiply_add() -> None:
+    a = torch.randint(-127, 128, (40, 64), dtype=torch.int8)
+    b = torch.randint(-63, 64, (64, 24), dtype=torch.int8)
+    counter = FlopCounterMode(
+        display=False, custom_mapping=flop_count.cpu_flash_attention_formulas()
+    )
+    with counter:
+        torch._int_mm(a, b)
+    assert counter.get_flop_counts()["Global"][torch.ops.aten._int_mm] == 2 * 40 * 64 * 24
