@@ -61,6 +61,7 @@ def _form(**values):
         "assistant_only_loss": True,
         "packing": True,
         "torch_compile": False,
+        "int8_matmuls": "auto",
         "eval_steps": 0,
         "seed": 42,
         "precision": "auto",

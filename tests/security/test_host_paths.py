@@ -73,7 +73,7 @@ def start_args(**values: Any) -> list[Any]:
         "batch_size": 2, "gradient_accumulation": 1, "max_seq_len": 128, "lora_r": 8,
         "lora_alpha": 16, "lora_dropout": 0.05, "lora_target_modules": "all-linear",
         "assistant_only_loss": True, "packing": True, "torch_compile": False, "eval_steps": 0,
-        "seed": 42,
+        "seed": 42, "int8_matmuls": "auto",
         "precision": "auto", "backend": "auto", "checkpoint_interval": 0, "num_processes": 1,
         "strategy": "auto", **values,
     }  # fmt: skip
