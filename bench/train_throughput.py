@@ -85,7 +85,7 @@ def make_timer():
     return StepTimer()
 
 
-def make_profiler(rows: int = int(os.environ.get("PROFILE_ROWS", "12"))):
+def make_profiler(rows: int = 12):
     from transformers import TrainerCallback
 
     class StepProfiler(TrainerCallback):
