@@ -9,7 +9,11 @@ runs, the resident set size (RSS) of its worker and of every process under it is
 process, each ``torchrun`` rank with two). Memory does not depend on the machine's load.
 
     HF_HUB_OFFLINE=1 uv run python bench/train_memory.py [--cases cli-1,cli-2,lora1024-1,...]
-        [--gradient-checkpointing auto|on|off]
+        [--gradient-checkpointing auto|on|off] [--set FIELD=JSON ...]
+
+``--set`` gives every case another spec field, e.g. ``--set 'precision="fp32"' --set
+int8_matmuls=false``. Each case also prints the planner's estimate of a rank's peak (the job
+log's "Memory: about … GB per process"), to compare with the measured one.
 
 The last line is one JSON object with the figures.
 """
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import re
 import tempfile
 import threading
 import time
@@ -84,8 +89,29 @@ class PeakSampler(threading.Thread):
             time.sleep(0.1)
 
 
+def from_log(job_id: str, settings: Any) -> dict[str, Any]:
+    """From the job's log: the planner's estimate of one rank's peak ("Memory: about … GB per
+    process"), the precision, and whether the frozen weights multiplied in int8."""
+    from garden.services import training
+
+    lines = [line.message for line in training.logs(job_id, limit=1000, settings=settings)]
+    text = "\n".join(lines)
+    planned = re.search(r"Memory: about ([0-9.]+) GB per process", text)
+    precision = re.search(r"; precision (\w+) \(", text)
+    return {
+        "planned_rank_gb": float(planned.group(1)) if planned else None,
+        "precision": precision.group(1) if precision else None,
+        "int8_frozen": "multiply in int8" in text,
+    }
+
+
 def run_case(
-    name: str, case: dict[str, Any], settings: Any, dataset: Path, checkpointing: bool | None
+    name: str,
+    case: dict[str, Any],
+    settings: Any,
+    dataset: Path,
+    checkpointing: bool | None,
+    overrides: dict[str, Any],
 ) -> dict[str, Any]:
     from garden.engine.training import queries
     from garden.services import training
@@ -98,6 +124,7 @@ def run_case(
         "num_processes": case["processes"],
         **case["values"],
         "gradient_checkpointing": checkpointing,
+        **overrides,
     }
     spec = training.build_spec(values, preset=case["preset"])
     job = training.submit(spec, settings=settings)
@@ -126,7 +153,9 @@ def run_case(
         "gradient_checkpointing": "auto" if checkpointing is None else checkpointing,
         "train_tokens": done.train_tokens,
         "tokens_per_second": done.tokens_per_second,
+        "overrides": overrides,
         "rank_peak_gb": [round(rss / GB, 2) for _, rss in ranks],
+        **from_log(job.id, settings),
         "all_processes_peak_gb": round(sum(rss for _, rss in ranked) / GB, 2),
         "processes_seen": [(cmd, round(rss / GB, 2)) for cmd, rss in ranked[:6]],
     }
@@ -145,7 +174,18 @@ def main() -> None:
         default="auto",
         help="auto: the trainer's rule (on for several CPU processes per machine)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="another spec field for every case, e.g. --set int8_matmuls=false",
+    )
     args = parser.parse_args()
+    overrides = {}
+    for item in args.set:
+        field, _, value = item.partition("=")
+        overrides[field] = json.loads(value)
     checkpointing = {"auto": None, "on": True, "off": False}[args.gradient_checkpointing]
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -158,7 +198,7 @@ def main() -> None:
         data.mkdir()
         long_chats(data / "train.jsonl")
         for name in args.cases.split(","):
-            results.append(run_case(name, CASES[name], settings, data, checkpointing))
+            results.append(run_case(name, CASES[name], settings, data, checkpointing, overrides))
     print(
         json.dumps({"bench": "train_memory", "cases": results, **benchenv.conditions(load_before)})
     )

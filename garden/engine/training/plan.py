@@ -16,7 +16,8 @@ import psutil
 
 from garden.config import Settings, get_settings
 from garden.data.kinds import OBJECTIVES_BY_KIND, DatasetKind, row_kind
-from garden.engine.training.backends import cuda_present
+from garden.engine.training import int8_frozen
+from garden.engine.training.backends import choose_precision, cuda_present
 from garden.engine.training.compiled_layers import cpp_compiler
 from garden.engine.training.distributed import Layout, plan_layout
 from garden.engine.training.micro_batch import GB, MemoryPlan, model_config, plan_cpu_memory
@@ -337,6 +338,7 @@ def _plan_cpu_memory(spec: JobSpec, model_path: str, processes: int) -> MemoryPl
     else:
         limit = MEMORY_SHARE * psutil.virtual_memory().available
     path = Path(model_path)
+    precision, _ = choose_precision(spec.precision, "cpu")
     return plan_cpu_memory(
         batch_size=spec.batch_size,
         max_seq_len=spec.max_seq_len,
@@ -345,6 +347,8 @@ def _plan_cpu_memory(spec: JobSpec, model_path: str, processes: int) -> MemoryPl
         weight_bytes=_model_weight_bytes(path) if path.is_dir() else 0,
         limit_bytes=limit,
         checkpointing=spec.gradient_checkpointing,
+        fp32=precision == "fp32",
+        int8_copy=int8_frozen.chosen(spec, "cpu", precision),
     )
 
 
