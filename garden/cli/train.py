@@ -27,6 +27,17 @@ MASS_UNITS = {"": 1.0, "g": 1.0, "mg": 0.001, "kg": 1000.0}
 QUANTITY = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$")
 
 
+SWITCHES = ("torch_compile", "int8_matmuls")  # tri-state spec fields: auto, on, off
+
+
+def switch_option(field: str, default_word: str, help_text: str) -> Callable[..., Any]:
+    """``--field-name`` taking a word of ``training.SWITCH_CHOICES``, the default listed first."""
+    words = [default_word, *(word for word in ("on", "off", "auto") if word != default_word)]
+    assert set(words) == set(training.SWITCH_CHOICES)
+    flag = "--" + field.replace("_", "-")
+    return click.option(flag, field, type=click.Choice(words), default=None, help=help_text)
+
+
 def _quantity(text: str, units: dict[str, float], what: str, examples: str) -> float:
     match = QUANTITY.match(text.lower())
     if match is None or match.group(2) not in units:
@@ -227,20 +238,16 @@ def _finish(job: JobView, as_json: bool) -> None:
 @click.option("--target-modules", "lora_target_modules", default=None, help="Comma list.")
 @click.option("--assistant-only/--all-tokens", "assistant_only_loss", default=None)
 @click.option("--packing/--no-packing", default=None)
-@click.option(
-    "--torch-compile",
+@switch_option(
     "torch_compile",
-    type=click.Choice(["off", "on", "auto"]),  # training.SWITCH_CHOICES, the default first
-    default=None,
-    help="SFT on a CPU: compile the decoder layers (≈1.2x faster bf16 steps after 10-60 s; not "
+    "off",
+    "SFT on a CPU: compile the decoder layers (≈1.2x faster bf16 steps after 10-60 s; not "
     "with a budget). off (default); auto: only bf16 runs with 5 min or more to go.",
 )
-@click.option(
-    "--int8-matmuls",
+@switch_option(
     "int8_matmuls",
-    type=click.Choice(["auto", "on", "off"]),  # training.SWITCH_CHOICES, the default first
-    default=None,
-    help="SFT LoRA in fp32 on a CPU: multiply the frozen weights in int8 (≈1.2x faster steps); "
+    "auto",
+    "SFT LoRA in fp32 on a CPU: multiply the frozen weights in int8 (≈1.2x faster steps); "
     "auto (default) and on: wherever that applies; off: fp32 throughout.",
 )
 @click.option(
@@ -277,7 +284,7 @@ def train(preset: str | None, as_json: bool, **options: Any) -> None:
     for key in BUDGET_OPTIONS:
         if given.get(key) == 0:
             given[key] = None  # over the preset's budget: none
-    for switch in ("torch_compile", "int8_matmuls"):
+    for switch in SWITCHES:
         if switch in given:
             given[switch] = training.SWITCH_CHOICES[given[switch]]
     try:
