@@ -16,6 +16,8 @@ the libraries a partial emulation left on this CPU's full instruction set.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import sys
@@ -160,3 +162,23 @@ def private_storage(root: Path) -> Any:
     settings.ensure_storage()
     (settings.base_models_path / model_path.name).symlink_to(model_path)
     return settings
+
+
+def add_spec_fields_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--set FIELD=JSON``, repeatable: a job-spec field and its value, e.g. ``example``."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help=f"another field of the job spec, e.g. --set {example}",
+    )
+
+
+def spec_fields(items: list[str]) -> dict[str, Any]:
+    """The ``--set`` items as ``{field: value}``, each value read as JSON."""
+    fields: dict[str, Any] = {}
+    for item in items:
+        field, _, value = item.partition("=")
+        fields[field] = json.loads(value)
+    return fields

@@ -43,13 +43,7 @@ def main() -> None:
     parser.add_argument("--lora-dropout", type=float, help="instead of the preset's LoRA dropout")
     parser.add_argument("--max-steps", type=int, help="exactly this many steps, no time budget")
     parser.add_argument("--seed", type=int, help="instead of the preset's seed")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="FIELD=JSON",
-        help="any other field of the job spec, e.g. --set packing=false",
-    )
+    benchenv.add_spec_fields_option(parser, "packing=false")
     args = parser.parse_args()
     overrides = {
         key: value
@@ -65,9 +59,7 @@ def main() -> None:
     }
     if args.max_steps is not None:
         overrides["time_budget_s"] = None
-    for item in args.set:
-        field, _, value = item.partition("=")
-        overrides[field] = json.loads(value)
+    overrides.update(benchenv.spec_fields(args.set))
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

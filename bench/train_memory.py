@@ -174,18 +174,9 @@ def main() -> None:
         default="auto",
         help="auto: the trainer's rule (on for several CPU processes per machine)",
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="FIELD=JSON",
-        help="another spec field for every case, e.g. --set int8_matmuls=false",
-    )
+    benchenv.add_spec_fields_option(parser, "int8_matmuls=false")
     args = parser.parse_args()
-    overrides = {}
-    for item in args.set:
-        field, _, value = item.partition("=")
-        overrides[field] = json.loads(value)
+    overrides = benchenv.spec_fields(args.set)
     checkpointing = {"auto": None, "on": True, "off": False}[args.gradient_checkpointing]
     load_before = benchenv.load_now()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
