@@ -180,5 +180,10 @@ def spec_fields(items: list[str]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for item in items:
         field, _, value = item.partition("=")
-        fields[field] = json.loads(value)
+        try:
+            fields[field] = json.loads(value)
+        except ValueError:
+            raise SystemExit(
+                f"--set {item}: the value is not JSON; quote strings, e.g. --set 'method=\"full\"'"
+            ) from None
     return fields

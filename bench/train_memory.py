@@ -1,9 +1,10 @@
 """Peak memory per training rank: the default model on long chats, one and two processes.
 
 Each case is a real job through the training service (as the CLI and the tabs submit it) on
-chat rows long enough to fill every packed row: the CLI's defaults (no preset: batch 4, 256
-tokens) and the *LoRA* preset at ``max_seq_len`` 1024 (batch 8 per rank; one gradient
-accumulation step and two optimizer steps here, since memory is per micro-batch). While a job
+chat rows long enough to fill every packed row: the CLI's defaults (no preset: batch 8, 512
+tokens), the *LoRA* preset at ``max_seq_len`` 1024 (batch 8 per rank; one gradient
+accumulation step and two optimizer steps here, since memory is per micro-batch) and the *Quick
+CPU demo* preset (batch 1 of 256 tokens; two steps, not its time budget). While a job
 runs, the resident set size (RSS) of its worker and of every process under it is sampled every
 0.1 s; a rank's peak is the largest RSS of a training process (the worker itself with one
 process, each ``torchrun`` rank with two). Memory does not depend on the machine's load.
@@ -41,6 +42,7 @@ CASES: dict[str, dict[str, Any]] = {
     "cli-2": {"preset": None, "values": {}, "processes": 2},
     "lora1024-1": {"preset": "LoRA", "values": {"gradient_accumulation": 1}, "processes": 1},
     "lora1024-2": {"preset": "LoRA", "values": {"gradient_accumulation": 1}, "processes": 2},
+    "quick-1": {"preset": "Quick CPU demo", "values": {"time_budget_s": None}, "processes": 1},
 }
 GB = 1024**3
 
