@@ -20,7 +20,8 @@ from garden.engine.training import int8_frozen
 from garden.engine.training.backends import choose_precision, cuda_present
 from garden.engine.training.compiled_layers import cpp_compiler
 from garden.engine.training.distributed import Layout, plan_layout
-from garden.engine.training.micro_batch import GB, MemoryPlan, model_config, plan_cpu_memory
+from garden.engine.training.memory_plan import MemoryPlan, plan_cpu_memory
+from garden.engine.training.micro_batch import GB, model_config
 from garden.engine.training.queries import get_job
 from garden.engine.training.records import PlannedRun
 from garden.engine.training.spec import ACTIVE_STATUSES, JobSpec, parse_spec
@@ -349,6 +350,7 @@ def _plan_cpu_memory(spec: JobSpec, model_path: str, processes: int) -> MemoryPl
         checkpointing=spec.gradient_checkpointing,
         fp32=precision == "fp32",
         int8_copy=int8_frozen.chosen(spec, "cpu", precision),
+        full=spec.method == "full",
     )
 
 
