@@ -202,6 +202,40 @@ def test_every_error_has_one_shape_and_its_status(client: httpx.Client) -> None:
         assert_error(client.get(f"api/v1/exports/files/{outside}"), 404)
 
 
+def test_a_run_is_planned_without_starting_it(client: httpx.Client) -> None:
+    imported = client.post(
+        "api/v1/datasets",
+        json={"source": {"kind": "bundled", "value": "garden_facts"}, "name": "facts-plan"},
+    )
+    assert imported.status_code == 201, imported.text
+    jobs_before = client.get("api/v1/training/jobs").json()
+    answer = client.post(
+        "api/v1/training/plan",
+        params={"preset": "LoRA"},
+        json={"dataset": "facts-plan", "name": "planned-only", "memory_limit_gb": 1},
+    )
+    assert answer.status_code == 200, answer.text
+    planned = answer.json()
+    assert planned["name"] == "planned-only" and planned["dataset"] == "facts-plan"
+    assert planned["method"] == "lora" and planned["device"] == "cpu"
+    memory = [note for note in planned["notes"] if note.startswith("Memory: about")]
+    assert memory and memory[0].endswith(
+        "of a 1.0 GB limit; gradient checkpointing on: activations are recomputed"
+    )
+    assert planned["gradient_checkpointing"] is True
+    assert any("more memory than its 1.0 GB limit" in w for w in planned["warnings"])
+    assert client.get("api/v1/training/jobs").json() == jobs_before  # nothing was queued
+    assert_error(client.post("api/v1/training/plan", json={"dataset": "/etc/passwd"}), 400)
+    assert_error(
+        client.post("api/v1/training/plan", json={"dataset": "facts-plan", "learning_rate": -1}),
+        422,
+    )
+    body = {"dataset": "facts-plan", "time_budget_s": 1}
+    assert_error(client.post("api/v1/training/plan", json=body), 409, "shorter than the probe")
+    unknown = client.post("api/v1/training/plan", params={"preset": "nope"}, json=body)
+    assert_error(unknown, 422, "Unknown preset")
+
+
 def test_unknown_job_on_the_websocket_gets_an_error_and_a_close(app: RunningApp) -> None:
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect

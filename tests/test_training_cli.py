@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,20 @@ def test_bad_input_exits_2_with_a_message(default_model_path, tmp_path):
     assert bad.returncode == 2 and "learning_rate" in bad.stderr
     assert cli("jobs", "show", "job-unknown").returncode == 2
     assert cli("jobs", "stop", "job-unknown").returncode == 2
+
+
+def test_a_dry_run_prints_the_plan_and_starts_nothing(default_model_path):
+    jobs_before = cli("jobs", "list", "--json").stdout
+    datasets_before = cli("data", "list", "--json").stdout
+    planned = cli("train", "--dataset", str(FACTS), "--preset", "Quick CPU demo", "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    assert "on garden_facts.jsonl (cpu)" in planned.stdout
+    assert "Memory: about" in planned.stdout and "Nothing was started" in planned.stdout
+    tight = cli("train", "--dataset", str(FACTS), "--memory-limit-gb", "1", "--dry-run", "--json")
+    assert tight.returncode == 0, tight.stderr
+    view = json.loads(tight.stdout)
+    assert view["gradient_checkpointing"] is True and view["warnings"], view
+    assert cli("jobs", "list", "--json").stdout == jobs_before
+    assert cli("data", "list", "--json").stdout == datasets_before  # the file was not kept
+    budget = cli("train", "--dataset", str(FACTS), "--time-budget", "5s", "--dry-run")
+    assert budget.returncode == 2 and "shorter than the probe" in budget.stderr

@@ -18,7 +18,7 @@ from garden import present
 from garden.cli.eval import evaluation_line
 from garden.cli.output import add_row, console, err_console, fail, print_json
 from garden.errors import GardenError
-from garden.services import training
+from garden.services import run_plan, training
 from garden.services.training import JobView
 
 SHOWN_LOG_LEVELS = ("WARNING", "ERROR", "INFO")
@@ -277,8 +277,13 @@ def _finish(job: JobView, as_json: bool) -> None:
     help="Experiment trackers: tensorboard, mlflow, wandb (comma list) or none; "
     "default: REPORT_TO.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check and plan the run (memory, processes, warnings), print the plan, start nothing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
-def train(preset: str | None, as_json: bool, **options: Any) -> None:
+def train(preset: str | None, as_json: bool, dry_run: bool, **options: Any) -> None:
     """Fine-tune a model in the foreground (Ctrl-C stops gracefully and keeps a checkpoint)."""
     given = {key: value for key, value in options.items() if value not in (None, ())}
     for key in BUDGET_OPTIONS:
@@ -292,12 +297,27 @@ def train(preset: str | None, as_json: bool, **options: Any) -> None:
             given["rewards"] = training.parse_rewards("\n".join(given["rewards"]))
         if "reward_file" in given:
             given["reward_file"] = str(Path(given["reward_file"]).resolve())
-        job = training.submit(training.build_spec(given, preset))
+        spec = training.build_spec(given, preset)
+        if dry_run:
+            _print_plan(run_plan.plan(spec), as_json)
+            return
+        job = training.submit(spec)
     except GardenError as exc:
         fail(exc)
     if not as_json:
         console.print(f"Job [bold]{escape(job.id)}[/] queued", highlight=False)
     _finish(follow(job.id, quiet=as_json), as_json)
+
+
+def _print_plan(planned: run_plan.RunPlanView, as_json: bool) -> None:
+    if as_json:
+        print_json(planned.model_dump(mode="json"))
+        return
+    for line in planned.lines():
+        console.print(escape(line), highlight=False)
+    for warning in planned.warnings:
+        console.print(f"[yellow]Warning:[/] {escape(warning)}", highlight=False)
+    console.print("Nothing was started (--dry-run).", highlight=False)
 
 
 @click.group()

@@ -58,6 +58,7 @@ __all__ = [
     "cancel",
     "capped_for_demo",
     "check_demo_trackers",
+    "check_spec",
     "current_or_latest",
     "dataset_choices",
     "follow_up_values",
@@ -76,6 +77,7 @@ __all__ = [
     "submit",
     "submit_from_web",
     "wait",
+    "web_spec",
 ]
 
 
@@ -373,12 +375,17 @@ def check_budget(spec: JobSpec, settings: Settings) -> None:
         )
 
 
+def check_spec(spec: JobSpec, settings: Settings) -> None:
+    """What ``submit`` checks before planning: budgets, judges, trackers installed."""
+    check_budget(spec, settings)
+    check_judges(spec, settings)
+    trackers.check_installed(trackers.chosen(spec, settings))
+
+
 def submit(spec: JobSpec, *, settings: Settings | None = None) -> JobView:
     """Plan and queue a run; raises typed errors (``JobError``, ``DatasetError`` …) for bad specs,
     and ``ConfigError`` naming the extra to install when a tracker it reports to is missing."""
-    check_budget(spec, resolve(settings))
-    check_judges(spec, resolve(settings))
-    trackers.check_installed(trackers.chosen(spec, resolve(settings)))
+    check_spec(spec, resolve(settings))
     manager = get_job_manager(resolve(settings))
     return _view(manager.get(manager.submit(spec)))
 
@@ -393,10 +400,20 @@ def submit_from_web(
     settings: Settings | None = None,
     visitor: visitors.Visitor | None = None,
 ) -> JobView:
-    """Submit a run typed in a web form: the dataset must be an imported one and the base model
-    a listed model or a hub id; a host path is refused before anything is read or queued. In a
-    public demo the run is capped at ``PUBLIC_DEMO_MAX_STEPS`` steps, and a ``visitor`` may have
+    """Submit a run typed in a web form (``web_spec``). A ``visitor`` may have
     ``PUBLIC_DEMO_MAX_JOBS_PER_VISITOR`` runs queued or running."""
+    settings = resolve(settings)
+    spec = web_spec(values, settings=settings)
+    with visitors.adding("job", visitor, settings=settings) as claim:
+        view = submit(spec, settings=settings)
+        claim(view.id)
+    return view
+
+
+def web_spec(values: Mapping[str, object], *, settings: Settings | None = None) -> JobSpec:
+    """The spec of a run typed in a web form: the dataset must be an imported one and the base
+    model a listed model or a hub id; a host path is refused before anything is read or queued.
+    In a public demo the run is capped at ``PUBLIC_DEMO_MAX_STEPS`` steps."""
     checked = dict(values)
     if "/" in str(values.get("lora_target_modules") or ""):
         raise JobError(
@@ -424,10 +441,7 @@ def submit_from_web(
     spec = capped_for_demo(build_spec(checked), settings)
     check_demo_trackers(spec, settings)
     check_judges(spec, settings, from_web=True)
-    with visitors.adding("job", visitor, settings=settings) as claim:
-        view = submit(spec, settings=settings)
-        claim(view.id)
-    return view
+    return spec
 
 
 def capped_for_demo(spec: JobSpec, settings: Settings) -> JobSpec:

@@ -14,8 +14,9 @@ from garden.api.shared_reads import SharedReads
 from garden.api.views import public, public_list
 from garden.config import get_settings
 from garden.errors import GardenError, ModelLoadError
-from garden.services import rest, training
+from garden.services import rest, run_plan, training
 from garden.services.rest import JobCreated, JobDetail, JobEvent
+from garden.services.run_plan import RunPlanView
 from garden.services.training import JobSpec, JobView, LogLine, PresetView
 
 router = APIRouter(prefix="/api/v1/training", tags=["training"])
@@ -61,17 +62,35 @@ def start_job(
     """The body is a ``JobSpec`` over the preset. ``time_budget_s`` and ``co2_budget_g`` make a
     budgeted run: a short probe of its first steps fits the step count to the budget, and the
     job's ``budget_steps`` and ``forecast_*`` fields tell the plan once it is made."""
-    values: dict[str, Any] = spec.model_dump(exclude_unset=True)
-    if preset is not None:
-        chosen = {p.name: p.settings for p in training.presets()}
-        if preset not in chosen:
-            raise ApiError(422, f"Unknown preset {preset!r}.", hint="One of: " + ", ".join(chosen))
-        values = {**chosen[preset], **values}
     try:
-        job = training.submit_from_web(values)
+        job = training.submit_from_web(_over_preset(spec, preset))
     except ModelLoadError as exc:
         raise ApiError(400, exc.message, hint=exc.hint) from None
     return JobCreated(job_id=job.id, job=public(job))
+
+
+@router.post("/plan", summary="Plan a training run without starting it")
+def plan_job(
+    spec: JobSpec,
+    preset: Annotated[str | None, Query(description="Settings to start from")] = None,
+) -> RunPlanView:
+    """The same body and checks as ``POST /jobs``, and nothing queued: the run's name, model,
+    dataset, device, processes, and its plan (the CPU memory plan: each process's estimated
+    peak against the memory limit, and whether gradient checkpointing is on), with warnings."""
+    try:
+        return run_plan.plan_from_web(_over_preset(spec, preset))
+    except ModelLoadError as exc:
+        raise ApiError(400, exc.message, hint=exc.hint) from None
+
+
+def _over_preset(spec: JobSpec, preset: str | None) -> dict[str, Any]:
+    values: dict[str, Any] = spec.model_dump(exclude_unset=True)
+    if preset is None:
+        return values
+    chosen = {p.name: p.settings for p in training.presets()}
+    if preset not in chosen:
+        raise ApiError(422, f"Unknown preset {preset!r}.", hint="One of: " + ", ".join(chosen))
+    return {**chosen[preset], **values}
 
 
 @router.get("/jobs", summary="List jobs, newest first")
