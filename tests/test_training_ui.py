@@ -74,6 +74,31 @@ def _form(**values):
     return [defaults[field] for field in FORM_FIELDS]
 
 
+def test_the_plan_button_shows_what_start_would_do_and_starts_nothing(tab_app):
+    from gradio_client import Client
+
+    from garden.data import import_dataset
+    from garden.services import training
+
+    url, settings = tab_app
+    dataset = import_dataset(FACTS, "facts-plan-ui", settings=settings)
+    client = Client(url, verbose=False)
+    assert "Cannot plan" in client.predict(*_form(), api_name="/plan_training")
+    refused = client.predict(
+        *_form(dataset=dataset.id, learning_rate=-1), api_name="/plan_training"
+    )
+    assert "Cannot plan" in refused and "learning_rate" in refused
+    shown = client.predict(
+        *_form(dataset=dataset.id, name="planned-ui", batch_size=8, max_seq_len=512),
+        api_name="/plan_training",
+    )
+    assert shown.startswith("**The plan** (nothing was started)"), shown
+    assert "planned-ui" in shown and "facts-plan-ui" in shown
+    assert "Memory: about" in shown and "GB per process" in shown, shown
+    assert "gradient checkpointing off" in shown
+    assert training.list_jobs(settings=settings) == []
+
+
 @pytest.mark.slow
 def test_start_a_run_from_the_tab_and_see_metrics_arrive(tab_app):
     from gradio_client import Client

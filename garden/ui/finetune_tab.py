@@ -18,7 +18,7 @@ from gradio.components import Component
 
 from garden import present
 from garden.config import TRACKERS, Settings
-from garden.services import models, training
+from garden.services import models, run_plan, training
 from garden.services.training import JobView
 from garden.ui.boundary import OnShow, guard, plain, report, visitor
 from garden.ui.compare_panel import ComparePanel
@@ -389,6 +389,20 @@ class FineTuneTab:
         gr.Info(f"Started {job.id}")
         yield self.refresh(job.id, select=job.id)
 
+    def check_plan(self, *values: Any) -> str:
+        """What Start would do with the form (memory per process, gradient checkpointing,
+        processes, warnings), planned as a start plans it; nothing starts."""
+        try:
+            given = self.submission(*values)
+            if "dataset" not in given:
+                return "> **Cannot plan**: pick a dataset first (import one in the Data tab)."
+            planned = run_plan.plan_from_web(given, settings=self.settings)
+        except Exception as exc:  # the boundary: one line, trace to the log
+            return f"> **Cannot plan**: {plain(report(exc, 'planning the run', self.settings))}"
+        lines = [f"- {plain(line)}" for line in planned.lines()]
+        lines += [f"- ⚠️ {plain(warning)}" for warning in planned.warnings]
+        return "**The plan** (nothing was started):\n" + "\n".join(lines)
+
     def act(self, action: Callable[..., JobView], job_id: str | None) -> dict[Component, Any]:
         job = training.current_or_latest(job_id, settings=self.settings)
         if job is None:
@@ -418,10 +432,12 @@ def build(settings: Settings) -> OnShow:
     form = RunForm(settings)
     with gr.Row():
         start_btn = gr.Button("▶ Start training", variant="primary", elem_id="ft-start")
+        plan_btn = gr.Button("📋 Check the plan", elem_id="ft-plan")
         stop_btn = gr.Button("⏸ Stop (save checkpoint)")
         cancel_btn = gr.Button("✖ Cancel", variant="stop")
         resume_btn = gr.Button("⟳ Resume")
         dpo_btn = gr.Button("DPO from this run")
+    plan_box = gr.Markdown("", elem_id="ft-plan-box")
     view = run_view()
     evaluate, export = EvaluatePanel(settings), ExportPanel(settings)
     compare = ComparePanel(settings)
@@ -437,6 +453,7 @@ def build(settings: Settings) -> OnShow:
     )
     dpo_btn.click(tab.follow_up, view.viewed, [form.preset, *form.components()])
     start_btn.click(tab.start, form.components(), shown, api_name="start_training")
+    plan_btn.click(tab.check_plan, form.components(), plan_box, api_name="plan_training")
     stop_btn.click(tab.stop, view.viewed, shown, api_name="stop_training")
     cancel_btn.click(tab.cancel, view.viewed, shown, api_name="cancel_training")
     resume_btn.click(tab.resume, view.viewed, shown, api_name="resume_training")
