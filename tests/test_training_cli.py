@@ -62,6 +62,8 @@ def test_a_dry_run_prints_the_plan_and_starts_nothing(default_model_path):
     assert tight.returncode == 0, tight.stderr
     view = json.loads(tight.stdout)
     assert view["gradient_checkpointing"] is True and view["warnings"], view
+    refused = cli("train", "--dataset", str(FACTS), "--objective", "dpo", "--dry-run")
+    assert refused.returncode == 2 and refused.stderr.startswith("Error"), refused.stderr
     assert cli("jobs", "list", "--json").stdout == jobs_before
     assert cli("data", "list", "--json").stdout == datasets_before  # the file was not kept
     budget = cli("train", "--dataset", str(FACTS), "--time-budget", "5s", "--dry-run")

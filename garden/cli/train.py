@@ -314,9 +314,9 @@ def _print_plan(planned: run_plan.RunPlanView, as_json: bool) -> None:
         print_json(planned.model_dump(mode="json"))
         return
     for line in planned.lines():
-        console.print(escape(line), highlight=False)
+        console.print(escape(line), highlight=False, soft_wrap=True)
     for warning in planned.warnings:
-        console.print(f"[yellow]Warning:[/] {escape(warning)}", highlight=False)
+        console.print(f"[yellow]Warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     console.print("Nothing was started (--dry-run).", highlight=False)
 
 

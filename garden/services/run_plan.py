@@ -7,15 +7,16 @@ layout, the CPU memory plan), and nothing queued: ``model-garden train --dry-run
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import Field
 
 from garden.config import Settings
-from garden.data import delete_dataset
+from garden.data import delete_dataset, import_dataset
 from garden.engine.training import JobSpec
-from garden.engine.training.plan import plan_job
+from garden.engine.training.plan import JobPlan, plan_job
 from garden.services import training
 from garden.services.base import View, resolve
 
@@ -23,7 +24,7 @@ from garden.services.base import View, resolve
 class RunPlanView(View):
     """What a run would do on this machine, planned and not started."""
 
-    name: str
+    name: str | None = Field(None, description="The run's name; None: it is named when it starts")
     method: str
     model: str
     dataset: str
@@ -35,7 +36,8 @@ class RunPlanView(View):
 
     def lines(self) -> list[str]:
         """The plan as a few lines of text, without its warnings."""
-        head = f"Run {self.name}: {self.method} of {self.model} on {self.dataset} ({self.device})"
+        run = f"Run {self.name}" if self.name else "A run (named when it starts)"
+        head = f"{run}: {self.method} of {self.model} on {self.dataset} ({self.device})"
         return [head, *([self.layout] if self.layout else []), *self.notes]
 
 
@@ -44,17 +46,23 @@ def plan(spec: JobSpec, *, settings: Settings | None = None) -> RunPlanView:
     A dataset given as a file is imported to be checked, as a submit does, and removed again."""
     settings = resolve(settings)
     training.check_spec(spec, settings)
-    planned = plan_job(spec, settings)
-    dataset = planned.dataset.name
     source = Path(spec.dataset).expanduser()
-    if source.is_file():
-        delete_dataset(planned.dataset.id, settings)
-        dataset = source.name
+    if not source.is_file():
+        return _view(spec, plan_job(spec, settings))
+    imported = import_dataset(source, f"dry-run-{uuid.uuid4().hex[:12]}", settings=settings)
+    try:
+        planned = plan_job(spec.model_copy(update={"dataset": imported.id}), settings)
+    finally:
+        delete_dataset(imported.id, settings)
+    return _view(spec, planned, source.name)
+
+
+def _view(spec: JobSpec, planned: JobPlan, dataset: str | None = None) -> RunPlanView:
     return RunPlanView(
-        name=planned.spec.name or "",
+        name=spec.name,
         method=planned.spec.method,
         model=planned.model.name,
-        dataset=dataset,
+        dataset=dataset or planned.dataset.name,
         device=planned.layout.device,
         layout=planned.layout_line(),
         gradient_checkpointing=bool(planned.spec.gradient_checkpointing),
