@@ -334,3 +334,14 @@ def test_the_queue_poller_stops_with_a_log_line_when_its_storage_is_gone(
         manager._poller.join(timeout=30)
     assert not manager._poller.is_alive() and crashed == []
     assert "Stopped polling the job queue" in caplog.text
+
+
+def test_a_dataset_file_given_twice_in_one_second_imports_under_two_names(isolated_settings):
+    """Two runs started from one file in the same second (a script's loop) both plan."""
+    from garden.engine.training.plan import resolve_dataset
+
+    facts = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "garden_facts.jsonl"
+    first = resolve_dataset(str(facts), isolated_settings)
+    second = resolve_dataset(str(facts), isolated_settings)
+    assert first.name.startswith("garden_facts-") and second.name != first.name
+    assert second.name.startswith("garden_facts-")

@@ -106,8 +106,7 @@ def resolve_dataset(ref: str, settings: Settings) -> DatasetRef:
 
     path = Path(ref).expanduser()
     if path.is_file():
-        name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-") or "dataset"
-        record = import_dataset(path, f"{name}-{int(time.time())}", settings=settings)
+        record = import_dataset(path, _free_import_name(path, settings), settings=settings)
         return _dataset_from_record(record)
     if path.is_dir() and (path / "train.jsonl").is_file():
         return DatasetRef(
@@ -124,6 +123,22 @@ def resolve_dataset(ref: str, settings: Settings) -> DatasetRef:
             hint="Check the path, or pass the id or name of an imported dataset.",
         )
     return _dataset_from_record(get_dataset(ref, settings))
+
+
+def _free_import_name(path: Path, settings: Settings) -> str:
+    """``STEM-<unix time>`` for a dataset file a run imports, with ``-2``, ``-3`` … when a run
+    started in the same second took it."""
+    from garden.data.catalog import check_name
+
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-")[:80] or "dataset"
+    base = f"{stem}-{int(time.time())}"
+    for number in range(1, 100):
+        name = base if number == 1 else f"{base}-{number}"
+        try:
+            return check_name(name, settings)
+        except DatasetError:
+            continue
+    return base  # the import itself then says the name is taken
 
 
 def _first_row(path: Path) -> dict[str, Any]:
