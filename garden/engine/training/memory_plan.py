@@ -17,7 +17,7 @@ The coefficients were fitted, with no run above its estimate, to ``bench/train_m
 peaks of three models (SmolLM2-135M, an fp32 checkpoint; a SmolLM2-360M and a Qwen2.5-0.5B
 configuration, bf16 checkpoints) at 256 to 2,048 tokens a micro-batch, with and without
 gradient checkpointing, on an AVX-512 BF16 CPU in bf16 and with AVX2 emulated in fp32
-(docs/benchmarks.md, 2026-12-07): the estimates ran 0.1-0.8 GB (bf16) and 0.1-1.0 GB (fp32)
+(docs/benchmarks.md, 2026-12-07): the estimates ran 0.1-0.8 GB (bf16) and 0.06-1.1 GB (fp32)
 over the measured peaks. Recomputed layers keep far more than their inputs in fp32 (half the
 activations of the 360M shape, a tenth of the default model's), so that share is fitted too.
 """
