@@ -33,6 +33,7 @@ from garden.engine.training.micro_batch import (
     GB,
     activation_bytes_per_token,
     micro_batch_size,
+    model_shape,
 )
 from garden.engine.training.packed_attention import plain_kernels_below
 
@@ -90,21 +91,6 @@ class MemoryPlan:
         return self.rank_bytes * self.processes <= self.limit_bytes
 
 
-def _shape(config: Mapping[str, Any]) -> tuple[int, int, int, int, int] | None:
-    """Layers, hidden size, intermediate size, attention heads and vocabulary of ``config``."""
-    try:
-        hidden = int(config["hidden_size"])
-        return (
-            int(config["num_hidden_layers"]),
-            hidden,
-            int(config.get("intermediate_size") or 4 * hidden),
-            int(config.get("num_attention_heads") or 1),
-            int(config["vocab_size"]),
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def plan_cpu_memory(
     *,
     batch_size: int,
@@ -129,7 +115,7 @@ def plan_cpu_memory(
     share = costs.weights_share - (INT8_COPY_SHARE if fp32 and not int8_copy else 0.0)
     share += costs.full_share if full else 0.0
     base = costs.fixed_bytes + share * weight_bytes + (DDP_RANK_BYTES if processes > 1 else 0)
-    shape = _shape(config)
+    shape = model_shape(config)
     layers_bytes = head_bytes = 0.0
     if shape is not None:
         layers, hidden, intermediate, heads, vocab = shape

@@ -15,10 +15,36 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 GB = 2**30
 ACTIVATION_BUDGET_BYTES = 1.5 * GB
+
+
+class ModelShape(NamedTuple):
+    """What the memory estimates read from a model's ``config.json``."""
+
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    vocab: int
+
+
+def model_shape(config: Mapping[str, Any]) -> ModelShape | None:
+    """Layers, hidden and intermediate sizes, attention heads and vocabulary of ``config``;
+    None when it does not tell them."""
+    try:
+        hidden = int(config["hidden_size"])
+        return ModelShape(
+            layers=int(config["num_hidden_layers"]),
+            hidden=hidden,
+            intermediate=int(config.get("intermediate_size") or 4 * hidden),
+            heads=int(config.get("num_attention_heads") or 1),
+            vocab=int(config["vocab_size"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def activation_bytes_per_token(config: Mapping[str, Any]) -> float:
@@ -28,14 +54,10 @@ def activation_bytes_per_token(config: Mapping[str, Any]) -> float:
     the LM head's logits and their gradient over the vocabulary. The coefficients were fitted
     to the default model's measured peaks (SmolLM2-135M: 1.26 MB a token). This sizes the
     micro-batches; ``memory_plan`` estimates a whole process's peak."""
-    try:
-        layers = int(config["num_hidden_layers"])
-        hidden = int(config["hidden_size"])
-        intermediate = int(config.get("intermediate_size") or 4 * hidden)
-        vocab = int(config["vocab_size"])
-    except (KeyError, TypeError, ValueError):
+    shape = model_shape(config)
+    if shape is None:
         return 0.0
-    return 4.0 * (layers * (6 * hidden + 3 * intermediate) + 1.5 * vocab)
+    return 4.0 * (shape.layers * (6 * shape.hidden + 3 * shape.intermediate) + 1.5 * shape.vocab)
 
 
 def model_config(model_path: str) -> dict[str, Any]:
