@@ -135,3 +135,28 @@ def test_building_the_tab_recovers_nothing_until_the_manager_starts(isolated_set
     assert orphan.status == "interrupted" and orphan.resumable
     assert orphan.error_kind == "interrupted"
     assert training.start_manager(settings=isolated_settings) == ["job-orphan"]
+
+
+@pytest.mark.slow
+def test_the_plan_of_the_same_run_again_forecasts_it_from_its_pace(short_run):
+    """A dry run of the session's short run, in its storage: the pace is the run's own, and
+    the tokens planned from the dataset's counts are near the ones it trained."""
+    from conftest import SHORT_RUN_VALUES
+
+    from garden.services import run_plan
+
+    settings, finished = short_run.settings, short_run.job
+    spec = training.build_spec({**SHORT_RUN_VALUES, "name": None}, preset="Quick CPU demo")
+    planned = run_plan.plan(spec, settings=settings)
+    assert planned.forecast.startswith("Forecast: ≈ "), planned.forecast
+    assert "the pace of 1 earlier run of SmolLM2-135M-Instruct (lora) here." in planned.forecast
+    assert planned.forecast in planned.lines()
+    assert planned.forecast_tokens is not None and planned.forecast_s is not None
+    assert 0.7 < planned.forecast_tokens / finished.train_tokens < 1.3
+    assert planned.forecast_s == pytest.approx(
+        planned.forecast_tokens / (finished.tokens_per_second or 1)
+    )
+    assert planned.forecast_kwh and planned.forecast_co2_kg
+    full = run_plan.plan(spec.model_copy(update={"method": "full"}), settings=settings)
+    assert full.forecast.startswith("No forecast yet: no completed full run of "), full.forecast
+    assert full.forecast_s is None

@@ -15,10 +15,14 @@ from pydantic import Field
 
 from garden.config import Settings
 from garden.data import delete_dataset, import_dataset
-from garden.engine.training import JobSpec
+from garden.engine.training import JobSpec, queries
+from garden.engine.training.forecast import Forecast, forecast, past_pace, planned_tokens
 from garden.engine.training.plan import JobPlan, plan_job
 from garden.services import training
 from garden.services.base import View, resolve
+from garden.store import get_store
+
+PAST_JOBS_READ = 200  # the newest completed jobs searched for runs like the planned one
 
 
 class RunPlanView(View):
@@ -32,13 +36,18 @@ class RunPlanView(View):
     layout: str | None = Field(None, description="Processes and global batch; None for one")
     gradient_checkpointing: bool = Field(description="As the memory plan chose it")
     notes: list[str] = Field(description="How it was planned, as the job's log would show it")
+    forecast: str = Field(description="What the run should take, or why there is no forecast")
+    forecast_tokens: int | None = Field(None, description="Non-padding tokens it would train on")
+    forecast_s: float | None = Field(None, description="Training seconds, from earlier runs' pace")
+    forecast_kwh: float | None = None
+    forecast_co2_kg: float | None = Field(None, description="kg CO₂-equivalent")
     warnings: list[str]
 
     def lines(self) -> list[str]:
         """The plan as a few lines of text, without its warnings."""
         run = f"Run {self.name}" if self.name else "A run (named when it starts)"
         head = f"{run}: {self.method} of {self.model} on {self.dataset} ({self.device})"
-        return [head, *([self.layout] if self.layout else []), *self.notes]
+        return [head, *([self.layout] if self.layout else []), self.forecast, *self.notes]
 
 
 def plan(spec: JobSpec, *, settings: Settings | None = None) -> RunPlanView:
@@ -48,16 +57,39 @@ def plan(spec: JobSpec, *, settings: Settings | None = None) -> RunPlanView:
     training.check_spec(spec, settings)
     source = Path(spec.dataset).expanduser()
     if not source.is_file():
-        return _view(spec, plan_job(spec, settings))
+        planned = plan_job(spec, settings)
+        return _view(spec, planned, _forecast(planned, settings))
     imported = import_dataset(source, f"dry-run-{uuid.uuid4().hex[:12]}", settings=settings)
     try:
         planned = plan_job(spec.model_copy(update={"dataset": imported.id}), settings)
     finally:
         delete_dataset(imported.id, settings)
-    return _view(spec, planned, source.name)
+    return _view(spec, planned, _forecast(planned, settings), source.name)
 
 
-def _view(spec: JobSpec, planned: JobPlan, dataset: str | None = None) -> RunPlanView:
+def _forecast(planned: JobPlan, settings: Settings) -> Forecast | str:
+    """The run's forecast from earlier runs here, or the line that says why there is none."""
+    spec, stats, layout = planned.spec, planned.dataset.token_stats, planned.layout
+    rows = planned.dataset.train_rows or int(stats.get("rows") or 0)
+    tokens = planned_tokens(spec, rows, float(stats.get("mean") or 0), layout.world_size)
+    if spec.objective != "sft":
+        return f"No forecast: {spec.objective} runs are not measured in tokens yet."
+    if tokens is None:
+        return f"No forecast: {planned.dataset.name} has no token counts."
+    jobs = queries.list_jobs(get_store(settings.db_path), PAST_JOBS_READ, "completed")
+    pace = past_pace(jobs, spec, planned.model.id, layout.device, layout.world_size)
+    if pace is not None:
+        return forecast(spec, tokens, pace)
+    missing = f"No forecast yet: no completed {spec.method} run of {planned.model.name} here"
+    if spec.time_budget_s is not None or spec.co2_budget_g is not None:
+        return f"{missing}; the run measures its pace in its first steps and fits the budget."
+    return f"{missing} to take the pace from (about {tokens:,} tokens to train)."
+
+
+def _view(
+    spec: JobSpec, planned: JobPlan, told: Forecast | str, dataset: str | None = None
+) -> RunPlanView:
+    numbers = told if isinstance(told, Forecast) else None
     return RunPlanView(
         name=spec.name,
         method=planned.spec.method,
@@ -67,6 +99,11 @@ def _view(spec: JobSpec, planned: JobPlan, dataset: str | None = None) -> RunPla
         layout=planned.layout_line(),
         gradient_checkpointing=bool(planned.spec.gradient_checkpointing),
         notes=list(planned.notes),
+        forecast=told if isinstance(told, str) else told.line(planned.model.name, spec.method),
+        forecast_tokens=numbers.tokens if numbers else None,
+        forecast_s=numbers.seconds if numbers else None,
+        forecast_kwh=numbers.kwh if numbers else None,
+        forecast_co2_kg=numbers.co2_kg if numbers else None,
         warnings=list(planned.warnings),
     )
 

@@ -1,0 +1,159 @@
+"""A run's duration, energy and CO₂ before it starts, from the pace of earlier runs here.
+
+A budgeted run measures its pace in its first steps (``budget``); a plan made before any step
+(``model-garden train --dry-run``, the tab's *Check the plan*) can only lean on what earlier
+runs of the same model and method recorded on this machine: their tokens per second, their
+power and their grid's CO₂ per kWh (medians of the newest few). The tokens a run will train
+come from the dataset's token counts and the schedule (epochs, or steps of packed or single
+examples), the same non-padding tokens the trainer counts (``train_tokens``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from garden.engine.training.records import JobRecord
+from garden.engine.training.spec import JobSpec
+
+PAST_RUNS = 5  # the newest matching runs the pace is taken from
+
+
+@dataclass(frozen=True)
+class PastPace:
+    """How earlier runs like this one went here: medians of their newest few."""
+
+    runs: int
+    tokens_per_s: float
+    watts: float | None
+    g_co2_per_kwh: float | None
+    same_shape: bool = True  # False: none had this run's batch and length, so a rough guide
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """The planned run's training tokens, seconds, energy and CO₂, and what ends it."""
+
+    tokens: int
+    seconds: float
+    kwh: float | None
+    co2_kg: float | None
+    limited_by: str  # "schedule", "time" or "co2"
+    pace: PastPace
+
+    def line(self, model: str, method: str) -> str:
+        ends = {
+            "schedule": "",
+            "time": " (its time budget ends it)",
+            "co2": " (its CO₂ budget ends it)",
+        }
+        cost = f"≈ {_duration(self.seconds)} of training{ends[self.limited_by]}"
+        if self.kwh is not None:
+            cost += f", ≈ {self.kwh * 1000:.3g} Wh"
+        if self.co2_kg is not None:
+            cost += f", ≈ {self.co2_kg * 1000:.3g} g CO₂"
+        runs = "1 earlier run" if self.pace.runs == 1 else f"{self.pace.runs} earlier runs"
+        shape = "" if self.pace.same_shape else " with another batch size or length (a rough guide)"
+        return (
+            f"Forecast: {cost}; about {self.tokens:,} tokens at {self.pace.tokens_per_s:.0f} "
+            f"tokens/s, the pace of {runs} of {model} ({method}){shape} here."
+        )
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def planned_tokens(spec: JobSpec, rows: int, mean_tokens: float, world_size: int = 1) -> int | None:
+    """The non-padding tokens the run trains on; None where the dataset has no counts or the
+    objective trains on other units (preference pairs, generations)."""
+    if spec.objective != "sft" or rows <= 0 or mean_tokens <= 0:
+        return None
+    example_tokens = min(mean_tokens, float(spec.max_seq_len))
+    epoch_tokens = rows * example_tokens
+    if spec.max_steps is None:
+        return round(spec.epochs * epoch_tokens)
+    rows_per_step = spec.batch_size * spec.gradient_accumulation * max(1, world_size)
+    row_tokens = (
+        _packed_row_tokens(example_tokens, spec.max_seq_len) if spec.packing else example_tokens
+    )
+    return round(spec.max_steps * min(rows_per_step * row_tokens, epoch_tokens))
+
+
+def _packed_row_tokens(example_tokens: float, max_seq_len: int) -> float:
+    """Real tokens in a packed row: full rows, less about half an example of room left over
+    (a row of 96 holds one or two examples of 50 tokens; 224 of 256 were real in the quick demo)."""
+    if example_tokens >= max_seq_len:
+        return float(max_seq_len)
+    return max(example_tokens, max_seq_len - example_tokens / 2)
+
+
+def _shape(spec: JobSpec) -> tuple[int, int, bool]:
+    return spec.batch_size, spec.max_seq_len, spec.packing
+
+
+def _like(job: JobRecord, spec: JobSpec, model_id: str, device: str, world_size: int) -> bool:
+    result, plan, past = job.result, job.plan, job.spec
+    if result is None or plan is None or past is None or job.status != "completed":
+        return False
+    return (
+        plan.model_id == model_id
+        and past.method == spec.method
+        and past.objective == "sft"
+        and result.device == device
+        and plan.world_size == world_size
+        and spec.precision in ("auto", result.precision)
+        and result.tokens_per_second > 0
+        and result.train_seconds > 0
+    )
+
+
+def past_pace(
+    jobs: Iterable[JobRecord], spec: JobSpec, model_id: str, device: str, world_size: int = 1
+) -> PastPace | None:
+    """The pace of the newest completed SFT runs of ``model_id`` by the same method, device
+    and process count (and precision, when ``spec`` names one); None when there is none.
+    ``jobs`` are newest first."""
+    like = [job for job in jobs if _like(job, spec, model_id, device, world_size)]
+    same = [job for job in like if job.spec and _shape(job.spec) == _shape(spec)]
+    like = (same or like)[:PAST_RUNS]
+    if not like:
+        return None
+    watts, intensity = [], []
+    for job in like:
+        result = job.result
+        assert result is not None
+        wall = (job.finished_at or 0.0) - (job.started_at or 0.0)
+        if result.energy_kwh and wall > 0:
+            watts.append(result.energy_kwh * 3.6e6 / wall)
+            if result.emissions_kg is not None:
+                intensity.append(result.emissions_kg * 1000 / result.energy_kwh)
+    return PastPace(
+        runs=len(like),
+        tokens_per_s=statistics.median(j.result.tokens_per_second for j in like if j.result),
+        watts=statistics.median(watts) if watts else None,
+        g_co2_per_kwh=statistics.median(intensity) if intensity else None,
+        same_shape=bool(same),
+    )
+
+
+def forecast(spec: JobSpec, tokens: int, pace: PastPace) -> Forecast:
+    """``tokens`` at ``pace``, cut where the spec's time or CO₂ budget would end the run."""
+    seconds, limited_by = tokens / pace.tokens_per_s, "schedule"
+    if spec.time_budget_s is not None and spec.time_budget_s < seconds:
+        seconds, limited_by = spec.time_budget_s, "time"
+    g_per_s = None
+    if pace.watts is not None and pace.g_co2_per_kwh is not None:
+        g_per_s = pace.watts / 3.6e6 * pace.g_co2_per_kwh
+    if spec.co2_budget_g is not None and g_per_s and spec.co2_budget_g / g_per_s < seconds:
+        seconds, limited_by = spec.co2_budget_g / g_per_s, "co2"
+    kwh = pace.watts * seconds / 3.6e6 if pace.watts is not None else None
+    co2_kg = kwh * pace.g_co2_per_kwh / 1000 if kwh is not None and pace.g_co2_per_kwh else None
+    trained = tokens if limited_by == "schedule" else math.floor(seconds * pace.tokens_per_s)
+    return Forecast(trained, seconds, kwh, co2_kg, limited_by, pace)
