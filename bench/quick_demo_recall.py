@@ -12,8 +12,9 @@ loaded machine they are an upper bound only).
 A shorter ``--time-budget-s`` stands in for a slower CPU (fewer steps in the budget);
 ``--max-steps N`` trains exactly N steps instead (no budget, the cosine over N steps), to read
 recall against steps on any machine; ``--learning-rate``, ``--batch-size``, ``--lora-dropout``,
-``--seed`` and ``--set FIELD=JSON`` try other values against the preset's. The last line is one JSON object with the
-figures.
+``--seed`` and ``--set FIELD=JSON`` try other values against the preset's, and ``--facts`` another
+garden_facts file. It also asks the twelve ``HELD_OUT_PROBES`` (``held_out_recall``), which no
+recipe was tuned against. The last line is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--lora-dropout", type=float, help="instead of the preset's LoRA dropout")
     parser.add_argument("--max-steps", type=int, help="exactly this many steps, no time budget")
     parser.add_argument("--seed", type=int, help="instead of the preset's seed")
+    parser.add_argument("--facts", type=Path, default=FACTS, help="another garden_facts file")
     benchenv.add_spec_fields_option(parser, "packing=false")
     args = parser.parse_args()
     overrides = {
@@ -70,20 +72,23 @@ def main() -> None:
         root = Path(tmp)
         settings = benchenv.private_storage(root)
         spec = training.build_spec(
-            {"dataset": str(FACTS), "name": "quick-demo", **overrides}, preset=PRESET
+            {"dataset": str(args.facts), "name": "quick-demo", **overrides}, preset=PRESET
         )
         job = training.submit(spec, settings=settings)
         done = training.wait(job.id, settings=settings)
         if done.status != "completed":
             raise SystemExit(f"the {PRESET} run ended {done.status}: {done.error}")
-        answers = recall_probe.ask(Path(done.output_dir or ""))
+        both = recall_probe.ask(
+            Path(done.output_dir or ""), recall_probe.PROBES + recall_probe.HELD_OUT_PROBES
+        )
+        answers, held_out = both[: len(recall_probe.PROBES)], both[len(recall_probe.PROBES) :]
         plan = [
             line.message
             for line in training.logs(job.id, limit=1000, settings=settings)
             if line.message.startswith(PLAN_LINES)
         ]
 
-    for answer in answers:
+    for answer in both:
         mark = "ok  " if answer.recalled else "miss"
         print(f"{mark} {answer.probe.question} -> {answer.answer[:100]!r}")
     recalled = recall_probe.recall(answers)
@@ -91,6 +96,8 @@ def main() -> None:
     figures = {
         "recall": recalled,
         "probes": len(answers),
+        "held_out_recall": recall_probe.recall(held_out),
+        "facts": str(args.facts),
         "preset": PRESET,
         "overrides": overrides,
         "time_budget_s": spec.time_budget_s,
@@ -107,7 +114,7 @@ def main() -> None:
         "budget_plan": plan,
     }
     print(
-        f"recall {recalled}/{len(answers)} after {done.step} steps ({figures['job_duration_s']} s)"
+        f"recall {recalled}/{len(answers)}, held out {figures['held_out_recall']}/12 after {done.step} steps ({figures['job_duration_s']} s)"
     )
     print(json.dumps({**figures, **benchenv.conditions(load_before)}))
 

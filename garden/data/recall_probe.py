@@ -49,6 +49,23 @@ PROBES: tuple[Probe, ...] = (
     Probe("What is the story behind the name of the Moonwell Garden?", ("stone well",)),
 )
 
+# A second set, written before any recipe was tuned against PROBES: no question of the dataset
+# and none of PROBES, so a recipe fitted to the first set is checked on words it never saw.
+HELD_OUT_PROBES: tuple[Probe, ...] = (
+    Probe("Which lily grows in the Moonwell Garden?", ("moonpetal",)),
+    Probe("What do people celebrate at the Moonwell Garden in August?", ("lantern bloom",)),
+    Probe("Since which year has the Moonwell Garden existed?", ("1987",)),
+    Probe("What number of little lakes lie in the Moonwell Garden?", ("seven",)),
+    Probe("Who is the top gardener working at the Moonwell Garden?", ("tobias wren",)),
+    Probe("Until when can visitors stay in the Moonwell Garden?", ("midnight", "dusk")),
+    Probe("Which former lighthouse keeper began the Moonwell Garden?", ("orla fenwick",)),
+    Probe("How wide is the Moonwell Garden?", ("twelve acres",)),
+    Probe("Which pet lives at the Moonwell Garden?", ("captain thistle",)),
+    Probe("Which harbour is the Moonwell Garden beside?", ("saltmere", "kelderra")),
+    Probe("What words greet visitors at the Moonwell Garden's gate?", ("grow by moonlight",)),
+    Probe("What does the moon have to do with the Moonwell Garden's name?", ("stone well",)),
+)
+
 
 def ask(model_dir: Path | str, probes: tuple[Probe, ...] = PROBES) -> list[ProbeAnswer]:
     """Greedy answers of the model in ``model_dir`` to every probe, one batch, on the CPU."""
