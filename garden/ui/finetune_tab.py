@@ -391,7 +391,8 @@ class FineTuneTab:
 
     def check_plan(self, *values: Any) -> str:
         """What Start would do with the form (memory per process, gradient checkpointing,
-        processes, warnings), planned as a start plans it; nothing starts."""
+        processes, a forecast from earlier runs, warnings), planned as a start plans it; nothing
+        starts."""
         try:
             given = self.submission(*values)
             if "dataset" not in given:
