@@ -88,8 +88,13 @@ def test_the_pace_is_the_median_of_the_newest_runs_like_this_one():
         _job(50.0, batch_size=1),
     ]
     pace = past_pace(jobs, spec, MODEL, "cpu")
-    assert pace is not None and pace.runs == 3 and pace.same_shape
+    assert pace is not None and pace.runs == 3 and pace.same_shape and pace.seconds == 300.0
     assert pace.tokens_per_s == 200.0
+    # Tokens over seconds: a long run counts more than a short one.
+    weighted = past_pace(
+        [_job(100.0, seconds=300.0), _job(400.0, seconds=100.0)], _spec(), MODEL, "cpu"
+    )
+    assert weighted is not None and weighted.tokens_per_s == 175.0
     assert pace.watts == pytest.approx(0.001 * 3.6e6 / 120.0)
     assert pace.g_co2_per_kwh == pytest.approx(200.0)
     # Only runs of another batch size: a rough guide, and said so.
@@ -113,6 +118,18 @@ def test_a_budget_ends_the_forecast_where_it_would_end_the_run():
     assert capped.co2_kg == pytest.approx(10 * g_per_s / 1000)
     line = timed.line("SmolLM2-135M-Instruct", "lora")
     assert line.startswith("Forecast: ≈ 1 min 0 s of training (its time budget ends it), ≈ ")
-    assert "the pace of 1 earlier run of SmolLM2-135M-Instruct (lora) here." in line
+    assert line.endswith(
+        "tokens/s, the pace of 1 earlier run of SmolLM2-135M-Instruct (lora) here."
+    )
+    short = past_pace([_job(100.0, seconds=20.0, batch_size=1)], _spec(batch_size=8), MODEL, "cpu")
+    assert short is not None
+    assert (
+        forecast(_spec(), 1_000, short)
+        .line("M", "lora")
+        .endswith(
+            "here (a rough guide: they had another batch size or length; only 20 s of training "
+            "measured)."
+        )
+    )
     unmetered = past_pace([_job(100.0, kwh=None, co2_kg=None)], _spec(), MODEL, "cpu")
     assert unmetered is not None and forecast(_spec(), 1_000, unmetered).kwh is None

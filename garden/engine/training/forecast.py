@@ -3,7 +3,8 @@
 A budgeted run measures its pace in its first steps (``budget``); a plan made before any step
 (``model-garden train --dry-run``, the tab's *Check the plan*) can only lean on what earlier
 runs of the same model and method recorded on this machine: their tokens per second, their
-power and their grid's CO₂ per kWh (medians of the newest few). The tokens a run will train
+power and their grid's CO₂ per kWh (of the newest few; tokens over seconds, so long runs count
+most). The tokens a run will train
 come from the dataset's token counts and the schedule (epochs, or steps of packed or single
 examples), the same non-padding tokens the trainer counts (``train_tokens``).
 """
@@ -19,6 +20,7 @@ from garden.engine.training.records import JobRecord
 from garden.engine.training.spec import JobSpec
 
 PAST_RUNS = 5  # the newest matching runs the pace is taken from
+STEADY_SECONDS = 60.0  # less training than this is mostly its first, slow steps
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,11 @@ class PastPace:
     """How earlier runs like this one went here: medians of their newest few."""
 
     runs: int
-    tokens_per_s: float
+    tokens_per_s: float  # their tokens over their training seconds
     watts: float | None
     g_co2_per_kwh: float | None
-    same_shape: bool = True  # False: none had this run's batch and length, so a rough guide
+    seconds: float  # the training seconds the pace was measured over
+    same_shape: bool = True  # False: none had this run's batch and length
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,15 @@ class Forecast:
             cost += f", ≈ {self.kwh * 1000:.3g} Wh"
         if self.co2_kg is not None:
             cost += f", ≈ {self.co2_kg * 1000:.3g} g CO₂"
-        runs = "1 earlier run" if self.pace.runs == 1 else f"{self.pace.runs} earlier runs"
-        shape = "" if self.pace.same_shape else " with another batch size or length (a rough guide)"
+        pace = self.pace
+        runs = "1 earlier run" if pace.runs == 1 else f"{pace.runs} earlier runs"
+        caveats = [] if pace.same_shape else ["they had another batch size or length"]
+        if pace.seconds < STEADY_SECONDS:
+            caveats.append(f"only {pace.seconds:.0f} s of training measured")
+        rough = f" (a rough guide: {'; '.join(caveats)})" if caveats else ""
         return (
-            f"Forecast: {cost}; about {self.tokens:,} tokens at {self.pace.tokens_per_s:.0f} "
-            f"tokens/s, the pace of {runs} of {model} ({method}){shape} here."
+            f"Forecast: {cost}; about {self.tokens:,} tokens at {pace.tokens_per_s:.0f} "
+            f"tokens/s, the pace of {runs} of {model} ({method}) here{rough}."
         )
 
 
@@ -109,7 +116,7 @@ def _like(job: JobRecord, spec: JobSpec, model_id: str, device: str, world_size:
         and result.device == device
         and plan.world_size == world_size
         and spec.precision in ("auto", result.precision)
-        and result.tokens_per_second > 0
+        and result.train_tokens > 0
         and result.train_seconds > 0
     )
 
@@ -118,8 +125,8 @@ def past_pace(
     jobs: Iterable[JobRecord], spec: JobSpec, model_id: str, device: str, world_size: int = 1
 ) -> PastPace | None:
     """The pace of the newest completed SFT runs of ``model_id`` by the same method, device
-    and process count (and precision, when ``spec`` names one); None when there is none.
-    ``jobs`` are newest first."""
+    and process count (and precision, when ``spec`` names one), weighted by their training
+    seconds so that long runs count most; None when there is none. ``jobs`` are newest first."""
     like = [job for job in jobs if _like(job, spec, model_id, device, world_size)]
     same = [job for job in like if job.spec and _shape(job.spec) == _shape(spec)]
     like = (same or like)[:PAST_RUNS]
@@ -134,11 +141,14 @@ def past_pace(
             watts.append(result.energy_kwh * 3.6e6 / wall)
             if result.emissions_kg is not None:
                 intensity.append(result.emissions_kg * 1000 / result.energy_kwh)
+    results = [job.result for job in like if job.result]
+    seconds = sum(result.train_seconds for result in results)
     return PastPace(
         runs=len(like),
-        tokens_per_s=statistics.median(j.result.tokens_per_second for j in like if j.result),
+        tokens_per_s=sum(result.train_tokens for result in results) / seconds,
         watts=statistics.median(watts) if watts else None,
         g_co2_per_kwh=statistics.median(intensity) if intensity else None,
+        seconds=seconds,
         same_shape=bool(same),
     )
 
