@@ -70,10 +70,10 @@ def plan(spec: JobSpec, *, settings: Settings | None = None) -> RunPlanView:
 def _forecast(planned: JobPlan, settings: Settings) -> Forecast | str:
     """The run's forecast from earlier runs here, or the line that says why there is none."""
     spec, stats, layout = planned.spec, planned.dataset.token_stats, planned.layout
-    rows = planned.dataset.train_rows or int(stats.get("rows") or 0)
-    tokens = planned_tokens(spec, rows, float(stats.get("mean") or 0), layout.world_size)
     if spec.objective != "sft":
         return f"No forecast: {spec.objective} runs are not measured in tokens yet."
+    rows = planned.dataset.train_rows or int(stats.get("rows") or 0)
+    tokens = planned_tokens(spec, rows, float(stats.get("mean") or 0), layout.world_size)
     if tokens is None:
         return f"No forecast: {planned.dataset.name} has no token counts."
     jobs = queries.list_jobs(get_store(settings.db_path), PAST_JOBS_READ, "completed")

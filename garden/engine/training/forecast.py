@@ -2,11 +2,10 @@
 
 A budgeted run measures its pace in its first steps (``budget``); a plan made before any step
 (``model-garden train --dry-run``, the tab's *Check the plan*) can only lean on what earlier
-runs of the same model and method recorded on this machine: their tokens per second, their
-power and their grid's CO₂ per kWh (of the newest few; tokens over seconds, so long runs count
-most). The tokens a run will train
-come from the dataset's token counts and the schedule (epochs, or steps of packed or single
-examples), the same non-padding tokens the trainer counts (``train_tokens``).
+runs of the same model and method recorded on this machine: the newest few's tokens over their
+training seconds (so long runs count most), their power and their grid's CO₂ per kWh. The tokens
+a run will train come from the dataset's token counts and the schedule (epochs, or steps of
+packed or single examples), the same non-padding tokens the trainer counts (``train_tokens``).
 """
 
 from __future__ import annotations
@@ -25,7 +24,8 @@ STEADY_SECONDS = 60.0  # less training than this is mostly its first, slow steps
 
 @dataclass(frozen=True)
 class PastPace:
-    """How earlier runs like this one went here: medians of their newest few."""
+    """How the newest earlier runs like this one went here: their pace, and the medians of their
+    power and of their grid's CO₂ per kWh."""
 
     runs: int
     tokens_per_s: float  # their tokens over their training seconds
