@@ -117,7 +117,7 @@ def test_a_budget_ends_the_forecast_where_it_would_end_the_run():
     assert capped.limited_by == "co2" and capped.seconds == pytest.approx(10.0)
     assert capped.co2_kg == pytest.approx(10 * g_per_s / 1000)
     line = timed.line("SmolLM2-135M-Instruct", "lora")
-    assert line.startswith("Forecast: ≈ 1 min 0 s of training (its time budget ends it), ≈ ")
+    assert line.startswith("Forecast: ≈ 1m00s of training (its time budget ends it), ≈ ")
     assert line.endswith(
         "tokens/s, the pace of 1 earlier run of SmolLM2-135M-Instruct (lora) here."
     )

@@ -16,6 +16,7 @@ from pydantic import Field
 from garden.config import Settings
 from garden.data import delete_dataset, import_dataset
 from garden.engine.training import JobSpec, queries
+from garden.engine.training.budget import has_budget
 from garden.engine.training.forecast import Forecast, forecast, past_pace, planned_tokens
 from garden.engine.training.plan import JobPlan, plan_job
 from garden.services import training
@@ -81,7 +82,7 @@ def _forecast(planned: JobPlan, settings: Settings) -> Forecast | str:
     if pace is not None:
         return forecast(spec, tokens, pace)
     missing = f"No forecast yet: no completed {spec.method} run of {planned.model.name} here"
-    if spec.time_budget_s is not None or spec.co2_budget_g is not None:
+    if has_budget(spec):
         return f"{missing}; the run measures its pace in its first steps and fits the budget."
     return f"{missing} to take the pace from (about {tokens:,} tokens to train)."
 

@@ -15,7 +15,8 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from garden.engine.training.records import JobRecord
+from garden import units
+from garden.engine.training.records import JobRecord, JobResult
 from garden.engine.training.spec import JobSpec
 
 PAST_RUNS = 5  # the newest matching runs the pace is taken from
@@ -52,11 +53,11 @@ class Forecast:
             "time": " (its time budget ends it)",
             "co2": " (its CO₂ budget ends it)",
         }
-        cost = f"≈ {_duration(self.seconds)} of training{ends[self.limited_by]}"
+        cost = f"≈ {units.duration(self.seconds)} of training{ends[self.limited_by]}"
         if self.kwh is not None:
-            cost += f", ≈ {self.kwh * 1000:.3g} Wh"
+            cost += f", ≈ {units.energy(self.kwh)}"
         if self.co2_kg is not None:
-            cost += f", ≈ {self.co2_kg * 1000:.3g} g CO₂"
+            cost += f", ≈ {units.co2(self.co2_kg)} CO₂"
         pace = self.pace
         runs = "1 earlier run" if pace.runs == 1 else f"{pace.runs} earlier runs"
         caveats = [] if pace.same_shape else ["they had another batch size or length"]
@@ -67,14 +68,6 @@ class Forecast:
             f"Forecast: {cost}; about {self.tokens:,} tokens at {pace.tokens_per_s:.0f} "
             f"tokens/s, the pace of {runs} of {model} ({method}) here{rough}."
         )
-
-
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def planned_tokens(spec: JobSpec, rows: int, mean_tokens: float, world_size: int = 1) -> int | None:
@@ -129,23 +122,22 @@ def past_pace(
     seconds so that long runs count most; None when there is none. ``jobs`` are newest first."""
     like = [job for job in jobs if _like(job, spec, model_id, device, world_size)]
     same = [job for job in like if job.spec and _shape(job.spec) == _shape(spec)]
-    like = (same or like)[:PAST_RUNS]
-    if not like:
+    measured: list[tuple[JobRecord, JobResult]] = [
+        (job, job.result) for job in (same or like)[:PAST_RUNS] if job.result is not None
+    ]
+    if not measured:
         return None
     watts, intensity = [], []
-    for job in like:
-        result = job.result
-        assert result is not None
+    for job, result in measured:
         wall = (job.finished_at or 0.0) - (job.started_at or 0.0)
         if result.energy_kwh and wall > 0:
             watts.append(result.energy_kwh * 3.6e6 / wall)
             if result.emissions_kg is not None:
                 intensity.append(result.emissions_kg * 1000 / result.energy_kwh)
-    results = [job.result for job in like if job.result]
-    seconds = sum(result.train_seconds for result in results)
+    seconds = sum(result.train_seconds for _, result in measured)
     return PastPace(
-        runs=len(like),
-        tokens_per_s=sum(result.train_tokens for result in results) / seconds,
+        runs=len(measured),
+        tokens_per_s=sum(result.train_tokens for _, result in measured) / seconds,
         watts=statistics.median(watts) if watts else None,
         g_co2_per_kwh=statistics.median(intensity) if intensity else None,
         seconds=seconds,
