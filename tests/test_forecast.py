@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from garden.engine.training.forecast import forecast, past_pace, planned_tokens
+from garden.engine.training.forecast import forecast, past_pace, planned_steps, planned_tokens
 from garden.engine.training.records import JobRecord, JobResult, PlannedRun
 from garden.engine.training.spec import JobSpec
 
@@ -23,6 +23,7 @@ def _job(
     status: str = "completed",
     model_id: str = MODEL,
     seconds: float = 100.0,
+    steps: int = 10,
     kwh: float | None = 0.001,
     co2_kg: float | None = 0.0002,
     **spec: Any,
@@ -41,7 +42,7 @@ def _job(
             data_format="messages",
         ),
         result=JobResult(
-            steps=10,
+            steps=steps,
             train_tokens=round(tokens_per_s * seconds),
             train_seconds=seconds,
             tokens_per_second=tokens_per_s,
@@ -89,17 +90,17 @@ def test_the_pace_is_the_median_of_the_newest_runs_like_this_one():
     ]
     pace = past_pace(jobs, spec, MODEL, "cpu")
     assert pace is not None and pace.runs == 3 and pace.same_shape and pace.seconds == 300.0
-    assert pace.tokens_per_s == 200.0
+    assert pace.per_s == 200.0
     # Tokens over seconds: a long run counts more than a short one.
     weighted = past_pace(
         [_job(100.0, seconds=300.0), _job(400.0, seconds=100.0)], _spec(), MODEL, "cpu"
     )
-    assert weighted is not None and weighted.tokens_per_s == 175.0
+    assert weighted is not None and weighted.per_s == 175.0
     assert pace.watts == pytest.approx(0.001 * 3.6e6 / 120.0)
     assert pace.g_co2_per_kwh == pytest.approx(200.0)
     # Only runs of another batch size: a rough guide, and said so.
     other = past_pace(jobs[-1:], spec, MODEL, "cpu")
-    assert other is not None and not other.same_shape and other.tokens_per_s == 50.0
+    assert other is not None and not other.same_shape and other.per_s == 50.0
     assert past_pace(jobs, spec, MODEL, "cuda") is None
     assert past_pace(jobs, _spec(precision="fp32"), MODEL, "cpu") is None
 
@@ -108,10 +109,10 @@ def test_a_budget_ends_the_forecast_where_it_would_end_the_run():
     pace = past_pace([_job(100.0)], _spec(), MODEL, "cpu")
     assert pace is not None
     plain = forecast(_spec(), 30_000, pace)
-    assert (plain.seconds, plain.limited_by, plain.tokens) == (300.0, "schedule", 30_000)
+    assert (plain.seconds, plain.limited_by, plain.amount) == (300.0, "schedule", 30_000)
     assert plain.kwh == pytest.approx(pace.watts * 300.0 / 3.6e6)  # type: ignore[operator]
     timed = forecast(_spec(time_budget_s=60.0), 30_000, pace)
-    assert (timed.seconds, timed.limited_by, timed.tokens) == (60.0, "time", 6_000)
+    assert (timed.seconds, timed.limited_by, timed.amount) == (60.0, "time", 6_000)
     g_per_s = pace.watts * 200.0 / 3.6e6  # type: ignore[operator]
     capped = forecast(_spec(co2_budget_g=10 * g_per_s), 30_000, pace)
     assert capped.limited_by == "co2" and capped.seconds == pytest.approx(10.0)
@@ -133,3 +134,48 @@ def test_a_budget_ends_the_forecast_where_it_would_end_the_run():
     )
     unmetered = past_pace([_job(100.0, kwh=None, co2_kg=None)], _spec(), MODEL, "cpu")
     assert unmetered is not None and forecast(_spec(), 1_000, unmetered).kwh is None
+
+
+def test_preference_and_grpo_runs_are_counted_in_the_steps_their_batches_make():
+    dpo = _spec(objective="dpo", beta=0.1, batch_size=4, epochs=2.0)
+    assert planned_steps(dpo, rows=100) == 2 * 25
+    assert planned_steps(dpo, rows=100, world_size=2) == 2 * 13
+    assert planned_steps(dpo.model_copy(update={"gradient_accumulation": 2}), rows=100) == 24
+    assert planned_steps(dpo.model_copy(update={"max_steps": 8}), rows=100) == 8
+    assert planned_steps(dpo, rows=2) == 2  # at least one step an epoch
+    # A GRPO batch of 8 completions holds 2 prompts' groups of 4.
+    grpo = _spec(
+        objective="grpo",
+        batch_size=8,
+        num_generations=4,
+        rewards=[{"kind": "regex", "pattern": "x"}],
+    )
+    assert planned_steps(grpo, rows=10) == 5
+    assert planned_steps(_spec(), rows=100) is None
+    assert planned_steps(dpo, rows=0) is None
+
+
+def test_a_dpo_run_takes_its_pace_in_steps_from_dpo_runs_only():
+    spec = _spec(objective="dpo", beta=0.1, batch_size=4)
+    jobs = [
+        _job(999.0, batch_size=4),  # SFT: another objective
+        _job(1.0, seconds=80.0, steps=20, objective="dpo", beta=0.1, batch_size=4),
+        _job(1.0, seconds=40.0, steps=20, objective="dpo", beta=0.1, batch_size=2),
+    ]
+    pace = past_pace(jobs, spec, MODEL, "cpu")
+    assert pace is not None and pace.unit == "steps" and pace.same_shape
+    assert (pace.runs, pace.per_s) == (1, 0.25)
+    told = forecast(spec, 40, pace)
+    assert (told.amount, told.seconds) == (40, 160.0)
+    assert told.line("M", "lora dpo").endswith(
+        "about 40 steps at 4.0 s a step, the pace of 1 earlier run of M (lora dpo) here."
+    )
+    cut = forecast(spec.model_copy(update={"time_budget_s": 60.0}), 40, pace)
+    assert (cut.amount, cut.limited_by) == (15, "time")
+    # Only runs of another batch: seconds a step do not carry over, and the line says so.
+    other = past_pace(jobs[2:], spec, MODEL, "cpu")
+    assert other is not None and not other.same_shape and other.per_s == 0.5
+    assert "a rough guide: they had another batch size or length" in forecast(spec, 40, other).line(
+        "M", "lora dpo"
+    )
+    assert past_pace(jobs[:1], spec, MODEL, "cpu") is None

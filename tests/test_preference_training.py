@@ -159,14 +159,29 @@ def test_kto_runs_and_logs_its_rewards(settings, data):
 
 
 @pytest.mark.slow
-def test_orpo_runs(settings, data):
-    from garden.services import training
+def test_orpo_runs_and_the_next_plan_forecasts_its_steps(settings, data):
+    from garden.engine.training import queries
+    from garden.services import run_plan, training
+    from garden.store import get_store
 
+    values = {**TINY, "dataset": str(data["prefs"]), "objective": "orpo"}
+    before = run_plan.plan(training.build_spec({**values, "max_steps": 4}), settings=settings)
+    assert before.forecast.startswith("No forecast yet: no completed lora orpo run of "), before
+    assert before.forecast.endswith("(about 4 steps to train)."), before.forecast
     orpo = _run(
         settings, name="facts-orpo", dataset=str(data["prefs"]), objective="orpo", max_steps=2
     )
     points = training.metrics(orpo.id, settings=settings)
     assert any(p.reward_margin is not None for p in points)
+    # The same run again, twice as long: its pace in steps, from the run just made.
+    planned = run_plan.plan(training.build_spec({**values, "max_steps": 4}), settings=settings)
+    finished = queries.get_job(get_store(settings.db_path), orpo.id).result
+    assert planned.forecast.startswith("Forecast: ≈ "), planned.forecast
+    assert "about 4 steps at " in planned.forecast
+    assert "the pace of 1 earlier run of SmolLM2-135M-Instruct (lora orpo) here" in planned.forecast
+    assert planned.forecast_steps == 4 and planned.forecast_tokens is None
+    assert planned.forecast_s is not None and finished is not None
+    assert planned.forecast_s == pytest.approx(2 * finished.train_seconds, rel=0.01)
 
 
 def test_the_plan_refuses_dpo_on_chat_data(settings, data):

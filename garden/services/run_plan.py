@@ -17,7 +17,13 @@ from garden.config import Settings
 from garden.data import delete_dataset, import_dataset
 from garden.engine.training import JobSpec, queries
 from garden.engine.training.budget import has_budget
-from garden.engine.training.forecast import Forecast, forecast, past_pace, planned_tokens
+from garden.engine.training.forecast import (
+    Forecast,
+    forecast,
+    past_pace,
+    planned_steps,
+    planned_tokens,
+)
 from garden.engine.training.plan import JobPlan, plan_job
 from garden.services import training
 from garden.services.base import View, resolve
@@ -38,7 +44,12 @@ class RunPlanView(View):
     gradient_checkpointing: bool = Field(description="As the memory plan chose it")
     notes: list[str] = Field(description="How it was planned, as the job's log would show it")
     forecast: str = Field(description="What the run should take, or why there is no forecast")
-    forecast_tokens: int | None = Field(None, description="Non-padding tokens it would train on")
+    forecast_tokens: int | None = Field(
+        None, description="SFT: the non-padding tokens it would train on"
+    )
+    forecast_steps: int | None = Field(
+        None, description="Preference and GRPO runs: the optimizer steps it would take"
+    )
     forecast_s: float | None = Field(None, description="Training seconds, from earlier runs' pace")
     forecast_kwh: float | None = None
     forecast_co2_kg: float | None = Field(None, description="kg CO₂-equivalent")
@@ -71,26 +82,32 @@ def plan(spec: JobSpec, *, settings: Settings | None = None) -> RunPlanView:
 def _forecast(planned: JobPlan, settings: Settings) -> Forecast | str:
     """The run's forecast from earlier runs here, or the line that says why there is none."""
     spec, stats, layout = planned.spec, planned.dataset.token_stats, planned.layout
-    if spec.objective != "sft":
-        return f"No forecast: {spec.objective} runs are not measured in tokens yet."
     rows = planned.dataset.train_rows or int(stats.get("rows") or 0)
-    tokens = planned_tokens(spec, rows, float(stats.get("mean") or 0), layout.world_size)
-    if tokens is None:
-        return f"No forecast: {planned.dataset.name} has no token counts."
+    if spec.objective == "sft":
+        amount = planned_tokens(spec, rows, float(stats.get("mean") or 0), layout.world_size)
+        if amount is None:
+            return f"No forecast: {planned.dataset.name} has no token counts."
+        work = f"{amount:,} tokens"
+    else:
+        amount = planned_steps(spec, rows, layout.world_size)
+        if amount is None:
+            return f"No forecast: {planned.dataset.name} has no rows to count steps from."
+        work = f"{amount:,} steps"
     jobs = queries.list_jobs(get_store(settings.db_path), PAST_JOBS_READ, "completed")
     pace = past_pace(jobs, spec, planned.model.id, layout.device, layout.world_size)
     if pace is not None:
-        return forecast(spec, tokens, pace)
-    missing = f"No forecast yet: no completed {spec.method} run of {planned.model.name} here"
+        return forecast(spec, amount, pace)
+    missing = f"No forecast yet: no completed {_kind(spec)} run of {planned.model.name} here"
     if has_budget(spec):
         return f"{missing}; the run measures its pace in its first steps and fits the budget."
-    return f"{missing} to take the pace from (about {tokens:,} tokens to train)."
+    return f"{missing} to take the pace from (about {work} to train)."
 
 
 def _view(
     spec: JobSpec, planned: JobPlan, told: Forecast | str, dataset: str | None = None
 ) -> RunPlanView:
     numbers = told if isinstance(told, Forecast) else None
+    in_tokens = numbers is not None and numbers.pace.unit == "tokens"
     return RunPlanView(
         name=spec.name,
         method=planned.spec.method,
@@ -100,13 +117,18 @@ def _view(
         layout=planned.layout_line(),
         gradient_checkpointing=bool(planned.spec.gradient_checkpointing),
         notes=list(planned.notes),
-        forecast=told if isinstance(told, str) else told.line(planned.model.name, spec.method),
-        forecast_tokens=numbers.tokens if numbers else None,
+        forecast=told if isinstance(told, str) else told.line(planned.model.name, _kind(spec)),
+        forecast_tokens=numbers.amount if numbers and in_tokens else None,
+        forecast_steps=numbers.amount if numbers and not in_tokens else None,
         forecast_s=numbers.seconds if numbers else None,
         forecast_kwh=numbers.kwh if numbers else None,
         forecast_co2_kg=numbers.co2_kg if numbers else None,
         warnings=list(planned.warnings),
     )
+
+
+def _kind(spec: JobSpec) -> str:
+    return spec.method if spec.objective == "sft" else f"{spec.method} {spec.objective}"
 
 
 def plan_from_web(values: Mapping[str, object], *, settings: Settings | None = None) -> RunPlanView:
