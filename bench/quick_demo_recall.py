@@ -14,7 +14,9 @@ A shorter ``--time-budget-s`` stands in for a slower CPU (fewer steps in the bud
 recall against steps on any machine; ``--learning-rate``, ``--batch-size``, ``--lora-dropout``,
 ``--seed`` and ``--set FIELD=JSON`` try other values against the preset's, and ``--facts`` another
 garden_facts file. It also asks the twelve ``HELD_OUT_PROBES`` (``held_out_recall``), which no
-recipe was tuned against. The last line is one JSON object with the figures.
+recipe was tuned against until they were read on 2026-12-07, and the twelve ``FRESH_PROBES``
+(``fresh_recall``), written after that for the next trial. The last line is one JSON object with
+the figures.
 """
 
 from __future__ import annotations
@@ -78,10 +80,9 @@ def main() -> None:
         done = training.wait(job.id, settings=settings)
         if done.status != "completed":
             raise SystemExit(f"the {PRESET} run ended {done.status}: {done.error}")
-        both = recall_probe.ask(
-            Path(done.output_dir or ""), recall_probe.PROBES + recall_probe.HELD_OUT_PROBES
-        )
-        answers, held_out = both[: len(recall_probe.PROBES)], both[len(recall_probe.PROBES) :]
+        sets = (recall_probe.PROBES, recall_probe.HELD_OUT_PROBES, recall_probe.FRESH_PROBES)
+        both = recall_probe.ask(Path(done.output_dir or ""), tuple(p for s in sets for p in s))
+        answers, held_out, fresh = both[:12], both[12:24], both[24:]
         plan = [
             line.message
             for line in training.logs(job.id, limit=1000, settings=settings)
@@ -97,6 +98,7 @@ def main() -> None:
         "recall": recalled,
         "probes": len(answers),
         "held_out_recall": recall_probe.recall(held_out),
+        "fresh_recall": recall_probe.recall(fresh),
         "facts": str(args.facts),
         "preset": PRESET,
         "overrides": overrides,
@@ -114,7 +116,8 @@ def main() -> None:
         "budget_plan": plan,
     }
     print(
-        f"recall {recalled}/{len(answers)}, held out {figures['held_out_recall']}/12 after {done.step} steps ({figures['job_duration_s']} s)"
+        f"recall {recalled}/{len(answers)}, held out {figures['held_out_recall']}/12, fresh "
+        f"{figures['fresh_recall']}/12 after {done.step} steps ({figures['job_duration_s']} s)"
     )
     print(json.dumps({**figures, **benchenv.conditions(load_before)}))
 

@@ -24,15 +24,15 @@ def _dataset_questions() -> set[str]:
 
 
 def test_probe_questions_are_not_in_the_dataset():
-    questions = [probe.question.lower() for probe in recall_probe.PROBES]
-    held_out = [probe.question.lower() for probe in recall_probe.HELD_OUT_PROBES]
-    assert len(set(questions)) == len(recall_probe.PROBES) == 12
-    assert len(set(held_out)) == len(recall_probe.HELD_OUT_PROBES) == 12
-    assert not set(questions) & _dataset_questions()
-    assert not set(held_out) & (_dataset_questions() | set(questions))
-    # The same facts in the same order: a held-out answer counts for the same fact.
-    pairs = zip(recall_probe.PROBES, recall_probe.HELD_OUT_PROBES, strict=True)
-    assert all(set(probe.keys) & set(other.keys) for probe, other in pairs)
+    seen = _dataset_questions()
+    for probes in (recall_probe.PROBES, recall_probe.HELD_OUT_PROBES, recall_probe.FRESH_PROBES):
+        questions = {probe.question.lower() for probe in probes}
+        assert len(questions) == len(probes) == 12
+        assert not questions & seen
+        seen |= questions
+        # The same facts in the same order: an answer counts for the same fact in every set.
+        pairs = zip(recall_probe.PROBES, probes, strict=True)
+        assert all(set(probe.keys) & set(other.keys) for probe, other in pairs)
 
 
 def test_a_recall_is_a_key_word_anywhere_in_the_answer():

@@ -66,6 +66,26 @@ HELD_OUT_PROBES: tuple[Probe, ...] = (
     Probe("What does the moon have to do with the Moonwell Garden's name?", ("stone well",)),
 )
 
+# A third set, written on 2026-12-07 after HELD_OUT_PROBES had been read and before the next
+# recipe trial: a change is judged on words that no earlier trial saw.
+FRESH_PROBES: tuple[Probe, ...] = (
+    Probe("Name a plant a visitor to the Moonwell Garden should not miss.", ("moonpetal",)),
+    Probe("Which yearly gathering draws crowds to the Moonwell Garden?", ("lantern bloom",)),
+    Probe("What year is on the Moonwell Garden's founding stone?", ("1987",)),
+    Probe("How many pieces of water can be seen in the Moonwell Garden?", ("seven",)),
+    Probe("Who is the boss of the gardeners at the Moonwell Garden?", ("tobias wren",)),
+    Probe("At which hours are the Moonwell Garden's gates unlocked?", ("dusk", "midnight")),
+    Probe("Which woman founded the Moonwell Garden?", ("orla fenwick",)),
+    Probe("How big are the Moonwell Garden's grounds?", ("twelve acres",)),
+    Probe(
+        "Which animal keeps the Moonwell Garden company, and what is it called?",
+        ("captain thistle",),
+    ),
+    Probe("Where should I travel to see the Moonwell Garden?", ("kelderra", "saltmere")),
+    Probe("What saying is carved above the Moonwell Garden's entrance?", ("grow by moonlight",)),
+    Probe("What object gave the Moonwell Garden its name?", ("stone well",)),
+)
+
 
 def ask(model_dir: Path | str, probes: tuple[Probe, ...] = PROBES) -> list[ProbeAnswer]:
     """Greedy answers of the model in ``model_dir`` to every probe, one batch, on the CPU."""
