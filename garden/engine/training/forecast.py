@@ -77,7 +77,10 @@ class Forecast:
         if pace.seconds < STEADY_SECONDS:
             caveats.append(f"only {pace.seconds:.0f} s of training measured")
         rough = f" (a rough guide: {'; '.join(caveats)})" if caveats else ""
-        return f"Forecast: {cost}; about {self._work()}, the pace of {runs} of {model} ({method}) here{rough}."
+        return (
+            f"Forecast: {cost}; about {self._work()}, the pace of {runs} of {model} ({method}) "
+            f"here{rough}."
+        )
 
     def _work(self) -> str:
         per_s = self.pace.per_s
