@@ -167,8 +167,8 @@ def test_a_dpo_run_takes_its_pace_in_steps_from_dpo_runs_only():
     assert (pace.runs, pace.per_s) == (1, 0.25)
     told = forecast(spec, 40, pace)
     assert (told.amount, told.seconds) == (40, 160.0)
-    assert told.line("M", "lora dpo").endswith(
-        "about 40 steps at 4.0 s a step, the pace of 1 earlier run of M (lora dpo) here."
+    assert told.line("M", "lora DPO").endswith(
+        "about 40 steps at 4.0 s a step, the pace of 1 earlier run of M (lora DPO) here."
     )
     cut = forecast(spec.model_copy(update={"time_budget_s": 60.0}), 40, pace)
     assert (cut.amount, cut.limited_by) == (15, "time")
@@ -176,6 +176,6 @@ def test_a_dpo_run_takes_its_pace_in_steps_from_dpo_runs_only():
     other = past_pace(jobs[2:], spec, MODEL, "cpu")
     assert other is not None and not other.same_shape and other.per_s == 0.5
     assert "a rough guide: they had another batch size or length" in forecast(spec, 40, other).line(
-        "M", "lora dpo"
+        "M", "lora DPO"
     )
     assert past_pace(jobs[:1], spec, MODEL, "cpu") is None

@@ -166,7 +166,7 @@ def test_orpo_runs_and_the_next_plan_forecasts_its_steps(settings, data):
 
     values = {**TINY, "dataset": str(data["prefs"]), "objective": "orpo"}
     before = run_plan.plan(training.build_spec({**values, "max_steps": 4}), settings=settings)
-    assert before.forecast.startswith("No forecast yet: no completed lora orpo run of "), before
+    assert before.forecast.startswith("No forecast yet: no completed lora ORPO run of "), before
     assert before.forecast.endswith("(about 4 steps to train)."), before.forecast
     orpo = _run(
         settings, name="facts-orpo", dataset=str(data["prefs"]), objective="orpo", max_steps=2
@@ -178,8 +178,9 @@ def test_orpo_runs_and_the_next_plan_forecasts_its_steps(settings, data):
     finished = queries.get_job(get_store(settings.db_path), orpo.id).result
     assert planned.forecast.startswith("Forecast: ≈ "), planned.forecast
     assert "about 4 steps at " in planned.forecast
-    assert "the pace of 1 earlier run of SmolLM2-135M-Instruct (lora orpo) here" in planned.forecast
+    assert "the pace of 1 earlier run of SmolLM2-135M-Instruct (lora ORPO) here" in planned.forecast
     assert planned.forecast_steps == 4 and planned.forecast_tokens is None
+    assert planned.lines()[0].startswith("A run (named when it starts): lora ORPO of ")
     assert planned.forecast_s is not None and finished is not None
     assert planned.forecast_s == pytest.approx(2 * finished.train_seconds, rel=0.01)
 

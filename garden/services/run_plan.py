@@ -37,6 +37,7 @@ class RunPlanView(View):
 
     name: str | None = Field(None, description="The run's name; None: it is named when it starts")
     method: str
+    objective: str = Field("sft", description="sft, dpo, orpo, kto or grpo")
     model: str
     dataset: str
     device: str = Field(description="cpu or cuda")
@@ -58,7 +59,8 @@ class RunPlanView(View):
     def lines(self) -> list[str]:
         """The plan as a few lines of text, without its warnings."""
         run = f"Run {self.name}" if self.name else "A run (named when it starts)"
-        head = f"{run}: {self.method} of {self.model} on {self.dataset} ({self.device})"
+        kind = self.method if self.objective == "sft" else f"{self.method} {self.objective.upper()}"
+        head = f"{run}: {kind} of {self.model} on {self.dataset} ({self.device})"
         return [head, *([self.layout] if self.layout else []), self.forecast, *self.notes]
 
 
@@ -111,6 +113,7 @@ def _view(
     return RunPlanView(
         name=spec.name,
         method=planned.spec.method,
+        objective=planned.spec.objective,
         model=planned.model.name,
         dataset=dataset or planned.dataset.name,
         device=planned.layout.device,
@@ -128,7 +131,7 @@ def _view(
 
 
 def _kind(spec: JobSpec) -> str:
-    return spec.method if spec.objective == "sft" else f"{spec.method} {spec.objective}"
+    return spec.method if spec.objective == "sft" else f"{spec.method} {spec.objective.upper()}"
 
 
 def plan_from_web(values: Mapping[str, object], *, settings: Settings | None = None) -> RunPlanView:
