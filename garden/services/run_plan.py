@@ -59,8 +59,8 @@ class RunPlanView(View):
     def lines(self) -> list[str]:
         """The plan as a few lines of text, without its warnings."""
         run = f"Run {self.name}" if self.name else "A run (named when it starts)"
-        kind = self.method if self.objective == "sft" else f"{self.method} {self.objective.upper()}"
-        head = f"{run}: {kind} of {self.model} on {self.dataset} ({self.device})"
+        head = f"{run}: {_kind(self.method, self.objective)} of {self.model} on {self.dataset}"
+        head += f" ({self.device})"
         return [head, *([self.layout] if self.layout else []), self.forecast, *self.notes]
 
 
@@ -99,7 +99,8 @@ def _forecast(planned: JobPlan, settings: Settings) -> Forecast | str:
     pace = past_pace(jobs, spec, planned.model.id, layout.device, layout.world_size)
     if pace is not None:
         return forecast(spec, amount, pace)
-    missing = f"No forecast yet: no completed {_kind(spec)} run of {planned.model.name} here"
+    kind = _kind(spec.method, spec.objective)
+    missing = f"No forecast yet: no completed {kind} run of {planned.model.name} here"
     if has_budget(spec):
         return f"{missing}; the run measures its pace in its first steps and fits the budget."
     return f"{missing} to take the pace from (about {work} to train)."
@@ -120,7 +121,9 @@ def _view(
         layout=planned.layout_line(),
         gradient_checkpointing=bool(planned.spec.gradient_checkpointing),
         notes=list(planned.notes),
-        forecast=told if isinstance(told, str) else told.line(planned.model.name, _kind(spec)),
+        forecast=told
+        if isinstance(told, str)
+        else told.line(planned.model.name, _kind(spec.method, spec.objective)),
         forecast_tokens=numbers.amount if numbers and in_tokens else None,
         forecast_steps=numbers.amount if numbers and not in_tokens else None,
         forecast_s=numbers.seconds if numbers else None,
@@ -130,8 +133,9 @@ def _view(
     )
 
 
-def _kind(spec: JobSpec) -> str:
-    return spec.method if spec.objective == "sft" else f"{spec.method} {spec.objective.upper()}"
+def _kind(method: str, objective: str) -> str:
+    """``lora``, or ``lora ORPO`` for a run of another objective than SFT."""
+    return method if objective == "sft" else f"{method} {objective.upper()}"
 
 
 def plan_from_web(values: Mapping[str, object], *, settings: Settings | None = None) -> RunPlanView:
