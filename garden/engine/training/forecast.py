@@ -118,9 +118,7 @@ def planned_steps(spec: JobSpec, rows: int, world_size: int = 1) -> int | None:
         return spec.max_steps
     if rows <= 0:
         return None
-    per_batch = spec.batch_size
-    if spec.objective == "grpo":
-        per_batch = max(1, -(-spec.batch_size // spec.num_generations))
+    per_batch = spec.prompt_groups if spec.objective == "grpo" else spec.batch_size
     batches = math.ceil(rows / (per_batch * max(1, world_size)))
     return math.ceil(spec.epochs * max(1, batches // spec.gradient_accumulation))
 

@@ -238,6 +238,12 @@ class JobSpec(BaseModel):
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    @property
+    def prompt_groups(self) -> int:
+        """GRPO: the prompts a batch holds, each as a whole group of ``num_generations``
+        completions (at least one, however small the batch)."""
+        return max(1, -(-self.batch_size // self.num_generations))
+
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str | None) -> str | None:

@@ -107,9 +107,8 @@ def grpo_arguments(ctx: TrainContext, reward_weights: list[float]) -> dict[str, 
     """GRPO's own settings over the shared ones: a batch holds whole groups of completions."""
     spec = ctx.spec
     values = trainer_arguments(ctx, has_eval=False)
-    groups = max(1, -(-spec.batch_size // spec.num_generations))
     values.update(
-        per_device_train_batch_size=groups * spec.num_generations,
+        per_device_train_batch_size=spec.prompt_groups * spec.num_generations,
         gradient_accumulation_steps=spec.gradient_accumulation,
         num_generations=spec.num_generations,
         max_completion_length=spec.max_completion_length,
