@@ -82,7 +82,8 @@ def main() -> None:
             raise SystemExit(f"the {PRESET} run ended {done.status}: {done.error}")
         sets = (recall_probe.PROBES, recall_probe.HELD_OUT_PROBES, recall_probe.FRESH_PROBES)
         both = recall_probe.ask(Path(done.output_dir or ""), tuple(p for s in sets for p in s))
-        answers, held_out, fresh = both[:12], both[12:24], both[24:]
+        n = len(recall_probe.PROBES)  # each set asks every fact once, in the same order
+        answers, held_out, fresh = both[:n], both[n : 2 * n], both[2 * n :]
         plan = [
             line.message
             for line in training.logs(job.id, limit=1000, settings=settings)
@@ -116,8 +117,8 @@ def main() -> None:
         "budget_plan": plan,
     }
     print(
-        f"recall {recalled}/{len(answers)}, held out {figures['held_out_recall']}/12, fresh "
-        f"{figures['fresh_recall']}/12 after {done.step} steps ({figures['job_duration_s']} s)"
+        f"recall {recalled}/{len(answers)}, held out {figures['held_out_recall']}/{n}, fresh "
+        f"{figures['fresh_recall']}/{n} after {done.step} steps ({figures['job_duration_s']} s)"
     )
     print(json.dumps({**figures, **benchenv.conditions(load_before)}))
 

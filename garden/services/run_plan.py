@@ -23,6 +23,7 @@ from garden.engine.training.forecast import (
     past_pace,
     planned_steps,
     planned_tokens,
+    unit_of,
 )
 from garden.engine.training.plan import JobPlan, plan_job
 from garden.services import training
@@ -85,16 +86,15 @@ def _forecast(planned: JobPlan, settings: Settings) -> Forecast | str:
     """The run's forecast from earlier runs here, or the line that says why there is none."""
     spec, stats, layout = planned.spec, planned.dataset.token_stats, planned.layout
     rows = planned.dataset.train_rows or int(stats.get("rows") or 0)
-    if spec.objective == "sft":
+    unit = unit_of(spec)
+    if unit == "tokens":
         amount = planned_tokens(spec, rows, float(stats.get("mean") or 0), layout.world_size)
-        if amount is None:
-            return f"No forecast: {planned.dataset.name} has no token counts."
-        work = f"{amount:,} tokens"
+        uncounted = "has no token counts"
     else:
         amount = planned_steps(spec, rows, layout.world_size)
-        if amount is None:
-            return f"No forecast: {planned.dataset.name} has no rows to count steps from."
-        work = f"{amount:,} steps"
+        uncounted = "has no rows to count steps from"
+    if amount is None:
+        return f"No forecast: {planned.dataset.name} {uncounted}."
     jobs = queries.list_jobs(get_store(settings.db_path), PAST_JOBS_READ, "completed")
     pace = past_pace(jobs, spec, planned.model.id, layout.device, layout.world_size)
     if pace is not None:
@@ -103,7 +103,7 @@ def _forecast(planned: JobPlan, settings: Settings) -> Forecast | str:
     missing = f"No forecast yet: no completed {kind} run of {planned.model.name} here"
     if has_budget(spec):
         return f"{missing}; the run measures its pace in its first steps and fits the budget."
-    return f"{missing} to take the pace from (about {work} to train)."
+    return f"{missing} to take the pace from (about {amount:,} {unit} to train)."
 
 
 def _view(

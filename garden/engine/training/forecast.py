@@ -95,7 +95,7 @@ class Forecast:
 def planned_tokens(spec: JobSpec, rows: int, mean_tokens: float, world_size: int = 1) -> int | None:
     """The non-padding tokens the run trains on; None where the dataset has no counts or the
     objective trains on other units (preference pairs, generations)."""
-    if spec.objective != "sft" or rows <= 0 or mean_tokens <= 0:
+    if unit_of(spec) != "tokens" or rows <= 0 or mean_tokens <= 0:
         return None
     example_tokens = min(mean_tokens, float(spec.max_seq_len))
     epoch_tokens = rows * example_tokens
