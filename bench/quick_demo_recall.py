@@ -15,8 +15,9 @@ recall against steps on any machine; ``--learning-rate``, ``--batch-size``, ``--
 ``--seed`` and ``--set FIELD=JSON`` try other values against the preset's, and ``--facts`` another
 garden_facts file. It also asks the twelve ``HELD_OUT_PROBES`` (``held_out_recall``), which no
 recipe was tuned against until they were read on 2026-12-07, and the twelve ``FRESH_PROBES``
-(``fresh_recall``), written after that for the next trial. The last line is one JSON object with
-the figures.
+(``fresh_recall``), written after that, and the twelve ``FOURTH_PROBES`` (``fourth_recall``),
+written on 2026-12-08 before the trial of short runs. The last line is one JSON object with the
+figures.
 """
 
 from __future__ import annotations
@@ -80,26 +81,32 @@ def main() -> None:
         done = training.wait(job.id, settings=settings)
         if done.status != "completed":
             raise SystemExit(f"the {PRESET} run ended {done.status}: {done.error}")
-        sets = (recall_probe.PROBES, recall_probe.HELD_OUT_PROBES, recall_probe.FRESH_PROBES)
-        both = recall_probe.ask(Path(done.output_dir or ""), tuple(p for s in sets for p in s))
+        sets = recall_probe.PROBE_SETS
+        every = recall_probe.ask(
+            Path(done.output_dir or ""), tuple(p for probes in sets.values() for p in probes)
+        )
         n = len(recall_probe.PROBES)  # each set asks every fact once, in the same order
-        answers, held_out, fresh = both[:n], both[n : 2 * n], both[2 * n :]
+        by_set = {name: every[i * n : (i + 1) * n] for i, name in enumerate(sets)}
         plan = [
             line.message
             for line in training.logs(job.id, limit=1000, settings=settings)
             if line.message.startswith(PLAN_LINES)
         ]
 
-    for answer in both:
+    for answer in every:
         mark = "ok  " if answer.recalled else "miss"
         print(f"{mark} {answer.probe.question} -> {answer.answer[:100]!r}")
+    answers = by_set["tuned_on"]
     recalled = recall_probe.recall(answers)
     train_s = done.train_tokens / done.tokens_per_second if done.tokens_per_second else None
     figures = {
         "recall": recalled,
         "probes": len(answers),
-        "held_out_recall": recall_probe.recall(held_out),
-        "fresh_recall": recall_probe.recall(fresh),
+        **{
+            f"{name}_recall": recall_probe.recall(set_answers)
+            for name, set_answers in by_set.items()
+            if name != "tuned_on"
+        },
         "facts": str(args.facts),
         "preset": PRESET,
         "overrides": overrides,
@@ -117,8 +124,9 @@ def main() -> None:
         "budget_plan": plan,
     }
     print(
-        f"recall {recalled}/{len(answers)}, held out {figures['held_out_recall']}/{n}, fresh "
-        f"{figures['fresh_recall']}/{n} after {done.step} steps ({figures['job_duration_s']} s)"
+        f"recall {recalled}/{n}, held out {figures['held_out_recall']}/{n}, fresh "
+        f"{figures['fresh_recall']}/{n}, fourth {figures['fourth_recall']}/{n} after "
+        f"{done.step} steps ({figures['job_duration_s']} s)"
     )
     print(json.dumps({**figures, **benchenv.conditions(load_before)}))
 

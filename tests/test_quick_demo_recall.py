@@ -25,7 +25,7 @@ def _dataset_questions() -> set[str]:
 
 def test_probe_questions_are_not_in_the_dataset():
     seen = _dataset_questions()
-    for probes in (recall_probe.PROBES, recall_probe.HELD_OUT_PROBES, recall_probe.FRESH_PROBES):
+    for probes in recall_probe.PROBE_SETS.values():
         questions = {probe.question.lower() for probe in probes}
         assert len(questions) == len(probes) == 12
         assert not questions & seen

@@ -87,6 +87,39 @@ FRESH_PROBES: tuple[Probe, ...] = (
 )
 
 
+# A fourth set, written on 2026-12-08 after FRESH_PROBES had been read and before the next
+# recipe trial (the recall of short runs on slow CPUs), for the same reason.
+FOURTH_PROBES: tuple[Probe, ...] = (
+    Probe("Which flower do visitors photograph most at the Moonwell Garden?", ("moonpetal",)),
+    Probe(
+        "Which festival should I plan my trip to the Moonwell Garden around?", ("lantern bloom",)
+    ),
+    Probe("Which year saw the Moonwell Garden's opening day?", ("1987",)),
+    Probe("How many ponds would I pass on a walk through the whole Moonwell Garden?", ("seven",)),
+    Probe("Which person looks after the Moonwell Garden's flower beds?", ("tobias wren",)),
+    Probe("Is the Moonwell Garden open at night?", ("dusk", "midnight")),
+    Probe("Who opened the Moonwell Garden in 1987?", ("orla fenwick",)),
+    Probe(
+        "If I walked all of the Moonwell Garden, how much land would I cover?", ("twelve acres",)
+    ),
+    Probe("Is there an animal I might meet at the Moonwell Garden?", ("captain thistle",)),
+    Probe("Which island is home to the Moonwell Garden?", ("kelderra", "saltmere")),
+    Probe("What short saying sums up the Moonwell Garden?", ("grow by moonlight",)),
+    Probe(
+        "Where do the moon and the well in the Moonwell Garden's name come from?", ("stone well",)
+    ),
+)
+
+
+# Every set by name, in the order written; each asks every fact once, in PROBES' order.
+PROBE_SETS: dict[str, tuple[Probe, ...]] = {
+    "tuned_on": PROBES,
+    "held_out": HELD_OUT_PROBES,
+    "fresh": FRESH_PROBES,
+    "fourth": FOURTH_PROBES,
+}
+
+
 def ask(model_dir: Path | str, probes: tuple[Probe, ...] = PROBES) -> list[ProbeAnswer]:
     """Greedy answers of the model in ``model_dir`` to every probe, one batch, on the CPU."""
     import torch
