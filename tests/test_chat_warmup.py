@@ -41,7 +41,9 @@ def test_only_the_auto_warm_up_builds_the_onnx_copy_in_the_background(
 
     asked: list[bool] = []
 
-    def record(base_path: Any, settings: Any, *, background: bool = False) -> Path:
+    def record(
+        base_path: Any, settings: Any, *, background: bool = False, adapter_path: Any = None
+    ) -> Path:
         asked.append(background)
         raise RuntimeError("stop before building")
 

@@ -12,10 +12,16 @@ import pytest
 
 from garden.config import get_settings
 from garden.engine.serving import ChatEngine, GenerationConfig, get_engine, unload_engine
-from garden.engine.serving.auto import MANY_STREAMS, Situation, choose_backend, lacks_lora
+from garden.engine.serving.auto import (
+    MANY_STREAMS,
+    Situation,
+    choose_backend,
+    lacks_lora,
+    route,
+)
 from garden.engine.serving.onnx_backend import OnnxBackend
 from garden.engine.serving.targets import VLLM_LORA_RANKS, fitting_lora_rank
-from garden.engine.serving.types import Adapter, GenerationRequest
+from garden.engine.serving.types import Adapter, EngineStatus, GenerationRequest
 from garden.errors import ServingError
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -58,6 +64,28 @@ def test_auto_chooses_the_fastest_backend_for_the_situation(
 ) -> None:
     situation = Situation(requested, onnx_ready, vllm_state, adapter, streams)
     assert choose_backend(situation) == expected
+
+
+@pytest.mark.parametrize(
+    ("vllm_state", "streams", "expected"),
+    [("starting", 0, "onnx"), ("ready", 0, "onnx"), ("failed", 0, "onnx"), ("ready", MANY, "vllm")],
+)
+def test_auto_answers_a_lora_run_from_its_own_int4_copy_once_loaded(
+    vllm_state: str, streams: int, expected: str
+) -> None:
+    situation = Situation("auto", False, vllm_state, True, streams, run_copy_ready=True)
+    assert choose_backend(situation) == expected
+
+
+def test_each_answer_goes_to_the_int4_copy_of_the_model_it_asks_for() -> None:
+    """The base's copy never answers for a LoRA run, nor a run's copy for the base."""
+    base_copy, run_copy, main = object(), object(), object()
+    status = EngineStatus("m", "ready", "vllm", "auto", "", vllm_state="ready")
+    adapter = Adapter(name="a-1", path="/x", lora_id=1, rank=16, base_model=None)
+    assert route("auto", base_copy, main, status, None, {}, run_copy) is base_copy
+    assert route("auto", base_copy, main, status, adapter, {}, None) is main
+    assert route("auto", base_copy, main, status, adapter, {}, run_copy) is run_copy
+    assert route("vllm", base_copy, main, status, adapter, {}, run_copy) is main
 
 
 @dataclass

@@ -216,6 +216,32 @@ def test_lora_adapter_answers_at_once_then_vllm_with_lora_takes_over(
     assert eng.chat(ask(FACT_Q), GREEDY).text == base
 
 
+@pytest.mark.slow
+def test_a_lora_run_gets_its_own_int4_copy_under_auto(engine, lora_run: Path, monkeypatch) -> None:
+    """The run's first answer under ``auto`` comes from vLLM while the run's int4 copy (its
+    adapter merged into the base) builds in the background; then the copy answers, and it still
+    knows the run's fact. The suite keeps the onnx backend off; this test turns it on."""
+    eng, _ = engine
+    eng.wait_loaded(timeout=300)
+    target = resolve_target("chat-test-moonwell")
+    enabled = eng.settings.model_copy(update={"onnx_chat_enabled": True})
+    monkeypatch.setattr(eng, "settings", enabled)
+    first = eng.chat(ask(FACT_Q), GREEDY, adapter=target.adapter_path)
+    assert first.stats.backend != "onnx" and "Zebulon" in first.text, first.text
+    key = str(Path(target.adapter_path).resolve())
+    deadline = time.time() + 600
+    while eng._run_copies.get(key) is None and time.time() < deadline:
+        time.sleep(1)
+    assert eng._run_copies.get(key) is not None, "the run's int4 copy never loaded"
+    tuned = eng.chat(ask(FACT_Q), GREEDY, adapter=target.adapter_path)
+    assert tuned.stats.backend == "onnx" and "+" in tuned.stats.model
+    assert "Zebulon" in tuned.text, tuned.text
+    base = eng.chat(ask(FACT_Q), GREEDY)
+    assert base.stats.backend == "vllm" and "Zebulon" not in base.text
+    copies = enabled.models_path / "onnx-int4"
+    assert [p.name for p in copies.iterdir() if p.name.startswith("chat-test-moonwell-")]
+
+
 def test_adapter_of_another_base_is_rejected(engine, lora_run: Path, tmp_path: Path) -> None:
     eng, _ = engine
     wrong = tmp_path / "wrong" / "adapter"

@@ -207,8 +207,9 @@ def check_backend(backend: str, target: ChatTarget | None = None) -> None:
     to it) or the request is refused here with why (not installed; no LoRA on onnx)."""
     if backend == "onnx" and target is not None and target.adapter_path:
         raise ServingError(
-            f"The onnx backend serves base models only, and {target.label} is a LoRA run.",
-            hint="Pick auto, transformers or vllm for it.",
+            f"The onnx backend by name serves base models only, and {target.label} is a LoRA run.",
+            hint="Pick auto: it answers a run from the run's own int4 copy once that is built "
+            "(in the background, from its first answer), or pick transformers or vllm.",
         )
     if backend not in BACKENDS:
         raise ServingError(

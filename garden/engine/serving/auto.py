@@ -3,9 +3,11 @@
 One pure function, :func:`choose_backend`, over what the engine knows at that moment. Measured
 on two cores (docs/benchmarks.md): the int4 ONNX copy decodes one stream several times faster
 than vLLM or transformers, but runs each stream on its own, while vLLM batches many streams
-into one forward pass and overtakes it from a few concurrent answers on. Only transformers and
-vLLM apply LoRA adapters; transformers answers while vLLM is still starting, and while a vLLM
-with LoRA layers starts for the first adapter (``auto`` starts vLLM without them).
+into one forward pass and overtakes it from a few concurrent answers on. A LoRA run gets its own
+int4 copy (its adapter merged into the base, built in the background on its first answer);
+until then transformers and vLLM apply its adapter: transformers while vLLM is still starting,
+and while a vLLM with LoRA layers starts for the first adapter (``auto`` starts vLLM without
+them).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Situation:
     vllm_state: str | None  # None (not used), "starting", "ready" or "failed"
     adapter: bool  # the answer needs a LoRA adapter
     streams: int  # answers already generating on this model
+    run_copy_ready: bool = False  # the int4 copy of that LoRA run (merged) is loaded
 
 
 def choose_backend(situation: Situation) -> str:
@@ -41,9 +44,8 @@ def choose_backend(situation: Situation) -> str:
     if situation.requested != "auto":
         return situation.requested
     vllm_ready = situation.vllm_state == "ready"
-    if situation.adapter:
-        return "vllm" if vllm_ready else "transformers"
-    if situation.onnx_ready and not (vllm_ready and situation.streams + 1 >= MANY_STREAMS):
+    copy_ready = situation.run_copy_ready if situation.adapter else situation.onnx_ready
+    if copy_ready and not (vllm_ready and situation.streams + 1 >= MANY_STREAMS):
         return "onnx"
     return "vllm" if vllm_ready else "transformers"
 
@@ -55,12 +57,20 @@ def route(
     status: EngineStatus,
     adapter: Adapter | None,
     inflight: dict[str, Any],
+    run_copy: Backend | None = None,
 ) -> Backend | None:
-    """The engine's backend for one answer: ``fast`` (the ONNX copy) when chosen, else ``main``."""
+    """The engine's backend for one answer: the int4 copy of the model asked for when chosen
+    (``fast``, the base's; ``run_copy``, the LoRA run's), else ``main``."""
     situation = Situation(
-        requested, fast is not None, status.vllm_state, adapter is not None, len(inflight)
+        requested,
+        fast is not None,
+        status.vllm_state,
+        adapter is not None,
+        len(inflight),
+        run_copy is not None,
     )
-    return fast if fast is not None and choose_backend(situation) == "onnx" else main
+    copy = run_copy if adapter is not None else fast
+    return copy if copy is not None and choose_backend(situation) == "onnx" else main
 
 
 def lacks_lora(backend: Backend, adapter: Adapter) -> bool:

@@ -78,6 +78,7 @@ class ChatEngine(BackendHandover):
         self._backend: Backend | None = None
         self._spare: Backend | None = None
         self._fast: Backend | None = None  # the int4 ONNX copy beside the main backend (auto)
+        self._run_copies: dict[str, Backend | None] = {}  # LoRA runs' int4 copies, by adapter
         self._tokenizer: Any = None
         self._adapters: dict[str, Adapter] = {}
         self._architectures: list[str] = []
@@ -164,20 +165,26 @@ class ChatEngine(BackendHandover):
             self._set(vllm_state="starting", reason="starting vLLM")
         self._start_vllm(launched=launched)
 
-    def _start_fast(self) -> None:
-        """Load (building it once) the int4 copy in its own thread, beside vLLM's start-up."""
+    def _start_fast(self, lora: Adapter | None = None) -> None:
+        """Load (building it once) the int4 copy of the base model, or of the LoRA run
+        ``lora``, in its own thread, beside vLLM's start-up or the answers of other backends."""
 
         def start() -> None:
             from garden.engine.serving.onnx_backend import start_fast_backend
 
-            backend = start_fast_backend(self.base_path, self.settings)
+            adapter_path = lora.path if lora is not None else None
+            backend = start_fast_backend(self.base_path, self.settings, adapter_path)
             with self._lock:
                 if backend is not None and self.status.state != "unloaded":
-                    self._fast, backend = backend, None
+                    if lora is None:
+                        self._fast, backend = backend, None
+                    elif lora.path in self._run_copies:
+                        self._run_copies[lora.path], backend = backend, None
             if backend is not None:
                 backend.shutdown()
 
-        threading.Thread(target=start, name=f"onnx-{self.model_name}", daemon=True).start()
+        name = f"onnx-{self.model_name}" if lora is None else f"onnx-{lora.name}"
+        threading.Thread(target=start, name=name, daemon=True).start()
 
     def _start_hf(self, reason: str) -> None:
         from garden.engine.serving.hf import TransformersBackend
@@ -216,8 +223,12 @@ class ChatEngine(BackendHandover):
 
     def unload(self) -> None:
         with self._lock:
-            backends = [b for b in (self._backend, self._spare, self._fast) if b is not None]
+            copies = list(self._run_copies.values())
+            backends = [
+                b for b in (self._backend, self._spare, self._fast, *copies) if b is not None
+            ]
             self._backend = self._spare = self._fast = None
+            self._run_copies.clear()
             self._set(state="unloaded", backend=None)
             for request_id in list(self._inflight):
                 self._aborted.add(request_id)

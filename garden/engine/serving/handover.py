@@ -20,6 +20,9 @@ from garden.engine.serving.types import Adapter, Backend, EngineStatus
 from garden.errors import ServingError
 
 log = logging.getLogger("garden.serving")
+# LoRA runs whose int4 copies one engine builds and keeps loaded (about 0.1 GB each for the
+# default model); a run beyond them is answered by vLLM or transformers.
+MAX_RUN_COPIES = 4
 
 
 class BackendHandover:
@@ -35,6 +38,7 @@ class BackendHandover:
     _backend: Backend | None
     _spare: Backend | None
     _fast: Backend | None
+    _run_copies: dict[str, Backend | None]
     _adapters: dict[str, Adapter]
     _architectures: list[str]
     _inflight: dict[str, Backend]
@@ -185,8 +189,9 @@ class BackendHandover:
             return backend
 
     def _auto_backend(self, lora: Adapter | None) -> Backend:
+        run_copy = self._run_copy(lora) if lora is not None else None
         backend = route(
-            self.requested, self._fast, self._backend, self.status, lora, self._inflight
+            self.requested, self._fast, self._backend, self.status, lora, self._inflight, run_copy
         )
         if backend is None:
             raise ServingError(f"{self.model_name} is not loaded.", hint="Load the model again.")
@@ -195,6 +200,20 @@ class BackendHandover:
                 self._begin_lora_upgrade()
             backend = self._spare or self._load_spare()
         return backend
+
+    def _run_copy(self, lora: Adapter) -> Backend | None:
+        """The int4 copy of the LoRA run ``lora`` once it is loaded. Its first answer starts
+        the copy's build in the background (at most ``MAX_RUN_COPIES`` runs an engine); the
+        caller holds the lock."""
+        if self.requested != "auto" or not self.settings.onnx_chat_enabled:
+            return None
+        if lora.path not in self._run_copies and len(self._run_copies) < MAX_RUN_COPIES:
+            self._run_copies[lora.path] = None
+            self._start_fast(lora)
+        return self._run_copies.get(lora.path)
+
+    def _start_fast(self, lora: Adapter | None = None) -> None:
+        raise NotImplementedError  # ChatEngine's
 
     def _named_backend(self, wanted: str, lora: Adapter | None) -> Backend:
         """The engine's ``wanted`` backend for one answer, or a ``ServingError`` saying why it

@@ -1,10 +1,12 @@
 """The ``onnx`` backend: the int4 ONNX copy of a base model on onnxruntime-genai.
 
 Decoding runs in onnxruntime-genai's C++ loop over 4-bit weights, so a single chat stream on a
-CPU is several times faster than the bf16 transformers path (docs/benchmarks.md). It serves base
-models only: a request with a LoRA adapter is refused, and the ``auto`` backend sends those to
-transformers or vLLM instead (``auto.choose_backend``). Each answer has its own generator, run
-in the caller's thread; an abort stops it before the next token.
+CPU is several times faster than the bf16 transformers path (docs/benchmarks.md). A copy serves
+one model: the base model's copy refuses a request with a LoRA adapter, and the copy of a LoRA
+run (built from the run's adapter merged into its base: ``adapter_path``) serves that run's
+requests only; until a run's copy is built, the ``auto`` backend sends its answers to
+transformers or vLLM (``auto.choose_backend``). Each answer has its own generator, run in the
+caller's thread; an abort stops it before the next token.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from garden.config import Settings
 from garden.engine.cpu_flags import cpu_flags
 from garden.engine.serving.onnx_build import ensure_onnx_copy, onnx_installed
 from garden.engine.serving.parallel import usable_cpus
-from garden.engine.serving.types import BackendChunk, GenerationRequest
+from garden.engine.serving.types import Adapter, BackendChunk, GenerationRequest
 from garden.errors import GardenError, ModelLoadError, ServingError
 
 log = logging.getLogger(__name__)
@@ -33,8 +36,16 @@ def cpu_has_avx512() -> bool:
 class OnnxBackend:
     name = "onnx"
 
-    def __init__(self, base_path: str, settings: Settings, *, warm_up: bool = False) -> None:
+    def __init__(
+        self,
+        base_path: str,
+        settings: Settings,
+        *,
+        warm_up: bool = False,
+        adapter_path: str | None = None,
+    ) -> None:
         self.base_path = base_path
+        self.adapter_path = adapter_path  # the LoRA run this copy is merged from, if any
         self.settings = settings
         self.warm_up = warm_up  # built behind another backend: the build yields the CPU
         self.max_model_len = 2048
@@ -58,7 +69,9 @@ class OnnxBackend:
             )
         import onnxruntime_genai as og
 
-        folder = ensure_onnx_copy(self.base_path, self.settings, background=self.warm_up)
+        folder = ensure_onnx_copy(
+            self.base_path, self.settings, background=self.warm_up, adapter_path=self.adapter_path
+        )
         config = og.Config(str(folder))
         # onnxruntime's own default used one of two cores here (86 vs 143 tok/s): name them all.
         options: dict[str, Any] = {
@@ -121,12 +134,23 @@ class OnnxBackend:
             generator.generate_next_token()
             yield int(generator.get_next_tokens()[0])
 
+    def serves(self, adapter: Adapter | None) -> bool:
+        """Whether this copy is the model a request with ``adapter`` (None: the base) asks for."""
+        if adapter is None or self.adapter_path is None:
+            return adapter is None and self.adapter_path is None
+        return Path(adapter.path).resolve() == Path(self.adapter_path).resolve()
+
     def stream(self, request: GenerationRequest) -> Iterator[BackendChunk]:
-        if request.adapter is not None:
+        if request.adapter is not None and not self.serves(request.adapter):
             raise ServingError(
                 f"The onnx backend serves base models only; it cannot apply the LoRA adapter "
                 f"{request.adapter.name}.",
                 hint="Pick the auto or transformers backend, or chat with the run's merged model.",
+            )
+        if not self.serves(request.adapter):
+            raise ServingError(
+                f"This int4 copy is of the LoRA run in {self.adapter_path}, not of its base.",
+                hint="Pick the auto backend.",
             )
         if self._model is None:
             raise ServingError("The onnx engine is not running.", hint="Load the model again.")
@@ -160,14 +184,17 @@ class OnnxBackend:
             event.set()
 
 
-def start_fast_backend(base_path: str, settings: Settings) -> OnnxBackend | None:
-    """The ``auto`` backend's single-stream engine, or None when it is off or cannot start."""
+def start_fast_backend(
+    base_path: str, settings: Settings, adapter_path: str | None = None
+) -> OnnxBackend | None:
+    """The ``auto`` backend's single-stream engine for the base model (or for the LoRA run in
+    ``adapter_path``), or None when it is off or cannot start."""
     if not settings.onnx_chat_enabled or not onnx_installed():
         return None
-    backend = OnnxBackend(base_path, settings, warm_up=True)
+    backend = OnnxBackend(base_path, settings, warm_up=True, adapter_path=adapter_path)
     try:
         backend.start()
     except Exception as exc:
-        log.warning("The int4 ONNX copy of %s is not used: %s", base_path, exc)
+        log.warning("The int4 ONNX copy of %s is not used: %s", adapter_path or base_path, exc)
         return None
     return backend

@@ -1,4 +1,4 @@
-"""The int4 ONNX copy of a base model that the ``onnx`` chat backend serves.
+"""The int4 ONNX copy of a base model (or of a LoRA run, merged) that the ``onnx`` backend serves.
 
 onnxruntime-genai's model builder turns a local Hugging Face folder into an ONNX graph with
 weight-only ``MatMulNBits`` offline (run through ``onnx_kquant``, which spreads its k-quant
@@ -65,23 +65,42 @@ def onnx_installed() -> bool:
     return importlib.util.find_spec("onnxruntime_genai") is not None
 
 
-def onnx_copy_path(base_path: str | Path, settings: Settings) -> Path:
-    """Where the int4 copy of ``base_path`` lives (whether or not it is built yet)."""
+def onnx_copy_path(
+    base_path: str | Path, settings: Settings, adapter_path: str | Path | None = None
+) -> Path:
+    """Where the int4 copy of ``base_path`` lives (whether or not it is built yet); with
+    ``adapter_path``, the copy of that LoRA run, merged."""
     base = Path(base_path).resolve()
     fingerprint = hashlib.sha256(f"{base}:{COPY_VERSION}".encode())
-    for weights in sorted(base.glob("*.safetensors")):
-        stat = weights.stat()
-        fingerprint.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return settings.models_path / CACHE_FOLDER / f"{base.name}-{fingerprint.hexdigest()[:12]}"
+    folders = [base] if adapter_path is None else [base, Path(adapter_path).resolve()]
+    for folder in folders:
+        fingerprint.update(str(folder).encode())
+        for weights in sorted(folder.glob("*.safetensors")):
+            stat = weights.stat()
+            fingerprint.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    name = base.name if adapter_path is None else run_folder_name(Path(adapter_path))
+    return settings.models_path / CACHE_FOLDER / f"{name}-{fingerprint.hexdigest()[:12]}"
+
+
+def run_folder_name(adapter_path: Path) -> str:
+    """A LoRA run's name from its adapter folder (``<run>/adapter`` or the folder itself)."""
+    resolved = adapter_path.resolve()
+    return resolved.parent.name if resolved.name == "adapter" else resolved.name
 
 
 def ensure_onnx_copy(
-    base_path: str | Path, settings: Settings, *, background: bool = False
+    base_path: str | Path,
+    settings: Settings,
+    *,
+    background: bool = False,
+    adapter_path: str | Path | None = None,
 ) -> Path:
-    """The folder of the int4 copy of ``base_path``, building it first when missing; a
-    ``background`` build (the ``auto`` backend's warm-up, while another backend answers) runs
-    at the lowest CPU priority, one that a person waits for does not."""
-    target = onnx_copy_path(base_path, settings)
+    """The folder of the int4 copy of ``base_path`` (with ``adapter_path``: of that LoRA run,
+    its adapter merged first), building it when missing; a ``background`` build (the ``auto``
+    backend's warm-up, while another backend answers) runs at the lowest CPU priority, one that
+    a person waits for does not."""
+    target = onnx_copy_path(base_path, settings, adapter_path)
+    merge = [] if adapter_path is None else ["--merge-adapter", str(Path(adapter_path).resolve())]
     with _build_lock:
         if (target / "genai_config.json").is_file():
             return target
@@ -92,6 +111,7 @@ def ensure_onnx_copy(
             sys.executable,
             "-m",
             "garden.engine.serving.onnx_kquant",  # the builder, its k-quant on every core
+            *merge,
             "-i",
             str(Path(base_path).resolve()),
             "-o",
@@ -100,7 +120,7 @@ def ensure_onnx_copy(
             str(partial / "cache"),
             *BUILDER_OPTIONS,
         ]
-        log.info("Building the int4 ONNX copy of %s in %s", base_path, target)
+        log.info("Building the int4 ONNX copy of %s in %s", adapter_path or base_path, target)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
         try:
             done = subprocess.run(

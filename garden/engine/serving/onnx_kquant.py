@@ -7,7 +7,8 @@ cores. Each block is quantized independently of every other, so this runner hand
 library's own function cache-sized slices of blocks on a thread pool (numpy releases the GIL in
 its loops) and joins the results: the same bytes, 2-3x sooner on two cores.
 
-Run as ``python -m garden.engine.serving.onnx_kquant <the builder's arguments>``.
+Run as ``python -m garden.engine.serving.onnx_kquant <the builder's arguments>``, with
+``--merge-adapter PATH`` to build the copy of a LoRA run: its adapter merged into the base first.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from __future__ import annotations
 import runpy
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from onnxruntime.quantization.neural_compressor import weight_only
 
+from garden.engine.export.merge import save_merged_adapter
 from garden.engine.serving.parallel import usable_cpus
 
 # 4,096 blocks of 32 values: each temporary is 512 KB, which stays in a core's L2 cache.
@@ -42,7 +45,23 @@ def parallel_k_quant(
     return q_weight, scale, zero_point
 
 
+def merge_first(arguments: list[str]) -> list[str]:
+    """The builder's arguments, its input made a merged copy of the LoRA run named by
+    ``--merge-adapter PATH`` (written under the builder's ``-c`` cache folder), if any."""
+    if "--merge-adapter" not in arguments:
+        return arguments
+    at = arguments.index("--merge-adapter")
+    adapter = Path(arguments[at + 1])
+    rest = arguments[:at] + arguments[at + 2 :]
+    source, cache = rest.index("-i") + 1, rest.index("-c") + 1
+    merged = Path(rest[cache]) / "merged"
+    save_merged_adapter(Path(rest[source]), adapter, merged)
+    rest[source] = str(merged)
+    return rest
+
+
 def main(arguments: list[str]) -> None:
+    arguments = merge_first(arguments)
     # The builder calls the "cuda" entry, which tries cupy and falls back to the numpy search.
     weight_only.quant_tensor_k_quant_cuda = parallel_k_quant
     sys.argv = ["onnxruntime_genai.models.builder", *arguments]
