@@ -88,6 +88,26 @@ def test_each_answer_goes_to_the_int4_copy_of_the_model_it_asks_for() -> None:
     assert route("vllm", base_copy, main, status, adapter, {}, run_copy) is main
 
 
+def test_a_run_s_int4_copy_is_kept_apart_from_its_base_s(tmp_path: Path) -> None:
+    """Named after the run, keyed by the adapter's weights too; the base's key is unchanged."""
+    from garden.config import Settings
+    from garden.engine.serving.onnx_build import onnx_copy_path
+
+    settings = Settings(_env_file=None, storage_root=tmp_path)
+    base, adapter = tmp_path / "base", tmp_path / "my-run" / "adapter"
+    for folder in (base, adapter):
+        folder.mkdir(parents=True)
+    (base / "model.safetensors").write_bytes(b"w")
+    (adapter / "adapter_model.safetensors").write_bytes(b"a")
+    base_copy = onnx_copy_path(base, settings)
+    run_copy = onnx_copy_path(base, settings, adapter)
+    assert base_copy.name.startswith("base-") and run_copy.name.startswith("my-run-")
+    assert base_copy.parent == run_copy.parent
+    (adapter / "adapter_model.safetensors").write_bytes(b"a resumed run")
+    assert onnx_copy_path(base, settings, adapter) != run_copy
+    assert onnx_copy_path(base, settings) == base_copy
+
+
 @dataclass
 class FakeVllm:
     """Only the two attributes ``lacks_lora`` reads off a vLLM backend."""

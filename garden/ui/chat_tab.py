@@ -179,7 +179,8 @@ class ChatPage:
                 list(BACKENDS),
                 value="auto",
                 label="Backend",
-                info="auto: vLLM when it can serve the model (transformers answers while it starts)",
+                info="auto: one stream from the int4 copy (a fine-tuned run's own, once built), many "
+                "from vLLM, transformers while they start",
                 scale=3,
                 elem_id="chat-backend",
             )

@@ -72,9 +72,12 @@ def onnx_copy_path(
     ``adapter_path``, the copy of that LoRA run, merged."""
     base = Path(base_path).resolve()
     fingerprint = hashlib.sha256(f"{base}:{COPY_VERSION}".encode())
-    folders = [base] if adapter_path is None else [base, Path(adapter_path).resolve()]
+    folders = [base]
+    if adapter_path is not None:  # the base's own key stays as it was before run copies
+        adapter = Path(adapter_path).resolve()
+        fingerprint.update(f"adapter:{adapter}".encode())
+        folders.append(adapter)
     for folder in folders:
-        fingerprint.update(str(folder).encode())
         for weights in sorted(folder.glob("*.safetensors")):
             stat = weights.stat()
             fingerprint.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
