@@ -33,6 +33,8 @@ PROCESS_TITLE = "garden-vllm-host"
 # live answers. An unprivileged process cannot lower it again, so once vLLM has taken over it
 # keeps serving at this niceness, which costs nothing unless other processes want the cores.
 WARM_UP_NICE = 10
+# vLLM's own log level in the host unless VLLM_LOGGING_LEVEL is set (e.g. to INFO to debug it).
+QUIET_LOGGING_LEVEL = "ERROR"
 
 
 def serve(
@@ -41,6 +43,9 @@ def serve(
     """The host's entry point: build the engine, report, then serve until told to stop;
     ``nice``: lower the host's CPU priority by that much first."""
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    # vLLM's INFO lines and one warning a weight for the fp32 models it serves in bf16 (122 lines
+    # for the default model) flooded the app's terminal at the first chat; its errors still show.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", QUIET_LOGGING_LEVEL)
     if nice > 0:
         with contextlib.suppress(OSError):
             os.nice(nice)
