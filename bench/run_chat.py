@@ -94,36 +94,33 @@ def main() -> None:
         lora = transformers.adapter(adapter_dir)
         speed = transformers.build_prompt(SPEED_QUESTION)
         asked = transformers.build_prompt([{"role": "user", "content": args.question}])
-        backend: Any = transformers._backend
-        one_stream(backend, speed, 8, lora)  # its adapter attached, first-call costs paid
-        results["transformers"] = one_stream(backend, speed, args.tokens, lora)
-        answers["transformers"] = answer_text(backend, asked, lora)
+
+        def measure(name: str, backend: Any, adapter: Any) -> None:
+            """Its first-call costs paid (an adapter attached), then the timed stream and the
+            answer to the run's question."""
+            one_stream(backend, speed, 8, adapter)
+            results[name] = one_stream(backend, speed, args.tokens, adapter)
+            answers[name] = answer_text(backend, asked, adapter)
+
+        measure("transformers", transformers._backend, lora)
         transformers.unload()
 
         start = time.perf_counter()
         run_copy = OnnxBackend(base, settings, adapter_path=str(adapter_dir))
         run_copy.start()
         build_s = round(time.perf_counter() - start, 1)
-        one_stream(run_copy, speed, 8, lora)
-        results["run_int4"] = one_stream(run_copy, speed, args.tokens, lora)
-        answers["run_int4"] = answer_text(run_copy, asked, lora)
+        measure("run_int4", run_copy, lora)
         run_copy.shutdown()
 
         base_copy = OnnxBackend(base, settings)
         base_copy.start()
-        one_stream(base_copy, speed, 8, None)
-        results["base_int4"] = one_stream(base_copy, speed, args.tokens, None)
-        answers["base_int4"] = answer_text(base_copy, asked, None)
+        measure("base_int4", base_copy, None)
         base_copy.shutdown()
 
         vllm = ChatEngine(base, "vllm", settings=settings, lora_rank=fitting_lora_rank(rank))
         vllm.load(wait=True, timeout=900)
         vllm.wait_loaded(900)
-        vllm_lora = vllm.adapter(adapter_dir)
-        backend = vllm._backend
-        one_stream(backend, speed, 8, vllm_lora)
-        results["vllm_lora"] = one_stream(backend, speed, args.tokens, vllm_lora)
-        answers["vllm_lora"] = answer_text(backend, asked, vllm_lora)
+        measure("vllm_lora", vllm._backend, vllm.adapter(adapter_dir))
         vllm.unload()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

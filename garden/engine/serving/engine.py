@@ -29,6 +29,7 @@ from garden.engine.serving.prompts import load_chat_tokenizer, prompt_ids
 from garden.engine.serving.targets import (
     adapter_base,
     adapter_rank,
+    adapter_run_name,
     check_adapter,
 )
 from garden.engine.serving.tool_calls import with_tool_calls
@@ -256,7 +257,7 @@ class ChatEngine(BackendHandover):
             if key in self._adapters:
                 return self._adapters[key]
         check_adapter(path, self.base_path)
-        name = path.parent.name if path.name == "adapter" else path.name
+        name = adapter_run_name(path)
         with self._lock:
             adapter = Adapter(
                 name=f"{name}-{len(self._adapters) + 1}",

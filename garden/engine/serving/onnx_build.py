@@ -29,6 +29,7 @@ from pathlib import Path
 
 from garden.config import Settings
 from garden.engine.export.gguf import byte_level_tokenizer
+from garden.engine.serving.targets import adapter_run_name
 from garden.engine.training.procs import die_with_parent
 from garden.errors import ModelLoadError
 
@@ -81,14 +82,8 @@ def onnx_copy_path(
         for weights in sorted(folder.glob("*.safetensors")):
             stat = weights.stat()
             fingerprint.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    name = base.name if adapter_path is None else run_folder_name(Path(adapter_path))
+    name = base.name if adapter_path is None else adapter_run_name(Path(adapter_path).resolve())
     return settings.models_path / CACHE_FOLDER / f"{name}-{fingerprint.hexdigest()[:12]}"
-
-
-def run_folder_name(adapter_path: Path) -> str:
-    """A LoRA run's name from its adapter folder (``<run>/adapter`` or the folder itself)."""
-    resolved = adapter_path.resolve()
-    return resolved.parent.name if resolved.name == "adapter" else resolved.name
 
 
 def ensure_onnx_copy(

@@ -49,6 +49,11 @@ def adapter_base(adapter_dir: Path) -> str | None:
     return base or None
 
 
+def adapter_run_name(adapter_dir: Path) -> str:
+    """The name of the run an adapter belongs to (``<run>/adapter``, or the folder itself)."""
+    return adapter_dir.parent.name if adapter_dir.name == "adapter" else adapter_dir.name
+
+
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks
 
 
